@@ -1,0 +1,75 @@
+//! `lightsnap freeze-and-snap PATH`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::cloud::lightsail::SdkLightsail;
+use crate::cloud::validate;
+use crate::exit_code::ExitCode;
+use crate::signals::Signals;
+use crate::snap::{self, plan::Method};
+
+/// Freeze the filesystem at PATH, snapshot its Lightsail disk, thaw.
+#[derive(Debug, Args)]
+pub struct FreezeAndSnap {
+    /// A path on the filesystem to snapshot (its mount point, or any file or directory on it).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The Lightsail disk behind PATH (default: found through the instance metadata).
+    #[arg(long, value_name = "NAME")]
+    pub disk_name: Option<String>,
+    /// The snapshot name (default: <disk>-<yyyymmdd-hhmmss>, UTC).
+    #[arg(long, value_name = "NAME")]
+    pub snapshot_name: Option<String>,
+    /// A tag for the snapshot, as KEY=VALUE; repeat for more.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// How to pause writes: freeze (falling back to unmount where freezing is not
+    /// supported), freeze only, or unmount.
+    #[arg(long, value_enum, default_value_t = Method::Auto)]
+    pub method: Method,
+    /// The longest writes may be paused; past it the filesystem is thawed and the call
+    /// abandoned.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::parse_duration)]
+    pub freeze_timeout: Duration,
+    /// Take the snapshot even if the filesystem cannot be frozen or unmounted (tagged
+    /// lightsnap:consistency=crash).
+    #[arg(long)]
+    pub allow_crash_consistent: bool,
+    /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    validate::parse_tag(text).map_err(|e| e.to_string())
+}
+
+impl FreezeAndSnap {
+    /// Runs it.
+    pub fn run(self, run_dir: &Path) -> Result<ExitCode> {
+        let opts = snap::Options {
+            paths: self.paths,
+            disk_name: self.disk_name,
+            snapshot_name: self.snapshot_name,
+            tags: self.tags,
+            method: self.method,
+            freeze_timeout: self.freeze_timeout,
+            allow_crash_consistent: self.allow_crash_consistent,
+            run_dir: run_dir.to_path_buf(),
+        };
+        // Bad input fails before anything else, even before the SDK reads its configuration.
+        snap::validate_options(&opts)?;
+        let region = self.region;
+        crate::runtime()?.block_on(async move {
+            let mut signals = Signals::install()?;
+            let api = SdkLightsail::from_env(region).await?;
+            let report = snap::freeze_and_snap(&api, &opts, &mut signals).await?;
+            print!("{report}");
+            Ok(ExitCode::Success)
+        })
+    }
+}

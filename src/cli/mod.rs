@@ -1,0 +1,116 @@
+//! The command line: one clap enum, one file per subcommand, each with `run(self)`.
+
+mod freeze_and_snap;
+mod thaw;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::exit_code::ExitCode;
+use crate::runstate::DEFAULT_RUN_DIR;
+
+/// Exit codes, as `--help` shows them. Kept next to the enum's numbers by a test.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success
+  1    unexpected failure
+  2    usage error or invalid input (nothing was touched)
+  3    path, disk or instance not found
+  4    not a filesystem on a block device
+  5    busy (another run holds the lock, or the mount is in use)
+  6    already frozen by someone else (left as it was)
+  7    permission denied (not root, or outside LIGHTSNAP_CONFINE_TO)
+  10   Lightsail refused the request
+  11   Lightsail refused the credentials
+  12   Lightsail throttled, failed, or could not be reached
+  13   freeze deadline passed (thawed, call abandoned)
+  14   partial or unverified result
+  129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
+
+/// Consistent snapshots of Amazon Lightsail disks from inside the instance.
+#[derive(Debug, Parser)]
+#[command(name = "lightsnap", version, about, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Say more (-v: progress, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Where the lock and the recovery record are kept (a tmpfs, never a filesystem to freeze).
+    #[arg(long, global = true, env = "LIGHTSNAP_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Freeze the filesystem at PATH, snapshot its Lightsail disk, thaw.
+    FreezeAndSnap(freeze_and_snap::FreezeAndSnap),
+    /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
+    Thaw(thaw::Thaw),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> Result<ExitCode> {
+        match self.command {
+            Command::FreezeAndSnap(c) => c.run(&self.run_dir),
+            Command::Thaw(c) => c.run(&self.run_dir),
+        }
+    }
+}
+
+/// Parses a duration written as `500ms`, `10s`, `2m`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}: write a duration such as 500ms, 10s or 2m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_help_lists_every_exit_code() {
+        use ExitCode::*;
+        for code in [
+            Success,
+            Failure,
+            Usage,
+            NotFound,
+            Unsupported,
+            Busy,
+            AlreadyFrozen,
+            Permission,
+            ApiRejected,
+            ApiAuth,
+            ApiUnavailable,
+            DeadlineExceeded,
+            Partial,
+        ] {
+            let needle = format!("\n  {:<4} ", code.code());
+            assert!(
+                EXIT_CODES_HELP.contains(&needle)
+                    || (code == Success && EXIT_CODES_HELP.contains("  0    ")),
+                "{code:?} missing from the help"
+            );
+        }
+        assert!(EXIT_CODES_HELP.contains("129/130/143"));
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
+        assert!(parse_duration("10").is_err());
+    }
+}

@@ -1,0 +1,472 @@
+//! The Lightsail API as lightsnap uses it: a small trait ([`Lightsail`]) over plain types, so
+//! the orchestration can be tested without a network, and its implementation on the real SDK
+//! ([`SdkLightsail`]), with every SDK error sorted into the classes callers branch on
+//! ([`ApiErrorKind`]).
+
+use std::time::Duration;
+
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_lightsail::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_lightsail::types::{OperationStatus, Tag};
+
+/// A Lightsail disk, as far as lightsnap cares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DiskInfo {
+    /// Disk name.
+    pub name: String,
+    /// The device path Lightsail reports (`/dev/xvdf`).
+    pub path: Option<String>,
+    /// The instance it is attached to.
+    pub attached_to: Option<String>,
+    /// Whether it is attached.
+    pub is_attached: bool,
+    /// Whether it is an instance's system disk.
+    pub is_system_disk: bool,
+    /// `<account>/vol-...`.
+    pub support_code: Option<String>,
+}
+
+/// A Lightsail instance, as far as lightsnap cares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceInfo {
+    /// Instance name.
+    pub name: String,
+    /// `<account>/<ec2 instance id>`.
+    pub support_code: Option<String>,
+    /// Its disks, the system disk included.
+    pub disks: Vec<DiskInfo>,
+}
+
+/// What a disk snapshot is taken of.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum Source {
+    /// A block storage disk, by name (`diskName`).
+    Disk(String),
+    /// An instance's system volume (`instanceName`).
+    SystemVolume(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Disk(d) => write!(f, "disk {d}"),
+            Source::SystemVolume(i) => write!(f, "system volume of instance {i}"),
+        }
+    }
+}
+
+/// One CreateDiskSnapshot call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotRequest {
+    /// What to snapshot.
+    pub source: Source,
+    /// The snapshot name.
+    pub name: String,
+    /// Tags, already validated.
+    pub tags: Vec<(String, String)>,
+}
+
+/// A disk snapshot as GetDiskSnapshot describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotInfo {
+    /// Snapshot name.
+    pub name: String,
+    /// `pending`, `completed`, `error`.
+    pub state: String,
+    /// `"42%"`.
+    pub progress: Option<String>,
+    /// Its tags.
+    pub tags: Vec<(String, String)>,
+}
+
+/// The operation a create call started.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OperationInfo {
+    /// Operation id.
+    pub id: Option<String>,
+    /// Operation status (`Succeeded`, `Started`, ...).
+    pub status: Option<String>,
+}
+
+/// The classes of API failure, each with its own exit code and advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiErrorKind {
+    /// The service refused the request as invalid (InvalidInputException, ...).
+    Rejected,
+    /// The named disk, instance or snapshot does not exist.
+    NotFound,
+    /// Credentials missing, wrong, expired, or not allowed.
+    Auth,
+    /// Throttled, even after retries.
+    Throttled,
+    /// The service failed or is not ready (ServiceException, 5xx, setup in progress).
+    Unavailable,
+    /// No answer in time.
+    Timeout,
+    /// No connection, or the connection broke.
+    Network,
+    /// The call was accepted but its operation reports `Failed`.
+    OperationFailed,
+}
+
+/// An API call that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("Lightsail {operation} failed: {}{message}", .code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct ApiError {
+    /// The operation (`CreateDiskSnapshot`).
+    pub operation: &'static str,
+    /// Its class.
+    pub kind: ApiErrorKind,
+    /// The service's error code, when it sent one.
+    pub code: Option<String>,
+    /// What was said.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Whether the service says the snapshot name is taken: on our own retry, proof that an
+    /// earlier attempt of the same call landed.
+    pub fn name_exists(&self) -> bool {
+        self.kind == ApiErrorKind::Rejected && self.message.contains("already exist")
+    }
+
+    /// Whether the request may have reached the service and taken effect anyway.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(
+            self.kind,
+            ApiErrorKind::Timeout | ApiErrorKind::Network | ApiErrorKind::Unavailable
+        )
+    }
+
+    /// What an operator should do about it.
+    pub fn advice(&self) -> &'static str {
+        match self.kind {
+            ApiErrorKind::Rejected => "check the names and tags given",
+            ApiErrorKind::NotFound => {
+                "check the disk or instance name, and that the region (AWS_REGION) is the instance's"
+            }
+            ApiErrorKind::Auth => {
+                "check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and that they allow lightsail:CreateDiskSnapshot"
+            }
+            ApiErrorKind::Throttled => "the account is being throttled; try again in a minute",
+            ApiErrorKind::Unavailable => "Lightsail is failing or not ready; try again later",
+            ApiErrorKind::Timeout => {
+                "Lightsail did not answer in time; check the network, or raise --freeze-timeout"
+            }
+            ApiErrorKind::Network => "Lightsail could not be reached; check the network and endpoint",
+            ApiErrorKind::OperationFailed => "Lightsail could not take the snapshot; see the error details",
+        }
+    }
+}
+
+/// The Lightsail operations lightsnap calls. Implemented on the SDK, and by fakes in tests.
+#[allow(async_fn_in_trait)]
+pub trait Lightsail {
+    /// GetDisk.
+    async fn get_disk(&self, name: &str) -> Result<DiskInfo, ApiError>;
+    /// GetInstances, every page.
+    async fn get_instances(&self) -> Result<Vec<InstanceInfo>, ApiError>;
+    /// GetDiskSnapshot; `Ok(None)` when there is no such snapshot.
+    async fn get_disk_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, ApiError>;
+    /// CreateDiskSnapshot, every attempt within `budget`.
+    async fn create_disk_snapshot(
+        &self,
+        request: &SnapshotRequest,
+        budget: Duration,
+    ) -> Result<OperationInfo, ApiError>;
+    /// TagResource.
+    async fn tag_resource(&self, name: &str, tags: &[(String, String)]) -> Result<(), ApiError>;
+}
+
+/// The real thing, on `aws-sdk-lightsail`.
+#[derive(Debug, Clone)]
+pub struct SdkLightsail {
+    client: aws_sdk_lightsail::Client,
+}
+
+/// Timeouts for calls made outside the frozen window.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl SdkLightsail {
+    /// Region, endpoint and credentials the standard way (`AWS_REGION`, `AWS_PROFILE`,
+    /// `AWS_ENDPOINT_URL_LIGHTSAIL`, the shared config files); `region` overrides. Credentials
+    /// come from the environment or the profile only: never from IMDS, which on Lightsail has
+    /// none to give and would only add a slow failure.
+    pub async fn from_env(region: Option<String>) -> anyhow::Result<Self> {
+        let credentials = CredentialsProviderChain::first_try(
+            "Environment",
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        )
+        .or_else(
+            "Profile",
+            aws_config::profile::ProfileFileCredentialsProvider::builder().build(),
+        );
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .credentials_provider(credentials)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_timeout(PREPARE_TIMEOUT)
+                    .build(),
+            );
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        let config = loader.load().await;
+        if config.region().is_none() {
+            anyhow::bail!("no AWS region: set AWS_REGION or `region` in the AWS profile");
+        }
+        Ok(Self {
+            client: aws_sdk_lightsail::Client::new(&config),
+        })
+    }
+}
+
+/// Timeouts and retries that fit every attempt of a call inside `budget`.
+fn budget_config(budget: Duration) -> aws_sdk_lightsail::config::Builder {
+    let attempt = (budget / 2).max(Duration::from_millis(100));
+    aws_sdk_lightsail::config::Builder::default()
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(attempt.min(Duration::from_secs(2)))
+                .operation_attempt_timeout(attempt)
+                .operation_timeout(budget)
+                .build(),
+        )
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(20))
+                .with_max_backoff((budget / 10).max(Duration::from_millis(20))),
+        )
+}
+
+fn classify<E>(
+    operation: &'static str,
+    err: SdkError<E, aws_sdk_lightsail::config::http::HttpResponse>,
+) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = DisplayErrorContext(&err).to_string();
+    let (kind, code) = match &err {
+        SdkError::TimeoutError(_) => (ApiErrorKind::Timeout, None),
+        SdkError::DispatchFailure(d) if d.is_timeout() => (ApiErrorKind::Timeout, None),
+        SdkError::DispatchFailure(_) => (ApiErrorKind::Network, None),
+        SdkError::ResponseError(r) => {
+            let kind = if r.raw().status().is_server_error() {
+                ApiErrorKind::Unavailable
+            } else {
+                ApiErrorKind::Network
+            };
+            (kind, None)
+        }
+        SdkError::ServiceError(s) => {
+            let code = s.err().code().map(str::to_string);
+            let kind = match code.as_deref() {
+                Some("InvalidInputException" | "OperationFailureException") => {
+                    ApiErrorKind::Rejected
+                }
+                Some("NotFoundException") => ApiErrorKind::NotFound,
+                Some(
+                    "AccessDeniedException"
+                    | "UnauthenticatedException"
+                    | "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "ExpiredTokenException"
+                    | "ExpiredToken"
+                    | "MissingAuthenticationTokenException"
+                    | "InvalidClientTokenId"
+                    | "SignatureDoesNotMatch",
+                ) => ApiErrorKind::Auth,
+                Some(
+                    "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded",
+                ) => ApiErrorKind::Throttled,
+                _ if s.raw().status().is_client_error() && code.is_some() => ApiErrorKind::Rejected,
+                _ => ApiErrorKind::Unavailable,
+            };
+            (kind, code)
+        }
+        _ => {
+            // Construction failures and credential errors surface here.
+            let kind = if message.contains("credentials") {
+                ApiErrorKind::Auth
+            } else {
+                ApiErrorKind::Network
+            };
+            (kind, None)
+        }
+    };
+    let message = match &err {
+        SdkError::ServiceError(s) => s.err().message().map(str::to_string).unwrap_or(message),
+        _ => message,
+    };
+    ApiError {
+        operation,
+        kind,
+        code,
+        message,
+    }
+}
+
+fn disk_info(d: &aws_sdk_lightsail::types::Disk) -> DiskInfo {
+    DiskInfo {
+        name: d.name().unwrap_or_default().to_string(),
+        path: d.path().map(str::to_string),
+        attached_to: d.attached_to().map(str::to_string),
+        is_attached: d.is_attached().unwrap_or(false),
+        is_system_disk: d.is_system_disk().unwrap_or(false),
+        support_code: d.support_code().map(str::to_string),
+    }
+}
+
+fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn sdk_tags(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+impl Lightsail for SdkLightsail {
+    async fn get_disk(&self, name: &str) -> Result<DiskInfo, ApiError> {
+        let out = self
+            .client
+            .get_disk()
+            .disk_name(name)
+            .send()
+            .await
+            .map_err(|e| classify("GetDisk", e))?;
+        out.disk().map(disk_info).ok_or_else(|| ApiError {
+            operation: "GetDisk",
+            kind: ApiErrorKind::NotFound,
+            code: None,
+            message: format!("no disk named {name} in the answer"),
+        })
+    }
+
+    async fn get_instances(&self) -> Result<Vec<InstanceInfo>, ApiError> {
+        let mut instances = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .get_instances()
+                .set_page_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("GetInstances", e))?;
+            instances.extend(out.instances().iter().map(|i| {
+                InstanceInfo {
+                    name: i.name().unwrap_or_default().to_string(),
+                    support_code: i.support_code().map(str::to_string),
+                    disks: i
+                        .hardware()
+                        .map(|h| h.disks().iter().map(disk_info).collect())
+                        .unwrap_or_default(),
+                }
+            }));
+            match out.next_page_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(instances)
+    }
+
+    async fn get_disk_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, ApiError> {
+        match self
+            .client
+            .get_disk_snapshot()
+            .disk_snapshot_name(name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.disk_snapshot().map(|s| SnapshotInfo {
+                name: s.name().unwrap_or_default().to_string(),
+                state: s
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                progress: s.progress().map(str::to_string),
+                tags: tags_of(s.tags()),
+            })),
+            Err(e) => {
+                let err = classify("GetDiskSnapshot", e);
+                if err.kind == ApiErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn create_disk_snapshot(
+        &self,
+        request: &SnapshotRequest,
+        budget: Duration,
+    ) -> Result<OperationInfo, ApiError> {
+        let mut call = self
+            .client
+            .create_disk_snapshot()
+            .disk_snapshot_name(&request.name)
+            .set_tags(Some(sdk_tags(&request.tags)));
+        call = match &request.source {
+            Source::Disk(d) => call.disk_name(d),
+            Source::SystemVolume(i) => call.instance_name(i),
+        };
+        let out = call
+            .customize()
+            .config_override(budget_config(budget))
+            .send()
+            .await
+            .map_err(|e| classify("CreateDiskSnapshot", e))?;
+        let op = out.operations().first();
+        if let Some(failed) = out
+            .operations()
+            .iter()
+            .find(|o| o.status() == Some(&OperationStatus::Failed))
+        {
+            return Err(ApiError {
+                operation: "CreateDiskSnapshot",
+                kind: ApiErrorKind::OperationFailed,
+                code: failed.error_code().map(str::to_string),
+                message: failed
+                    .error_details()
+                    .unwrap_or("the operation reports status Failed")
+                    .to_string(),
+            });
+        }
+        Ok(OperationInfo {
+            id: op.and_then(|o| o.id()).map(str::to_string),
+            status: op.and_then(|o| o.status()).map(|s| s.as_str().to_string()),
+        })
+    }
+
+    async fn tag_resource(&self, name: &str, tags: &[(String, String)]) -> Result<(), ApiError> {
+        self.client
+            .tag_resource()
+            .resource_name(name)
+            .set_tags(Some(sdk_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| classify("TagResource", e))?;
+        Ok(())
+    }
+}

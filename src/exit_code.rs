@@ -1,0 +1,169 @@
+//! Exit codes: a documented enum, chosen in `main` from the root cause of a failure so that
+//! scripts, hooks and timers can branch on what went wrong without parsing messages.
+
+use crate::cloud::lightsail::{ApiError, ApiErrorKind};
+use crate::cloud::validate::InvalidInput;
+use crate::kernel::freeze::{FreezeError, ThawError};
+use crate::kernel::guard::OutsideConfinement;
+use crate::kernel::unmount::UnmountError;
+
+/// What a lightsnap run ended with. The numbers are part of the interface: never reuse one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Done.
+    Success = 0,
+    /// An unexpected failure (a bug, or something not classified below).
+    Failure = 1,
+    /// Bad command line or invalid input (snapshot name, tag, duration): nothing was touched.
+    Usage = 2,
+    /// The path, mount, disk or instance was not found.
+    NotFound = 3,
+    /// The path is on a filesystem lightsnap cannot snapshot consistently (no block device).
+    Unsupported = 4,
+    /// Busy: another lightsnap run holds the lock, or a mount to unmount is in use.
+    Busy = 5,
+    /// The filesystem is already frozen by someone else; lightsnap left it as it was.
+    AlreadyFrozen = 6,
+    /// Not permitted: not root, or refused by the confinement guard.
+    Permission = 7,
+    /// Lightsail refused the request (invalid input, operation failed).
+    ApiRejected = 10,
+    /// Lightsail did not accept the credentials.
+    ApiAuth = 11,
+    /// Lightsail throttled, failed, could not be reached or did not answer.
+    ApiUnavailable = 12,
+    /// The freeze deadline passed: the filesystem was thawed before the call returned.
+    DeadlineExceeded = 13,
+    /// Some snapshots were taken and some were not, or one exists whose point in time is
+    /// not known to be inside the frozen window (tagged `lightsnap:consistency=unverified`).
+    Partial = 14,
+    /// Stopped by SIGHUP (after thawing).
+    Hangup = 129,
+    /// Stopped by SIGINT (after thawing).
+    Interrupted = 130,
+    /// Stopped by SIGTERM (after thawing).
+    Terminated = 143,
+}
+
+impl ExitCode {
+    /// The code for an error, from the first typed cause in its chain.
+    pub fn of(err: &anyhow::Error) -> ExitCode {
+        for cause in err.chain() {
+            if let Some(e) = cause.downcast_ref::<Failure>() {
+                return e.code;
+            }
+            if let Some(e) = cause.downcast_ref::<ApiError>() {
+                return Self::of_api(e);
+            }
+            if cause.downcast_ref::<InvalidInput>().is_some() {
+                return ExitCode::Usage;
+            }
+            if let Some(e) = cause.downcast_ref::<FreezeError>() {
+                return match e {
+                    FreezeError::AlreadyFrozen(_) => ExitCode::AlreadyFrozen,
+                    FreezeError::NotSupported(_) => ExitCode::Unsupported,
+                    FreezeError::PermissionDenied(_) | FreezeError::Outside(_) => {
+                        ExitCode::Permission
+                    }
+                    FreezeError::Open(..) | FreezeError::Other(..) => ExitCode::Failure,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<ThawError>() {
+                return match e {
+                    ThawError::PermissionDenied(_) | ThawError::Outside(_) => ExitCode::Permission,
+                    _ => ExitCode::Failure,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<UnmountError>() {
+                return match e {
+                    UnmountError::Busy { .. } => ExitCode::Busy,
+                    UnmountError::Outside(_) => ExitCode::Permission,
+                    UnmountError::Other(..) => ExitCode::Failure,
+                };
+            }
+            if cause.downcast_ref::<OutsideConfinement>().is_some() {
+                return ExitCode::Permission;
+            }
+            if let Some(e) = cause.downcast_ref::<clap::Error>() {
+                return if e.use_stderr() {
+                    ExitCode::Usage
+                } else {
+                    ExitCode::Success
+                };
+            }
+        }
+        ExitCode::Failure
+    }
+
+    /// The code for an API failure class.
+    pub fn of_api(e: &ApiError) -> ExitCode {
+        match e.kind {
+            ApiErrorKind::Rejected | ApiErrorKind::OperationFailed => ExitCode::ApiRejected,
+            ApiErrorKind::NotFound => ExitCode::NotFound,
+            ApiErrorKind::Auth => ExitCode::ApiAuth,
+            ApiErrorKind::Throttled
+            | ApiErrorKind::Unavailable
+            | ApiErrorKind::Timeout
+            | ApiErrorKind::Network => ExitCode::ApiUnavailable,
+        }
+    }
+
+    /// The number the process exits with.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// A failure that already knows its exit code (usage errors found by lightsnap itself, a
+/// deadline, a signal, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// The exit code.
+    pub code: ExitCode,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with `code`.
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// `bail!` with an exit code.
+#[macro_export]
+macro_rules! fail {
+    ($code:expr, $($arg:tt)*) => {
+        return Err($crate::exit_code::Failure::new($code, format!($($arg)*)).into())
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn the_root_cause_picks_the_code_through_context() {
+        let err = Err::<(), _>(ApiError {
+            operation: "CreateDiskSnapshot",
+            kind: ApiErrorKind::Auth,
+            code: Some("UnrecognizedClientException".into()),
+            message: "bad key".into(),
+        })
+        .context("taking the snapshot")
+        .unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::ApiAuth);
+        let err = Err::<(), _>(FreezeError::AlreadyFrozen("/data".into()))
+            .context("freezing")
+            .unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::AlreadyFrozen);
+        assert_eq!(ExitCode::of(&anyhow::anyhow!("plain")), ExitCode::Failure);
+    }
+}

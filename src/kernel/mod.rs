@@ -1,0 +1,22 @@
+//! The kernel side: everything lightsnap asks of the Linux kernel directly.
+//!
+//! Mount table parsing ([`mountinfo`]), FIFREEZE/FITHAW ([`freeze`], built on the raw ioctls
+//! in a private module), the unmount/remount fallback ([`unmount`]), finding who holds a mount
+//! ([`holders`]), and the confinement guard ([`guard`]) every freeze, thaw and unmount passes.
+//! Nothing here talks to the network or knows about Lightsail.
+
+pub mod freeze;
+pub mod guard;
+pub mod holders;
+mod ioctl;
+pub mod mountinfo;
+pub mod unmount;
+
+use std::path::Path;
+
+/// `syncfs(2)` on the filesystem holding `path`: flush its dirty data before freezing, so the
+/// freeze itself has little left to write and the frozen window stays short.
+pub fn syncfs(path: &Path) -> std::io::Result<()> {
+    let dir = std::fs::File::open(path)?;
+    nix::unistd::syncfs(&dir).map_err(std::io::Error::from)
+}

@@ -1,0 +1,26 @@
+//! lightsnap: consistent snapshots of Amazon Lightsail disks from inside the instance.
+//!
+//! The kernel side ([`kernel`]: mounts, freeze, unmount), the cloud side ([`cloud`]: the
+//! Lightsail API, the instance metadata), and the orchestration that joins them ([`snap`]:
+//! plan → freeze → snapshot → thaw) are separate modules, each testable on its own. The
+//! [`watchdog`] is the process that makes the freeze ioctls and thaws whatever happens to the
+//! agent.
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod cloud;
+pub mod exit_code;
+pub mod kernel;
+pub mod logbuf;
+pub mod runstate;
+pub mod signals;
+pub mod snap;
+pub mod watchdog;
+
+/// The async runtime: one thread is all lightsnap needs, and keeps its memory small.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

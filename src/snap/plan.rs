@@ -1,0 +1,298 @@
+//! Planning: from the paths an operator typed to what will be quiesced and which API call will
+//! be made, with every check that can fail done here, before anything is touched.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cloud::imds::Identity;
+use crate::cloud::lightsail::{ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, Source};
+use crate::exit_code::{ExitCode, Failure};
+use crate::fail;
+use crate::kernel::mountinfo::{self, Mount};
+
+/// How a target is made consistent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Freeze where the filesystem can be frozen, else unmount.
+    #[default]
+    Auto,
+    /// Freeze, and fail where that is not possible.
+    Freeze,
+    /// Unmount and remount, even where freezing would work.
+    Unmount,
+}
+
+/// What a target's consistency rests on; also the value of its `lightsnap:consistency` tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Frozen with FIFREEZE around the call.
+    Frozen,
+    /// Unmounted around the call.
+    Unmounted,
+    /// The superblock is read-only: nothing could write.
+    Readonly,
+    /// Nothing paused writes (`--allow-crash-consistent`).
+    Crash,
+    /// A snapshot exists, but whether it was taken inside the frozen window is not known.
+    Unverified,
+}
+
+impl Consistency {
+    /// The tag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Frozen => "frozen",
+            Consistency::Unmounted => "unmounted",
+            Consistency::Readonly => "readonly",
+            Consistency::Crash => "crash",
+            Consistency::Unverified => "unverified",
+        }
+    }
+}
+
+/// The tag key that labels a snapshot's consistency.
+pub const CONSISTENCY_TAG: &str = "lightsnap:consistency";
+
+/// Filesystem types known to have no freeze support: planned as unmounts from the start.
+const UNFREEZABLE: &[&str] = &["vfat", "msdos", "exfat", "fuseblk", "ntfs3", "ntfs"];
+
+/// Filesystems that are never on a block device of this instance, whatever their source says.
+const NETWORK_OR_VIRTUAL: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "ceph",
+    "glusterfs",
+    "9p",
+    "virtiofs",
+    "overlay",
+    "tmpfs",
+    "ramfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "squashfs",
+];
+
+/// A path resolved to a mount on a block device.
+#[derive(Debug, Clone, Serialize)]
+pub struct Located {
+    /// The path as given.
+    pub path: PathBuf,
+    /// The mount it is on.
+    pub mount: Mount,
+    /// The block device behind the mount.
+    pub block_device: PathBuf,
+}
+
+/// Resolves `path` to its mount and block device, refusing what lightsnap cannot snapshot.
+pub fn locate(path: &Path, mounts: &[Mount]) -> Result<Located> {
+    if !path.exists() {
+        fail!(
+            ExitCode::NotFound,
+            "{}: no such file or directory; give a path on the filesystem to snapshot",
+            path.display()
+        );
+    }
+    let resolved = mountinfo::resolve(path, mounts)?;
+    let mount = resolved.mount;
+    let fs = &mount.fstype;
+    let block_device = mount.block_device();
+    let network =
+        NETWORK_OR_VIRTUAL.contains(&fs.as_str()) || (mount.is_fuse() && mount.fstype != "fuseblk");
+    let Some(block_device) = block_device.filter(|_| !network) else {
+        fail!(
+            ExitCode::Unsupported,
+            "{} is on {} ({} from {}), which is not a filesystem on a block device of this instance: there is no Lightsail disk behind it to snapshot",
+            path.display(),
+            mount.mount_point.display(),
+            fs,
+            mount.source
+        );
+    };
+    Ok(Located {
+        path: path.to_path_buf(),
+        mount,
+        block_device,
+    })
+}
+
+/// The method that will be tried first for a mount.
+pub fn first_method(mount: &Mount, asked: Method) -> Result<Option<crate::runstate::Quiesce>> {
+    use crate::runstate::Quiesce;
+    if mount.is_read_only() {
+        return Ok(None);
+    }
+    Ok(Some(match asked {
+        Method::Unmount => Quiesce::Unmount,
+        Method::Freeze => Quiesce::Freeze,
+        Method::Auto if UNFREEZABLE.contains(&mount.fstype.as_str()) => Quiesce::Unmount,
+        Method::Auto => Quiesce::Freeze,
+    }))
+}
+
+/// Finds the Lightsail disk behind `block_device`: the disk named by the operator, else the
+/// disk of this instance whose `path` is the device (the system disk meaning the system
+/// volume). `identity` is asked only when it is needed.
+pub async fn find_source<A, F>(
+    api: &A,
+    disk_name: Option<&str>,
+    block_device: &Path,
+    identity: F,
+) -> Result<(Source, DiskInfo)>
+where
+    A: Lightsail,
+    F: std::future::Future<Output = Result<Identity>>,
+{
+    if let Some(name) = disk_name {
+        let disk = match api.get_disk(name).await {
+            Ok(d) => d,
+            Err(e) if e.kind == ApiErrorKind::NotFound => fail!(
+                ExitCode::NotFound,
+                "there is no Lightsail disk named {name} in this region; check --disk-name and AWS_REGION ({})",
+                e.message
+            ),
+            Err(e) => return Err(e).context(format!("looking up disk {name}")),
+        };
+        if !disk.is_attached {
+            fail!(
+                ExitCode::NotFound,
+                "Lightsail disk {name} is not attached to any instance, so it cannot be behind {}; check --disk-name",
+                block_device.display()
+            );
+        }
+        return Ok((Source::Disk(name.to_string()), disk));
+    }
+    let identity = identity
+        .await
+        .context("finding which Lightsail instance this is (give --disk-name to skip this)")?;
+    let instances = api
+        .get_instances()
+        .await
+        .context("listing Lightsail instances to find this one")?;
+    let me = this_instance(&instances, &identity)?;
+    let disk = me
+        .disks
+        .iter()
+        .find(|d| same_device(d.path.as_deref(), block_device))
+        .cloned();
+    let Some(disk) = disk else {
+        let known: Vec<String> = me
+            .disks
+            .iter()
+            .map(|d| format!("{} at {}", d.name, d.path.as_deref().unwrap_or("?")))
+            .collect();
+        fail!(
+            ExitCode::NotFound,
+            "no disk of Lightsail instance {} is at {}; its disks: {}; name the disk with --disk-name",
+            me.name,
+            block_device.display(),
+            known.join(", ")
+        );
+    };
+    let source = if disk.is_system_disk {
+        Source::SystemVolume(me.name.clone())
+    } else {
+        Source::Disk(disk.name.clone())
+    };
+    Ok((source, disk))
+}
+
+/// The Lightsail instance whose `supportCode` ends in this EC2 instance id.
+pub fn this_instance<'a>(
+    instances: &'a [InstanceInfo],
+    identity: &Identity,
+) -> Result<&'a InstanceInfo> {
+    let suffix = format!("/{}", identity.instance_id);
+    instances
+        .iter()
+        .find(|i| i.support_code.as_deref().is_some_and(|c| c.ends_with(&suffix)))
+        .ok_or_else(|| {
+            Failure::new(
+                ExitCode::NotFound,
+                format!(
+                    "no Lightsail instance in this region and account has instance id {} (region {} by the metadata service); check AWS_REGION and the credentials' account",
+                    identity.instance_id, identity.region
+                ),
+            )
+            .into()
+        })
+}
+
+/// Whether Lightsail's device path names the same device as the mount's block device.
+fn same_device(lightsail_path: Option<&str>, block_device: &Path) -> bool {
+    let Some(p) = lightsail_path else {
+        return false;
+    };
+    let p = Path::new(p);
+    p == block_device || p.canonicalize().is_ok_and(|c| c == block_device)
+}
+
+/// The default snapshot name: `<disk>-<UTC yyyymmdd-hhmmss>`.
+pub fn default_snapshot_name(source: &Source, now: std::time::SystemTime) -> String {
+    let base = match source {
+        Source::Disk(d) => d.clone(),
+        Source::SystemVolume(i) => format!("{i}-system"),
+    };
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+    format!("{base}-{}-{}", &digits[..8], &digits[8..14])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(name: &str, code: &str, disks: &[(&str, &str, bool)]) -> InstanceInfo {
+        InstanceInfo {
+            name: name.into(),
+            support_code: Some(code.into()),
+            disks: disks
+                .iter()
+                .map(|(n, p, sys)| DiskInfo {
+                    name: n.to_string(),
+                    path: Some(p.to_string()),
+                    attached_to: Some(name.into()),
+                    is_attached: true,
+                    is_system_disk: *sys,
+                    support_code: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_instance_is_found_by_support_code_suffix() {
+        let list = vec![
+            instance("a", "1234/i-0aaa", &[]),
+            instance("b", "1234/i-0bbb", &[]),
+        ];
+        let id = Identity {
+            instance_id: "i-0bbb".into(),
+            region: "us-east-1".into(),
+            availability_zone: "us-east-1a".into(),
+        };
+        assert_eq!(this_instance(&list, &id).unwrap().name, "b");
+        let other = Identity {
+            instance_id: "i-0ccc".into(),
+            ..id
+        };
+        let err = this_instance(&list, &other).unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
+    }
+
+    #[test]
+    fn default_names_are_valid_and_dated() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        let name = default_snapshot_name(&Source::Disk("data-1".into()), t);
+        assert_eq!(name, "data-1-20261118-110640");
+        crate::cloud::validate::name("snapshot name", &name).unwrap();
+        let sys = default_snapshot_name(&Source::SystemVolume("web".into()), t);
+        assert!(sys.starts_with("web-system-"));
+    }
+}

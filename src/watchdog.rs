@@ -1,0 +1,487 @@
+//! The watchdog: the process that freezes and thaws, and that outlives the agent.
+//!
+//! It is the agent's own binary started with a hidden subcommand before anything is frozen
+//! (a fresh process, not a `fork` of a multi-threaded one). The agent asks it, over a pipe, to
+//! freeze and thaw each mount; because the watchdog itself makes the FIFREEZE calls, it knows
+//! exactly what it froze and can never thaw what someone else froze. It thaws everything it
+//! froze when
+//! - the deadline passes (the agent is stuck),
+//! - its command pipe reaches end-of-file (the agent died, even by SIGKILL: the kernel closes
+//!   the agent's end), or it cannot write a reply (the same, seen from the other pipe),
+//! - it gets SIGINT, SIGTERM or SIGHUP (it is in its own process group, so a terminal's Ctrl-C
+//!   reaches only the agent, but `systemctl stop` signals the whole cgroup).
+//!
+//! While anything is frozen it must not block on the frozen filesystem: it writes no logs and
+//! no files (stderr is /dev/null), keeps its memory locked, and talks only through pipes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::freeze::{FreezeError, MountHandle, OutsideOrOpen, ThawError};
+
+/// The hidden subcommand that runs the watchdog.
+pub const SUBCOMMAND: &str = "__watchdog";
+
+/// Agent → watchdog.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Request {
+    /// First message: what to open, and how long anything may stay frozen.
+    Init {
+        mounts: Vec<PathBuf>,
+        deadline_ms: u64,
+    },
+    Freeze(usize),
+    Thaw(usize),
+    Done,
+}
+
+/// Watchdog → agent.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Reply {
+    Ready {
+        memory_locked: bool,
+    },
+    OpenFailed {
+        index: usize,
+        outside: bool,
+        message: String,
+    },
+    Frozen,
+    FreezeFailed {
+        kind: FreezeKind,
+        message: String,
+    },
+    Thawed {
+        was_frozen: bool,
+        by_deadline: bool,
+    },
+    ThawFailed {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum FreezeKind {
+    AlreadyFrozen,
+    NotSupported,
+    PermissionDenied,
+    Other,
+}
+
+/// How a thaw went, as the watchdog saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thawed {
+    /// Whether it was frozen when asked (false: already thawed by the deadline, or never
+    /// frozen).
+    pub was_frozen: bool,
+    /// Whether the watchdog's deadline thawed it before the agent asked.
+    pub by_deadline: bool,
+}
+
+/// The agent's side of the watchdog.
+#[derive(Debug)]
+pub struct Watchdog {
+    child: Child,
+    to: ChildStdin,
+    from: BufReader<ChildStdout>,
+    /// Whether the watchdog locked its memory.
+    pub memory_locked: bool,
+}
+
+impl Watchdog {
+    /// Starts the watchdog on `mounts` with a `deadline` counted from its first freeze. Fails
+    /// (nothing frozen) if a mount cannot be opened or is outside the confinement.
+    pub fn start(mounts: &[PathBuf], deadline: Duration) -> Result<Self> {
+        // /proc/self/exe still runs this binary if a package upgrade replaced the file.
+        let mut child = Command::new("/proc/self/exe")
+            .arg(SUBCOMMAND)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting the watchdog process")?;
+        let to = child.stdin.take().context("watchdog stdin")?;
+        let from = BufReader::new(child.stdout.take().context("watchdog stdout")?);
+        let mut watchdog = Self {
+            child,
+            to,
+            from,
+            memory_locked: false,
+        };
+        let reply = watchdog.ask(&Request::Init {
+            mounts: mounts.to_vec(),
+            deadline_ms: deadline.as_millis() as u64,
+        })?;
+        match reply {
+            Reply::Ready { memory_locked } => watchdog.memory_locked = memory_locked,
+            Reply::OpenFailed {
+                outside, message, ..
+            } => {
+                let _ = watchdog.finish();
+                if outside {
+                    return Err(crate::exit_code::Failure::new(
+                        crate::exit_code::ExitCode::Permission,
+                        message,
+                    )
+                    .into());
+                }
+                bail!("{message}");
+            }
+            other => bail!("watchdog answered {other:?} to its start"),
+        }
+        Ok(watchdog)
+    }
+
+    fn ask(&mut self, request: &Request) -> Result<Reply> {
+        let mut line = serde_json::to_string(request)?;
+        line.push('\n');
+        self.to
+            .write_all(line.as_bytes())
+            .context("the watchdog is gone (writing to it)")?;
+        let mut answer = String::new();
+        let n = self
+            .from
+            .read_line(&mut answer)
+            .context("the watchdog is gone (reading from it)")?;
+        if n == 0 {
+            bail!("the watchdog is gone (it closed its pipe)");
+        }
+        serde_json::from_str(&answer).with_context(|| format!("watchdog said {answer:?}"))
+    }
+
+    /// Asks the watchdog to freeze mount `index`. `Err(Ok(e))` is the kernel's refusal;
+    /// `Err(Err(e))` means the watchdog is gone (and the mount may or may not be frozen).
+    pub fn freeze(&mut self, index: usize, path: &std::path::Path) -> Result<(), FreezeOrLost> {
+        match self.ask(&Request::Freeze(index)) {
+            Ok(Reply::Frozen) => Ok(()),
+            Ok(Reply::FreezeFailed { kind, message }) => {
+                let path = path.to_path_buf();
+                Err(FreezeOrLost::Freeze(match kind {
+                    FreezeKind::AlreadyFrozen => FreezeError::AlreadyFrozen(path),
+                    FreezeKind::NotSupported => FreezeError::NotSupported(path),
+                    FreezeKind::PermissionDenied => FreezeError::PermissionDenied(path),
+                    FreezeKind::Other => FreezeError::Other(path, message),
+                }))
+            }
+            Ok(other) => Err(FreezeOrLost::Lost(anyhow::anyhow!(
+                "watchdog answered {other:?} to a freeze"
+            ))),
+            Err(e) => Err(FreezeOrLost::Lost(e)),
+        }
+    }
+
+    /// Asks the watchdog to thaw mount `index`.
+    pub fn thaw(&mut self, index: usize) -> Result<Thawed> {
+        match self.ask(&Request::Thaw(index))? {
+            Reply::Thawed {
+                was_frozen,
+                by_deadline,
+            } => Ok(Thawed {
+                was_frozen,
+                by_deadline,
+            }),
+            Reply::ThawFailed { message } => bail!("{message}"),
+            other => bail!("watchdog answered {other:?} to a thaw"),
+        }
+    }
+
+    /// Tells the watchdog it is no longer needed and waits for it to exit. It thaws anything
+    /// still frozen on the way out, and says so with a non-zero exit.
+    pub fn finish(mut self) -> Result<()> {
+        let _ = writeln!(self.to, "{}", serde_json::to_string(&Request::Done)?);
+        drop(self.to);
+        let status = self.child.wait().context("waiting for the watchdog")?;
+        if !status.success() {
+            bail!("the watchdog exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+/// A freeze through the watchdog that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FreezeOrLost {
+    /// The kernel refused.
+    #[error(transparent)]
+    Freeze(FreezeError),
+    /// The watchdog is gone.
+    #[error(transparent)]
+    Lost(anyhow::Error),
+}
+
+/// The watchdog process itself (`lightsnap __watchdog`). Never returns.
+pub fn run() -> ! {
+    let code = match serve() {
+        Ok(clean) => i32::from(!clean),
+        Err(_) => 2,
+    };
+    std::process::exit(code)
+}
+
+struct State {
+    handles: Vec<MountHandle>,
+    /// Indices frozen by us, in freezing order.
+    frozen: Vec<usize>,
+    deadline: Duration,
+    deadline_at: Option<Instant>,
+    thawed_by_deadline: Vec<usize>,
+    clean: bool,
+}
+
+impl State {
+    /// Thaws everything we froze, newest first; remembers failures for the exit code.
+    fn thaw_all(&mut self, by_deadline: bool) {
+        while let Some(i) = self.frozen.pop() {
+            match self.handles[i].thaw() {
+                Ok(()) | Err(ThawError::NotFrozen(_)) => {}
+                Err(_) => self.clean = false,
+            }
+            if by_deadline {
+                self.thawed_by_deadline.push(i);
+            }
+        }
+        self.deadline_at = None;
+    }
+
+    fn handle(&mut self, request: Request) -> Option<Reply> {
+        Some(match request {
+            Request::Init { .. } => Reply::ThawFailed {
+                message: "init sent twice".into(),
+            },
+            Request::Freeze(i) if i >= self.handles.len() || self.frozen.contains(&i) => {
+                Reply::FreezeFailed {
+                    kind: FreezeKind::Other,
+                    message: format!("bad freeze request for mount {i}"),
+                }
+            }
+            Request::Freeze(i) => match self.handles[i].freeze() {
+                Ok(()) => {
+                    self.frozen.push(i);
+                    self.deadline_at
+                        .get_or_insert_with(|| Instant::now() + self.deadline);
+                    Reply::Frozen
+                }
+                Err(e) => Reply::FreezeFailed {
+                    kind: match e {
+                        FreezeError::AlreadyFrozen(_) => FreezeKind::AlreadyFrozen,
+                        FreezeError::NotSupported(_) => FreezeKind::NotSupported,
+                        FreezeError::PermissionDenied(_) => FreezeKind::PermissionDenied,
+                        _ => FreezeKind::Other,
+                    },
+                    message: e.to_string(),
+                },
+            },
+            Request::Thaw(i) => {
+                let by_deadline = self.thawed_by_deadline.contains(&i);
+                match self.frozen.iter().position(|&f| f == i) {
+                    None => Reply::Thawed {
+                        was_frozen: false,
+                        by_deadline,
+                    },
+                    Some(pos) => {
+                        self.frozen.remove(pos);
+                        if self.frozen.is_empty() {
+                            self.deadline_at = None;
+                        }
+                        match self.handles[i].thaw() {
+                            Ok(()) => Reply::Thawed {
+                                was_frozen: true,
+                                by_deadline: false,
+                            },
+                            Err(ThawError::NotFrozen(_)) => Reply::Thawed {
+                                was_frozen: false,
+                                by_deadline: false,
+                            },
+                            Err(e) => {
+                                self.clean = false;
+                                Reply::ThawFailed {
+                                    message: e.to_string(),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Request::Done => return None,
+        })
+    }
+}
+
+/// `Ok(true)` when everything frozen was thawed cleanly.
+fn serve() -> Result<bool> {
+    // Signals become readable events, so the loop below sees them between two polls and
+    // thaws before exiting.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals.thread_block()?;
+    let signal_fd = SignalFd::new(&signals)?;
+
+    let stdin = std::io::stdin();
+    let stdin_fd = stdin.as_fd();
+    let mut stdout = std::io::stdout().lock();
+    let mut input = LineReader::default();
+
+    // The first line opens the mounts.
+    let Some(Request::Init {
+        mounts,
+        deadline_ms,
+    }) = input.next_request(stdin_fd)?
+    else {
+        bail!("expected an init request");
+    };
+    let mut handles = Vec::with_capacity(mounts.len());
+    for (index, m) in mounts.iter().enumerate() {
+        match MountHandle::open(m) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                let reply = Reply::OpenFailed {
+                    index,
+                    outside: matches!(e, OutsideOrOpen::Outside(_)),
+                    message: e.to_string(),
+                };
+                send(&mut stdout, &reply)?;
+                return Ok(true);
+            }
+        }
+    }
+    // Locked memory: a page fault that needs a read from a frozen filesystem's swap file or
+    // from our own binary's pages would be a bad time to block.
+    let memory_locked = nix::sys::mman::mlockall(
+        nix::sys::mman::MlockAllFlags::MCL_CURRENT | nix::sys::mman::MlockAllFlags::MCL_FUTURE,
+    )
+    .is_ok();
+    let mut state = State {
+        handles,
+        frozen: Vec::new(),
+        deadline: Duration::from_millis(deadline_ms),
+        deadline_at: None,
+        thawed_by_deadline: Vec::new(),
+        clean: true,
+    };
+    if send(&mut stdout, &Reply::Ready { memory_locked }).is_err() {
+        return Ok(true);
+    }
+
+    loop {
+        // Requests already buffered are served before polling again.
+        while let Some(request) = input.buffered_request()? {
+            match state.handle(request) {
+                Some(reply) => {
+                    if send(&mut stdout, &reply).is_err() {
+                        state.thaw_all(false);
+                        return Ok(state.clean);
+                    }
+                }
+                None => {
+                    state.thaw_all(false);
+                    return Ok(state.clean);
+                }
+            }
+        }
+        let timeout = match state.deadline_at {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+                    .unwrap_or(PollTimeout::ZERO)
+            }
+        };
+        let mut fds = [
+            PollFd::new(stdin_fd, PollFlags::POLLIN),
+            PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                state.thaw_all(false);
+                return Err(e.into());
+            }
+            Ok(_) => {}
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        if ready(&fds[1]) {
+            state.thaw_all(false);
+            return Ok(state.clean);
+        }
+        if ready(&fds[0]) {
+            if !input.fill(stdin_fd)? {
+                // End of file: the agent is gone.
+                state.thaw_all(false);
+                return Ok(state.clean);
+            }
+            continue;
+        }
+        if state.deadline_at.is_some_and(|at| Instant::now() >= at) {
+            state.thaw_all(true);
+        }
+    }
+}
+
+fn send(out: &mut impl Write, reply: &Reply) -> Result<()> {
+    let mut line = serde_json::to_string(reply)?;
+    line.push('\n');
+    out.write_all(line.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads newline-separated requests from a raw descriptor without ever buffering past what
+/// `poll` can see.
+#[derive(Default)]
+struct LineReader {
+    buffer: Vec<u8>,
+}
+
+impl LineReader {
+    /// Reads what is there; `false` at end of file.
+    fn fill(&mut self, fd: BorrowedFd<'_>) -> Result<bool> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match nix::unistd::read(fd, &mut chunk) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.buffer.extend_from_slice(&chunk[..n]);
+                    return Ok(true);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn buffered_request(&mut self) -> Result<Option<Request>> {
+        let Some(end) = self.buffer.iter().position(|&b| b == b'\n') else {
+            return Ok(None);
+        };
+        let line: Vec<u8> = self.buffer.drain(..=end).collect();
+        Ok(Some(serde_json::from_slice(&line)?))
+    }
+
+    /// Blocks until one whole request is there (only for the first one).
+    fn next_request(&mut self, fd: BorrowedFd<'_>) -> Result<Option<Request>> {
+        loop {
+            if let Some(r) = self.buffered_request()? {
+                return Ok(Some(r));
+            }
+            if !self.fill(fd)? {
+                return Ok(None);
+            }
+        }
+    }
+}
