@@ -1,0 +1,507 @@
+//! The test harness for lightsnap's black-box tests: scratch directories, loop-device
+//! filesystems the tests make themselves, a fake Lightsail seeded with them, a writer process,
+//! and the built `lightsnap` binary run against all of it.
+//!
+//! Safety rules enforced here, not left to each test:
+//! - every run of lightsnap is confined (`LIGHTSNAP_CONFINE_TO`) to the test's own scratch
+//!   directory, so a path-resolution bug cannot freeze the host;
+//! - the test process never writes to a filesystem while lightsnap may have it frozen; it asks
+//!   whether a filesystem is frozen with [`LoopFs::is_frozen`], which cannot block;
+//! - everything is cleaned up on drop, panics included: thaw, unmount, detach.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use fake_lightsail::{Fake, Fault, FaultKind, Options, Seed};
+
+/// Whether root-only tests can run. In CI they must: there, not being root fails the test.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} needs root, and CI runs as root: refusing to skip it there"
+    );
+    eprintln!("skipping {test}: it needs root (loop devices, mount, FIFREEZE)");
+    false
+}
+
+/// Fails (in CI) or skips (elsewhere) when a tool is missing; `scripts/test` installs them.
+pub fn tool_or_skip(test: &str, tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} needs {tool}; scripts/test installs it"
+    );
+    eprintln!("skipping {test}: {tool} is not installed (scripts/test installs it)");
+    false
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}:\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A scratch directory, which is also the confinement directory of every lightsnap run.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A new scratch directory under the system temp dir.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lightsnap-test-")
+            .tempdir()
+            .expect("scratch dir");
+        Self { dir }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Filesystem kinds the tests make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsKind {
+    Ext4,
+    Xfs,
+    Btrfs,
+    /// ntfs-3g: a FUSE block filesystem (`fuseblk`) whose FIFREEZE answers EOPNOTSUPP.
+    Ntfs,
+}
+
+impl FsKind {
+    pub fn mkfs_tool(self) -> &'static str {
+        match self {
+            FsKind::Ext4 => "mkfs.ext4",
+            FsKind::Xfs => "mkfs.xfs",
+            FsKind::Btrfs => "mkfs.btrfs",
+            FsKind::Ntfs => "mkntfs",
+        }
+    }
+
+    fn size_mb(self) -> u64 {
+        match self {
+            // mkfs.xfs refuses filesystems under 300 MB.
+            FsKind::Xfs => 320,
+            FsKind::Btrfs => 128,
+            _ => 64,
+        }
+    }
+}
+
+/// A filesystem on a loop device over an image file in the scratch directory, mounted there.
+pub struct LoopFs {
+    pub kind: FsKind,
+    pub image: PathBuf,
+    pub device: PathBuf,
+    pub mount_point: PathBuf,
+    mounted: bool,
+}
+
+impl LoopFs {
+    /// Makes, attaches and mounts a filesystem named `name` in `scratch`.
+    pub fn create(scratch: &Scratch, name: &str, kind: FsKind) -> Self {
+        let image = scratch.path().join(format!("{name}.img"));
+        let mount_point = scratch.path().join(name);
+        std::fs::create_dir_all(&mount_point).unwrap();
+        let file = std::fs::File::create(&image).unwrap();
+        file.set_len(kind.size_mb() << 20).unwrap();
+        drop(file);
+        let mut mkfs = Command::new(kind.mkfs_tool());
+        match kind {
+            FsKind::Ext4 => mkfs.args(["-q", "-F"]),
+            FsKind::Xfs => mkfs.args(["-q", "-f"]),
+            FsKind::Btrfs => mkfs.args(["-q", "-f"]),
+            FsKind::Ntfs => mkfs.args(["-q", "-F", "-f"]),
+        };
+        run(mkfs.arg(&image));
+        let out = run(Command::new("losetup").args(["--find", "--show"]).arg(&image));
+        let device = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let mut fs = Self {
+            kind,
+            image,
+            device,
+            mount_point,
+            mounted: false,
+        };
+        fs.mount();
+        fs
+    }
+
+    /// Mounts it (again).
+    pub fn mount(&mut self) {
+        let mut cmd = Command::new("mount");
+        if self.kind == FsKind::Ntfs {
+            cmd.args(["-t", "ntfs-3g"]);
+        }
+        run(cmd.arg(&self.device).arg(&self.mount_point));
+        self.mounted = true;
+    }
+
+    /// Its line in the mount table, if mounted.
+    pub fn mountinfo(&self) -> Option<lightsnap::kernel::mountinfo::Mount> {
+        lightsnap::kernel::mountinfo::read()
+            .unwrap()
+            .into_iter()
+            .rev()
+            .find(|m| m.mount_point == self.mount_point)
+    }
+
+    /// Whether the filesystem is frozen, asked without any risk of blocking: FIFREEZE says
+    /// EBUSY when it is; when it is not, the probe froze it and thaws it at once. Only ever
+    /// used on the test's own filesystem while no lightsnap run is using it.
+    pub fn is_frozen(&self) -> bool {
+        use lightsnap::kernel::freeze::{FreezeError, MountHandle};
+        let handle = MountHandle::open(&self.mount_point).expect("open mount point");
+        match handle.freeze() {
+            Err(FreezeError::AlreadyFrozen(_)) => true,
+            Ok(()) => {
+                handle.thaw().expect("thaw after probe");
+                false
+            }
+            Err(e) => panic!("probing {}: {e}", self.mount_point.display()),
+        }
+    }
+
+    /// Whether the mount table shows it mounted.
+    pub fn is_mounted(&self) -> bool {
+        self.mountinfo().is_some()
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        // Thaw first: unmounting a frozen filesystem would block. Errors are expected here
+        // (not frozen, not mounted) and ignored: this is cleanup after a test that may have
+        // failed anywhere.
+        let _ = Command::new("fsfreeze")
+            .arg("-u")
+            .arg(&self.mount_point)
+            .stderr(Stdio::null())
+            .status();
+        if self.mounted {
+            let ok = Command::new("umount")
+                .arg(&self.mount_point)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.mount_point)
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let _ = Command::new("losetup")
+            .arg("-d")
+            .arg(&self.device)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The fake instance's EC2 id.
+pub const INSTANCE_ID: &str = "i-0123456789abcdef0";
+/// The fake instance's name.
+pub const INSTANCE: &str = "web-1";
+
+/// A seed with instance `web-1` and one disk per `(name, device)`, each attached to it and
+/// backed by its device; `system` names a device to declare the instance's system disk.
+pub fn seed(disks: &[(&str, &Path)], system: Option<&Path>) -> Seed {
+    let mut toml = format!(
+        "self_instance = \"{INSTANCE}\"\n[[instances]]\nname = \"{INSTANCE}\"\ninstance_id = \"{INSTANCE_ID}\"\n"
+    );
+    if let Some(dev) = system {
+        toml.push_str(&format!(
+            "system_disk = {{ name = \"{INSTANCE}-system\", path = \"{d}\", size_gb = 1, backing = \"{d}\" }}\n",
+            d = dev.display()
+        ));
+    }
+    for (name, dev) in disks {
+        toml.push_str(&format!(
+            "[[disks]]\nname = \"{name}\"\npath = \"{d}\"\nattached_to = \"{INSTANCE}\"\nsize_gb = 1\nbacking = \"{d}\"\n",
+            d = dev.display()
+        ));
+    }
+    Seed::from_toml_str(&toml).expect("seed")
+}
+
+/// Starts a fake Lightsail with `seed`, keeping snapshots in `scratch/snapshots`.
+pub fn fake(scratch: &Scratch, seed: Seed) -> Fake {
+    let dir = scratch.path().join("snapshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut opts = Options::new(seed, dir);
+    opts.snapshot_duration = Duration::ZERO;
+    Fake::start(opts).expect("fake lightsail")
+}
+
+/// The built lightsnap binary, set up to talk to `fake` and confined to `scratch`.
+pub fn lightsnap(scratch: &Scratch, fake: &Fake) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lightsnap"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LIGHTSNAP_CONFINE_TO", scratch.path())
+        .env("LIGHTSNAP_RUN_DIR", scratch.path().join("run"))
+        .env("AWS_ENDPOINT_URL_LIGHTSAIL", fake.endpoint())
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", fake_lightsail::DEFAULT_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", fake_lightsail::DEFAULT_SECRET_KEY)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// What a finished lightsnap run said.
+pub struct RunResult {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for RunResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs a prepared lightsnap command to the end.
+pub fn finish(cmd: &mut Command) -> RunResult {
+    let out = cmd.output().expect("running lightsnap");
+    RunResult {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The CreateDiskSnapshot calls the fake received.
+pub fn create_calls(fake: &Fake) -> Vec<fake_lightsail::Call> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.operation == "CreateDiskSnapshot")
+        .collect()
+}
+
+/// Waits (bounded) until the fake has received a CreateDiskSnapshot call.
+pub fn wait_for_create_call(fake: &Fake, within: Duration) {
+    let until = Instant::now() + within;
+    while create_calls(fake).is_empty() {
+        assert!(
+            Instant::now() < until,
+            "no CreateDiskSnapshot call within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits (bounded) until a filesystem is thawed; returns how long it took.
+pub fn wait_thawed(fs: &LoopFs, within: Duration) -> Duration {
+    let start = Instant::now();
+    while fs.is_frozen() {
+        assert!(
+            start.elapsed() < within,
+            "{} still frozen after {within:?}",
+            fs.mount_point.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// A writer process appending fsynced, checksummed records to a file, acknowledging each.
+pub struct Writer {
+    child: Child,
+    acks: mpsc::Receiver<(u64, f64)>,
+    /// Every acknowledgement received so far: (sequence number, unix ms after fsync).
+    pub seen: Vec<(u64, f64)>,
+    pub file: PathBuf,
+}
+
+impl Writer {
+    /// Starts writing to `file` and returns once `warmup` records are acknowledged.
+    pub fn start(file: &Path, warmup: usize) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/writer.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(file)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting the writer");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, acks) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut parts = line.split_whitespace();
+                let seq = parts.next().and_then(|s| s.parse().ok());
+                let ms = parts.next().and_then(|s| s.parse().ok());
+                if let (Some(seq), Some(ms)) = (seq, ms) {
+                    if tx.send((seq, ms)).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut writer = Self {
+            child,
+            acks,
+            seen: Vec::new(),
+            file: file.to_path_buf(),
+        };
+        for _ in 0..warmup {
+            writer.next_ack(Duration::from_secs(30));
+        }
+        writer
+    }
+
+    /// Waits (bounded) for the next acknowledgement: proof the filesystem takes writes.
+    pub fn next_ack(&mut self, within: Duration) -> (u64, f64) {
+        let ack = self
+            .acks
+            .recv_timeout(within)
+            .unwrap_or_else(|e| panic!("the writer acknowledged nothing within {within:?}: {e}"));
+        self.seen.push(ack);
+        ack
+    }
+
+    /// Stops the writer, keeping every acknowledgement it made.
+    pub fn stop(mut self) -> Vec<(u64, f64)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        while let Ok(ack) = self.acks.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(ack);
+        }
+        self.seen
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Checks a snapshot image: fsck-clean, and holding every record acknowledged before `cut`
+/// (unix ms), each complete with a valid checksum, numbered without gaps. Returns how many
+/// records the image holds.
+pub fn verify_image(
+    scratch: &Scratch,
+    kind: FsKind,
+    image: &Path,
+    acks: &[(u64, f64)],
+    cut: f64,
+) -> usize {
+    match kind {
+        FsKind::Ext4 => {
+            run(Command::new("e2fsck").arg("-fn").arg(image));
+        }
+        FsKind::Xfs => {
+            run(Command::new("xfs_repair").args(["-n", "-f"]).arg(image));
+        }
+        _ => {}
+    }
+    let out = run(Command::new("losetup").args(["--find", "--show", "--read-only"]).arg(image));
+    let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = scratch.path().join(format!(
+        "verify-{}",
+        image.file_stem().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let options = match kind {
+        // The image is a copy: same UUID as the live filesystem, and nothing to replay.
+        FsKind::Xfs => "ro,nouuid,norecovery",
+        FsKind::Ext4 => "ro,noload",
+        _ => "ro",
+    };
+    let mounted = Command::new("mount")
+        .args(["-o", options])
+        .arg(&device)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = if mounted.status.success() {
+        let text = std::fs::read_to_string(dir.join("records.log"));
+        let _ = Command::new("umount").arg(&dir).status();
+        text
+    } else {
+        Err(std::io::Error::other(String::from_utf8_lossy(&mounted.stderr).into_owned()))
+    };
+    let _ = Command::new("losetup").arg("-d").arg(&device).status();
+    let text = text.unwrap_or_else(|e| panic!("reading records from {}: {e}", image.display()));
+
+    let mut count = 0u64;
+    for line in text.lines() {
+        let (body, digest) = line.rsplit_once(' ').expect("record has a checksum");
+        let want = sha256_hex(body.as_bytes());
+        assert_eq!(&want[..16], digest, "record {count} is torn or corrupt: {line:?}");
+        let seq: u64 = body.split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(seq, count, "records are numbered without gaps");
+        count += 1;
+    }
+    let must_have: Vec<u64> = acks.iter().filter(|(_, t)| *t < cut).map(|(s, _)| *s).collect();
+    assert!(
+        !must_have.is_empty(),
+        "the writer acknowledged nothing before the snapshot: the test proves nothing"
+    );
+    let last = *must_have.iter().max().unwrap();
+    assert!(
+        count > last,
+        "record {last} was acknowledged before the snapshot call but the image holds only {count} records"
+    );
+    count as usize
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The device number of a path, for checking two paths are on one filesystem.
+pub fn dev_of(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().dev()
+}
+
+/// Unmounts a path on drop (a tmpfs or other mount a test made).
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).stderr(Stdio::null()).status();
+    }
+}

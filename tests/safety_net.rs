@@ -1,0 +1,389 @@
+//! The safety net: a filesystem lightsnap froze is always thawed — at the deadline, on a
+//! signal, when lightsnap is killed — and one it did not freeze is never thawed. Every test
+//! here freezes only a loop filesystem it made, and the fake Lightsail decides when (or
+//! whether) the snapshot call returns. Root only; CI runs them as root.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn hang_create(fake: &Fake) {
+    fake.add_fault(Fault {
+        operation: Some("CreateDiskSnapshot".into()),
+        kind: FaultKind::Hang,
+        count: None,
+    });
+}
+
+fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning lightsnap")
+}
+
+fn wait_result(child: Child) -> RunResult {
+    let out = child.wait_with_output().unwrap();
+    RunResult {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+}
+
+struct Setup {
+    scratch: Scratch,
+    fs: LoopFs,
+    fake: Fake,
+}
+
+fn setup(test: &str) -> Option<Setup> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    let scratch = Scratch::new();
+    let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
+    let fake = fake(&scratch, seed(&[("data-1", &fs.device)], None));
+    Some(Setup { scratch, fs, fake })
+}
+
+fn snap(s: &Setup) -> Command {
+    let mut cmd = lightsnap(&s.scratch, &s.fake);
+    cmd.args(["freeze-and-snap", "--disk-name", "data-1"])
+        .arg(&s.fs.mount_point);
+    cmd
+}
+
+#[test]
+fn the_deadline_thaws_while_the_call_hangs() {
+    let Some(s) = setup("the_deadline_thaws_while_the_call_hangs") else {
+        return;
+    };
+    hang_create(&s.fake);
+    let result = finish(snap(&s).args(["--freeze-timeout", "700ms"]));
+    assert_eq!(result.code, 13, "{result:?}");
+    assert!(result.stderr.contains("--freeze-timeout"), "{result:?}");
+    assert!(!s.fs.is_frozen());
+    assert_eq!(create_calls(&s.fake).len(), 1, "the call was made, then abandoned");
+}
+
+#[test]
+fn sigkill_of_lightsnap_while_frozen_is_thawed_by_the_watchdog_20_times() {
+    let Some(s) = setup("sigkill_of_lightsnap_while_frozen_is_thawed_by_the_watchdog_20_times")
+    else {
+        return;
+    };
+    hang_create(&s.fake);
+    let deadline = Duration::from_secs(30);
+    for round in 0..20 {
+        let before = create_calls(&s.fake).len();
+        let child = spawn(snap(&s).args(["--freeze-timeout", "30s"]));
+        // Frozen once the fake has the call.
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while create_calls(&s.fake).len() == before {
+            assert!(std::time::Instant::now() < until, "round {round}: no call");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+        let result = wait_result(child);
+        assert_eq!(result.code, -1, "killed by a signal: {result:?}");
+        // Far inside the 30 s deadline: the watchdog saw its pipe close.
+        let took = wait_thawed(&s.fs, Duration::from_secs(1));
+        assert!(took < deadline, "round {round}");
+    }
+}
+
+fn stop_signal_thaws_first(test: &str, signal: nix::sys::signal::Signal, code: i32) {
+    let Some(s) = setup(test) else {
+        return;
+    };
+    hang_create(&s.fake);
+    let child = spawn(snap(&s).args(["--freeze-timeout", "30s"]));
+    wait_for_create_call(&s.fake, Duration::from_secs(30));
+    kill(child.id(), signal);
+    let result = wait_result(child);
+    assert_eq!(result.code, code, "{result:?}");
+    assert!(result.stderr.contains("after thawing"), "{result:?}");
+    assert!(!s.fs.is_frozen());
+    assert!(
+        !s.scratch.path().join("run/recovery.json").exists(),
+        "record cleared"
+    );
+}
+
+#[test]
+fn sigint_while_frozen_thaws_then_exits_130() {
+    stop_signal_thaws_first(
+        "sigint_while_frozen_thaws_then_exits_130",
+        nix::sys::signal::Signal::SIGINT,
+        130,
+    );
+}
+
+#[test]
+fn sigterm_while_frozen_thaws_then_exits_143() {
+    stop_signal_thaws_first(
+        "sigterm_while_frozen_thaws_then_exits_143",
+        nix::sys::signal::Signal::SIGTERM,
+        143,
+    );
+}
+
+#[test]
+fn sighup_while_frozen_thaws_then_exits_129() {
+    stop_signal_thaws_first(
+        "sighup_while_frozen_thaws_then_exits_129",
+        nix::sys::signal::Signal::SIGHUP,
+        129,
+    );
+}
+
+#[test]
+fn output_to_a_file_on_the_frozen_filesystem_does_not_hang() {
+    let Some(s) = setup("output_to_a_file_on_the_frozen_filesystem_does_not_hang") else {
+        return;
+    };
+    let log = s.fs.mount_point.join("lightsnap.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let status = snap(&s)
+        .args(["-vv", "--snapshot-name", "logged", "--freeze-timeout", "5s"])
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    // Exit 0, not 13: had a log line blocked on the frozen filesystem, only the deadline
+    // would have freed it.
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("snapshot logged of disk data-1"), "{text}");
+    assert!(text.contains("window:"), "the debug line from inside the window: {text}");
+    assert!(!s.fs.is_frozen());
+}
+
+#[test]
+fn a_filesystem_someone_else_froze_is_refused_and_left_frozen() {
+    let Some(s) = setup("a_filesystem_someone_else_froze_is_refused_and_left_frozen") else {
+        return;
+    };
+    run(Command::new("fsfreeze").arg("-f").arg(&s.fs.mount_point));
+    let result = finish(&mut snap(&s));
+    let still_frozen = s.fs.is_frozen();
+    run(Command::new("fsfreeze").arg("-u").arg(&s.fs.mount_point));
+    assert_eq!(result.code, 6, "{result:?}");
+    assert!(result.stderr.contains("already frozen by someone else"), "{result:?}");
+    assert!(still_frozen, "lightsnap must not thaw what it did not freeze");
+    assert!(create_calls(&s.fake).is_empty(), "fail closed: no snapshot");
+
+    // With --allow-crash-consistent the snapshot is taken, labelled, and the freeze kept.
+    run(Command::new("fsfreeze").arg("-f").arg(&s.fs.mount_point));
+    let result = finish(snap(&s).args(["--allow-crash-consistent", "--snapshot-name", "crash-1"]));
+    let still_frozen = s.fs.is_frozen();
+    run(Command::new("fsfreeze").arg("-u").arg(&s.fs.mount_point));
+    assert_eq!(result.code, 0, "{result:?}");
+    assert!(still_frozen);
+    let calls = create_calls(&s.fake);
+    let tags = calls[0].body["tags"].as_array().unwrap();
+    assert!(tags
+        .iter()
+        .any(|t| t["key"] == "lightsnap:consistency" && t["value"] == "crash"));
+}
+
+/// The watchdog's pid: the child of `agent` running `__watchdog`.
+fn watchdog_of(agent: u32) -> u32 {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(agent) && String::from_utf8_lossy(&cmdline).contains("__watchdog") {
+            return pid;
+        }
+    }
+    panic!("no watchdog child of {agent}");
+}
+
+#[test]
+fn thaw_recover_thaws_what_a_dead_run_left_frozen() {
+    let Some(s) = setup("thaw_recover_thaws_what_a_dead_run_left_frozen") else {
+        return;
+    };
+    hang_create(&s.fake);
+    let child = spawn(snap(&s).args(["--freeze-timeout", "60s"]));
+    wait_for_create_call(&s.fake, Duration::from_secs(30));
+    // Both processes die at once: nothing is left to thaw but the recovery record.
+    let watchdog = watchdog_of(child.id());
+    kill(watchdog, nix::sys::signal::Signal::SIGKILL);
+    kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_result(child);
+    // The agent may have noticed the dead watchdog before its own death only by chance; the
+    // filesystem is most likely still frozen. Recover either way.
+    let recover = finish(lightsnap(&s.scratch, &s.fake).args(["thaw", "--recover"]));
+    assert_eq!(recover.code, 0, "{recover:?}");
+    assert!(
+        recover.stdout.contains(&format!("{}", s.fs.mount_point.display())),
+        "{recover:?}"
+    );
+    assert!(!s.fs.is_frozen());
+    let again = finish(lightsnap(&s.scratch, &s.fake).args(["thaw", "--recover"]));
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("nothing to recover"), "{again:?}");
+}
+
+#[test]
+fn thaw_path_says_whether_it_was_frozen() {
+    let Some(s) = setup("thaw_path_says_whether_it_was_frozen") else {
+        return;
+    };
+    run(Command::new("fsfreeze").arg("-f").arg(&s.fs.mount_point));
+    let first = finish(lightsnap(&s.scratch, &s.fake).arg("thaw").arg(&s.fs.mount_point));
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(first.stdout.contains("it was frozen"), "{first:?}");
+    assert!(!s.fs.is_frozen());
+    let second = finish(lightsnap(&s.scratch, &s.fake).arg("thaw").arg(&s.fs.mount_point));
+    assert_eq!(second.code, 0);
+    assert!(second.stdout.contains("was not frozen"), "{second:?}");
+}
+
+#[test]
+fn the_guard_refuses_mounts_outside_the_confinement() {
+    let Some(s) = setup("the_guard_refuses_mounts_outside_the_confinement") else {
+        return;
+    };
+    // Confined to a directory the mount is not in: refused before any API call or freeze.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let result = finish(snap(&s).env("LIGHTSNAP_CONFINE_TO", elsewhere.path()));
+    assert_eq!(result.code, 7, "{result:?}");
+    assert!(result.stderr.contains("outside"), "{result:?}");
+    let thaw = finish(
+        lightsnap(&s.scratch, &s.fake)
+            .env("LIGHTSNAP_CONFINE_TO", elsewhere.path())
+            .args(["thaw", "/"]),
+    );
+    assert_eq!(thaw.code, 7, "{thaw:?}");
+    assert!(s.fake.calls().iter().all(|c| c.operation != "CreateDiskSnapshot"));
+}
+
+#[test]
+fn a_second_run_fails_at_once_naming_the_first() {
+    let Some(s) = setup("a_second_run_fails_at_once_naming_the_first") else {
+        return;
+    };
+    hang_create(&s.fake);
+    let first = spawn(snap(&s).args(["--freeze-timeout", "30s"]));
+    wait_for_create_call(&s.fake, Duration::from_secs(30));
+    let second = finish(&mut snap(&s));
+    kill(first.id(), nix::sys::signal::Signal::SIGTERM);
+    let first_result = wait_result(first);
+    assert_eq!(second.code, 5, "{second:?}");
+    assert!(
+        second.stderr.contains(&format!("pid {}", first_result_pid(&first_result, &s))),
+        "{second:?}"
+    );
+    assert_eq!(first_result.code, 143, "{first_result:?}");
+    assert!(!s.fs.is_frozen());
+}
+
+fn first_result_pid(_r: &RunResult, s: &Setup) -> String {
+    // The lock file keeps the pid of the last run that held it: the first one.
+    std::fs::read_to_string(s.scratch.path().join("run/lightsnap.lock"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_snapshot_that_lands_after_the_deadline_is_labelled_unverified() {
+    let Some(s) = setup("a_snapshot_that_lands_after_the_deadline_is_labelled_unverified") else {
+        return;
+    };
+    // The fake takes the snapshot on receipt but answers late.
+    s.fake.add_fault(Fault {
+        operation: Some("CreateDiskSnapshot".into()),
+        kind: FaultKind::Latency { ms: 3000 },
+        count: None,
+    });
+    let result = finish(snap(&s).args(["--freeze-timeout", "500ms", "--snapshot-name", "late-1"]));
+    assert_eq!(result.code, 13, "{result:?}");
+    assert!(result.stderr.contains("unverified"), "{result:?}");
+    assert!(!s.fs.is_frozen());
+    let snap = s.fake.disk_snapshot("late-1").expect("it landed");
+    let tags = snap["tags"].as_array().unwrap();
+    assert!(
+        tags.iter()
+            .any(|t| t["key"] == "lightsnap:consistency" && t["value"] == "unverified"),
+        "{tags:?}"
+    );
+}
+
+/// Every modelled fault on the snapshot call: thawed, the documented exit code, a message
+/// naming what happened.
+#[test]
+fn fault_matrix() {
+    let Some(s) = setup("fault_matrix") else {
+        return;
+    };
+    let error = |code: &str| FaultKind::Error {
+        code: code.into(),
+        message: None,
+        status: None,
+    };
+    let cases: Vec<(&str, FaultKind, i32, &str)> = vec![
+        ("invalid input", error("InvalidInputException"), 10, "InvalidInputException"),
+        ("not found", error("NotFoundException"), 3, "NotFoundException"),
+        ("operation failure", error("OperationFailureException"), 10, "OperationFailureException"),
+        ("access denied", error("AccessDeniedException"), 11, "AccessDeniedException"),
+        ("unauthenticated", error("UnauthenticatedException"), 11, "UnauthenticatedException"),
+        ("expired credentials", error("ExpiredTokenException"), 11, "ExpiredTokenException"),
+        ("account setup", error("AccountSetupInProgressException"), 12, "AccountSetupInProgressException"),
+        ("region setup", error("RegionSetupInProgressException"), 12, "RegionSetupInProgressException"),
+        ("service exception", error("ServiceException"), 12, "ServiceException"),
+        ("throttling", FaultKind::Throttle, 12, "Throttling"),
+        ("bare 500", FaultKind::Status500, 12, "500"),
+        ("connection reset", FaultKind::Reset, 12, "CreateDiskSnapshot"),
+        ("hang", FaultKind::Hang, 13, "--freeze-timeout"),
+        ("latency past the deadline", FaultKind::Latency { ms: 2500 }, 13, "--freeze-timeout"),
+    ];
+    for (i, (what, kind, code, needle)) in cases.into_iter().enumerate() {
+        s.fake.clear_faults();
+        s.fake.add_fault(Fault {
+            operation: Some("CreateDiskSnapshot".into()),
+            kind,
+            count: None,
+        });
+        let name = format!("matrix-{i}");
+        let result = finish(snap(&s).args(["--freeze-timeout", "800ms", "--snapshot-name", &name]));
+        assert_eq!(result.code, code, "{what}: {result:?}");
+        assert!(result.stderr.contains(needle), "{what}: should say {needle:?}: {result:?}");
+        assert!(!s.fs.is_frozen(), "{what}: left frozen");
+    }
+
+    // Unreachable endpoint: found before anything is frozen.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let result = finish(
+        snap(&s)
+            .env("AWS_ENDPOINT_URL_LIGHTSAIL", format!("http://{addr}"))
+            .args(["--snapshot-name", "unreachable"]),
+    );
+    assert_eq!(result.code, 12, "unreachable: {result:?}");
+    assert!(!s.fs.is_frozen());
+}
+
+#[allow(dead_code)]
+fn exists(p: &Path) -> bool {
+    p.exists()
+}
