@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod cloud;
+pub mod config;
 pub mod exit_code;
 pub mod kernel;
 pub mod logbuf;

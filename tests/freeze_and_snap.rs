@@ -22,12 +22,24 @@ fn consistent_snapshot(kind: FsKind, test: &str) {
 
     let result = finish(
         lightsnap(&scratch, &fake)
-            .args(["freeze-and-snap", "--disk-name", "data-1", "--snapshot-name", "snap-1"])
+            .args([
+                "freeze-and-snap",
+                "--disk-name",
+                "data-1",
+                "--snapshot-name",
+                "snap-1",
+            ])
             .arg(&fs.mount_point),
     );
     assert_eq!(result.code, 0, "{result:?}");
-    assert!(result.stdout.contains("snapshot snap-1 of disk data-1"), "{result:?}");
-    assert!(result.stdout.contains("frozen, writes paused"), "{result:?}");
+    assert!(
+        result.stdout.contains("snapshot snap-1 of disk data-1"),
+        "{result:?}"
+    );
+    assert!(
+        result.stdout.contains("frozen, writes paused"),
+        "{result:?}"
+    );
 
     // Thawed: the writer goes on.
     writer.next_ack(Duration::from_secs(10));
@@ -93,12 +105,24 @@ fn a_filesystem_that_cannot_freeze_is_unmounted_and_mounted_again() {
 
     let result = finish(
         lightsnap(&scratch, &fake)
-            .args(["freeze-and-snap", "--disk-name", "win-1", "--snapshot-name", "ntfs-snap"])
+            .args([
+                "freeze-and-snap",
+                "--disk-name",
+                "win-1",
+                "--snapshot-name",
+                "ntfs-snap",
+            ])
             .arg(&fs.mount_point),
     );
     assert_eq!(result.code, 0, "{result:?}");
-    assert!(result.stdout.contains("unmounted (could not freeze)"), "{result:?}");
-    assert!(result.stderr.contains("cannot be frozen"), "the fallback is logged: {result:?}");
+    assert!(
+        result.stdout.contains("unmounted (could not freeze)"),
+        "{result:?}"
+    );
+    assert!(
+        result.stderr.contains("cannot be frozen"),
+        "the fallback is logged: {result:?}"
+    );
     assert_same_mount(&before, &fs.mountinfo().expect("mounted again"));
     assert_eq!(
         std::fs::read_to_string(fs.mount_point.join("hello.txt")).unwrap(),
@@ -127,7 +151,13 @@ fn method_unmount_is_honoured_on_ext4() {
 
     let result = finish(
         lightsnap(&scratch, &fake)
-            .args(["freeze-and-snap", "--method", "unmount", "--disk-name", "data-1"])
+            .args([
+                "freeze-and-snap",
+                "--method",
+                "unmount",
+                "--disk-name",
+                "data-1",
+            ])
             .args(["--snapshot-name", "by-unmount"])
             .arg(&fs.mount_point),
     );
@@ -158,7 +188,13 @@ fn a_busy_mount_is_left_mounted_and_its_holders_named() {
 
     let result = finish(
         lightsnap(&scratch, &fake)
-            .args(["freeze-and-snap", "--method", "unmount", "--disk-name", "data-1"])
+            .args([
+                "freeze-and-snap",
+                "--method",
+                "unmount",
+                "--disk-name",
+                "data-1",
+            ])
             .arg(&fs.mount_point),
     );
     let _ = holder.kill();
@@ -166,7 +202,9 @@ fn a_busy_mount_is_left_mounted_and_its_holders_named() {
     assert_eq!(result.code, 5, "{result:?}");
     assert!(result.stderr.contains("busy"), "{result:?}");
     assert!(
-        result.stderr.contains(&format!("pid {} (sleep)", holder.id())),
+        result
+            .stderr
+            .contains(&format!("pid {} (sleep)", holder.id())),
         "names the holder: {result:?}"
     );
     assert!(fs.is_mounted(), "still mounted");
@@ -199,12 +237,21 @@ fn an_api_error_while_frozen_thaws_and_names_the_error() {
             .arg(&fs.mount_point),
     );
     assert_eq!(result.code, 10, "{result:?}");
-    assert!(result.stderr.contains("OperationFailureException"), "{result:?}");
-    assert!(result.stderr.contains("no snapshot was taken"), "{result:?}");
+    assert!(
+        result.stderr.contains("OperationFailureException"),
+        "{result:?}"
+    );
+    assert!(
+        result.stderr.contains("no snapshot was taken"),
+        "{result:?}"
+    );
     writer.next_ack(Duration::from_secs(10));
     drop(writer);
     assert!(!fs.is_frozen(), "thawed after the error");
-    assert!(!create_calls(&fake).is_empty(), "the call was made while frozen");
+    assert!(
+        !create_calls(&fake).is_empty(),
+        "the call was made while frozen"
+    );
 }
 
 #[test]
@@ -255,7 +302,10 @@ fn the_system_disk_is_snapshotted_by_instance_name() {
             .arg(&fs.mount_point),
     );
     assert_eq!(result.code, 0, "{result:?}");
-    assert!(result.stdout.contains("system volume of instance web-1"), "{result:?}");
+    assert!(
+        result.stdout.contains("system volume of instance web-1"),
+        "{result:?}"
+    );
     let calls = create_calls(&fake);
     assert_eq!(calls[0].body["instanceName"], INSTANCE);
     assert!(calls[0].body.get("diskName").is_none());
@@ -285,19 +335,46 @@ fn bad_input_is_refused_before_anything_is_frozen() {
     let tmpfs_s = tmpfs.to_str().unwrap().to_string();
 
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (vec![&missing, "--disk-name", "data-1"], 3, "no such file or directory"),
-        (vec![&tmpfs_s, "--disk-name", "data-1"], 4, "not a filesystem on a block device"),
-        (vec![&mnt, "--snapshot-name", "-bad-"], 2, "not a valid Lightsail name"),
-        (vec![&mnt, "--snapshot-name", "a.b"], 2, "not a valid Lightsail name"),
+        (
+            vec![&missing, "--disk-name", "data-1"],
+            3,
+            "no such file or directory",
+        ),
+        (
+            vec![&tmpfs_s, "--disk-name", "data-1"],
+            4,
+            "not a filesystem on a block device",
+        ),
+        (
+            vec![&mnt, "--snapshot-name=-bad-"],
+            2,
+            "not a valid Lightsail name",
+        ),
+        (
+            vec![&mnt, "--snapshot-name", "a.b"],
+            2,
+            "not a valid Lightsail name",
+        ),
         (vec![&mnt, "--tag", "k=semi;colon"], 2, "is not allowed"),
         (vec![&mnt, "--tag", "=v"], 2, "the key is empty"),
         (vec![&mnt, "--freeze-timeout", "ten"], 2, "duration"),
-        (vec![&mnt, "--disk-name", "nope-1"], 3, "no Lightsail disk named nope-1"),
+        (
+            vec![&mnt, "--disk-name", "nope-1"],
+            3,
+            "no Lightsail disk named nope-1",
+        ),
     ];
     for (args, code, needle) in cases {
-        let result = finish(lightsnap(&scratch, &fake).arg("freeze-and-snap").args(&args));
+        let result = finish(
+            lightsnap(&scratch, &fake)
+                .arg("freeze-and-snap")
+                .args(&args),
+        );
         assert_eq!(result.code, code, "{args:?}: {result:?}");
-        assert!(result.stderr.contains(needle), "{args:?} should say {needle:?}: {result:?}");
+        assert!(
+            result.stderr.contains(needle),
+            "{args:?} should say {needle:?}: {result:?}"
+        );
         assert!(!fs.is_frozen());
     }
     assert!(create_calls(&fake).is_empty(), "no snapshot was attempted");

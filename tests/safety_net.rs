@@ -72,7 +72,11 @@ fn the_deadline_thaws_while_the_call_hangs() {
     assert_eq!(result.code, 13, "{result:?}");
     assert!(result.stderr.contains("--freeze-timeout"), "{result:?}");
     assert!(!s.fs.is_frozen());
-    assert_eq!(create_calls(&s.fake).len(), 1, "the call was made, then abandoned");
+    assert_eq!(
+        create_calls(&s.fake).len(),
+        1,
+        "the call was made, then abandoned"
+    );
 }
 
 #[test]
@@ -164,7 +168,10 @@ fn output_to_a_file_on_the_frozen_filesystem_does_not_hang() {
     // would have freed it.
     assert_eq!(status.code(), Some(0), "{text}");
     assert!(text.contains("snapshot logged of disk data-1"), "{text}");
-    assert!(text.contains("window:"), "the debug line from inside the window: {text}");
+    assert!(
+        text.contains("window:"),
+        "the debug line from inside the window: {text}"
+    );
     assert!(!s.fs.is_frozen());
 }
 
@@ -178,8 +185,14 @@ fn a_filesystem_someone_else_froze_is_refused_and_left_frozen() {
     let still_frozen = s.fs.is_frozen();
     run(Command::new("fsfreeze").arg("-u").arg(&s.fs.mount_point));
     assert_eq!(result.code, 6, "{result:?}");
-    assert!(result.stderr.contains("already frozen by someone else"), "{result:?}");
-    assert!(still_frozen, "lightsnap must not thaw what it did not freeze");
+    assert!(
+        result.stderr.contains("already frozen by someone else"),
+        "{result:?}"
+    );
+    assert!(
+        still_frozen,
+        "lightsnap must not thaw what it did not freeze"
+    );
     assert!(create_calls(&s.fake).is_empty(), "fail closed: no snapshot");
 
     // With --allow-crash-consistent the snapshot is taken, labelled, and the freeze kept.
@@ -233,7 +246,9 @@ fn thaw_recover_thaws_what_a_dead_run_left_frozen() {
     let recover = finish(lightsnap(&s.scratch, &s.fake).args(["thaw", "--recover"]));
     assert_eq!(recover.code, 0, "{recover:?}");
     assert!(
-        recover.stdout.contains(&format!("{}", s.fs.mount_point.display())),
+        recover
+            .stdout
+            .contains(&format!("{}", s.fs.mount_point.display())),
         "{recover:?}"
     );
     assert!(!s.fs.is_frozen());
@@ -248,11 +263,19 @@ fn thaw_path_says_whether_it_was_frozen() {
         return;
     };
     run(Command::new("fsfreeze").arg("-f").arg(&s.fs.mount_point));
-    let first = finish(lightsnap(&s.scratch, &s.fake).arg("thaw").arg(&s.fs.mount_point));
+    let first = finish(
+        lightsnap(&s.scratch, &s.fake)
+            .arg("thaw")
+            .arg(&s.fs.mount_point),
+    );
     assert_eq!(first.code, 0, "{first:?}");
     assert!(first.stdout.contains("it was frozen"), "{first:?}");
     assert!(!s.fs.is_frozen());
-    let second = finish(lightsnap(&s.scratch, &s.fake).arg("thaw").arg(&s.fs.mount_point));
+    let second = finish(
+        lightsnap(&s.scratch, &s.fake)
+            .arg("thaw")
+            .arg(&s.fs.mount_point),
+    );
     assert_eq!(second.code, 0);
     assert!(second.stdout.contains("was not frozen"), "{second:?}");
 }
@@ -273,7 +296,11 @@ fn the_guard_refuses_mounts_outside_the_confinement() {
             .args(["thaw", "/"]),
     );
     assert_eq!(thaw.code, 7, "{thaw:?}");
-    assert!(s.fake.calls().iter().all(|c| c.operation != "CreateDiskSnapshot"));
+    assert!(s
+        .fake
+        .calls()
+        .iter()
+        .all(|c| c.operation != "CreateDiskSnapshot"));
 }
 
 #[test]
@@ -289,7 +316,9 @@ fn a_second_run_fails_at_once_naming_the_first() {
     let first_result = wait_result(first);
     assert_eq!(second.code, 5, "{second:?}");
     assert!(
-        second.stderr.contains(&format!("pid {}", first_result_pid(&first_result, &s))),
+        second
+            .stderr
+            .contains(&format!("pid {}", first_result_pid(&first_result, &s))),
         "{second:?}"
     );
     assert_eq!(first_result.code, 143, "{first_result:?}");
@@ -341,20 +370,75 @@ fn fault_matrix() {
         status: None,
     };
     let cases: Vec<(&str, FaultKind, i32, &str)> = vec![
-        ("invalid input", error("InvalidInputException"), 10, "InvalidInputException"),
-        ("not found", error("NotFoundException"), 3, "NotFoundException"),
-        ("operation failure", error("OperationFailureException"), 10, "OperationFailureException"),
-        ("access denied", error("AccessDeniedException"), 11, "AccessDeniedException"),
-        ("unauthenticated", error("UnauthenticatedException"), 11, "UnauthenticatedException"),
-        ("expired credentials", error("ExpiredTokenException"), 11, "ExpiredTokenException"),
-        ("account setup", error("AccountSetupInProgressException"), 12, "AccountSetupInProgressException"),
-        ("region setup", error("RegionSetupInProgressException"), 12, "RegionSetupInProgressException"),
-        ("service exception", error("ServiceException"), 12, "ServiceException"),
+        (
+            "invalid input",
+            error("InvalidInputException"),
+            10,
+            "InvalidInputException",
+        ),
+        (
+            "not found",
+            error("NotFoundException"),
+            3,
+            "NotFoundException",
+        ),
+        (
+            "operation failure",
+            error("OperationFailureException"),
+            10,
+            "OperationFailureException",
+        ),
+        (
+            "access denied",
+            error("AccessDeniedException"),
+            11,
+            "AccessDeniedException",
+        ),
+        (
+            "unauthenticated",
+            error("UnauthenticatedException"),
+            11,
+            "UnauthenticatedException",
+        ),
+        (
+            "expired credentials",
+            error("ExpiredTokenException"),
+            11,
+            "ExpiredTokenException",
+        ),
+        (
+            "account setup",
+            error("AccountSetupInProgressException"),
+            12,
+            "AccountSetupInProgressException",
+        ),
+        (
+            "region setup",
+            error("RegionSetupInProgressException"),
+            12,
+            "RegionSetupInProgressException",
+        ),
+        (
+            "service exception",
+            error("ServiceException"),
+            12,
+            "ServiceException",
+        ),
         ("throttling", FaultKind::Throttle, 12, "Throttling"),
         ("bare 500", FaultKind::Status500, 12, "500"),
-        ("connection reset", FaultKind::Reset, 12, "CreateDiskSnapshot"),
+        (
+            "connection reset",
+            FaultKind::Reset,
+            12,
+            "CreateDiskSnapshot",
+        ),
         ("hang", FaultKind::Hang, 13, "--freeze-timeout"),
-        ("latency past the deadline", FaultKind::Latency { ms: 2500 }, 13, "--freeze-timeout"),
+        (
+            "latency past the deadline",
+            FaultKind::Latency { ms: 2500 },
+            13,
+            "--freeze-timeout",
+        ),
     ];
     for (i, (what, kind, code, needle)) in cases.into_iter().enumerate() {
         s.fake.clear_faults();
@@ -366,7 +450,10 @@ fn fault_matrix() {
         let name = format!("matrix-{i}");
         let result = finish(snap(&s).args(["--freeze-timeout", "800ms", "--snapshot-name", &name]));
         assert_eq!(result.code, code, "{what}: {result:?}");
-        assert!(result.stderr.contains(needle), "{what}: should say {needle:?}: {result:?}");
+        assert!(
+            result.stderr.contains(needle),
+            "{what}: should say {needle:?}: {result:?}"
+        );
         assert!(!s.fs.is_frozen(), "{what}: left frozen");
     }
 

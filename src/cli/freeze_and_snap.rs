@@ -1,13 +1,15 @@
 //! `lightsnap freeze-and-snap PATH`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 
+use super::Globals;
 use crate::cloud::lightsail::SdkLightsail;
 use crate::cloud::validate;
+use crate::config;
 use crate::exit_code::ExitCode;
 use crate::signals::Signals;
 use crate::snap::{self, plan::Method};
@@ -32,9 +34,9 @@ pub struct FreezeAndSnap {
     #[arg(long, value_enum, default_value_t = Method::Auto)]
     pub method: Method,
     /// The longest writes may be paused; past it the filesystem is thawed and the call
-    /// abandoned.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::parse_duration)]
-    pub freeze_timeout: Duration,
+    /// abandoned [default: 10s, or freeze_timeout in the configuration].
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    pub freeze_timeout: Option<Duration>,
     /// Take the snapshot even if the filesystem cannot be frozen or unmounted (tagged
     /// lightsnap:consistency=crash).
     #[arg(long)]
@@ -50,24 +52,34 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
 
 impl FreezeAndSnap {
     /// Runs it.
-    pub fn run(self, run_dir: &Path) -> Result<ExitCode> {
+    pub fn run(self, globals: &Globals) -> Result<ExitCode> {
+        let settings = config::load(&globals.config_root)?;
+        // Flags win over the configuration; tags merge, a flag's value winning for its key.
+        let mut tags = settings.tags.clone();
+        for (k, v) in self.tags {
+            tags.retain(|(key, _)| *key != k);
+            tags.push((k, v));
+        }
         let opts = snap::Options {
             paths: self.paths,
             disk_name: self.disk_name,
             snapshot_name: self.snapshot_name,
-            tags: self.tags,
+            name_template: settings.name_template.clone(),
+            tags,
             method: self.method,
-            freeze_timeout: self.freeze_timeout,
+            freeze_timeout: self.freeze_timeout.unwrap_or(settings.freeze_timeout),
             allow_crash_consistent: self.allow_crash_consistent,
-            run_dir: run_dir.to_path_buf(),
+            run_dir: globals.run_dir.clone(),
+            disk_map: settings.snapshots.clone(),
         };
         // Bad input fails before anything else, even before the SDK reads its configuration.
-        snap::validate_options(&opts)?;
-        let region = self.region;
+        let local = snap::plan_local(&opts)?;
+        let region = self.region.or(settings.region);
+        let profile = settings.profile;
         crate::runtime()?.block_on(async move {
             let mut signals = Signals::install()?;
-            let api = SdkLightsail::from_env(region).await?;
-            let report = snap::freeze_and_snap(&api, &opts, &mut signals).await?;
+            let api = SdkLightsail::from_env(region, profile).await?;
+            let report = snap::freeze_and_snap(&api, &opts, local, &mut signals).await?;
             print!("{report}");
             Ok(ExitCode::Success)
         })

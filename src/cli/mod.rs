@@ -1,6 +1,7 @@
 //! The command line: one clap enum, one file per subcommand, each with `run(self)`.
 
 mod freeze_and_snap;
+mod generate;
 mod thaw;
 
 use std::path::PathBuf;
@@ -42,6 +43,24 @@ pub struct Cli {
     /// Where the lock and the recovery record are kept (a tmpfs, never a filesystem to freeze).
     #[arg(long, global = true, env = "LIGHTSNAP_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
     pub run_dir: PathBuf,
+    /// The directory configuration paths are relative to (`/etc/lightsnap/...` under it).
+    #[arg(
+        long,
+        global = true,
+        env = "LIGHTSNAP_CONFIG_ROOT",
+        default_value = "/",
+        hide = true
+    )]
+    pub config_root: PathBuf,
+}
+
+/// What every subcommand may need from the global options.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    /// Lock and recovery record directory.
+    pub run_dir: PathBuf,
+    /// Configuration root.
+    pub config_root: PathBuf,
 }
 
 /// The subcommands.
@@ -51,14 +70,22 @@ pub enum Command {
     FreezeAndSnap(freeze_and_snap::FreezeAndSnap),
     /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
     Thaw(thaw::Thaw),
+    /// Write the man page and shell completions (for packaging).
+    #[command(hide = true, name = "__generate")]
+    Generate(generate::Generate),
 }
 
 impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> Result<ExitCode> {
+        let globals = Globals {
+            run_dir: self.run_dir,
+            config_root: self.config_root,
+        };
         match self.command {
-            Command::FreezeAndSnap(c) => c.run(&self.run_dir),
-            Command::Thaw(c) => c.run(&self.run_dir),
+            Command::FreezeAndSnap(c) => c.run(&globals),
+            Command::Thaw(c) => c.run(&globals.run_dir),
+            Command::Generate(c) => c.run(),
         }
     }
 }

@@ -197,15 +197,18 @@ impl SdkLightsail {
     /// `AWS_ENDPOINT_URL_LIGHTSAIL`, the shared config files); `region` overrides. Credentials
     /// come from the environment or the profile only: never from IMDS, which on Lightsail has
     /// none to give and would only add a slow failure.
-    pub async fn from_env(region: Option<String>) -> anyhow::Result<Self> {
+    pub async fn from_env(region: Option<String>, profile: Option<String>) -> anyhow::Result<Self> {
         let credentials = CredentialsProviderChain::first_try(
             "Environment",
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
         )
-        .or_else(
-            "Profile",
-            aws_config::profile::ProfileFileCredentialsProvider::builder().build(),
-        );
+        .or_else("Profile", {
+            let mut p = aws_config::profile::ProfileFileCredentialsProvider::builder();
+            if let Some(name) = &profile {
+                p = p.profile_name(name);
+            }
+            p.build()
+        });
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .credentials_provider(credentials)
             .retry_config(RetryConfig::standard().with_max_attempts(3))
@@ -218,9 +221,16 @@ impl SdkLightsail {
         if let Some(region) = region {
             loader = loader.region(aws_config::Region::new(region));
         }
+        if let Some(profile) = profile {
+            loader = loader.profile_name(profile);
+        }
         let config = loader.load().await;
         if config.region().is_none() {
-            anyhow::bail!("no AWS region: set AWS_REGION or `region` in the AWS profile");
+            return Err(crate::exit_code::Failure::new(
+                crate::exit_code::ExitCode::Usage,
+                "no AWS region: set AWS_REGION, `region` in the AWS profile, or --region",
+            )
+            .into());
         }
         Ok(Self {
             client: aws_sdk_lightsail::Client::new(&config),

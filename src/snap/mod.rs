@@ -49,6 +49,10 @@ pub struct Options {
     pub allow_crash_consistent: bool,
     /// Where the lock and recovery record live.
     pub run_dir: PathBuf,
+    /// The snapshot name template (when no name is given).
+    pub name_template: String,
+    /// Paths → disks from the configuration.
+    pub disk_map: Vec<crate::config::SnapshotEntry>,
 }
 
 /// One target: a filesystem, how it will be quiesced, and its snapshot call.
@@ -149,12 +153,17 @@ pub fn validate_options(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// `lightsnap freeze-and-snap`.
-pub async fn freeze_and_snap<A: Lightsail>(
-    api: &A,
-    opts: &Options,
-    signals: &mut Signals,
-) -> Result<Report> {
+/// What can be known about the targets without the network: checked before the AWS
+/// configuration is even loaded, so bad input fails fast and touches nothing.
+#[derive(Debug, Clone)]
+pub struct Local {
+    located: Located,
+    quiesce: Option<Quiesce>,
+    mounts: Vec<mountinfo::Mount>,
+}
+
+/// Validates the options and resolves the paths to mounts and block devices.
+pub fn plan_local(opts: &Options) -> Result<Local> {
     validate_options(opts)?;
     let mounts = mountinfo::read()?;
     let located = plan::locate(&opts.paths[0], &mounts)?;
@@ -176,14 +185,38 @@ pub async fn freeze_and_snap<A: Lightsail>(
             mount.mount_point.display()
         );
     }
+    Ok(Local {
+        located,
+        quiesce,
+        mounts,
+    })
+}
 
+/// `lightsnap freeze-and-snap`, once [`plan_local`] has passed.
+pub async fn freeze_and_snap<A: Lightsail>(
+    api: &A,
+    opts: &Options,
+    local: Local,
+    signals: &mut Signals,
+) -> Result<Report> {
+    let Local {
+        located,
+        quiesce,
+        mounts,
+    } = local;
+    let mount = &located.mount;
     let _lock = runstate::lock(&opts.run_dir)?;
 
     // Discovery and a warm-up call: the connection, DNS and credentials are ready before the
     // freeze, so the call inside the window is one round trip.
+    let configured = opts
+        .disk_map
+        .iter()
+        .find(|e| e.path == located.path || e.path == mount.mount_point)
+        .and_then(|e| e.disk.as_deref());
     let (source, disk) = plan::find_source(
         api,
-        opts.disk_name.as_deref(),
+        opts.disk_name.as_deref().or(configured),
         &located.block_device,
         async { Ok(imds::identity(Duration::from_secs(2)).await?) },
     )
@@ -197,7 +230,11 @@ pub async fn freeze_and_snap<A: Lightsail>(
     );
     let name = match &opts.snapshot_name {
         Some(n) => n.clone(),
-        None => plan::default_snapshot_name(&source, SystemTime::now()),
+        None => crate::config::render_name(
+            &opts.name_template,
+            &plan::source_label(&source),
+            SystemTime::now(),
+        )?,
     };
     validate::name("snapshot name", &name)?;
     if api

@@ -233,15 +233,12 @@ fn same_device(lightsail_path: Option<&str>, block_device: &Path) -> bool {
     p == block_device || p.canonicalize().is_ok_and(|c| c == block_device)
 }
 
-/// The default snapshot name: `<disk>-<UTC yyyymmdd-hhmmss>`.
-pub fn default_snapshot_name(source: &Source, now: std::time::SystemTime) -> String {
-    let base = match source {
+/// What `{disk}` stands for in a name template: the disk name, or `<instance>-system`.
+pub fn source_label(source: &Source) -> String {
+    match source {
         Source::Disk(d) => d.clone(),
         Source::SystemVolume(i) => format!("{i}-system"),
-    };
-    let stamp = humantime::format_rfc3339_seconds(now).to_string();
-    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
-    format!("{base}-{}-{}", &digits[..8], &digits[8..14])
+    }
 }
 
 #[cfg(test)]
@@ -284,15 +281,5 @@ mod tests {
         };
         let err = this_instance(&list, &other).unwrap_err();
         assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
-    }
-
-    #[test]
-    fn default_names_are_valid_and_dated() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
-        let name = default_snapshot_name(&Source::Disk("data-1".into()), t);
-        assert_eq!(name, "data-1-20261118-110640");
-        crate::cloud::validate::name("snapshot name", &name).unwrap();
-        let sys = default_snapshot_name(&Source::SystemVolume("web".into()), t);
-        assert!(sys.starts_with("web-system-"));
     }
 }

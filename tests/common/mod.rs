@@ -142,7 +142,9 @@ impl LoopFs {
             FsKind::Ntfs => mkfs.args(["-q", "-F", "-f"]),
         };
         run(mkfs.arg(&image));
-        let out = run(Command::new("losetup").args(["--find", "--show"]).arg(&image));
+        let out = run(Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image));
         let device = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         let mut fs = Self {
             kind,
@@ -406,7 +408,7 @@ impl Writer {
         while let Ok(ack) = self.acks.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(ack);
         }
-        self.seen
+        std::mem::take(&mut self.seen)
     }
 }
 
@@ -436,7 +438,9 @@ pub fn verify_image(
         }
         _ => {}
     }
-    let out = run(Command::new("losetup").args(["--find", "--show", "--read-only"]).arg(image));
+    let out = run(Command::new("losetup")
+        .args(["--find", "--show", "--read-only"])
+        .arg(image));
     let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let dir = scratch.path().join(format!(
         "verify-{}",
@@ -460,7 +464,9 @@ pub fn verify_image(
         let _ = Command::new("umount").arg(&dir).status();
         text
     } else {
-        Err(std::io::Error::other(String::from_utf8_lossy(&mounted.stderr).into_owned()))
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&mounted.stderr).into_owned(),
+        ))
     };
     let _ = Command::new("losetup").arg("-d").arg(&device).status();
     let text = text.unwrap_or_else(|e| panic!("reading records from {}: {e}", image.display()));
@@ -469,12 +475,20 @@ pub fn verify_image(
     for line in text.lines() {
         let (body, digest) = line.rsplit_once(' ').expect("record has a checksum");
         let want = sha256_hex(body.as_bytes());
-        assert_eq!(&want[..16], digest, "record {count} is torn or corrupt: {line:?}");
+        assert_eq!(
+            &want[..16],
+            digest,
+            "record {count} is torn or corrupt: {line:?}"
+        );
         let seq: u64 = body.split(' ').next().unwrap().parse().unwrap();
         assert_eq!(seq, count, "records are numbered without gaps");
         count += 1;
     }
-    let must_have: Vec<u64> = acks.iter().filter(|(_, t)| *t < cut).map(|(s, _)| *s).collect();
+    let must_have: Vec<u64> = acks
+        .iter()
+        .filter(|(_, t)| *t < cut)
+        .map(|(s, _)| *s)
+        .collect();
     assert!(
         !must_have.is_empty(),
         "the writer acknowledged nothing before the snapshot: the test proves nothing"
@@ -502,6 +516,9 @@ pub struct Unmount(pub PathBuf);
 
 impl Drop for Unmount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).stderr(Stdio::null()).status();
+        let _ = Command::new("umount")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
     }
 }

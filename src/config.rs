@@ -1,0 +1,412 @@
+//! Configuration: TOML fragments → one merged input → validated settings.
+//!
+//! Fragments are read in this order, later ones overriding earlier ones key by key:
+//! `/usr/lib/lightsnap/config.d/*.toml` (vendor), `/etc/lightsnap/config.toml`,
+//! `/etc/lightsnap/config.d/*.toml` (admin), `/run/lightsnap/config.d/*.toml` (runtime), each
+//! directory in name order. A fragment must be owned by root and not writable by group or
+//! others (lightsnap runs as root and freezes filesystems on its say-so); unknown keys and bad
+//! values are errors naming the file and line. Command-line flags override the settings.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::cloud::validate;
+use crate::exit_code::{ExitCode, Failure};
+
+/// One fragment, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fragment {
+    freeze_timeout: Option<String>,
+    name_template: Option<String>,
+    hook_dir: Option<PathBuf>,
+    region: Option<String>,
+    profile: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    retention: Option<RetentionFragment>,
+    #[serde(default)]
+    snapshot: Vec<SnapshotFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionFragment {
+    keep: Option<u32>,
+    older_than: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotFragment {
+    path: PathBuf,
+    disk: Option<String>,
+}
+
+/// Retention: what `prune` (and the timer) keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep at most this many of lightsnap's completed snapshots per disk.
+    pub keep: Option<u32>,
+    /// Delete lightsnap's completed snapshots older than this.
+    pub older_than: Option<Duration>,
+}
+
+/// A path to snapshot (by the timer), and optionally the disk behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    /// The path.
+    pub path: PathBuf,
+    /// The Lightsail disk behind it, if given (else found by itself).
+    pub disk: Option<String>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// How long writes may be paused.
+    pub freeze_timeout: Duration,
+    /// Snapshot name template.
+    pub name_template: String,
+    /// Where hooks live.
+    pub hook_dir: PathBuf,
+    /// AWS region override.
+    pub region: Option<String>,
+    /// AWS profile.
+    pub profile: Option<String>,
+    /// Tags added to every snapshot.
+    pub tags: Vec<(String, String)>,
+    /// Retention.
+    pub retention: Retention,
+    /// What the timer snapshots, and path → disk mappings.
+    pub snapshots: Vec<SnapshotEntry>,
+    /// The files the settings came from, in order.
+    pub sources: Vec<PathBuf>,
+}
+
+/// The default name template.
+pub const DEFAULT_NAME_TEMPLATE: &str = "{disk}-{utc:%Y%m%d-%H%M%S}";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            freeze_timeout: Duration::from_secs(10),
+            name_template: DEFAULT_NAME_TEMPLATE.to_string(),
+            hook_dir: PathBuf::from("/etc/lightsnap/hooks.d"),
+            region: None,
+            profile: None,
+            tags: Vec::new(),
+            retention: Retention::default(),
+            snapshots: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// The disk configured for a mount point or path, if any.
+    pub fn disk_for(&self, paths: &[&Path]) -> Option<&str> {
+        self.snapshots
+            .iter()
+            .find(|e| paths.contains(&e.path.as_path()))
+            .and_then(|e| e.disk.as_deref())
+    }
+}
+
+/// The fragment files under `root` (`/` in production), in the order they apply.
+pub fn fragment_paths(root: &Path) -> Result<Vec<PathBuf>> {
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
+    let dir = |d: PathBuf, files: &mut Vec<PathBuf>| -> Result<()> {
+        let mut found: Vec<PathBuf> = match std::fs::read_dir(&d) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", d.display())),
+        };
+        found.sort();
+        files.extend(found);
+        Ok(())
+    };
+    let mut files = Vec::new();
+    dir(at("/usr/lib/lightsnap/config.d"), &mut files)?;
+    let main = at("/etc/lightsnap/config.toml");
+    if main.exists() {
+        files.push(main);
+    }
+    dir(at("/etc/lightsnap/config.d"), &mut files)?;
+    dir(at("/run/lightsnap/config.d"), &mut files)?;
+    Ok(files)
+}
+
+/// Loads, merges and validates every fragment under `root`.
+pub fn load(root: &Path) -> Result<Settings> {
+    let mut settings = Settings::default();
+    let mut tags: BTreeMap<String, String> = BTreeMap::new();
+    for path in fragment_paths(root)? {
+        check_owner(&path)?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let fragment: Fragment = toml::from_str(&text).map_err(|e| {
+            Failure::new(
+                ExitCode::Usage,
+                format!("{}: {}", path.display(), e.to_string().trim_end()),
+            )
+        })?;
+        apply(&mut settings, &mut tags, fragment)
+            .map_err(|e| Failure::new(ExitCode::Usage, format!("{}: {e:#}", path.display())))?;
+        settings.sources.push(path);
+    }
+    settings.tags = tags.into_iter().collect();
+    validate::tags(&settings.tags).map_err(|e| Failure::new(ExitCode::Usage, e.to_string()))?;
+    Ok(settings)
+}
+
+fn apply(settings: &mut Settings, tags: &mut BTreeMap<String, String>, f: Fragment) -> Result<()> {
+    if let Some(t) = f.freeze_timeout {
+        settings.freeze_timeout = duration("freeze_timeout", &t)?;
+        anyhow::ensure!(
+            !settings.freeze_timeout.is_zero(),
+            "freeze_timeout must be more than 0"
+        );
+    }
+    if let Some(t) = f.name_template {
+        check_template(&t)?;
+        settings.name_template = t;
+    }
+    if let Some(d) = f.hook_dir {
+        settings.hook_dir = d;
+    }
+    if f.region.is_some() {
+        settings.region = f.region;
+    }
+    if f.profile.is_some() {
+        settings.profile = f.profile;
+    }
+    for (k, v) in f.tags {
+        let (k, v) = validate::parse_tag(&format!("{k}={v}"))?;
+        tags.insert(k, v);
+    }
+    if let Some(r) = f.retention {
+        if r.keep.is_some() {
+            settings.retention.keep = r.keep;
+        }
+        if let Some(o) = r.older_than {
+            settings.retention.older_than = Some(duration("retention.older_than", &o)?);
+        }
+    }
+    for s in f.snapshot {
+        anyhow::ensure!(
+            s.path.is_absolute(),
+            "snapshot path {} must be absolute",
+            s.path.display()
+        );
+        if let Some(d) = &s.disk {
+            validate::name("disk name", d)?;
+        }
+        settings.snapshots.retain(|e| e.path != s.path);
+        settings.snapshots.push(SnapshotEntry {
+            path: s.path,
+            disk: s.disk,
+        });
+    }
+    Ok(())
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration> {
+    humantime::parse_duration(text).with_context(|| {
+        format!("{key} = {text:?}: write a duration such as 500ms, 10s, 2m or 30d")
+    })
+}
+
+/// Checks a name template renders to a valid name for a typical disk.
+fn check_template(template: &str) -> Result<()> {
+    let sample = render_name(template, "data-1", std::time::UNIX_EPOCH)?;
+    validate::name("name_template result", &sample)?;
+    Ok(())
+}
+
+/// Renders a name template: `{disk}` and `{utc:FORMAT}` with `%Y %m %d %H %M %S`.
+pub fn render_name(template: &str, disk: &str, now: std::time::SystemTime) -> Result<String> {
+    let stamp = humantime::format_rfc3339_seconds(now).to_string(); // 2026-11-24T19:30:00Z
+    let field = |c: char| -> Option<&str> {
+        Some(match c {
+            'Y' => &stamp[0..4],
+            'm' => &stamp[5..7],
+            'd' => &stamp[8..10],
+            'H' => &stamp[11..13],
+            'M' => &stamp[14..16],
+            'S' => &stamp[17..19],
+            _ => return None,
+        })
+    };
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .with_context(|| format!("name_template {template:?}: unclosed '{{'"))?;
+        let key = &rest[start + 1..end];
+        if key == "disk" {
+            out.push_str(disk);
+        } else if let Some(fmt) = key.strip_prefix("utc:") {
+            let mut chars = fmt.chars();
+            while let Some(c) = chars.next() {
+                if c == '%' {
+                    let spec = chars.next().unwrap_or('%');
+                    out.push_str(field(spec).with_context(|| {
+                        format!(
+                            "name_template {template:?}: %{spec} is not one of %Y %m %d %H %M %S"
+                        )
+                    })?);
+                } else {
+                    out.push(c);
+                }
+            }
+        } else {
+            anyhow::bail!("name_template {template:?}: unknown field {{{key}}}: use {{disk}} or {{utc:FORMAT}}");
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Refuses a fragment not owned by root or writable by group or others.
+fn check_owner(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(Failure::new(
+            ExitCode::Permission,
+            format!(
+                "{}: refusing a configuration file not owned by root or writable by group/others (owner uid {}, mode {:o}); fix with: chown root:root {0} && chmod go-w {0}",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn root_only() -> bool {
+        nix::unistd::Uid::effective().is_root()
+    }
+
+    #[test]
+    fn templates_render() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(
+            render_name(DEFAULT_NAME_TEMPLATE, "data-1", t).unwrap(),
+            "data-1-20261118-110640"
+        );
+        assert_eq!(render_name("x-{utc:%Y}", "d", t).unwrap(), "x-2026");
+        assert!(render_name("{nope}", "d", t).is_err());
+        assert!(render_name("{utc:%q}", "d", t).is_err());
+        assert!(render_name("{disk", "d", t).is_err());
+        assert!(
+            check_template("{disk}.{utc:%Y}").is_err(),
+            "'.' is not allowed in names"
+        );
+    }
+
+    #[test]
+    fn fragments_merge_in_order_and_later_wins() {
+        if !root_only() {
+            eprintln!("skipping: configuration files must be root-owned, and this is not root");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write(
+            r,
+            "usr/lib/lightsnap/config.d/10-vendor.toml",
+            "freeze_timeout = \"5s\"\n[tags]\nowner = \"vendor\"\n",
+        );
+        write(r, "etc/lightsnap/config.toml", "[tags]\nowner = \"admin\"\nenv = \"prod\"\n[[snapshot]]\npath = \"/data\"\ndisk = \"data-1\"\n");
+        write(r, "run/lightsnap/config.d/50.toml", "freeze_timeout = \"2s\"\n[retention]\nkeep = 3\n[[snapshot]]\npath = \"/data\"\ndisk = \"data-2\"\n");
+        let s = load(r).unwrap();
+        assert_eq!(s.freeze_timeout, Duration::from_secs(2));
+        assert_eq!(
+            s.tags,
+            vec![
+                ("env".into(), "prod".into()),
+                ("owner".into(), "admin".into())
+            ]
+        );
+        assert_eq!(s.retention.keep, Some(3));
+        assert_eq!(s.snapshots.len(), 1);
+        assert_eq!(s.disk_for(&[Path::new("/data")]), Some("data-2"));
+        assert_eq!(s.sources.len(), 3);
+    }
+
+    #[test]
+    fn bad_fragments_name_the_file_and_line() {
+        if !root_only() {
+            eprintln!("skipping: configuration files must be root-owned, and this is not root");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let p = write(
+            root.path(),
+            "etc/lightsnap/config.toml",
+            "freeze_timeout = \"5s\"\nfreez_timeout = \"1s\"\n",
+        );
+        let err = load(root.path()).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains(&p.display().to_string()), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+        assert_eq!(ExitCode::of(&err), ExitCode::Usage);
+
+        std::fs::write(&p, "freeze_timeout = \"soon\"\n").unwrap();
+        let text = format!("{:#}", load(root.path()).unwrap_err());
+        assert!(text.contains("freeze_timeout"), "{text}");
+
+        std::fs::write(&p, "[tags]\n\"bad;key\" = \"v\"\n").unwrap();
+        assert!(load(root.path()).is_err());
+    }
+
+    #[test]
+    fn writable_fragments_are_refused() {
+        if !root_only() {
+            eprintln!("skipping: configuration files must be root-owned, and this is not root");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let p = write(root.path(), "etc/lightsnap/config.toml", "");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = load(root.path()).unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::Permission);
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load(root.path()).is_ok());
+    }
+
+    #[test]
+    fn no_files_means_defaults() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(load(root.path()).unwrap(), Settings::default());
+    }
+}
