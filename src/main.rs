@@ -1,7 +1,7 @@
 //! The `lightsnap` binary: logging, parse, dispatch, exit code. Nothing else.
 
 use clap::Parser;
-use lightsnap::cli::Cli;
+use lightsnap::cli::{Cli, Output};
 use lightsnap::exit_code::ExitCode;
 use lightsnap::{logbuf, watchdog};
 
@@ -25,12 +25,20 @@ fn main() {
         }
     };
     init_logging(cli.verbose);
+    let json = cli.output == Output::Json;
     let code = match cli.run() {
         Ok(code) => code,
         Err(e) => {
             logbuf::release();
+            let code = ExitCode::of(&e);
             eprintln!("lightsnap: error: {e:#}");
-            ExitCode::of(&e)
+            if json {
+                let doc = serde_json::json!({
+                    "error": { "message": format!("{e:#}"), "exit_code": code.code() }
+                });
+                println!("{doc}");
+            }
+            code
         }
     };
     std::process::exit(code.code());

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use super::Globals;
+use super::{Globals, Output};
 use crate::cloud::lightsail::SdkLightsail;
 use crate::cloud::validate;
 use crate::config;
@@ -41,9 +41,46 @@ pub struct FreezeAndSnap {
     /// lightsnap:consistency=crash).
     #[arg(long)]
     pub allow_crash_consistent: bool,
+    /// What started this run, recorded in the lightsnap:trigger tag.
+    #[arg(long, value_enum, default_value_t = Trigger::Manual)]
+    pub trigger: Trigger,
     /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
     #[arg(long)]
     pub region: Option<String>,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Trigger {
+    /// By hand.
+    Manual,
+    /// A systemd timer.
+    Timer,
+    /// A deploy hook.
+    Hook,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Timer => "timer",
+            Trigger::Hook => "hook",
+        }
+    }
+}
+
+/// lightsnap's own tags, on every snapshot (the consistency tag is added in the window).
+fn own_tags(trigger: Trigger) -> Vec<(String, String)> {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    vec![
+        ("lightsnap:version".into(), env!("CARGO_PKG_VERSION").into()),
+        ("lightsnap:host".into(), host),
+        ("lightsnap:trigger".into(), trigger.as_str().into()),
+    ]
 }
 
 fn parse_tag(text: &str) -> Result<(String, String), String> {
@@ -56,7 +93,7 @@ impl FreezeAndSnap {
         let settings = config::load(&globals.config_root)?;
         // Flags win over the configuration; tags merge, a flag's value winning for its key.
         let mut tags = settings.tags.clone();
-        for (k, v) in self.tags {
+        for (k, v) in own_tags(self.trigger).into_iter().chain(self.tags) {
             tags.retain(|(key, _)| *key != k);
             tags.push((k, v));
         }
@@ -76,11 +113,15 @@ impl FreezeAndSnap {
         let local = snap::plan_local(&opts)?;
         let region = self.region.or(settings.region);
         let profile = settings.profile;
+        let output = globals.output;
         crate::runtime()?.block_on(async move {
             let mut signals = Signals::install()?;
             let api = SdkLightsail::from_env(region, profile).await?;
             let report = snap::freeze_and_snap(&api, &opts, local, &mut signals).await?;
-            print!("{report}");
+            match output {
+                Output::Human => print!("{report}"),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
             Ok(ExitCode::Success)
         })
     }

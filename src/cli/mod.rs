@@ -43,6 +43,9 @@ pub struct Cli {
     /// Where the lock and the recovery record are kept (a tmpfs, never a filesystem to freeze).
     #[arg(long, global = true, env = "LIGHTSNAP_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
     pub run_dir: PathBuf,
+    /// Output format: short human lines, or one JSON document (schema in the README).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
     /// The directory configuration paths are relative to (`/etc/lightsnap/...` under it).
     #[arg(
         long,
@@ -54,9 +57,20 @@ pub struct Cli {
     pub config_root: PathBuf,
 }
 
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Short lines for people.
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}
+
 /// What every subcommand may need from the global options.
 #[derive(Debug, Clone)]
 pub struct Globals {
+    /// Output format.
+    pub output: Output,
     /// Lock and recovery record directory.
     pub run_dir: PathBuf,
     /// Configuration root.
@@ -79,6 +93,7 @@ impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> Result<ExitCode> {
         let globals = Globals {
+            output: self.output,
             run_dir: self.run_dir,
             config_root: self.config_root,
         };

@@ -137,6 +137,9 @@ pub fn validate_options(opts: &Options) -> Result<()> {
             "tag {CONSISTENCY_TAG} is lightsnap's own and cannot be set with --tag"
         );
     }
+    for (k, v) in &opts.tags {
+        validate::parse_tag(&format!("{k}={v}"))?;
+    }
     let mut all = opts.tags.clone();
     all.push((CONSISTENCY_TAG.into(), String::new()));
     validate::tags(&all)?;
