@@ -44,6 +44,10 @@ pub struct FreezeAndSnap {
     /// What started this run, recorded in the lightsnap:trigger tag.
     #[arg(long, value_enum, default_value_t = Trigger::Manual)]
     pub trigger: Trigger,
+    /// Print the plan (path → mount → method → disk → API call) and stop: no freeze, no
+    /// lock, no API writes.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
     #[arg(long)]
     pub region: Option<String>,
@@ -114,9 +118,13 @@ impl FreezeAndSnap {
         let region = self.region.or(settings.region);
         let profile = settings.profile;
         let output = globals.output;
+        let dry_run = self.dry_run;
         crate::runtime()?.block_on(async move {
             let mut signals = Signals::install()?;
             let api = SdkLightsail::from_env(region, profile).await?;
+            if dry_run {
+                return super::plan::print_plan(&api, &opts, &local, output).await;
+            }
             let report = snap::freeze_and_snap(&api, &opts, local, &mut signals).await?;
             match output {
                 Output::Human => print!("{report}"),

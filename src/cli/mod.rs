@@ -2,6 +2,7 @@
 
 mod freeze_and_snap;
 mod generate;
+mod plan;
 mod thaw;
 
 use std::path::PathBuf;
@@ -82,6 +83,8 @@ pub struct Globals {
 pub enum Command {
     /// Freeze the filesystem at PATH, snapshot its Lightsail disk, thaw.
     FreezeAndSnap(freeze_and_snap::FreezeAndSnap),
+    /// Show what freeze-and-snap would do, touching nothing.
+    Plan(freeze_and_snap::FreezeAndSnap),
     /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
     Thaw(thaw::Thaw),
     /// Write the man page and shell completions (for packaging).
@@ -99,6 +102,10 @@ impl Cli {
         };
         match self.command {
             Command::FreezeAndSnap(c) => c.run(&globals),
+            Command::Plan(mut c) => {
+                c.dry_run = true;
+                c.run(&globals)
+            }
             Command::Thaw(c) => c.run(&globals.run_dir),
             Command::Generate(c) => c.run(),
         }

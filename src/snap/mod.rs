@@ -195,23 +195,13 @@ pub fn plan_local(opts: &Options) -> Result<Local> {
     })
 }
 
-/// `lightsnap freeze-and-snap`, once [`plan_local`] has passed.
-pub async fn freeze_and_snap<A: Lightsail>(
-    api: &A,
-    opts: &Options,
-    local: Local,
-    signals: &mut Signals,
-) -> Result<Report> {
-    let Local {
-        located,
-        quiesce,
-        mounts,
-    } = local;
+/// Discovery: the Lightsail disk (or system volume) behind each path, the snapshot names, and
+/// the calls to make. Read-only API calls only (they double as the warm-up: connection, DNS
+/// and credentials are ready before any freeze, so the call inside the window is one round
+/// trip). Shared by `freeze-and-snap` and `plan`.
+pub async fn targets<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Result<Vec<Target>> {
+    let located = &local.located;
     let mount = &located.mount;
-    let _lock = runstate::lock(&opts.run_dir)?;
-
-    // Discovery and a warm-up call: the connection, DNS and credentials are ready before the
-    // freeze, so the call inside the window is one round trip.
     let configured = opts
         .disk_map
         .iter()
@@ -251,16 +241,27 @@ pub async fn freeze_and_snap<A: Lightsail>(
             "a disk snapshot named {name} already exists; choose another --snapshot-name"
         );
     }
-    let target = Target {
+    Ok(vec![Target {
         located: located.clone(),
-        quiesce,
+        quiesce: local.quiesce,
         request: SnapshotRequest {
-            source: source.clone(),
-            name: name.clone(),
+            source,
+            name,
             tags: opts.tags.clone(),
         },
-    };
-    let targets = vec![target];
+    }])
+}
+
+/// `lightsnap freeze-and-snap`, once [`plan_local`] has passed.
+pub async fn freeze_and_snap<A: Lightsail>(
+    api: &A,
+    opts: &Options,
+    local: Local,
+    signals: &mut Signals,
+) -> Result<Report> {
+    let _lock = runstate::lock(&opts.run_dir)?;
+    let targets = targets(api, opts, &local).await?;
+    let mounts = local.mounts;
 
     // Descriptors of our own, to thaw with if the watchdog dies; the watchdog, which does the
     // freezing; the recovery record; then flush, so the freeze has little left to write.

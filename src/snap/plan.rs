@@ -282,4 +282,111 @@ mod tests {
         let err = this_instance(&list, &other).unwrap_err();
         assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
     }
+
+    /// A Lightsail with canned answers: enough to test discovery without a network.
+    struct Canned {
+        instances: Vec<InstanceInfo>,
+    }
+
+    impl Lightsail for Canned {
+        async fn get_disk(
+            &self,
+            name: &str,
+        ) -> Result<DiskInfo, crate::cloud::lightsail::ApiError> {
+            self.instances
+                .iter()
+                .flat_map(|i| i.disks.iter())
+                .find(|d| d.name == name)
+                .cloned()
+                .ok_or(crate::cloud::lightsail::ApiError {
+                    operation: "GetDisk",
+                    kind: ApiErrorKind::NotFound,
+                    code: Some("NotFoundException".into()),
+                    message: format!("{name} not found"),
+                })
+        }
+        async fn get_instances(
+            &self,
+        ) -> Result<Vec<InstanceInfo>, crate::cloud::lightsail::ApiError> {
+            Ok(self.instances.clone())
+        }
+        async fn get_disk_snapshot(
+            &self,
+            _: &str,
+        ) -> Result<Option<crate::cloud::lightsail::SnapshotInfo>, crate::cloud::lightsail::ApiError>
+        {
+            Ok(None)
+        }
+        async fn create_disk_snapshot(
+            &self,
+            _: &crate::cloud::lightsail::SnapshotRequest,
+            _: std::time::Duration,
+        ) -> Result<crate::cloud::lightsail::OperationInfo, crate::cloud::lightsail::ApiError>
+        {
+            unreachable!("discovery never creates")
+        }
+        async fn tag_resource(
+            &self,
+            _: &str,
+            _: &[(String, String)],
+        ) -> Result<(), crate::cloud::lightsail::ApiError> {
+            unreachable!("discovery never tags")
+        }
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            instance_id: "i-0bbb".into(),
+            region: "us-east-1".into(),
+            availability_zone: "us-east-1a".into(),
+        }
+    }
+
+    fn canned() -> Canned {
+        Canned {
+            instances: vec![
+                instance("a", "1234/i-0aaa", &[("a-data", "/dev/xvdf", false)]),
+                instance(
+                    "b",
+                    "1234/i-0bbb",
+                    &[
+                        ("b-system", "/dev/xvda", true),
+                        ("b-data", "/dev/xvdf", false),
+                    ],
+                ),
+            ],
+        }
+    }
+
+    fn discover(disk: Option<&str>, dev: &str) -> Result<(Source, DiskInfo)> {
+        crate::runtime()
+            .unwrap()
+            .block_on(find_source(&canned(), disk, Path::new(dev), async {
+                Ok(identity())
+            }))
+    }
+
+    #[test]
+    fn discovery_matches_this_instances_disk_by_path() {
+        let (source, disk) = discover(None, "/dev/xvdf").unwrap();
+        assert_eq!(
+            source,
+            Source::Disk("b-data".into()),
+            "b is this instance, not a"
+        );
+        assert_eq!(disk.name, "b-data");
+        let (source, _) = discover(None, "/dev/xvda").unwrap();
+        assert_eq!(source, Source::SystemVolume("b".into()));
+        let err = discover(None, "/dev/xvdz").unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
+        assert!(err.to_string().contains("b-data at /dev/xvdf"), "{err}");
+    }
+
+    #[test]
+    fn a_named_disk_is_looked_up_not_discovered() {
+        let (source, _) = discover(Some("a-data"), "/dev/whatever").unwrap();
+        assert_eq!(source, Source::Disk("a-data".into()));
+        let err = discover(Some("nope"), "/dev/xvdf").unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
+    }
 }
