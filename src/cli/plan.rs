@@ -7,29 +7,35 @@ use serde::Serialize;
 use super::Output;
 use crate::cloud::lightsail::{Lightsail, Source};
 use crate::exit_code::ExitCode;
-use crate::snap::{self, plan::CONSISTENCY_TAG, Local, Options, Target};
+use crate::snap::{self, plan::CONSISTENCY_TAG, Filesystem, Local, Options, Snapshot};
 
-/// One planned target, as printed.
+/// One planned filesystem, as printed.
 #[derive(Debug, Serialize)]
-struct Planned<'a> {
-    path: &'a std::path::Path,
+struct PlannedFs<'a> {
+    paths: &'a [std::path::PathBuf],
     mount_point: &'a std::path::Path,
     fstype: &'a str,
     block_device: &'a std::path::Path,
     method: &'static str,
+}
+
+/// One planned snapshot, as printed.
+#[derive(Debug, Serialize)]
+struct PlannedSnapshot<'a> {
     source: &'a Source,
+    mount_points: Vec<&'a std::path::Path>,
     api_call: serde_json::Value,
 }
 
-fn method(t: &Target) -> &'static str {
-    match t.quiesce {
+fn method(f: &Filesystem) -> &'static str {
+    match f.quiesce {
         None => "none (read-only)",
         Some(crate::runstate::Quiesce::Freeze) => "freeze (unmount if it cannot be frozen)",
         Some(crate::runstate::Quiesce::Unmount) => "unmount",
     }
 }
 
-fn api_call(t: &Target) -> serde_json::Value {
+fn api_call(t: &Snapshot) -> serde_json::Value {
     let mut tags: Vec<serde_json::Value> = t
         .request
         .tags
@@ -56,33 +62,53 @@ pub async fn print_plan<A: Lightsail>(
     local: &Local,
     output: Output,
 ) -> Result<ExitCode> {
-    let targets = snap::targets(api, opts, local).await?;
-    let planned: Vec<Planned> = targets
+    let plan = snap::plan(api, opts, local).await?;
+    let filesystems: Vec<PlannedFs> = plan
+        .filesystems
         .iter()
-        .map(|t| Planned {
-            path: &t.located.path,
-            mount_point: &t.located.mount.mount_point,
-            fstype: &t.located.mount.fstype,
-            block_device: &t.located.block_device,
-            method: method(t),
-            source: &t.request.source,
-            api_call: api_call(t),
+        .map(|f| PlannedFs {
+            paths: &f.paths,
+            mount_point: &f.located.mount.mount_point,
+            fstype: &f.located.mount.fstype,
+            block_device: &f.located.block_device,
+            method: method(f),
+        })
+        .collect();
+    let snapshots: Vec<PlannedSnapshot> = plan
+        .snapshots
+        .iter()
+        .map(|s| PlannedSnapshot {
+            source: &s.request.source,
+            mount_points: s
+                .filesystems
+                .iter()
+                .map(|&i| plan.filesystems[i].located.mount.mount_point.as_path())
+                .collect(),
+            api_call: api_call(s),
         })
         .collect();
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "filesystems": filesystems,
+                "snapshots": snapshots,
+            }))?
+        ),
         Output::Human => {
-            for p in &planned {
+            for f in &filesystems {
+                let paths: Vec<String> = f.paths.iter().map(|p| p.display().to_string()).collect();
                 println!(
-                    "{} → mount {} ({} on {}) → {} → Lightsail {} → {}",
-                    p.path.display(),
-                    p.mount_point.display(),
-                    p.fstype,
-                    p.block_device.display(),
-                    p.method,
-                    p.source,
-                    p.api_call
+                    "{} → mount {} ({} on {}) → {}",
+                    paths.join(", "),
+                    f.mount_point.display(),
+                    f.fstype,
+                    f.block_device.display(),
+                    f.method
                 );
+            }
+            for s in &snapshots {
+                println!("Lightsail {} → {}", s.source, s.api_call);
             }
         }
     }

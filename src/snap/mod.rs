@@ -55,15 +55,34 @@ pub struct Options {
     pub disk_map: Vec<crate::config::SnapshotEntry>,
 }
 
-/// One target: a filesystem, how it will be quiesced, and its snapshot call.
+/// A filesystem to quiesce: the unit of freezing (a superblock, however many paths or mounts
+/// lead to it).
 #[derive(Debug, Clone, Serialize)]
-pub struct Target {
-    /// Path, mount, block device.
+pub struct Filesystem {
+    /// The mount it is quiesced through, its block device, and the first path given on it.
     pub located: Located,
+    /// Every path given that is on it.
+    pub paths: Vec<PathBuf>,
     /// How it will be quiesced first (`None`: a read-only filesystem needs nothing).
     pub quiesce: Option<Quiesce>,
+}
+
+/// One snapshot to take: a Lightsail disk (or system volume), and the filesystems on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
     /// The CreateDiskSnapshot call, without its consistency tag (added in the window).
     pub request: SnapshotRequest,
+    /// Indices into [`Plan::filesystems`] of the filesystems on this disk.
+    pub filesystems: Vec<usize>,
+}
+
+/// Everything a run will do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The filesystems, in freezing order (mounts below others first).
+    pub filesystems: Vec<Filesystem>,
+    /// The snapshots, each of one disk.
+    pub snapshots: Vec<Snapshot>,
 }
 
 /// One snapshot's line in the report.
@@ -73,12 +92,10 @@ pub struct SnapshotReport {
     pub name: String,
     /// What it is of.
     pub source: Source,
-    /// The path given.
-    pub path: PathBuf,
-    /// Its mount point.
-    pub mount_point: PathBuf,
-    /// Filesystem type.
-    pub fstype: String,
+    /// The mount points of the filesystems on it.
+    pub mount_points: Vec<PathBuf>,
+    /// Their types.
+    pub fstypes: Vec<String>,
     /// How it was made consistent.
     pub consistency: Consistency,
     /// Operation id.
@@ -99,24 +116,26 @@ impl std::fmt::Display for Report {
         for s in &self.snapshots {
             let how = match s.consistency {
                 Consistency::Frozen => format!("frozen, writes paused {:.1} ms", self.window_ms),
-                Consistency::Unmounted => {
-                    format!(
-                        "unmounted (could not freeze), offline {:.1} ms",
-                        self.window_ms
-                    )
-                }
+                Consistency::Unmounted => format!(
+                    "unmounted (could not freeze), offline {:.1} ms",
+                    self.window_ms
+                ),
                 Consistency::Readonly => "read-only, no freeze needed".to_string(),
                 Consistency::Crash => "NOT paused: crash-consistent only".to_string(),
                 Consistency::Unverified => "unverified".to_string(),
             };
+            let on: Vec<String> = s
+                .mount_points
+                .iter()
+                .zip(&s.fstypes)
+                .map(|(m, t)| format!("{} ({t})", m.display()))
+                .collect();
             writeln!(
                 f,
-                "snapshot {} of {} from {} ({} on {}): {how}",
+                "snapshot {} of {} from {}: {how}",
                 s.name,
                 s.source,
-                s.path.display(),
-                s.fstype,
-                s.mount_point.display()
+                on.join(", ")
             )?;
         }
         Ok(())
@@ -146,12 +165,8 @@ pub fn validate_options(opts: &Options) -> Result<()> {
     if opts.freeze_timeout.is_zero() {
         fail!(ExitCode::Usage, "--freeze-timeout must be more than 0");
     }
-    if opts.paths.len() != 1 {
-        fail!(
-            ExitCode::Usage,
-            "freeze-and-snap takes exactly one path for now (got {})",
-            opts.paths.len()
-        );
+    if opts.paths.is_empty() {
+        fail!(ExitCode::Usage, "give at least one path");
     }
     Ok(())
 }
@@ -160,96 +175,137 @@ pub fn validate_options(opts: &Options) -> Result<()> {
 /// configuration is even loaded, so bad input fails fast and touches nothing.
 #[derive(Debug, Clone)]
 pub struct Local {
-    located: Located,
-    quiesce: Option<Quiesce>,
+    filesystems: Vec<Filesystem>,
     mounts: Vec<mountinfo::Mount>,
 }
 
-/// Validates the options and resolves the paths to mounts and block devices.
+/// Validates the options and resolves the paths to filesystems: several paths on one
+/// filesystem (bind mounts, a second mount of the same device) are one filesystem, frozen
+/// once; mounts below others come first, so a parent is never frozen while a child still
+/// has to be reached through it.
 pub fn plan_local(opts: &Options) -> Result<Local> {
     validate_options(opts)?;
     let mounts = mountinfo::read()?;
-    let located = plan::locate(&opts.paths[0], &mounts)?;
-    let mount = &located.mount;
-    if located.path != mount.mount_point {
-        tracing::info!(
-            "{} is on the filesystem mounted at {}: snapshotting that",
-            located.path.display(),
-            mount.mount_point.display()
-        );
+    let mut filesystems: Vec<Filesystem> = Vec::new();
+    for path in &opts.paths {
+        let located = plan::locate(path, &mounts)?;
+        let mount = &located.mount;
+        if located.path != mount.mount_point {
+            tracing::info!(
+                "{} is on the filesystem mounted at {}: snapshotting that",
+                located.path.display(),
+                mount.mount_point.display()
+            );
+        }
+        // Freezing is per superblock: one device number, one freeze.
+        if let Some(same) = filesystems
+            .iter_mut()
+            .find(|f| f.located.mount.dev == mount.dev)
+        {
+            same.paths.push(located.path.clone());
+            continue;
+        }
+        let quiesce = plan::first_method(mount, opts.method)?;
+        if quiesce.is_some() {
+            // Fail before any API call if the guard would refuse the mount later.
+            guard::check(&mount.mount_point)?;
+        } else {
+            tracing::info!(
+                "{} is mounted read-only: nothing can write to it, no freeze needed",
+                mount.mount_point.display()
+            );
+        }
+        filesystems.push(Filesystem {
+            paths: vec![located.path.clone()],
+            located,
+            quiesce,
+        });
     }
-    let quiesce = plan::first_method(mount, opts.method)?;
-    if quiesce.is_some() {
-        // Fail before any API call if the guard would refuse the mount later.
-        guard::check(&mount.mount_point)?;
-    } else {
-        tracing::info!(
-            "{} is mounted read-only: nothing can write to it, no freeze needed",
-            mount.mount_point.display()
-        );
-    }
+    filesystems
+        .sort_by_key(|f| std::cmp::Reverse(f.located.mount.mount_point.components().count()));
     Ok(Local {
-        located,
-        quiesce,
+        filesystems,
         mounts,
     })
 }
 
-/// Discovery: the Lightsail disk (or system volume) behind each path, the snapshot names, and
-/// the calls to make. Read-only API calls only (they double as the warm-up: connection, DNS
-/// and credentials are ready before any freeze, so the call inside the window is one round
-/// trip). Shared by `freeze-and-snap` and `plan`.
-pub async fn targets<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Result<Vec<Target>> {
-    let located = &local.located;
-    let mount = &located.mount;
-    let configured = opts
-        .disk_map
-        .iter()
-        .find(|e| e.path == located.path || e.path == mount.mount_point)
-        .and_then(|e| e.disk.as_deref());
-    let (source, disk) = plan::find_source(
-        api,
-        opts.disk_name.as_deref().or(configured),
-        &located.block_device,
-        async { Ok(imds::identity(Duration::from_secs(2)).await?) },
-    )
-    .await?;
-    tracing::info!(
-        "{} is on {} (Lightsail {}, path {})",
-        mount.mount_point.display(),
-        located.block_device.display(),
-        source,
-        disk.path.as_deref().unwrap_or("?")
-    );
-    let name = match &opts.snapshot_name {
-        Some(n) => n.clone(),
-        None => crate::config::render_name(
-            &opts.name_template,
-            &plan::source_label(&source),
-            SystemTime::now(),
-        )?,
-    };
-    validate::name("snapshot name", &name)?;
-    if api
-        .get_disk_snapshot(&name)
-        .await
-        .context("checking the snapshot name is free")?
-        .is_some()
-    {
+/// Discovery: the Lightsail disk (or system volume) behind each filesystem, the snapshot
+/// names, and the calls to make, one per disk. Read-only API calls only (they double as the
+/// warm-up: connection, DNS and credentials are ready before any freeze, so the call inside
+/// the window is one round trip). Shared by `freeze-and-snap` and `plan`.
+pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Result<Plan> {
+    let mut discovery = plan::Discovery::new(api, async {
+        Ok(imds::identity(Duration::from_secs(2)).await?)
+    });
+    let mut snapshots: Vec<Snapshot> = Vec::new();
+    for (index, fs) in local.filesystems.iter().enumerate() {
+        let located = &fs.located;
+        let mount = &located.mount;
+        let configured = opts
+            .disk_map
+            .iter()
+            .find(|e| fs.paths.contains(&e.path) || e.path == mount.mount_point)
+            .and_then(|e| e.disk.as_deref());
+        let (source, disk) = discovery
+            .source(
+                opts.disk_name.as_deref().or(configured),
+                &located.block_device,
+            )
+            .await?;
+        tracing::info!(
+            "{} is on {} (Lightsail {}, path {})",
+            mount.mount_point.display(),
+            located.block_device.display(),
+            source,
+            disk.path.as_deref().unwrap_or("?")
+        );
+        match snapshots.iter_mut().find(|s| s.request.source == source) {
+            Some(s) => s.filesystems.push(index),
+            None => snapshots.push(Snapshot {
+                request: SnapshotRequest {
+                    source,
+                    name: String::new(),
+                    tags: opts.tags.clone(),
+                },
+                filesystems: vec![index],
+            }),
+        }
+    }
+    if opts.snapshot_name.is_some() && snapshots.len() > 1 {
         fail!(
             ExitCode::Usage,
-            "a disk snapshot named {name} already exists; choose another --snapshot-name"
+            "--snapshot-name names one snapshot, but these paths are on {} disks; leave it out to use the name template",
+            snapshots.len()
         );
     }
-    Ok(vec![Target {
-        located: located.clone(),
-        quiesce: local.quiesce,
-        request: SnapshotRequest {
-            source,
-            name,
-            tags: opts.tags.clone(),
-        },
-    }])
+    let now = SystemTime::now();
+    for s in &mut snapshots {
+        s.request.name = match &opts.snapshot_name {
+            Some(n) => n.clone(),
+            None => crate::config::render_name(
+                &opts.name_template,
+                &plan::source_label(&s.request.source),
+                now,
+            )?,
+        };
+        validate::name("snapshot name", &s.request.name)?;
+        if api
+            .get_disk_snapshot(&s.request.name)
+            .await
+            .context("checking the snapshot name is free")?
+            .is_some()
+        {
+            fail!(
+                ExitCode::Usage,
+                "a disk snapshot named {} already exists; choose another --snapshot-name",
+                s.request.name
+            );
+        }
+    }
+    Ok(Plan {
+        filesystems: local.filesystems.clone(),
+        snapshots,
+    })
 }
 
 /// `lightsnap freeze-and-snap`, once [`plan_local`] has passed.
@@ -260,23 +316,23 @@ pub async fn freeze_and_snap<A: Lightsail>(
     signals: &mut Signals,
 ) -> Result<Report> {
     let _lock = runstate::lock(&opts.run_dir)?;
-    let targets = targets(api, opts, &local).await?;
-    let mounts = local.mounts;
+    let plan = plan(api, opts, &local).await?;
+    let fss = &plan.filesystems;
 
     // Descriptors of our own, to thaw with if the watchdog dies; the watchdog, which does the
     // freezing; the recovery record; then flush, so the freeze has little left to write.
-    let own_handles: Vec<Option<MountHandle>> = targets
+    let own_handles: Vec<Option<MountHandle>> = fss
         .iter()
-        .map(|t| match t.quiesce {
-            Some(Quiesce::Freeze) => MountHandle::open(&t.located.mount.mount_point)
+        .map(|f| match f.quiesce {
+            Some(Quiesce::Freeze) => MountHandle::open(&f.located.mount.mount_point)
                 .map(Some)
                 .map_err(anyhow::Error::from),
             _ => Ok(None),
         })
         .collect::<Result<_>>()?;
-    let mount_points: Vec<PathBuf> = targets
+    let mount_points: Vec<PathBuf> = fss
         .iter()
-        .map(|t| t.located.mount.mount_point.clone())
+        .map(|f| f.located.mount.mount_point.clone())
         .collect();
     let mut watchdog = Watchdog::start(&mount_points, opts.freeze_timeout + WATCHDOG_GRACE)?;
     if !watchdog.memory_locked {
@@ -284,37 +340,29 @@ pub async fn freeze_and_snap<A: Lightsail>(
     }
     let record = Record {
         pid: std::process::id(),
-        entries: targets
+        entries: fss
             .iter()
-            .filter_map(|t| {
-                t.quiesce.map(|q| Entry {
+            .filter_map(|f| {
+                f.quiesce.map(|q| Entry {
                     quiesce: q,
-                    mount: t.located.mount.clone(),
+                    mount: f.located.mount.clone(),
                 })
             })
             .collect(),
     };
     runstate::write_record(&opts.run_dir, &record)?;
-    for t in targets.iter().filter(|t| t.quiesce.is_some()) {
-        syncfs(&t.located.mount.mount_point)
-            .with_context(|| format!("syncfs on {}", t.located.mount.mount_point.display()))?;
+    for f in fss.iter().filter(|f| f.quiesce.is_some()) {
+        syncfs(&f.located.mount.mount_point)
+            .with_context(|| format!("syncfs on {}", f.located.mount.mount_point.display()))?;
     }
 
     let settings = window::Settings {
         deadline: opts.freeze_timeout,
         unmount_fallback: opts.method == Method::Auto,
         allow_crash_consistent: opts.allow_crash_consistent,
-        mounts: &mounts,
+        mounts: &local.mounts,
     };
-    let outcome = window::run(
-        api,
-        &targets,
-        &mut watchdog,
-        &own_handles,
-        &settings,
-        signals,
-    )
-    .await;
+    let outcome = window::run(api, &plan, &mut watchdog, &own_handles, &settings, signals).await;
 
     let watchdog_end = watchdog.finish();
     if !outcome.undo_errors.is_empty() {
@@ -335,20 +383,33 @@ pub async fn freeze_and_snap<A: Lightsail>(
     }
     runstate::clear_record(&opts.run_dir)?;
     if outcome.thawed_by_watchdog {
-        tracing::warn!("the watchdog's deadline thawed the filesystem before the agent did");
+        tracing::warn!("the watchdog's deadline thawed a filesystem before the agent did");
     }
     let window_ms = outcome.window.as_secs_f64() * 1000.0;
     tracing::debug!("window: {window_ms:.3} ms");
+    report(api, opts, &plan, outcome, window_ms).await
+}
 
-    let report_of = |i: usize, consistency: Consistency, operation_id: Option<String>| {
-        let t = &targets[i];
+/// Reads the window's outcome: the report, or the error with the right exit code.
+async fn report<A: Lightsail>(
+    api: &A,
+    opts: &Options,
+    plan: &Plan,
+    outcome: window::Outcome,
+    window_ms: f64,
+) -> Result<Report> {
+    let report_of = |i: usize, operation_id: Option<String>| {
+        let s = &plan.snapshots[i];
+        let fss = s.filesystems.iter().map(|&f| &plan.filesystems[f]);
         SnapshotReport {
-            name: t.request.name.clone(),
-            source: t.request.source.clone(),
-            path: t.located.path.clone(),
-            mount_point: t.located.mount.mount_point.clone(),
-            fstype: t.located.mount.fstype.clone(),
-            consistency,
+            name: s.request.name.clone(),
+            source: s.request.source.clone(),
+            mount_points: fss
+                .clone()
+                .map(|f| f.located.mount.mount_point.clone())
+                .collect(),
+            fstypes: fss.map(|f| f.located.mount.fstype.clone()).collect(),
+            consistency: outcome.consistency[i],
             operation_id,
         }
     };
@@ -378,12 +439,10 @@ pub async fn freeze_and_snap<A: Lightsail>(
             let mut ambiguous = Vec::new();
             for (i, result) in results.into_iter().enumerate() {
                 match result {
-                    Ok(op) => snapshots.push(report_of(i, outcome.consistency[i], op.id)),
+                    Ok(op) => snapshots.push(report_of(i, op.id)),
                     // The name was free before the freeze: our own earlier attempt landed,
                     // and it was sent inside the window.
-                    Err(e) if e.name_exists() => {
-                        snapshots.push(report_of(i, outcome.consistency[i], None))
-                    }
+                    Err(e) if e.name_exists() => snapshots.push(report_of(i, None)),
                     Err(e) => {
                         if e.is_ambiguous() {
                             ambiguous.push(outcome.requests[i].clone());
@@ -392,24 +451,28 @@ pub async fn freeze_and_snap<A: Lightsail>(
                     }
                 }
             }
-            if let Some(first) = errors.into_iter().next() {
-                let unverified = mark_unverified(api, &ambiguous).await;
-                if !unverified.is_empty() {
-                    fail!(
-                        ExitCode::Partial,
-                        "{first}; {}",
-                        unverified_note(&unverified)
-                    );
-                }
-                let advice = first.advice();
-                return Err(
-                    anyhow::Error::new(first).context(format!("no snapshot was taken; {advice}"))
+            let Some(first) = errors.into_iter().next() else {
+                return Ok(Report {
+                    snapshots,
+                    window_ms,
+                });
+            };
+            let unverified = mark_unverified(api, &ambiguous).await;
+            if !snapshots.is_empty() || !unverified.is_empty() {
+                let taken: Vec<&str> = snapshots.iter().map(|s| s.name.as_str()).collect();
+                fail!(
+                    ExitCode::Partial,
+                    "{first}; taken: {}; {}",
+                    if taken.is_empty() {
+                        "none".to_string()
+                    } else {
+                        taken.join(", ")
+                    },
+                    unverified_note(&unverified)
                 );
             }
-            Ok(Report {
-                snapshots,
-                window_ms,
-            })
+            let advice = first.advice();
+            Err(anyhow::Error::new(first).context(format!("no snapshot was taken; {advice}")))
         }
     }
 }

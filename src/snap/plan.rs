@@ -136,71 +136,101 @@ pub fn first_method(mount: &Mount, asked: Method) -> Result<Option<crate::runsta
     }))
 }
 
-/// Finds the Lightsail disk behind `block_device`: the disk named by the operator, else the
+/// Finds the Lightsail disks behind block devices: the disk named by the operator, else the
 /// disk of this instance whose `path` is the device (the system disk meaning the system
-/// volume). `identity` is asked only when it is needed.
-pub async fn find_source<A, F>(
-    api: &A,
-    disk_name: Option<&str>,
-    block_device: &Path,
-    identity: F,
-) -> Result<(Source, DiskInfo)>
+/// volume). Who this instance is is asked once, and only when it is needed.
+pub struct Discovery<'a, A, F> {
+    api: &'a A,
+    identity: Option<F>,
+    me: Option<InstanceInfo>,
+}
+
+impl<'a, A, F> Discovery<'a, A, F>
 where
     A: Lightsail,
     F: std::future::Future<Output = Result<Identity>>,
 {
-    if let Some(name) = disk_name {
-        let disk = match api.get_disk(name).await {
-            Ok(d) => d,
-            Err(e) if e.kind == ApiErrorKind::NotFound => fail!(
-                ExitCode::NotFound,
-                "there is no Lightsail disk named {name} in this region; check --disk-name and AWS_REGION ({})",
-                e.message
-            ),
-            Err(e) => return Err(e).context(format!("looking up disk {name}")),
-        };
-        if !disk.is_attached {
-            fail!(
-                ExitCode::NotFound,
-                "Lightsail disk {name} is not attached to any instance, so it cannot be behind {}; check --disk-name",
-                block_device.display()
-            );
+    /// Discovery through `api`; `identity` says who this instance is, if asked.
+    pub fn new(api: &'a A, identity: F) -> Self {
+        Self {
+            api,
+            identity: Some(identity),
+            me: None,
         }
-        return Ok((Source::Disk(name.to_string()), disk));
     }
-    let identity = identity
-        .await
-        .context("finding which Lightsail instance this is (give --disk-name to skip this)")?;
-    let instances = api
-        .get_instances()
-        .await
-        .context("listing Lightsail instances to find this one")?;
-    let me = this_instance(&instances, &identity)?;
-    let disk = me
-        .disks
-        .iter()
-        .find(|d| same_device(d.path.as_deref(), block_device))
-        .cloned();
-    let Some(disk) = disk else {
-        let known: Vec<String> = me
+
+    async fn me(&mut self) -> Result<&InstanceInfo> {
+        if self.me.is_none() {
+            let identity = self
+                .identity
+                .take()
+                .context("the instance identity was asked for twice")?
+                .await
+                .context(
+                    "finding which Lightsail instance this is (give --disk-name to skip this)",
+                )?;
+            let instances = self
+                .api
+                .get_instances()
+                .await
+                .context("listing Lightsail instances to find this one")?;
+            self.me = Some(this_instance(&instances, &identity)?.clone());
+        }
+        Ok(self.me.as_ref().expect("set above"))
+    }
+
+    /// The source behind `block_device`, or behind the disk named `disk_name`.
+    pub async fn source(
+        &mut self,
+        disk_name: Option<&str>,
+        block_device: &Path,
+    ) -> Result<(Source, DiskInfo)> {
+        if let Some(name) = disk_name {
+            let disk = match self.api.get_disk(name).await {
+                Ok(d) => d,
+                Err(e) if e.kind == ApiErrorKind::NotFound => fail!(
+                    ExitCode::NotFound,
+                    "there is no Lightsail disk named {name} in this region; check --disk-name and AWS_REGION ({})",
+                    e.message
+                ),
+                Err(e) => return Err(e).context(format!("looking up disk {name}")),
+            };
+            if !disk.is_attached {
+                fail!(
+                    ExitCode::NotFound,
+                    "Lightsail disk {name} is not attached to any instance, so it cannot be behind {}; check --disk-name",
+                    block_device.display()
+                );
+            }
+            return Ok((Source::Disk(name.to_string()), disk));
+        }
+        let me = self.me().await?;
+        let Some(disk) = me
             .disks
             .iter()
-            .map(|d| format!("{} at {}", d.name, d.path.as_deref().unwrap_or("?")))
-            .collect();
-        fail!(
-            ExitCode::NotFound,
-            "no disk of Lightsail instance {} is at {}; its disks: {}; name the disk with --disk-name",
-            me.name,
-            block_device.display(),
-            known.join(", ")
-        );
-    };
-    let source = if disk.is_system_disk {
-        Source::SystemVolume(me.name.clone())
-    } else {
-        Source::Disk(disk.name.clone())
-    };
-    Ok((source, disk))
+            .find(|d| same_device(d.path.as_deref(), block_device))
+            .cloned()
+        else {
+            let known: Vec<String> = me
+                .disks
+                .iter()
+                .map(|d| format!("{} at {}", d.name, d.path.as_deref().unwrap_or("?")))
+                .collect();
+            fail!(
+                ExitCode::NotFound,
+                "no disk of Lightsail instance {} is at {}; its disks: {}; name the disk with --disk-name",
+                me.name,
+                block_device.display(),
+                known.join(", ")
+            );
+        };
+        let source = if disk.is_system_disk {
+            Source::SystemVolume(me.name.clone())
+        } else {
+            Source::Disk(disk.name.clone())
+        };
+        Ok((source, disk))
+    }
 }
 
 /// The Lightsail instance whose `supportCode` ends in this EC2 instance id.
@@ -359,11 +389,11 @@ mod tests {
     }
 
     fn discover(disk: Option<&str>, dev: &str) -> Result<(Source, DiskInfo)> {
-        crate::runtime()
-            .unwrap()
-            .block_on(find_source(&canned(), disk, Path::new(dev), async {
-                Ok(identity())
-            }))
+        let api = canned();
+        crate::runtime().unwrap().block_on(async {
+            let mut discovery = Discovery::new(&api, async { Ok(identity()) });
+            discovery.source(disk, Path::new(dev)).await
+        })
     }
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::Result;
 use futures_util::future::join_all;
 
 use super::plan::{Consistency, CONSISTENCY_TAG};
-use super::Target;
+use super::{Filesystem, Plan};
 use crate::cloud::lightsail::{ApiError, Lightsail, OperationInfo, SnapshotRequest};
 use crate::exit_code::ExitCode;
 use crate::kernel::freeze::{FreezeError, MountHandle, ThawError};
@@ -37,9 +37,9 @@ pub(crate) enum Calls {
 /// What happened in the window.
 #[derive(Debug)]
 pub(crate) struct Outcome {
-    /// How each target was actually made consistent.
+    /// How each snapshot was actually made consistent.
     pub consistency: Vec<Consistency>,
-    /// The snapshot requests as sent (with their consistency tag).
+    /// The snapshot requests as sent (with their consistency tag), in plan order.
     pub requests: Vec<SnapshotRequest>,
     /// The calls.
     pub calls: Calls,
@@ -67,28 +67,29 @@ pub(crate) struct Settings<'a> {
 /// itself failed, which is reported in `undo_errors`.
 pub(crate) async fn run<A: Lightsail>(
     api: &A,
-    targets: &[Target],
+    plan: &Plan,
     watchdog: &mut Watchdog,
     own_handles: &[Option<MountHandle>],
     settings: &Settings<'_>,
     signals: &mut Signals,
 ) -> Outcome {
+    let filesystems = &plan.filesystems;
     logbuf::hold();
     let mut undo: Vec<(usize, Quiesce)> = Vec::new();
-    let mut consistency = vec![Consistency::Readonly; targets.len()];
+    let mut achieved = vec![Consistency::Readonly; filesystems.len()];
     let mut failure = None;
     let mut first_done: Option<Instant> = None;
 
     // 1. Quiesce, in order.
-    for (i, target) in targets.iter().enumerate() {
-        let Some(method) = target.quiesce else {
+    for (i, fs) in filesystems.iter().enumerate() {
+        let Some(method) = fs.quiesce else {
             continue;
         };
-        match quiesce(i, target, method, watchdog, settings) {
+        match quiesce(i, fs, method, watchdog, settings) {
             Ok(used) => {
                 first_done.get_or_insert_with(Instant::now);
                 undo.push((i, used));
-                consistency[i] = match used {
+                achieved[i] = match used {
                     Quiesce::Freeze => Consistency::Frozen,
                     Quiesce::Unmount => Consistency::Unmounted,
                 };
@@ -101,7 +102,7 @@ pub(crate) async fn run<A: Lightsail>(
             }
             Err(QuiesceError::Refused(e)) if settings.allow_crash_consistent => {
                 tracing::warn!("{e:#}; going on without pausing writes (--allow-crash-consistent)");
-                consistency[i] = Consistency::Crash;
+                achieved[i] = Consistency::Crash;
             }
             Err(QuiesceError::Refused(e)) => {
                 failure = Some(e);
@@ -109,11 +110,18 @@ pub(crate) async fn run<A: Lightsail>(
             }
         }
     }
-    let requests: Vec<SnapshotRequest> = targets
+    // A snapshot is as consistent as the least consistent filesystem on its disk.
+    let consistency: Vec<Consistency> = plan
+        .snapshots
+        .iter()
+        .map(|s| weakest(s.filesystems.iter().map(|&f| achieved[f])))
+        .collect();
+    let requests: Vec<SnapshotRequest> = plan
+        .snapshots
         .iter()
         .zip(&consistency)
-        .map(|(t, c)| {
-            let mut request = t.request.clone();
+        .map(|(s, c)| {
+            let mut request = s.request.clone();
             request
                 .tags
                 .push((CONSISTENCY_TAG.to_string(), c.as_str().to_string()));
@@ -153,7 +161,7 @@ pub(crate) async fn run<A: Lightsail>(
                 }
             },
             Quiesce::Unmount => {
-                if let Err(e) = unmount::remount(&targets[i].located.mount) {
+                if let Err(e) = unmount::remount(&filesystems[i].located.mount) {
                     undo_errors.push(e);
                 }
             }
@@ -183,12 +191,12 @@ enum QuiesceError {
 /// cannot be frozen and that is allowed. Returns the method that worked.
 fn quiesce(
     i: usize,
-    target: &Target,
+    fs: &Filesystem,
     method: Quiesce,
     watchdog: &mut Watchdog,
     settings: &Settings<'_>,
 ) -> Result<Quiesce, QuiesceError> {
-    let mount = &target.located.mount;
+    let mount = &fs.located.mount;
     if method == Quiesce::Freeze {
         match watchdog.freeze(i, &mount.mount_point) {
             Ok(()) => return Ok(Quiesce::Freeze),
@@ -209,6 +217,17 @@ fn quiesce(
     unmount::unmount(mount, settings.mounts)
         .map(|()| Quiesce::Unmount)
         .map_err(|e| QuiesceError::Refused(e.into()))
+}
+
+/// The weakest of several consistencies: crash, then unmounted/frozen, then read-only.
+fn weakest(all: impl Iterator<Item = Consistency>) -> Consistency {
+    let rank = |c: &Consistency| match c {
+        Consistency::Crash | Consistency::Unverified => 0,
+        Consistency::Unmounted => 1,
+        Consistency::Frozen => 2,
+        Consistency::Readonly => 3,
+    };
+    all.min_by_key(rank).unwrap_or(Consistency::Readonly)
 }
 
 /// The last resort when the watchdog is gone: thaw with our own descriptor. "Not frozen" is
