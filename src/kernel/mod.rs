@@ -5,6 +5,7 @@
 //! ([`holders`]), and the confinement guard ([`guard`]) every freeze, thaw and unmount passes.
 //! Nothing here talks to the network or knows about Lightsail.
 
+pub mod blockdev;
 pub mod freeze;
 pub mod guard;
 pub mod holders;
