@@ -20,7 +20,7 @@ use crate::cloud::validate;
 use crate::exit_code::ExitCode;
 use crate::fail;
 use crate::kernel::freeze::MountHandle;
-use crate::kernel::{guard, mountinfo, syncfs};
+use crate::kernel::{blockdev, guard, mountinfo, syncfs};
 use crate::runstate::{self, Entry, Quiesce, Record};
 use crate::signals::{self, Signals};
 use crate::watchdog::Watchdog;
@@ -246,29 +246,46 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Resul
             .iter()
             .find(|e| fs.paths.contains(&e.path) || e.path == mount.mount_point)
             .and_then(|e| e.disk.as_deref());
-        let (source, disk) = discovery
-            .source(
-                opts.disk_name.as_deref().or(configured),
-                &located.block_device,
-            )
-            .await?;
-        tracing::info!(
-            "{} is on {} (Lightsail {}, path {})",
-            mount.mount_point.display(),
-            located.block_device.display(),
-            source,
-            disk.path.as_deref().unwrap_or("?")
-        );
-        match snapshots.iter_mut().find(|s| s.request.source == source) {
-            Some(s) => s.filesystems.push(index),
-            None => snapshots.push(Snapshot {
-                request: SnapshotRequest {
-                    source,
-                    name: String::new(),
-                    tags: opts.tags.clone(),
-                },
-                filesystems: vec![index],
-            }),
+        let named = opts.disk_name.as_deref().or(configured);
+        let disks = match plan::whole_disks(&blockdev::Root::default(), located) {
+            Ok(d) if !d.is_empty() => d,
+            // No sysfs view of it: the mount's own device is all there is to go on.
+            _ => vec![blockdev::DiskIds {
+                name: located.block_device.display().to_string(),
+                dev_path: located.block_device.clone(),
+                volume_id: None,
+                ebs_device_name: None,
+            }],
+        };
+        if named.is_some() && disks.len() > 1 {
+            fail!(
+                ExitCode::Usage,
+                "{} spans {} disks; a single --disk-name cannot name them all: leave it out to find them",
+                mount.mount_point.display(),
+                disks.len()
+            );
+        }
+        for ids in &disks {
+            let (source, disk) = discovery.source(named, ids).await?;
+            tracing::info!(
+                "{} is on {} (Lightsail {}, path {})",
+                mount.mount_point.display(),
+                ids.dev_path.display(),
+                source,
+                disk.path.as_deref().unwrap_or("?")
+            );
+            match snapshots.iter_mut().find(|s| s.request.source == source) {
+                Some(s) if !s.filesystems.contains(&index) => s.filesystems.push(index),
+                Some(_) => {}
+                None => snapshots.push(Snapshot {
+                    request: SnapshotRequest {
+                        source,
+                        name: String::new(),
+                        tags: opts.tags.clone(),
+                    },
+                    filesystems: vec![index],
+                }),
+            }
         }
     }
     if opts.snapshot_name.is_some() && snapshots.len() > 1 {

@@ -10,6 +10,7 @@ use crate::cloud::imds::Identity;
 use crate::cloud::lightsail::{ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, Source};
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
+use crate::kernel::blockdev;
 use crate::kernel::mountinfo::{self, Mount};
 
 /// How a target is made consistent.
@@ -136,6 +137,33 @@ pub fn first_method(mount: &Mount, asked: Method) -> Result<Option<crate::runsta
     }))
 }
 
+/// The whole disks under a located filesystem: its source device, every member of a
+/// multi-device btrfs, through partitions, device-mapper and md down to the disks.
+pub fn whole_disks(root: &blockdev::Root, located: &Located) -> Result<Vec<blockdev::DiskIds>> {
+    let meta = std::fs::metadata(&located.block_device)
+        .with_context(|| format!("reading {}", located.block_device.display()))?;
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
+    let dev = (
+        nix::sys::stat::major(rdev) as u32,
+        nix::sys::stat::minor(rdev) as u32,
+    );
+    let name = root.name_of(dev)?;
+    let members = if located.mount.fstype == "btrfs" {
+        root.btrfs_members(&name)
+    } else {
+        vec![name]
+    };
+    let mut disks: Vec<String> = Vec::new();
+    for m in members {
+        for d in root.disks_under(&m)? {
+            if !disks.contains(&d) {
+                disks.push(d);
+            }
+        }
+    }
+    Ok(disks.iter().map(|d| root.ids(d)).collect())
+}
+
 /// Finds the Lightsail disks behind block devices: the disk named by the operator, else the
 /// disk of this instance whose `path` is the device (the system disk meaning the system
 /// volume). Who this instance is is asked once, and only when it is needed.
@@ -179,12 +207,13 @@ where
         Ok(self.me.as_ref().expect("set above"))
     }
 
-    /// The source behind `block_device`, or behind the disk named `disk_name`.
+    /// The source behind a whole disk, or the disk named `disk_name`.
     pub async fn source(
         &mut self,
         disk_name: Option<&str>,
-        block_device: &Path,
+        ids: &blockdev::DiskIds,
     ) -> Result<(Source, DiskInfo)> {
+        let block_device = &ids.dev_path;
         if let Some(name) = disk_name {
             let disk = match self.api.get_disk(name).await {
                 Ok(d) => d,
@@ -205,12 +234,7 @@ where
             return Ok((Source::Disk(name.to_string()), disk));
         }
         let me = self.me().await?;
-        let Some(disk) = me
-            .disks
-            .iter()
-            .find(|d| same_device(d.path.as_deref(), block_device))
-            .cloned()
-        else {
+        let Some(disk) = me.disks.iter().find(|d| is_disk(d, ids)).cloned() else {
             let known: Vec<String> = me
                 .disks
                 .iter()
@@ -252,6 +276,24 @@ pub fn this_instance<'a>(
             )
             .into()
         })
+}
+
+/// Whether a Lightsail disk is this whole disk: by device path (Xen `xvdf`, and plain paths
+/// such as the tests' loop devices), by EBS volume id (Nitro NVMe serial ↔ `supportCode`), or
+/// by the device name the NVMe controller reports.
+fn is_disk(disk: &DiskInfo, ids: &blockdev::DiskIds) -> bool {
+    if same_device(disk.path.as_deref(), &ids.dev_path) {
+        return true;
+    }
+    if let (Some(vol), Some(code)) = (&ids.volume_id, &disk.support_code) {
+        if code.rsplit('/').next() == Some(vol.as_str()) {
+            return true;
+        }
+    }
+    if let (Some(name), Some(path)) = (&ids.ebs_device_name, &disk.path) {
+        return blockdev::as_dev_path(name) == Path::new(path);
+    }
+    false
 }
 
 /// Whether Lightsail's device path names the same device as the mount's block device.
@@ -392,7 +434,13 @@ mod tests {
         let api = canned();
         crate::runtime().unwrap().block_on(async {
             let mut discovery = Discovery::new(&api, async { Ok(identity()) });
-            discovery.source(disk, Path::new(dev)).await
+            let ids = blockdev::DiskIds {
+                name: dev.trim_start_matches("/dev/").into(),
+                dev_path: dev.into(),
+                volume_id: None,
+                ebs_device_name: None,
+            };
+            discovery.source(disk, &ids).await
         })
     }
 
