@@ -25,6 +25,7 @@ struct Fragment {
     freeze_timeout: Option<String>,
     name_template: Option<String>,
     hook_dir: Option<PathBuf>,
+    hook_timeout: Option<String>,
     region: Option<String>,
     profile: Option<String>,
     #[serde(default)]
@@ -75,6 +76,8 @@ pub struct Settings {
     pub name_template: String,
     /// Where hooks live.
     pub hook_dir: PathBuf,
+    /// How long one hook may run, per phase.
+    pub hook_timeout: Duration,
     /// AWS region override.
     pub region: Option<String>,
     /// AWS profile.
@@ -98,6 +101,7 @@ impl Default for Settings {
             freeze_timeout: Duration::from_secs(10),
             name_template: DEFAULT_NAME_TEMPLATE.to_string(),
             hook_dir: PathBuf::from("/etc/lightsnap/hooks.d"),
+            hook_timeout: Duration::from_secs(60),
             region: None,
             profile: None,
             tags: Vec::new(),
@@ -148,7 +152,10 @@ pub fn fragment_paths(root: &Path) -> Result<Vec<PathBuf>> {
 
 /// Loads, merges and validates every fragment under `root`.
 pub fn load(root: &Path) -> Result<Settings> {
-    let mut settings = Settings::default();
+    let mut settings = Settings {
+        hook_dir: root.join("etc/lightsnap/hooks.d"),
+        ..Settings::default()
+    };
     let mut tags: BTreeMap<String, String> = BTreeMap::new();
     for path in fragment_paths(root)? {
         check_owner(&path)?;
@@ -183,6 +190,9 @@ fn apply(settings: &mut Settings, tags: &mut BTreeMap<String, String>, f: Fragme
     }
     if let Some(d) = f.hook_dir {
         settings.hook_dir = d;
+    }
+    if let Some(t) = f.hook_timeout {
+        settings.hook_timeout = duration("hook_timeout", &t)?;
     }
     if f.region.is_some() {
         settings.region = f.region;
@@ -407,6 +417,14 @@ mod tests {
     #[test]
     fn no_files_means_defaults() {
         let root = tempfile::tempdir().unwrap();
-        assert_eq!(load(root.path()).unwrap(), Settings::default());
+        let s = load(root.path()).unwrap();
+        assert_eq!(s.hook_dir, root.path().join("etc/lightsnap/hooks.d"));
+        assert_eq!(
+            Settings {
+                hook_dir: Settings::default().hook_dir,
+                ..s
+            },
+            Settings::default()
+        );
     }
 }

@@ -112,6 +112,8 @@ impl FreezeAndSnap {
             allow_crash_consistent: self.allow_crash_consistent,
             run_dir: globals.run_dir.clone(),
             disk_map: settings.snapshots.clone(),
+            hook_dir: settings.hook_dir.clone(),
+            hook_timeout: settings.hook_timeout,
         };
         // Bad input fails before anything else, even before the SDK reads its configuration.
         let local = snap::plan_local(&opts)?;

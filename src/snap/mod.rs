@@ -19,6 +19,7 @@ use crate::cloud::lightsail::{ApiError, Lightsail, SnapshotRequest, Source};
 use crate::cloud::validate;
 use crate::exit_code::ExitCode;
 use crate::fail;
+use crate::hooks::{HookEnv, Hooks};
 use crate::kernel::freeze::MountHandle;
 use crate::kernel::{blockdev, guard, mountinfo, syncfs};
 use crate::runstate::{self, Entry, Quiesce, Record};
@@ -53,6 +54,10 @@ pub struct Options {
     pub name_template: String,
     /// Paths → disks from the configuration.
     pub disk_map: Vec<crate::config::SnapshotEntry>,
+    /// The hook directory.
+    pub hook_dir: PathBuf,
+    /// How long one hook may run.
+    pub hook_timeout: Duration,
 }
 
 /// A filesystem to quiesce: the unit of freezing (a superblock, however many paths or mounts
@@ -334,6 +339,47 @@ pub async fn freeze_and_snap<A: Lightsail>(
 ) -> Result<Report> {
     let _lock = runstate::lock(&opts.run_dir)?;
     let plan = plan(api, opts, &local).await?;
+
+    // Hooks around everything that quiesces: pre-freeze before, post-thaw after, even when
+    // a pre-freeze hook or anything in between fails.
+    let mut hooks = Hooks::load(&opts.hook_dir, opts.hook_timeout)?;
+    let mut env = HookEnv {
+        paths: plan
+            .filesystems
+            .iter()
+            .flat_map(|f| f.paths.clone())
+            .collect(),
+        disks: plan
+            .snapshots
+            .iter()
+            .map(|s| plan::source_label(&s.request.source))
+            .collect(),
+        snapshots: plan
+            .snapshots
+            .iter()
+            .map(|s| s.request.name.clone())
+            .collect(),
+        result: None,
+    };
+    let result = match hooks.pre_freeze(&env) {
+        Ok(()) => quiesce_and_snap(api, opts, &plan, &local.mounts, signals).await,
+        Err(e) => Err(e.context("a pre-freeze hook failed, so nothing was frozen")),
+    };
+    env.result = Some(if result.is_ok() { "success" } else { "failure" });
+    if let Err(e) = hooks.post_thaw(&env) {
+        tracing::warn!("post-thaw hooks: {e:#}");
+    }
+    result
+}
+
+/// Watchdog, recovery record, `syncfs`, the window, and what came of it.
+async fn quiesce_and_snap<A: Lightsail>(
+    api: &A,
+    opts: &Options,
+    plan: &Plan,
+    mounts: &[mountinfo::Mount],
+    signals: &mut Signals,
+) -> Result<Report> {
     let fss = &plan.filesystems;
 
     // Descriptors of our own, to thaw with if the watchdog dies; the watchdog, which does the
@@ -377,9 +423,9 @@ pub async fn freeze_and_snap<A: Lightsail>(
         deadline: opts.freeze_timeout,
         unmount_fallback: opts.method == Method::Auto,
         allow_crash_consistent: opts.allow_crash_consistent,
-        mounts: &local.mounts,
+        mounts,
     };
-    let outcome = window::run(api, &plan, &mut watchdog, &own_handles, &settings, signals).await;
+    let outcome = window::run(api, plan, &mut watchdog, &own_handles, &settings, signals).await;
 
     let watchdog_end = watchdog.finish();
     if !outcome.undo_errors.is_empty() {
@@ -404,7 +450,7 @@ pub async fn freeze_and_snap<A: Lightsail>(
     }
     let window_ms = outcome.window.as_secs_f64() * 1000.0;
     tracing::debug!("window: {window_ms:.3} ms");
-    report(api, opts, &plan, outcome, window_ms).await
+    report(api, opts, plan, outcome, window_ms).await
 }
 
 /// Reads the window's outcome: the report, or the error with the right exit code.

@@ -1,0 +1,316 @@
+//! Hooks: executables in the hook directory (`/etc/lightsnap/hooks.d/`), run in name order with
+//! `pre-freeze` before anything is frozen and in reverse order with `post-thaw` after
+//! everything is thawed — a database's `CHECKPOINT`, a read lock held across the snapshot.
+//!
+//! Each hook runs in its own process group with a timeout; on timeout the whole group is
+//! killed. A failing pre-freeze hook aborts the run before anything is frozen, but every
+//! pre-freeze hook that ran still gets its post-thaw call, so a lock it took is released. A
+//! hook not owned by root or writable by group or others is refused: lightsnap runs as root.
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::exit_code::{ExitCode, Failure};
+
+/// The two phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before anything is frozen.
+    PreFreeze,
+    /// After everything is thawed.
+    PostThaw,
+}
+
+impl Phase {
+    /// The argument a hook gets.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::PreFreeze => "pre-freeze",
+            Phase::PostThaw => "post-thaw",
+        }
+    }
+}
+
+/// What hooks are told, through environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct HookEnv {
+    /// `LIGHTSNAP_PATHS`: the paths, space-separated.
+    pub paths: Vec<PathBuf>,
+    /// `LIGHTSNAP_DISKS`: the Lightsail disks (or `<instance>-system`), space-separated.
+    pub disks: Vec<String>,
+    /// `LIGHTSNAP_SNAPSHOTS`: the snapshot names, space-separated.
+    pub snapshots: Vec<String>,
+    /// `LIGHTSNAP_RESULT` for post-thaw: `success` or `failure`.
+    pub result: Option<&'static str>,
+}
+
+/// The hooks of a directory, checked, in name order. No directory means no hooks.
+pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut hooks: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        // Editor backups and package leftovers are not hooks.
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            !name.starts_with('.')
+                && !name.ends_with('~')
+                && !name.ends_with(".dpkg-old")
+                && !name.ends_with(".dpkg-dist")
+                && !name.ends_with(".rpmsave")
+                && !name.ends_with(".rpmnew")
+        })
+        .collect();
+    hooks.sort();
+    for h in &hooks {
+        let meta = std::fs::metadata(h).with_context(|| format!("reading {}", h.display()))?;
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            return Err(Failure::new(
+                ExitCode::Usage,
+                format!(
+                    "{}: not an executable file; make it one (chmod +x) or move it out of {}",
+                    h.display(),
+                    dir.display()
+                ),
+            )
+            .into());
+        }
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(Failure::new(
+                ExitCode::Permission,
+                format!(
+                    "{}: refusing a hook not owned by root or writable by group/others (owner uid {}, mode {:o}); fix with: chown root:root {0} && chmod go-w {0}",
+                    h.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(hooks)
+}
+
+/// Runs one hook for one phase; fails on a non-zero exit or a timeout (the whole process
+/// group killed).
+pub fn run_one(hook: &Path, phase: Phase, ctx: &HookEnv, timeout: Duration) -> Result<()> {
+    let join = |v: Vec<String>| v.join(" ");
+    let mut cmd = Command::new(hook);
+    cmd.arg(phase.as_str())
+        .env("LIGHTSNAP_PHASE", phase.as_str())
+        .env(
+            "LIGHTSNAP_PATHS",
+            join(ctx.paths.iter().map(|p| p.display().to_string()).collect()),
+        )
+        .env("LIGHTSNAP_DISKS", join(ctx.disks.clone()))
+        .env("LIGHTSNAP_SNAPSHOTS", join(ctx.snapshots.clone()))
+        .stdin(Stdio::null())
+        .process_group(0);
+    // Hook output goes to lightsnap's stderr; stdout is lightsnap's report.
+    if let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() {
+        cmd.stdout(Stdio::from(stderr));
+    }
+    if let Some(r) = ctx.result {
+        cmd.env("LIGHTSNAP_RESULT", r);
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting hook {}", hook.display()))?;
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // std has no wait-with-timeout: a thread waits, this one waits for it with a timeout.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(timeout) {
+        Ok(status) => status?,
+        Err(_) => {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waiter.join();
+            anyhow::bail!(
+                "hook {} {} did not finish within {}; it was killed with its process group",
+                hook.display(),
+                phase.as_str(),
+                humantime::format_duration(timeout)
+            );
+        }
+    };
+    let _ = waiter.join();
+    if !status.success() {
+        anyhow::bail!(
+            "hook {} {} failed ({status})",
+            hook.display(),
+            phase.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// The hooks of a run: pre-freeze in order, and post-thaw in reverse for those that ran.
+#[derive(Debug)]
+pub struct Hooks {
+    hooks: Vec<PathBuf>,
+    ran: usize,
+    timeout: Duration,
+}
+
+impl Hooks {
+    /// The hooks in `dir`, each allowed `timeout` per phase.
+    pub fn load(dir: &Path, timeout: Duration) -> Result<Self> {
+        Ok(Self {
+            hooks: discover(dir)?,
+            ran: 0,
+            timeout,
+        })
+    }
+
+    /// Runs the pre-freeze hooks in order, stopping at the first failure.
+    pub fn pre_freeze(&mut self, ctx: &HookEnv) -> Result<()> {
+        for hook in &self.hooks {
+            // Counted before it runs: a hook that failed half-way may hold something too.
+            self.ran += 1;
+            run_one(hook, Phase::PreFreeze, ctx, self.timeout)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the post-thaw hook of every hook whose pre-freeze ran, newest first; all of them,
+    /// whatever fails, and reports the failures.
+    pub fn post_thaw(&mut self, ctx: &HookEnv) -> Result<()> {
+        let mut failures = Vec::new();
+        for hook in self.hooks[..self.ran].iter().rev() {
+            if let Err(e) = run_one(hook, Phase::PostThaw, ctx, self.timeout) {
+                failures.push(format!("{e:#}"));
+            }
+        }
+        self.ran = 0;
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", failures.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn root_or_skip() -> bool {
+        let root = nix::unistd::Uid::effective().is_root();
+        if !root {
+            eprintln!("skipping: hooks must be root-owned, and this is not root");
+        }
+        root
+    }
+
+    #[test]
+    fn order_environment_and_post_thaw_of_those_that_ran() {
+        if !root_or_skip() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let hooks = dir.path().join("hooks.d");
+        std::fs::create_dir(&hooks).unwrap();
+        let line = format!(
+            "echo \"$(basename $0) $1 $LIGHTSNAP_DISKS $LIGHTSNAP_SNAPSHOTS\" >> {}",
+            log.display()
+        );
+        hook(&hooks, "10-a", &line);
+        hook(
+            &hooks,
+            "20-b",
+            &format!("{line}\n[ \"$1\" = pre-freeze ] && exit 3\nexit 0"),
+        );
+        hook(&hooks, "30-c", &line);
+        hook(&hooks, "backup~", "exit 1");
+        let mut h = Hooks::load(&hooks, Duration::from_secs(10)).unwrap();
+        let ctx = HookEnv {
+            disks: vec!["data-1".into()],
+            snapshots: vec!["s1".into()],
+            ..HookEnv::default()
+        };
+        let err = h.pre_freeze(&ctx).unwrap_err();
+        assert!(err.to_string().contains("20-b pre-freeze failed"), "{err}");
+        h.post_thaw(&ctx).unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            text,
+            "10-a pre-freeze data-1 s1\n20-b pre-freeze data-1 s1\n20-b post-thaw data-1 s1\n10-a post-thaw data-1 s1\n",
+            "30-c never ran, so it gets no post-thaw"
+        );
+    }
+
+    #[test]
+    fn a_hook_past_its_timeout_is_killed_with_its_group() {
+        if !root_or_skip() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        let h = hook(
+            dir.path(),
+            "slow",
+            &format!("sleep 600 & echo $! > {}\nwait", pidfile.display()),
+        );
+        let err = run_one(
+            &h,
+            Phase::PreFreeze,
+            &HookEnv::default(),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("did not finish within"), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild went with the group (a zombie at most, until init reaps it). SIGKILL
+        // is delivered asynchronously, so wait for it, boundedly.
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.contains(") Z ") && !s.contains(") X "))
+                .unwrap_or(false)
+        };
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while alive() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!alive(), "the hook's own child survived the timeout");
+    }
+
+    #[test]
+    fn writable_or_foreign_hooks_are_refused() {
+        if !root_or_skip() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let h = hook(dir.path(), "10-open", "exit 0");
+        std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = discover(dir.path()).unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::Permission);
+        std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = discover(dir.path()).unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::Usage, "not executable");
+        assert!(discover(&dir.path().join("none")).unwrap().is_empty());
+    }
+}
