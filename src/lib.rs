@@ -15,6 +15,7 @@ pub mod exit_code;
 pub mod hooks;
 pub mod kernel;
 pub mod logbuf;
+pub mod retention;
 pub mod runstate;
 pub mod signals;
 pub mod snap;

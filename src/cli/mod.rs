@@ -2,7 +2,9 @@
 
 mod freeze_and_snap;
 mod generate;
+mod list;
 mod plan;
+mod prune;
 mod thaw;
 
 use std::path::PathBuf;
@@ -87,6 +89,10 @@ pub enum Command {
     Plan(freeze_and_snap::FreezeAndSnap),
     /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
     Thaw(thaw::Thaw),
+    /// List disk snapshots (lightsnap's own unless --all).
+    List(list::List),
+    /// Delete old snapshots: lightsnap's own, completed, beyond --keep or --older-than.
+    Prune(prune::Prune),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true, name = "__generate")]
     Generate(generate::Generate),
@@ -107,6 +113,8 @@ impl Cli {
                 c.run(&globals)
             }
             Command::Thaw(c) => c.run(&globals.run_dir),
+            Command::List(c) => c.run(&globals),
+            Command::Prune(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }

@@ -71,7 +71,7 @@ pub struct SnapshotRequest {
 }
 
 /// A disk snapshot as GetDiskSnapshot describes it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SnapshotInfo {
     /// Snapshot name.
     pub name: String,
@@ -81,6 +81,24 @@ pub struct SnapshotInfo {
     pub progress: Option<String>,
     /// Its tags.
     pub tags: Vec<(String, String)>,
+    /// Created, seconds since the epoch.
+    pub created_at: Option<f64>,
+    /// The disk it is of (`fromDiskName`), or `<instance>-system` for a system volume.
+    pub from: Option<String>,
+    /// Size in GB.
+    pub size_gb: Option<i32>,
+    /// Whether Lightsail's automatic snapshots made it.
+    pub is_from_auto_snapshot: bool,
+}
+
+impl SnapshotInfo {
+    /// The value of tag `key`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The operation a create call started.
@@ -181,6 +199,10 @@ pub trait Lightsail {
     ) -> Result<OperationInfo, ApiError>;
     /// TagResource.
     async fn tag_resource(&self, name: &str, tags: &[(String, String)]) -> Result<(), ApiError>;
+    /// GetDiskSnapshots, every page.
+    async fn get_disk_snapshots(&self) -> Result<Vec<SnapshotInfo>, ApiError>;
+    /// DeleteDiskSnapshot.
+    async fn delete_disk_snapshot(&self, name: &str) -> Result<(), ApiError>;
 }
 
 /// The real thing, on `aws-sdk-lightsail`.
@@ -336,6 +358,25 @@ fn disk_info(d: &aws_sdk_lightsail::types::Disk) -> DiskInfo {
     }
 }
 
+fn snapshot_info(s: &aws_sdk_lightsail::types::DiskSnapshot) -> SnapshotInfo {
+    SnapshotInfo {
+        name: s.name().unwrap_or_default().to_string(),
+        state: s
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        progress: s.progress().map(str::to_string),
+        tags: tags_of(s.tags()),
+        created_at: s.created_at().map(|t| t.as_secs_f64()),
+        from: s
+            .from_disk_name()
+            .map(str::to_string)
+            .or_else(|| s.from_instance_name().map(|i| format!("{i}-system"))),
+        size_gb: s.size_in_gb(),
+        is_from_auto_snapshot: s.is_from_auto_snapshot().unwrap_or(false),
+    }
+}
+
 fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
     tags.iter()
         .map(|t| {
@@ -407,15 +448,7 @@ impl Lightsail for SdkLightsail {
             .send()
             .await
         {
-            Ok(out) => Ok(out.disk_snapshot().map(|s| SnapshotInfo {
-                name: s.name().unwrap_or_default().to_string(),
-                state: s
-                    .state()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                progress: s.progress().map(str::to_string),
-                tags: tags_of(s.tags()),
-            })),
+            Ok(out) => Ok(out.disk_snapshot().map(snapshot_info)),
             Err(e) => {
                 let err = classify("GetDiskSnapshot", e);
                 if err.kind == ApiErrorKind::NotFound {
@@ -477,6 +510,36 @@ impl Lightsail for SdkLightsail {
             .send()
             .await
             .map_err(|e| classify("TagResource", e))?;
+        Ok(())
+    }
+
+    async fn get_disk_snapshots(&self) -> Result<Vec<SnapshotInfo>, ApiError> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .get_disk_snapshots()
+                .set_page_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("GetDiskSnapshots", e))?;
+            all.extend(out.disk_snapshots().iter().map(snapshot_info));
+            match out.next_page_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(all)
+    }
+
+    async fn delete_disk_snapshot(&self, name: &str) -> Result<(), ApiError> {
+        self.client
+            .delete_disk_snapshot()
+            .disk_snapshot_name(name)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteDiskSnapshot", e))?;
         Ok(())
     }
 }

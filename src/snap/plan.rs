@@ -404,6 +404,18 @@ mod tests {
         ) -> Result<(), crate::cloud::lightsail::ApiError> {
             unreachable!("discovery never tags")
         }
+        async fn get_disk_snapshots(
+            &self,
+        ) -> Result<Vec<crate::cloud::lightsail::SnapshotInfo>, crate::cloud::lightsail::ApiError>
+        {
+            unreachable!("discovery never lists snapshots")
+        }
+        async fn delete_disk_snapshot(
+            &self,
+            _: &str,
+        ) -> Result<(), crate::cloud::lightsail::ApiError> {
+            unreachable!("discovery never deletes")
+        }
     }
 
     fn identity() -> Identity {

@@ -1,0 +1,165 @@
+//! Which snapshots `prune` may delete: only lightsnap's own (they carry the
+//! `lightsnap:consistency` tag) unless told otherwise, only completed ones, never Lightsail's
+//! automatic snapshots; per disk, those beyond the newest `keep`, and/or older than a limit.
+
+use std::time::Duration;
+
+use crate::cloud::lightsail::SnapshotInfo;
+use crate::snap::plan::CONSISTENCY_TAG;
+
+/// A retention rule. With both limits, a snapshot goes only when it breaks both: it is not
+/// among the newest `keep` of its disk *and* it is older than `older_than`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// Keep this many newest per disk.
+    pub keep: Option<u32>,
+    /// Delete those older than this.
+    pub older_than: Option<Duration>,
+}
+
+/// Whether lightsnap made a snapshot.
+pub fn is_own(s: &SnapshotInfo) -> bool {
+    s.tag(CONSISTENCY_TAG).is_some()
+}
+
+/// The snapshots `rule` deletes among `all`, at time `now` (seconds since the epoch).
+pub fn select<'a>(
+    all: &'a [SnapshotInfo],
+    rule: Rule,
+    disk: Option<&str>,
+    include_foreign: bool,
+    now: f64,
+) -> Vec<&'a SnapshotInfo> {
+    let mut candidates: Vec<&SnapshotInfo> = all
+        .iter()
+        .filter(|s| s.state == "completed")
+        .filter(|s| !s.is_from_auto_snapshot)
+        .filter(|s| include_foreign || is_own(s))
+        .filter(|s| disk.is_none_or(|d| s.from.as_deref() == Some(d)))
+        .collect();
+    // Newest first within each disk.
+    candidates.sort_by(|a, b| {
+        a.from.cmp(&b.from).then(
+            b.created_at
+                .unwrap_or(0.0)
+                .total_cmp(&a.created_at.unwrap_or(0.0)),
+        )
+    });
+    let mut doomed = Vec::new();
+    let mut rank = 0u32;
+    let mut current: Option<&Option<String>> = None;
+    for s in candidates {
+        if current != Some(&s.from) {
+            current = Some(&s.from);
+            rank = 0;
+        }
+        let beyond_keep = rule.keep.map(|k| rank >= k);
+        let too_old = rule
+            .older_than
+            .map(|d| s.created_at.unwrap_or(now) < now - d.as_secs_f64());
+        let delete = match (beyond_keep, too_old) {
+            (Some(a), Some(b)) => a && b,
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => false,
+        };
+        if delete {
+            doomed.push(s);
+        }
+        rank += 1;
+    }
+    doomed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: f64 = 86_400.0;
+
+    fn snap(
+        name: &str,
+        disk: &str,
+        age_days: f64,
+        state: &str,
+        own: bool,
+        auto: bool,
+    ) -> SnapshotInfo {
+        SnapshotInfo {
+            name: name.into(),
+            state: state.into(),
+            progress: None,
+            tags: if own {
+                vec![(CONSISTENCY_TAG.into(), "frozen".into())]
+            } else {
+                vec![]
+            },
+            created_at: Some(100.0 * DAY - age_days * DAY),
+            from: Some(disk.into()),
+            size_gb: Some(8),
+            is_from_auto_snapshot: auto,
+        }
+    }
+
+    fn names(v: Vec<&SnapshotInfo>) -> Vec<&str> {
+        v.into_iter().map(|s| s.name.as_str()).collect()
+    }
+
+    fn fixture() -> Vec<SnapshotInfo> {
+        vec![
+            snap("a1", "a", 1.0, "completed", true, false),
+            snap("a2", "a", 2.0, "completed", true, false),
+            snap("a3", "a", 40.0, "completed", true, false),
+            snap("a4", "a", 50.0, "pending", true, false),
+            snap("a5", "a", 60.0, "completed", false, false),
+            snap("a6", "a", 70.0, "completed", true, true),
+            snap("b1", "b", 45.0, "completed", true, false),
+        ]
+    }
+
+    #[test]
+    fn keep_is_per_disk_and_spares_what_is_not_ours() {
+        let all = fixture();
+        let rule = Rule {
+            keep: Some(1),
+            older_than: None,
+        };
+        assert_eq!(
+            names(select(&all, rule, None, false, 100.0 * DAY)),
+            vec!["a2", "a3"]
+        );
+        assert_eq!(
+            names(select(&all, rule, Some("b"), false, 100.0 * DAY)),
+            Vec::<&str>::new()
+        );
+        // --all includes snapshots others made, never pending or automatic ones.
+        assert_eq!(
+            names(select(&all, rule, None, true, 100.0 * DAY)),
+            vec!["a2", "a3", "a5"]
+        );
+    }
+
+    #[test]
+    fn older_than_and_both() {
+        let all = fixture();
+        let month = Some(Duration::from_secs(30 * 86_400));
+        let rule = Rule {
+            keep: None,
+            older_than: month,
+        };
+        assert_eq!(
+            names(select(&all, rule, None, false, 100.0 * DAY)),
+            vec!["a3", "b1"]
+        );
+        let both = Rule {
+            keep: Some(1),
+            older_than: month,
+        };
+        assert_eq!(
+            names(select(&all, both, None, false, 100.0 * DAY)),
+            vec!["a3"],
+            "b1 is the newest of b"
+        );
+        assert!(select(&all, Rule::default(), None, true, 100.0 * DAY).is_empty());
+    }
+}
