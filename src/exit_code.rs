@@ -38,6 +38,8 @@ pub enum ExitCode {
     /// Some snapshots were taken and some were not, or one exists whose point in time is
     /// not known to be inside the frozen window (tagged `lightsnap:consistency=unverified`).
     Partial = 14,
+    /// `--wait` gave up while a snapshot was still pending (it goes on in Lightsail).
+    WaitTimeout = 15,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).

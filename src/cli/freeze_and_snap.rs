@@ -44,6 +44,12 @@ pub struct FreezeAndSnap {
     /// What started this run, recorded in the lightsnap:trigger tag.
     #[arg(long, value_enum, default_value_t = Trigger::Manual)]
     pub trigger: Trigger,
+    /// After the thaw, follow the snapshot until Lightsail says it is completed.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait follows it.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = super::parse_duration, requires = "wait")]
+    pub wait_timeout: Duration,
     /// Print the plan (path → mount → method → disk → API call) and stop: no freeze, no
     /// lock, no API writes.
     #[arg(long)]
@@ -121,6 +127,7 @@ impl FreezeAndSnap {
         let profile = settings.profile;
         let output = globals.output;
         let dry_run = self.dry_run;
+        let (wait, wait_timeout) = (self.wait, self.wait_timeout);
         crate::runtime()?.block_on(async move {
             let mut signals = Signals::install()?;
             let api = SdkLightsail::from_env(region, profile).await?;
@@ -131,6 +138,10 @@ impl FreezeAndSnap {
             match output {
                 Output::Human => print!("{report}"),
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            if wait {
+                let names: Vec<String> = report.snapshots.iter().map(|s| s.name.clone()).collect();
+                snap::wait::wait(&api, &names, wait_timeout, Duration::from_secs(2)).await?;
             }
             Ok(ExitCode::Success)
         })

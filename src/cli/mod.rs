@@ -31,6 +31,7 @@ Exit codes:
   12   Lightsail throttled, failed, or could not be reached
   13   freeze deadline passed (thawed, call abandoned)
   14   partial or unverified result
+  15   --wait gave up while a snapshot was still pending
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
 /// Consistent snapshots of Amazon Lightsail disks from inside the instance.

@@ -6,6 +6,7 @@
 //! API, and builds the report.
 
 pub mod plan;
+pub mod wait;
 mod window;
 
 use std::path::PathBuf;
