@@ -5,6 +5,8 @@ mod generate;
 mod list;
 mod plan;
 mod prune;
+mod snap_args;
+mod snap_instance;
 mod thaw;
 
 use std::path::PathBuf;
@@ -86,6 +88,9 @@ pub struct Globals {
 pub enum Command {
     /// Freeze the filesystem at PATH, snapshot its Lightsail disk, thaw.
     FreezeAndSnap(freeze_and_snap::FreezeAndSnap),
+    /// Snapshot the whole instance (CreateInstanceSnapshot), every filesystem on its disks
+    /// frozen.
+    SnapInstance(snap_instance::SnapInstance),
     /// Show what freeze-and-snap would do, touching nothing.
     Plan(freeze_and_snap::FreezeAndSnap),
     /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
@@ -109,8 +114,9 @@ impl Cli {
         };
         match self.command {
             Command::FreezeAndSnap(c) => c.run(&globals),
+            Command::SnapInstance(c) => c.run(&globals),
             Command::Plan(mut c) => {
-                c.dry_run = true;
+                c.snap.dry_run = true;
                 c.run(&globals)
             }
             Command::Thaw(c) => c.run(&globals.run_dir),

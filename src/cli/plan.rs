@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Output;
 use crate::cloud::lightsail::{Lightsail, Source};
 use crate::exit_code::ExitCode;
-use crate::snap::{self, plan::CONSISTENCY_TAG, Filesystem, Local, Options, Snapshot};
+use crate::snap::{self, plan::CONSISTENCY_TAG, Filesystem, Local, Options, Plan, Snapshot};
 
 /// One planned filesystem, as printed.
 #[derive(Debug, Serialize)]
@@ -43,16 +43,26 @@ fn api_call(t: &Snapshot) -> serde_json::Value {
         .map(|(k, v)| serde_json::json!({ "key": k, "value": v }))
         .collect();
     tags.push(serde_json::json!({ "key": CONSISTENCY_TAG, "value": "<as achieved>" }));
-    let mut call = serde_json::json!({
-        "operation": "CreateDiskSnapshot",
-        "diskSnapshotName": t.request.name,
-        "tags": tags,
-    });
     match &t.request.source {
-        Source::Disk(d) => call["diskName"] = d.clone().into(),
-        Source::SystemVolume(i) => call["instanceName"] = i.clone().into(),
+        Source::Disk(d) => serde_json::json!({
+            "operation": "CreateDiskSnapshot",
+            "diskName": d,
+            "diskSnapshotName": t.request.name,
+            "tags": tags,
+        }),
+        Source::SystemVolume(i) => serde_json::json!({
+            "operation": "CreateDiskSnapshot",
+            "instanceName": i,
+            "diskSnapshotName": t.request.name,
+            "tags": tags,
+        }),
+        Source::Instance(i) => serde_json::json!({
+            "operation": "CreateInstanceSnapshot",
+            "instanceName": i,
+            "instanceSnapshotName": t.request.name,
+            "tags": tags,
+        }),
     }
-    call
 }
 
 /// Plans and prints.
@@ -63,6 +73,12 @@ pub async fn print_plan<A: Lightsail>(
     output: Output,
 ) -> Result<ExitCode> {
     let plan = snap::plan(api, opts, local).await?;
+    print(&plan, output)?;
+    Ok(ExitCode::Success)
+}
+
+/// Prints a plan.
+pub fn print(plan: &Plan, output: Output) -> Result<()> {
     let filesystems: Vec<PlannedFs> = plan
         .filesystems
         .iter()
@@ -112,5 +128,5 @@ pub async fn print_plan<A: Lightsail>(
             }
         }
     }
-    Ok(ExitCode::Success)
+    Ok(())
 }

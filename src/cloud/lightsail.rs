@@ -48,6 +48,8 @@ pub enum Source {
     Disk(String),
     /// An instance's system volume (`instanceName`).
     SystemVolume(String),
+    /// A whole instance, every disk (CreateInstanceSnapshot).
+    Instance(String),
 }
 
 impl std::fmt::Display for Source {
@@ -55,11 +57,12 @@ impl std::fmt::Display for Source {
         match self {
             Source::Disk(d) => write!(f, "disk {d}"),
             Source::SystemVolume(i) => write!(f, "system volume of instance {i}"),
+            Source::Instance(i) => write!(f, "instance {i}"),
         }
     }
 }
 
-/// One CreateDiskSnapshot call.
+/// One CreateDiskSnapshot call (CreateInstanceSnapshot for [`Source::Instance`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SnapshotRequest {
     /// What to snapshot.
@@ -191,8 +194,11 @@ pub trait Lightsail {
     async fn get_instances(&self) -> Result<Vec<InstanceInfo>, ApiError>;
     /// GetDiskSnapshot; `Ok(None)` when there is no such snapshot.
     async fn get_disk_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, ApiError>;
-    /// CreateDiskSnapshot, every attempt within `budget`.
-    async fn create_disk_snapshot(
+    /// GetInstanceSnapshot; `Ok(None)` when there is no such snapshot.
+    async fn get_instance_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, ApiError>;
+    /// CreateDiskSnapshot (CreateInstanceSnapshot for a whole instance), every attempt within
+    /// `budget`.
+    async fn create_snapshot(
         &self,
         request: &SnapshotRequest,
         budget: Duration,
@@ -358,6 +364,33 @@ fn disk_info(d: &aws_sdk_lightsail::types::Disk) -> DiskInfo {
     }
 }
 
+/// A create call's operations: the first one's id and status, or the error of one that
+/// reports `Failed`.
+fn operation_result(
+    operation: &'static str,
+    ops: &[aws_sdk_lightsail::types::Operation],
+) -> Result<OperationInfo, ApiError> {
+    if let Some(failed) = ops
+        .iter()
+        .find(|o| o.status() == Some(&OperationStatus::Failed))
+    {
+        return Err(ApiError {
+            operation,
+            kind: ApiErrorKind::OperationFailed,
+            code: failed.error_code().map(str::to_string),
+            message: failed
+                .error_details()
+                .unwrap_or("the operation reports status Failed")
+                .to_string(),
+        });
+    }
+    let op = ops.first();
+    Ok(OperationInfo {
+        id: op.and_then(|o| o.id()).map(str::to_string),
+        status: op.and_then(|o| o.status()).map(|s| s.as_str().to_string()),
+    })
+}
+
 fn snapshot_info(s: &aws_sdk_lightsail::types::DiskSnapshot) -> SnapshotInfo {
     SnapshotInfo {
         name: s.name().unwrap_or_default().to_string(),
@@ -460,11 +493,25 @@ impl Lightsail for SdkLightsail {
         }
     }
 
-    async fn create_disk_snapshot(
+    async fn create_snapshot(
         &self,
         request: &SnapshotRequest,
         budget: Duration,
     ) -> Result<OperationInfo, ApiError> {
+        if let Source::Instance(instance) = &request.source {
+            let out = self
+                .client
+                .create_instance_snapshot()
+                .instance_name(instance)
+                .instance_snapshot_name(&request.name)
+                .set_tags(Some(sdk_tags(&request.tags)))
+                .customize()
+                .config_override(budget_config(budget))
+                .send()
+                .await
+                .map_err(|e| classify("CreateInstanceSnapshot", e))?;
+            return operation_result("CreateInstanceSnapshot", out.operations());
+        }
         let mut call = self
             .client
             .create_disk_snapshot()
@@ -472,7 +519,7 @@ impl Lightsail for SdkLightsail {
             .set_tags(Some(sdk_tags(&request.tags)));
         call = match &request.source {
             Source::Disk(d) => call.disk_name(d),
-            Source::SystemVolume(i) => call.instance_name(i),
+            Source::SystemVolume(i) | Source::Instance(i) => call.instance_name(i),
         };
         let out = call
             .customize()
@@ -480,26 +527,39 @@ impl Lightsail for SdkLightsail {
             .send()
             .await
             .map_err(|e| classify("CreateDiskSnapshot", e))?;
-        let op = out.operations().first();
-        if let Some(failed) = out
-            .operations()
-            .iter()
-            .find(|o| o.status() == Some(&OperationStatus::Failed))
+        operation_result("CreateDiskSnapshot", out.operations())
+    }
+
+    async fn get_instance_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, ApiError> {
+        match self
+            .client
+            .get_instance_snapshot()
+            .instance_snapshot_name(name)
+            .send()
+            .await
         {
-            return Err(ApiError {
-                operation: "CreateDiskSnapshot",
-                kind: ApiErrorKind::OperationFailed,
-                code: failed.error_code().map(str::to_string),
-                message: failed
-                    .error_details()
-                    .unwrap_or("the operation reports status Failed")
-                    .to_string(),
-            });
+            Ok(out) => Ok(out.instance_snapshot().map(|s| SnapshotInfo {
+                name: s.name().unwrap_or_default().to_string(),
+                state: s
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                progress: s.progress().map(str::to_string),
+                tags: tags_of(s.tags()),
+                created_at: s.created_at().map(|t| t.as_secs_f64()),
+                from: s.from_instance_name().map(str::to_string),
+                size_gb: s.size_in_gb(),
+                is_from_auto_snapshot: s.is_from_auto_snapshot().unwrap_or(false),
+            })),
+            Err(e) => {
+                let err = classify("GetInstanceSnapshot", e);
+                if err.kind == ApiErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
         }
-        Ok(OperationInfo {
-            id: op.and_then(|o| o.id()).map(str::to_string),
-            status: op.and_then(|o| o.status()).map(|s| s.as_str().to_string()),
-        })
     }
 
     async fn tag_resource(&self, name: &str, tags: &[(String, String)]) -> Result<(), ApiError> {

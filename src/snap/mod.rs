@@ -312,8 +312,7 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Resul
             )?,
         };
         validate::name("snapshot name", &s.request.name)?;
-        if api
-            .get_disk_snapshot(&s.request.name)
+        if find_snapshot(api, &s.request)
             .await
             .context("checking the snapshot name is free")?
             .is_some()
@@ -340,7 +339,99 @@ pub async fn freeze_and_snap<A: Lightsail>(
 ) -> Result<Report> {
     let _lock = runstate::lock(&opts.run_dir)?;
     let plan = plan(api, opts, &local).await?;
+    run_plan(api, opts, &plan, &local.mounts, signals).await
+}
 
+/// `lightsnap snap-instance`: every block filesystem on this instance's Lightsail disks,
+/// frozen together around one CreateInstanceSnapshot.
+pub async fn snap_instance<A: Lightsail>(
+    api: &A,
+    opts: &Options,
+    signals: &mut Signals,
+    dry_run: bool,
+) -> Result<(Plan, Option<Report>)> {
+    validate_options(&Options {
+        paths: vec![PathBuf::from("/")],
+        ..opts.clone()
+    })?;
+    let _lock = (!dry_run)
+        .then(|| runstate::lock(&opts.run_dir))
+        .transpose()?;
+    let mut discovery = plan::Discovery::new(api, async {
+        Ok(imds::identity(Duration::from_secs(2)).await?)
+    });
+    let me = discovery.instance().await?.clone();
+    let mounts = mountinfo::read()?;
+    let root = blockdev::Root::default();
+    // Every mount on a block device whose disks are this instance's.
+    let mut paths = Vec::new();
+    for m in &mounts {
+        let Ok(located) = plan::locate(&m.mount_point, &mounts) else {
+            continue;
+        };
+        if located.mount.id != m.id {
+            continue; // hidden by a later mount on the same point
+        }
+        let Ok(disks) = plan::whole_disks(&root, &located) else {
+            continue;
+        };
+        if disks
+            .iter()
+            .any(|ids| me.disks.iter().any(|d| plan::is_disk(d, ids)))
+        {
+            paths.push(m.mount_point.clone());
+        }
+    }
+    if paths.is_empty() {
+        fail!(
+            ExitCode::NotFound,
+            "no mounted filesystem is on a disk of instance {}: nothing to make consistent",
+            me.name
+        );
+    }
+    let local = plan_local(&Options {
+        paths,
+        ..opts.clone()
+    })?;
+    let name = match &opts.snapshot_name {
+        Some(n) => n.clone(),
+        None => crate::config::render_name(&opts.name_template, &me.name, SystemTime::now())?,
+    };
+    validate::name("snapshot name", &name)?;
+    let request = SnapshotRequest {
+        source: Source::Instance(me.name.clone()),
+        name,
+        tags: opts.tags.clone(),
+    };
+    if find_snapshot(api, &request).await?.is_some() {
+        fail!(
+            ExitCode::Usage,
+            "an instance snapshot named {} already exists; choose another --snapshot-name",
+            request.name
+        );
+    }
+    let plan = Plan {
+        snapshots: vec![Snapshot {
+            request,
+            filesystems: (0..local.filesystems.len()).collect(),
+        }],
+        filesystems: local.filesystems,
+    };
+    if dry_run {
+        return Ok((plan, None));
+    }
+    let report = run_plan(api, opts, &plan, &mounts, signals).await?;
+    Ok((plan, Some(report)))
+}
+
+/// Runs a plan: hooks, quiesce, snapshot, undo, report.
+async fn run_plan<A: Lightsail>(
+    api: &A,
+    opts: &Options,
+    plan: &Plan,
+    mounts: &[mountinfo::Mount],
+    signals: &mut Signals,
+) -> Result<Report> {
     // Hooks around everything that quiesces: pre-freeze before, post-thaw after, even when
     // a pre-freeze hook or anything in between fails.
     let mut hooks = Hooks::load(&opts.hook_dir, opts.hook_timeout)?;
@@ -363,7 +454,7 @@ pub async fn freeze_and_snap<A: Lightsail>(
         result: None,
     };
     let result = match hooks.pre_freeze(&env) {
-        Ok(()) => quiesce_and_snap(api, opts, &plan, &local.mounts, signals).await,
+        Ok(()) => quiesce_and_snap(api, opts, plan, mounts, signals).await,
         Err(e) => Err(e.context("a pre-freeze hook failed, so nothing was frozen")),
     };
     env.result = Some(if result.is_ok() { "success" } else { "failure" });
@@ -541,12 +632,23 @@ async fn report<A: Lightsail>(
     }
 }
 
+/// The snapshot a request makes, if it exists: a disk snapshot, or an instance snapshot.
+pub async fn find_snapshot<A: Lightsail>(
+    api: &A,
+    request: &SnapshotRequest,
+) -> Result<Option<crate::cloud::lightsail::SnapshotInfo>, ApiError> {
+    match request.source {
+        Source::Instance(_) => api.get_instance_snapshot(&request.name).await,
+        _ => api.get_disk_snapshot(&request.name).await,
+    }
+}
+
 /// After an abandoned or failed call: asks whether each snapshot exists anyway and, where it
 /// does, relabels it `unverified` (it may have been taken after the thaw). Returns their names.
 async fn mark_unverified<A: Lightsail>(api: &A, requests: &[SnapshotRequest]) -> Vec<String> {
     let mut found = Vec::new();
     for r in requests {
-        match api.get_disk_snapshot(&r.name).await {
+        match find_snapshot(api, r).await {
             Ok(Some(_)) => {
                 let tag = [(
                     CONSISTENCY_TAG.to_string(),

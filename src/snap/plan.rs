@@ -187,7 +187,8 @@ where
         }
     }
 
-    async fn me(&mut self) -> Result<&InstanceInfo> {
+    /// This instance, as Lightsail describes it.
+    pub async fn instance(&mut self) -> Result<&InstanceInfo> {
         if self.me.is_none() {
             let identity = self
                 .identity
@@ -233,7 +234,7 @@ where
             }
             return Ok((Source::Disk(name.to_string()), disk));
         }
-        let me = self.me().await?;
+        let me = self.instance().await?;
         let Some(disk) = me.disks.iter().find(|d| is_disk(d, ids)).cloned() else {
             let known: Vec<String> = me
                 .disks
@@ -281,7 +282,7 @@ pub fn this_instance<'a>(
 /// Whether a Lightsail disk is this whole disk: by device path (Xen `xvdf`, and plain paths
 /// such as the tests' loop devices), by EBS volume id (Nitro NVMe serial ↔ `supportCode`), or
 /// by the device name the NVMe controller reports.
-fn is_disk(disk: &DiskInfo, ids: &blockdev::DiskIds) -> bool {
+pub fn is_disk(disk: &DiskInfo, ids: &blockdev::DiskIds) -> bool {
     if same_device(disk.path.as_deref(), &ids.dev_path) {
         return true;
     }
@@ -310,6 +311,7 @@ pub fn source_label(source: &Source) -> String {
     match source {
         Source::Disk(d) => d.clone(),
         Source::SystemVolume(i) => format!("{i}-system"),
+        Source::Instance(i) => i.clone(),
     }
 }
 
@@ -389,7 +391,14 @@ mod tests {
         {
             Ok(None)
         }
-        async fn create_disk_snapshot(
+        async fn get_instance_snapshot(
+            &self,
+            _: &str,
+        ) -> Result<Option<crate::cloud::lightsail::SnapshotInfo>, crate::cloud::lightsail::ApiError>
+        {
+            Ok(None)
+        }
+        async fn create_snapshot(
             &self,
             _: &crate::cloud::lightsail::SnapshotRequest,
             _: std::time::Duration,

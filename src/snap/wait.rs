@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::cloud::lightsail::Lightsail;
+use crate::cloud::lightsail::{Lightsail, SnapshotRequest};
 use crate::exit_code::ExitCode;
 use crate::fail;
 
-/// Polls every `interval` until every named snapshot is done or `timeout` passes.
+/// Polls every `interval` until every snapshot is done (`completed`, or `available` for an
+/// instance snapshot) or `timeout` passes.
 pub async fn wait<A: Lightsail>(
     api: &A,
-    names: &[String],
+    requests: &[SnapshotRequest],
     timeout: Duration,
     interval: Duration,
 ) -> Result<()> {
@@ -25,15 +26,16 @@ pub async fn wait<A: Lightsail>(
         let mut pending = Vec::new();
         let mut failed = Vec::new();
         let mut shown = Vec::new();
-        for name in names {
-            let state = match api.get_disk_snapshot(name).await? {
+        for request in requests {
+            let name = &request.name;
+            let state = match super::find_snapshot(api, request).await? {
                 Some(s) => s,
                 None => fail!(ExitCode::NotFound, "snapshot {name} is gone"),
             };
             let progress = state.progress.clone().unwrap_or_default();
             shown.push((name.clone(), state.state.clone(), progress));
             match state.state.as_str() {
-                "completed" => {}
+                "completed" | "available" => {}
                 "error" => failed.push(name.clone()),
                 _ => pending.push(name.clone()),
             }

@@ -135,7 +135,7 @@ pub(crate) async fn run<A: Lightsail>(
         None => {
             let spent = first_done.map(|t| t.elapsed()).unwrap_or_default();
             let budget = settings.deadline.saturating_sub(spent);
-            let all = join_all(requests.iter().map(|r| api.create_disk_snapshot(r, budget)));
+            let all = join_all(requests.iter().map(|r| api.create_snapshot(r, budget)));
             tokio::select! {
                 biased;
                 code = signals.recv() => Calls::Signal(code),

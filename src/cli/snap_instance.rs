@@ -1,0 +1,38 @@
+//! `lightsnap snap-instance`: the whole instance, with every block filesystem on its
+//! Lightsail disks frozen (or unmounted) around one CreateInstanceSnapshot.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::snap_args::SnapArgs;
+use super::Globals;
+use crate::exit_code::ExitCode;
+use crate::signals::Signals;
+use crate::snap;
+
+/// Snapshot the whole instance, every filesystem on its disks frozen.
+#[derive(Debug, Args)]
+pub struct SnapInstance {
+    /// Options shared with freeze-and-snap.
+    #[command(flatten)]
+    pub snap: SnapArgs,
+}
+
+impl SnapInstance {
+    /// Runs it.
+    pub fn run(self, globals: &Globals) -> Result<ExitCode> {
+        let (opts, settings) = self.snap.options(globals, Vec::new(), None)?;
+        let output = globals.output;
+        crate::runtime()?.block_on(async move {
+            let mut signals = Signals::install()?;
+            let api = self.snap.api(&settings).await?;
+            let (plan, report) =
+                snap::snap_instance(&api, &opts, &mut signals, self.snap.dry_run).await?;
+            match report {
+                Some(report) => self.snap.finish(&api, &report, output).await?,
+                None => super::plan::print(&plan, output)?,
+            }
+            Ok(ExitCode::Success)
+        })
+    }
+}
