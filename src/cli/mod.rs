@@ -5,6 +5,7 @@ mod generate;
 mod list;
 mod plan;
 mod prune;
+mod run;
 mod snap_args;
 mod snap_instance;
 mod thaw;
@@ -91,6 +92,9 @@ pub enum Command {
     /// Snapshot the whole instance (CreateInstanceSnapshot), every filesystem on its disks
     /// frozen.
     SnapInstance(snap_instance::SnapInstance),
+    /// Snapshot what the configuration names ([[snapshot]]), then apply its [retention]:
+    /// what the systemd timer runs.
+    Run(run::Run),
     /// Show what freeze-and-snap would do, touching nothing.
     Plan(freeze_and_snap::FreezeAndSnap),
     /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
@@ -115,6 +119,7 @@ impl Cli {
         match self.command {
             Command::FreezeAndSnap(c) => c.run(&globals),
             Command::SnapInstance(c) => c.run(&globals),
+            Command::Run(c) => c.run(&globals),
             Command::Plan(mut c) => {
                 c.snap.dry_run = true;
                 c.run(&globals)
