@@ -1,0 +1,227 @@
+//! A fake of the parts of Amazon Lightsail and of the instance metadata service that
+//! lightsnap uses, over real HTTP, so the real `aws-sdk-lightsail` and the real AWS CLI talk
+//! to it unchanged. Never shipped: it exists for lightsnap's tests, demo and benchmark.
+//!
+//! - [`seed`]: the world it starts with (instances, disks, snapshots), from TOML or JSON.
+//! - `api`: the operations, over that state, shaped as the service model.
+//! - `sigv4`: request signatures, checked for real.
+//! - [`fault`]: injected errors, throttling, latency, hangs, resets.
+//! - `server`: HTTP (the JSON protocol, IMDS, the admin endpoint); `copy`: snapshot bytes.
+//!
+//! A disk may name a *backing* block device or image file: CreateDiskSnapshot copies its
+//! bytes into `<snapshot dir>/<name>.img` before it answers, since the point in time of a real
+//! snapshot is the call. That is what lets tests prove a snapshot consistent.
+
+#![deny(missing_docs)]
+
+mod api;
+mod copy;
+pub mod fault;
+pub mod seed;
+mod server;
+mod sigv4;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use api::ApiError;
+pub use fault::{Fault, FaultKind};
+pub use seed::Seed;
+
+/// The access key the fake accepts unless told otherwise.
+pub const DEFAULT_ACCESS_KEY: &str = "AKIDLIGHTSNAPTEST";
+/// Its secret.
+pub const DEFAULT_SECRET_KEY: &str = "lightsnap-fake-secret";
+
+/// How the metadata service behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ImdsMode {
+    /// IMDSv2 tokens offered, IMDSv1 accepted too (the usual default).
+    #[default]
+    Optional,
+    /// A token is required (`HttpTokens=required`).
+    Required,
+    /// No token endpoint (old blueprints): IMDSv1 only.
+    V1Only,
+    /// No metadata at all (404 everywhere): not on an instance.
+    Off,
+}
+
+/// One request the fake received, in arrival order.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Call {
+    /// The operation (`CreateDiskSnapshot`), or `IMDS <method> <path>`.
+    pub operation: String,
+    /// The request body (JSON), or `null` when it was not JSON.
+    pub body: serde_json::Value,
+    /// When it was received, in milliseconds since the epoch.
+    pub received_at_ms: f64,
+}
+
+/// How to start the fake.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The starting state.
+    pub seed: Seed,
+    /// Where snapshot images go.
+    pub snapshot_dir: PathBuf,
+    /// How long a snapshot stays `pending` (its progress rises evenly); zero: completed at once.
+    pub snapshot_duration: Duration,
+    /// Items per page of the list operations.
+    pub page_size: usize,
+    /// Accepted (access key, secret) pairs.
+    pub credentials: Vec<(String, String)>,
+    /// The metadata service's behaviour.
+    pub imds: ImdsMode,
+    /// Where to listen (`127.0.0.1:0`: any free port).
+    pub listen: SocketAddr,
+    /// Faults in force from the start.
+    pub faults: Vec<Fault>,
+}
+
+impl Options {
+    /// Defaults: snapshots complete after 2 s, pages of 25, the default credentials, IMDS
+    /// optional, any free port on 127.0.0.1.
+    pub fn new(seed: Seed, snapshot_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            seed,
+            snapshot_dir: snapshot_dir.into(),
+            snapshot_duration: Duration::from_secs(2),
+            page_size: 25,
+            credentials: vec![(DEFAULT_ACCESS_KEY.into(), DEFAULT_SECRET_KEY.into())],
+            imds: ImdsMode::Optional,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// A running fake, serving on its own threads until dropped.
+pub struct Fake {
+    addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    snapshot_dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Fake {
+    /// Binds, then serves on a thread of its own. The address is known when this returns.
+    pub fn start(options: Options) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&options.snapshot_dir)?;
+        let listener = std::net::TcpListener::bind(options.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let mut faults = fault::Faults::default();
+        for f in options.faults {
+            faults.add(f);
+        }
+        let shared = Arc::new(server::Shared {
+            world: Mutex::new(api::World::new(
+                &options.seed,
+                options.snapshot_dir.clone(),
+                options.snapshot_duration,
+                options.page_size,
+            )),
+            faults: Mutex::new(faults),
+            calls: Mutex::new(Vec::new()),
+            tokens: Mutex::new(HashSet::new()),
+            credentials: options.credentials,
+            imds: options.imds,
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let serving = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("fake-lightsail".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)
+                        .expect("a listener for the runtime");
+                    server::serve(listener, serving, stopped).await;
+                });
+                // Dropping the runtime drops every connection, hung ones included.
+                runtime.shutdown_timeout(Duration::from_secs(5));
+            })?;
+        Ok(Self {
+            addr,
+            shared,
+            snapshot_dir: options.snapshot_dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL (`http://127.0.0.1:PORT`), for `AWS_ENDPOINT_URL_LIGHTSAIL` and
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` alike.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.calls.lock().unwrap().clone()
+    }
+
+    /// Adds a fault, after those already in force.
+    pub fn add_fault(&self, fault: Fault) {
+        self.shared.faults.lock().unwrap().add(fault);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
+    /// Where a disk snapshot's image is (or would be).
+    pub fn snapshot_image(&self, name: &str) -> PathBuf {
+        self.snapshot_dir.join(format!("{name}.img"))
+    }
+
+    /// Where an instance snapshot's image of one of its disks is (or would be).
+    pub fn instance_snapshot_image(&self, name: &str, disk: &str) -> PathBuf {
+        self.snapshot_dir.join(name).join(format!("{disk}.img"))
+    }
+
+    /// The snapshot directory.
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.snapshot_dir
+    }
+
+    /// A disk snapshot as GetDiskSnapshot would describe it now.
+    pub fn disk_snapshot(&self, name: &str) -> Option<serde_json::Value> {
+        self.shared.world.lock().unwrap().disk_snapshot(name)
+    }
+
+    /// An instance snapshot as GetInstanceSnapshot would describe it now.
+    pub fn instance_snapshot(&self, name: &str) -> Option<serde_json::Value> {
+        self.shared.world.lock().unwrap().instance_snapshot(name)
+    }
+
+    /// Every snapshot: `{"diskSnapshots": [...], "instanceSnapshots": [...]}`.
+    pub fn snapshots(&self) -> serde_json::Value {
+        self.shared.world.lock().unwrap().snapshots()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

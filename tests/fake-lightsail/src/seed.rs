@@ -1,0 +1,238 @@
+//! The world the fake starts with: account, region, instances, disks and any snapshots that
+//! already exist, read from a TOML or JSON file (or string).
+//!
+//! ```toml
+//! self_instance = "web-1"          # whom the metadata service says we are
+//! [[instances]]
+//! name = "web-1"
+//! instance_id = "i-0123456789abcdef0"
+//! system_disk = { name = "web-1-system", path = "/dev/xvda", size_gb = 40, backing = "/dev/loop3" }
+//! [[disks]]
+//! name = "data-1"
+//! path = "/dev/xvdf"
+//! attached_to = "web-1"
+//! size_gb = 8
+//! backing = "/dev/loop4"           # optional: what CreateDiskSnapshot copies
+//! [[disk_snapshots]]               # optional: snapshots that exist before the run
+//! name = "old-1"
+//! disk = "data-1"
+//! age = "40d"
+//! auto = false
+//! tags = { "lightsnap:version" = "0.1.0" }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The fake's starting state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// The 12-digit account id in ARNs and support codes.
+    #[serde(default = "default_account")]
+    pub account: String,
+    /// The region every resource lives in.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// The instance the metadata service describes (default: the first one).
+    pub self_instance: Option<String>,
+    /// An EC2 instance id the metadata service reports instead of the instance's own (to
+    /// model "this instance is not in the account/region").
+    pub imds_instance_id: Option<String>,
+    /// Instances.
+    #[serde(default)]
+    pub instances: Vec<SeedInstance>,
+    /// Block storage disks.
+    #[serde(default)]
+    pub disks: Vec<SeedDisk>,
+    /// Disk snapshots that already exist.
+    #[serde(default)]
+    pub disk_snapshots: Vec<SeedSnapshot>,
+}
+
+/// An instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedInstance {
+    /// Its Lightsail name.
+    pub name: String,
+    /// Its EC2 instance id, the end of its `supportCode`.
+    pub instance_id: String,
+    /// Availability zone (default: the region with `a`).
+    pub zone: Option<String>,
+    /// Its system disk (default: `<name>-system-disk` at `/dev/xvda`, 40 GB, no backing).
+    pub system_disk: Option<SeedSystemDisk>,
+}
+
+/// An instance's system disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedSystemDisk {
+    /// Its name.
+    pub name: String,
+    /// Its device path as Lightsail reports it.
+    pub path: String,
+    /// Size in GB.
+    #[serde(default = "default_size")]
+    pub size_gb: i64,
+    /// A host block device or image file whose bytes a snapshot copies.
+    pub backing: Option<PathBuf>,
+    /// EBS volume id for the support code (default: derived from the name).
+    pub volume_id: Option<String>,
+}
+
+/// A block storage disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedDisk {
+    /// Its name.
+    pub name: String,
+    /// Its device path as Lightsail reports it (`/dev/xvdf`).
+    pub path: Option<String>,
+    /// The instance it is attached to, if any.
+    pub attached_to: Option<String>,
+    /// Size in GB.
+    #[serde(default = "default_size")]
+    pub size_gb: i64,
+    /// A host block device or image file whose bytes a snapshot copies.
+    pub backing: Option<PathBuf>,
+    /// EBS volume id for the support code (default: derived from the name).
+    pub volume_id: Option<String>,
+}
+
+/// A disk snapshot that exists before the run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedSnapshot {
+    /// Its name.
+    pub name: String,
+    /// The disk it was taken of.
+    pub disk: String,
+    /// How long ago it was taken (`40d`, `2h`).
+    #[serde(default = "default_age")]
+    pub age: String,
+    /// Whether Lightsail's automatic snapshots made it.
+    #[serde(default)]
+    pub auto: bool,
+    /// `completed` (default), `pending` or `error`.
+    #[serde(default = "default_state")]
+    pub state: String,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_account() -> String {
+    "123456789012".into()
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_size() -> i64 {
+    8
+}
+fn default_age() -> String {
+    "1h".into()
+}
+fn default_state() -> String {
+    "completed".into()
+}
+
+impl Seed {
+    /// Parses a seed written in TOML.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let seed: Seed = toml::from_str(text).context("parsing the seed (TOML)")?;
+        seed.check()?;
+        Ok(seed)
+    }
+
+    /// Parses a seed written in JSON.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let seed: Seed = serde_json::from_str(text).context("parsing the seed (JSON)")?;
+        seed.check()?;
+        Ok(seed)
+    }
+
+    /// Reads a seed file: JSON when it ends in `.json`, TOML otherwise.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the seed {}", path.display()))?;
+        if path.extension().is_some_and(|e| e == "json") {
+            Self::from_json_str(&text)
+        } else {
+            Self::from_toml_str(&text)
+        }
+        .with_context(|| format!("in {}", path.display()))
+    }
+
+    fn check(&self) -> Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for i in &self.instances {
+            if !names.insert(i.name.as_str()) {
+                bail!("instance {} is seeded twice", i.name);
+            }
+        }
+        let mut disks = std::collections::HashSet::new();
+        for d in &self.disks {
+            if !disks.insert(d.name.as_str()) {
+                bail!("disk {} is seeded twice", d.name);
+            }
+            if let Some(to) = &d.attached_to {
+                if !names.contains(to.as_str()) {
+                    bail!("disk {} is attached to {to}, which is not seeded", d.name);
+                }
+            }
+        }
+        for i in &self.instances {
+            if let Some(s) = &i.system_disk {
+                if !disks.insert(s.name.as_str()) {
+                    bail!("disk {} is seeded twice", s.name);
+                }
+            }
+        }
+        if let Some(me) = &self.self_instance {
+            if !names.contains(me.as_str()) {
+                bail!("self_instance {me} is not seeded");
+            }
+        }
+        for s in &self.disk_snapshots {
+            humantime::parse_duration(&s.age)
+                .with_context(|| format!("snapshot {}: age {:?}", s.name, s.age))?;
+            if !["completed", "pending", "error"].contains(&s.state.as_str()) {
+                bail!("snapshot {}: state {:?}", s.name, s.state);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_documented_example() {
+        let doc = include_str!("seed.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.strip_prefix("//! ").unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let seed = Seed::from_toml_str(&doc).unwrap();
+        assert_eq!(seed.instances[0].instance_id, "i-0123456789abcdef0");
+        assert_eq!(seed.disks[0].attached_to.as_deref(), Some("web-1"));
+        assert_eq!(seed.disk_snapshots[0].age, "40d");
+    }
+
+    #[test]
+    fn refuses_inconsistent_seeds() {
+        assert!(Seed::from_toml_str("[[disks]]\nname = \"d\"\nattached_to = \"nobody\"").is_err());
+        assert!(Seed::from_toml_str("self_instance = \"x\"").is_err());
+        assert!(Seed::from_toml_str("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,378 @@
+//! The HTTP side: one listener serving the Lightsail JSON protocol (`POST /` with
+//! `X-Amz-Target`), the instance metadata service (`/latest/...`) and the admin endpoint
+//! (`/__admin/...`), with SigV4 checked and faults applied before an operation runs.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+
+use crate::api::{epoch, ApiError, World};
+use crate::fault::{Fault, FaultKind, Faults};
+use crate::{sigv4, Call, ImdsMode};
+
+/// The target prefix of every Lightsail operation.
+const TARGET_PREFIX: &str = "Lightsail_20161128.";
+
+/// Everything the handlers share.
+pub(crate) struct Shared {
+    pub world: Mutex<World>,
+    pub faults: Mutex<Faults>,
+    pub calls: Mutex<Vec<Call>>,
+    pub tokens: Mutex<HashSet<String>>,
+    pub credentials: Vec<(String, String)>,
+    pub imds: ImdsMode,
+}
+
+/// Closing the connection without an answer (the `Reset` fault).
+#[derive(Debug)]
+pub(crate) struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset by fault injection")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+type Answer = Result<Response<Full<Bytes>>, Reset>;
+
+fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(body.into()))
+        .expect("a valid response")
+}
+
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "00000000-0000-4000-8000-{:012x}",
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn api_json(body: &Value) -> Response<Full<Bytes>> {
+    let mut r = respond(200, "application/x-amz-json-1.1", body.to_string());
+    r.headers_mut()
+        .insert("x-amzn-requestid", request_id().parse().unwrap());
+    r
+}
+
+fn api_error(err: &ApiError) -> Response<Full<Bytes>> {
+    let mut r = respond(
+        err.status,
+        "application/x-amz-json-1.1",
+        err.body().to_string(),
+    );
+    let headers = r.headers_mut();
+    headers.insert("x-amzn-errortype", err.code.parse().unwrap());
+    headers.insert("x-amzn-requestid", request_id().parse().unwrap());
+    r
+}
+
+fn now_ms() -> f64 {
+    epoch(SystemTime::now()) * 1000.0
+}
+
+/// Serves one request.
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/latest/") {
+        return Ok(imds(&shared, &req, &path));
+    }
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Err(Reset),
+    };
+    if let Some(admin) = path.strip_prefix("/__admin/") {
+        return Ok(admin_request(&shared, parts.method.as_str(), admin, &body));
+    }
+    api(&shared, &parts, &body).await
+}
+
+async fn api(shared: &Shared, parts: &hyper::http::request::Parts, body: &Bytes) -> Answer {
+    let received = SystemTime::now();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let operation = target
+        .strip_prefix(TARGET_PREFIX)
+        .unwrap_or_default()
+        .to_string();
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    shared.calls.lock().unwrap().push(Call {
+        operation: if operation.is_empty() {
+            target.clone()
+        } else {
+            operation.clone()
+        },
+        body: parsed.clone().unwrap_or(Value::Null),
+        received_at_ms: epoch(received) * 1000.0,
+    });
+
+    if let Err(e) = sigv4::verify(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or_default(),
+        &parts.headers,
+        body,
+        &shared.credentials,
+        received,
+    ) {
+        return Ok(api_error(&e));
+    }
+    if parts.method != hyper::Method::POST || parts.uri.path() != "/" || operation.is_empty() {
+        return Ok(api_error(&ApiError::new(
+            "UnknownOperationException",
+            format!(
+                "expected POST / with X-Amz-Target: {TARGET_PREFIX}<Operation>, got {} {} with target {target:?}",
+                parts.method,
+                parts.uri.path()
+            ),
+        )));
+    }
+    let Some(body) = parsed else {
+        return Ok(api_error(&ApiError::new(
+            "SerializationException",
+            "the request body is not valid JSON",
+        )));
+    };
+
+    let fault = shared.faults.lock().unwrap().take(&operation);
+    let mut latency = None;
+    let mut fail_snapshot = false;
+    match fault {
+        None => {}
+        Some(FaultKind::Hang) => std::future::pending::<()>().await,
+        Some(FaultKind::Reset) => return Err(Reset),
+        Some(FaultKind::Status500) => {
+            return Ok(respond(500, "text/plain", "Internal Server Error"));
+        }
+        Some(FaultKind::Throttle) => {
+            return Ok(api_error(&ApiError::new(
+                "ThrottlingException",
+                "Rate exceeded",
+            )))
+        }
+        Some(FaultKind::Error {
+            code,
+            message,
+            status,
+        }) => {
+            let mut err = ApiError::new(
+                code.clone(),
+                message.unwrap_or_else(|| format!("injected {code}")),
+            );
+            if let Some(s) = status {
+                err.status = s;
+            }
+            return Ok(api_error(&err));
+        }
+        Some(FaultKind::FailedOperation { code, details }) => {
+            let out = shared
+                .world
+                .lock()
+                .unwrap()
+                .failed_operation(&operation, &body, &code, &details, received);
+            return Ok(api_json(&out));
+        }
+        Some(FaultKind::Latency { ms }) => latency = Some(Duration::from_millis(ms)),
+        Some(FaultKind::SnapshotError) => fail_snapshot = true,
+    }
+
+    let outcome = shared
+        .world
+        .lock()
+        .unwrap()
+        .call(&operation, &body, received);
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return Ok(api_error(&e)),
+    };
+    // The point in time of a snapshot is the call: copy before answering.
+    if !outcome.copies.is_empty() {
+        let copies = outcome.copies.clone();
+        let copied = tokio::task::spawn_blocking(move || {
+            for job in &copies {
+                crate::copy::copy_image(&job.from, &job.to).map_err(|e| {
+                    format!(
+                        "copying {} to {}: {e}",
+                        job.from.display(),
+                        job.to.display()
+                    )
+                })?;
+            }
+            Ok::<(), String>(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(why) = copied {
+            if let Some((instance, name)) = &outcome.created {
+                shared
+                    .world
+                    .lock()
+                    .unwrap()
+                    .forget_snapshot(*instance, name);
+            }
+            return Ok(api_error(&ApiError::new(
+                "ServiceException",
+                format!("the fake could not take the snapshot: {why}"),
+            )));
+        }
+    }
+    if fail_snapshot {
+        if let Some((instance, name)) = &outcome.created {
+            shared.world.lock().unwrap().fail_snapshot(*instance, name);
+        }
+    }
+    if let Some(delay) = latency {
+        tokio::time::sleep(delay).await;
+    }
+    Ok(api_json(&outcome.body))
+}
+
+/// The instance metadata service: IMDSv2 tokens, and the few paths lightsnap reads.
+fn imds(shared: &Shared, req: &Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let token = header("x-aws-ec2-metadata-token");
+    shared.calls.lock().unwrap().push(Call {
+        operation: format!("IMDS {} {path}", req.method()),
+        body: json!({ "token": token.is_some() }),
+        received_at_ms: now_ms(),
+    });
+    let text = |status: u16, body: String| respond(status, "text/plain", body);
+    if shared.imds == ImdsMode::Off {
+        return text(404, "Not Found".into());
+    }
+    if path == "/latest/api/token" {
+        if req.method() != hyper::Method::PUT {
+            return text(405, "Method Not Allowed".into());
+        }
+        if shared.imds == ImdsMode::V1Only {
+            return text(403, "Forbidden".into());
+        }
+        let ttl = header("x-aws-ec2-metadata-token-ttl-seconds")
+            .and_then(|t| t.parse::<u32>().ok())
+            .filter(|t| (1..=21600).contains(t));
+        if ttl.is_none() {
+            return text(400, "Bad Request".into());
+        }
+        let mut tokens = shared.tokens.lock().unwrap();
+        let t = format!("fake-imds-token-{}-{}", tokens.len(), request_id());
+        tokens.insert(t.clone());
+        return text(200, t);
+    }
+    if req.method() != hyper::Method::GET {
+        return text(405, "Method Not Allowed".into());
+    }
+    let authorised = match &token {
+        Some(t) if shared.imds != ImdsMode::V1Only => shared.tokens.lock().unwrap().contains(t),
+        None => shared.imds != ImdsMode::Required,
+        Some(_) => true,
+    };
+    if !authorised {
+        return text(401, "Unauthorized".into());
+    }
+    let world = shared.world.lock().unwrap();
+    let Some((id, region, zone)) = world.identity() else {
+        return text(404, "Not Found".into());
+    };
+    let body = match path {
+        "/latest/meta-data/instance-id" => id,
+        "/latest/meta-data/placement/region" => region,
+        "/latest/meta-data/placement/availability-zone" => zone,
+        "/latest/meta-data/" => "instance-id\nplacement/\n".into(),
+        "/latest/dynamic/instance-identity/document" => {
+            return respond(
+                200,
+                "application/json",
+                serde_json::to_string_pretty(&json!({
+                    "accountId": world.account(),
+                    "architecture": "x86_64",
+                    "availabilityZone": zone,
+                    "imageId": "ami-0123456789abcdef0",
+                    "instanceId": id,
+                    "instanceType": "t3.micro",
+                    "pendingTime": "2026-01-01T00:00:00Z",
+                    "privateIp": "172.26.0.10",
+                    "region": region,
+                    "version": "2017-09-30",
+                }))
+                .unwrap(),
+            )
+        }
+        _ => return text(404, "Not Found".into()),
+    };
+    text(200, body)
+}
+
+/// The admin endpoint: calls received, faults in force, snapshots.
+fn admin_request(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    let json_ok = |v: Value| respond(200, "application/json", v.to_string());
+    match (method, path) {
+        ("GET", "calls") => json_ok(json!(*shared.calls.lock().unwrap())),
+        ("DELETE", "calls") => {
+            shared.calls.lock().unwrap().clear();
+            json_ok(json!({}))
+        }
+        ("GET", "faults") => json_ok(json!(shared.faults.lock().unwrap().list())),
+        ("POST", "faults") => match serde_json::from_slice::<Fault>(body) {
+            Ok(f) => {
+                shared.faults.lock().unwrap().add(f);
+                json_ok(json!({}))
+            }
+            Err(e) => respond(400, "text/plain", format!("not a fault: {e}\n")),
+        },
+        ("DELETE", "faults") => {
+            shared.faults.lock().unwrap().clear();
+            json_ok(json!({}))
+        }
+        ("GET", "snapshots") => json_ok(shared.world.lock().unwrap().snapshots()),
+        _ => respond(
+            404,
+            "text/plain",
+            "admin endpoints: GET|DELETE calls, GET|POST|DELETE faults, GET snapshots\n",
+        ),
+    }
+}
+
+/// Accepts connections until `stop` fires.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => return,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
