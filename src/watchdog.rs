@@ -36,13 +36,17 @@ pub const SUBCOMMAND: &str = "__watchdog";
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Request {
-    /// First message: what to open, and how long anything may stay frozen.
+    /// First message: what to open (`None`: a target that is not to be frozen), and how
+    /// long anything may stay frozen.
     Init {
-        mounts: Vec<PathBuf>,
+        mounts: Vec<Option<PathBuf>>,
         deadline_ms: u64,
     },
     Freeze(usize),
     Thaw(usize),
+    /// Close the descriptor of a mount that is to be unmounted instead: an open descriptor
+    /// would keep it busy.
+    Release(usize),
     Done,
 }
 
@@ -70,6 +74,7 @@ enum Reply {
     ThawFailed {
         message: String,
     },
+    Released,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -102,9 +107,10 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts the watchdog on `mounts` with a `deadline` counted from its first freeze. Fails
-    /// (nothing frozen) if a mount cannot be opened or is outside the confinement.
-    pub fn start(mounts: &[PathBuf], deadline: Duration) -> Result<Self> {
+    /// Starts the watchdog on `mounts` (`None` for targets it is not to freeze) with a
+    /// `deadline` counted from its first freeze. Fails (nothing frozen) if a mount cannot be
+    /// opened or is outside the confinement.
+    pub fn start(mounts: &[Option<PathBuf>], deadline: Duration) -> Result<Self> {
         // /proc/self/exe still runs this binary if a package upgrade replaced the file.
         let mut child = Command::new("/proc/self/exe")
             .arg(SUBCOMMAND)
@@ -184,6 +190,15 @@ impl Watchdog {
         }
     }
 
+    /// Asks the watchdog to close its descriptor of mount `index`, which is about to be
+    /// unmounted instead of frozen.
+    pub fn release(&mut self, index: usize) -> Result<()> {
+        match self.ask(&Request::Release(index))? {
+            Reply::Released => Ok(()),
+            other => bail!("watchdog answered {other:?} to a release"),
+        }
+    }
+
     /// Asks the watchdog to thaw mount `index`.
     pub fn thaw(&mut self, index: usize) -> Result<Thawed> {
         match self.ask(&Request::Thaw(index))? {
@@ -233,7 +248,7 @@ pub fn run() -> ! {
 }
 
 struct State {
-    handles: Vec<MountHandle>,
+    handles: Vec<Option<MountHandle>>,
     /// Indices frozen by us, in freezing order.
     frozen: Vec<usize>,
     deadline: Duration,
@@ -246,7 +261,11 @@ impl State {
     /// Thaws everything we froze, newest first; remembers failures for the exit code.
     fn thaw_all(&mut self, by_deadline: bool) {
         while let Some(i) = self.frozen.pop() {
-            match self.handles[i].thaw() {
+            // Only frozen handles are in `frozen`, and frozen handles are never released.
+            let Some(handle) = &self.handles[i] else {
+                continue;
+            };
+            match handle.thaw() {
                 Ok(()) | Err(ThawError::NotFrozen(_)) => {}
                 Err(_) => self.clean = false,
             }
@@ -262,13 +281,23 @@ impl State {
             Request::Init { .. } => Reply::ThawFailed {
                 message: "init sent twice".into(),
             },
-            Request::Freeze(i) if i >= self.handles.len() || self.frozen.contains(&i) => {
+            Request::Freeze(i)
+                if self.handles.get(i).is_none_or(Option::is_none) || self.frozen.contains(&i) =>
+            {
                 Reply::FreezeFailed {
                     kind: FreezeKind::Other,
                     message: format!("bad freeze request for mount {i}"),
                 }
             }
-            Request::Freeze(i) => match self.handles[i].freeze() {
+            Request::Release(i) => {
+                if !self.frozen.contains(&i) {
+                    if let Some(slot) = self.handles.get_mut(i) {
+                        *slot = None;
+                    }
+                }
+                Reply::Released
+            }
+            Request::Freeze(i) => match self.handles[i].as_ref().expect("checked above").freeze() {
                 Ok(()) => {
                     self.frozen.push(i);
                     self.deadline_at
@@ -297,7 +326,12 @@ impl State {
                         if self.frozen.is_empty() {
                             self.deadline_at = None;
                         }
-                        match self.handles[i].thaw() {
+                        let Some(handle) = &self.handles[i] else {
+                            return Some(Reply::ThawFailed {
+                                message: format!("mount {i} has no descriptor"),
+                            });
+                        };
+                        match handle.thaw() {
                             Ok(()) => Reply::Thawed {
                                 was_frozen: true,
                                 by_deadline: false,
@@ -347,8 +381,12 @@ fn serve() -> Result<bool> {
     };
     let mut handles = Vec::with_capacity(mounts.len());
     for (index, m) in mounts.iter().enumerate() {
+        let Some(m) = m else {
+            handles.push(None);
+            continue;
+        };
         match MountHandle::open(m) {
-            Ok(h) => handles.push(h),
+            Ok(h) => handles.push(Some(h)),
             Err(e) => {
                 let reply = Reply::OpenFailed {
                     index,

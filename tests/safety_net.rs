@@ -72,10 +72,12 @@ fn the_deadline_thaws_while_the_call_hangs() {
     assert_eq!(result.code, 13, "{result:?}");
     assert!(result.stderr.contains("--freeze-timeout"), "{result:?}");
     assert!(!s.fs.is_frozen());
-    assert_eq!(
-        create_calls(&s.fake).len(),
-        1,
-        "the call was made, then abandoned"
+    // Made (the SDK may retry a timed-out attempt inside the deadline), then abandoned.
+    let calls = create_calls(&s.fake);
+    assert!(
+        (1..=3).contains(&calls.len()),
+        "the call was made, at most 3 attempts, then abandoned: {}",
+        calls.len()
     );
 }
 

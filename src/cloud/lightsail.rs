@@ -326,6 +326,10 @@ where
                 Some(
                     "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded",
                 ) => ApiErrorKind::Throttled,
+                // Documented as 400s, but they mean "not ready yet": try again later.
+                Some("AccountSetupInProgressException" | "RegionSetupInProgressException") => {
+                    ApiErrorKind::Unavailable
+                }
                 _ if s.raw().status().is_client_error() && code.is_some() => ApiErrorKind::Rejected,
                 _ => ApiErrorKind::Unavailable,
             };

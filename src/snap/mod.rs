@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cloud::imds;
-use crate::cloud::lightsail::{ApiError, Lightsail, SnapshotRequest, Source};
+use crate::cloud::lightsail::{ApiError, ApiErrorKind, Lightsail, SnapshotRequest, Source};
 use crate::cloud::validate;
 use crate::exit_code::ExitCode;
 use crate::fail;
@@ -485,9 +485,11 @@ async fn quiesce_and_snap<A: Lightsail>(
             _ => Ok(None),
         })
         .collect::<Result<_>>()?;
-    let mount_points: Vec<PathBuf> = fss
+    // The watchdog holds descriptors only of what is to be frozen: one of a mount to be
+    // unmounted would keep it busy.
+    let mount_points: Vec<Option<PathBuf>> = fss
         .iter()
-        .map(|f| f.located.mount.mount_point.clone())
+        .map(|f| (f.quiesce == Some(Quiesce::Freeze)).then(|| f.located.mount.mount_point.clone()))
         .collect();
     let mut watchdog = Watchdog::start(&mount_points, opts.freeze_timeout + WATCHDOG_GRACE)?;
     if !watchdog.memory_locked {
@@ -579,15 +581,7 @@ async fn report<A: Lightsail>(
                 unverified_note(&unverified)
             )
         }
-        window::Calls::Deadline => {
-            let unverified = mark_unverified(api, &outcome.requests).await;
-            fail!(
-                ExitCode::DeadlineExceeded,
-                "Lightsail did not answer within --freeze-timeout {}, so the filesystem was thawed and the call abandoned; {}; raise --freeze-timeout or check the network",
-                humantime::format_duration(opts.freeze_timeout),
-                unverified_note(&unverified)
-            )
-        }
+        window::Calls::Deadline => deadline_passed(api, opts, &outcome.requests).await,
         window::Calls::Returned(results) => {
             let mut snapshots = Vec::new();
             let mut errors: Vec<ApiError> = Vec::new();
@@ -612,6 +606,11 @@ async fn report<A: Lightsail>(
                     window_ms,
                 });
             };
+            // The SDK's own operation timeout is the deadline too (it is set to the time left):
+            // whichever fires first, it is the same event.
+            if snapshots.is_empty() && first.kind == ApiErrorKind::Timeout {
+                return deadline_passed(api, opts, &outcome.requests).await;
+            }
             let unverified = mark_unverified(api, &ambiguous).await;
             if !snapshots.is_empty() || !unverified.is_empty() {
                 let taken: Vec<&str> = snapshots.iter().map(|s| s.name.as_str()).collect();
@@ -630,6 +629,22 @@ async fn report<A: Lightsail>(
             Err(anyhow::Error::new(first).context(format!("no snapshot was taken; {advice}")))
         }
     }
+}
+
+/// The freeze deadline passed with the calls unanswered: the filesystems are thawed; says
+/// whether the snapshots landed anyway (and labels them `unverified`).
+async fn deadline_passed<A: Lightsail>(
+    api: &A,
+    opts: &Options,
+    requests: &[SnapshotRequest],
+) -> Result<Report> {
+    let unverified = mark_unverified(api, requests).await;
+    fail!(
+        ExitCode::DeadlineExceeded,
+        "Lightsail did not answer within --freeze-timeout {}, so the filesystem was thawed and the call abandoned; {}; raise --freeze-timeout or check the network",
+        humantime::format_duration(opts.freeze_timeout),
+        unverified_note(&unverified)
+    )
 }
 
 /// The snapshot a request makes, if it exists: a disk snapshot, or an instance snapshot.

@@ -208,6 +208,9 @@ fn quiesce(
                     mount.mount_point.display(),
                     mount.fstype
                 );
+                watchdog
+                    .release(i)
+                    .map_err(|e| QuiesceError::Refused(e.context("the watchdog is gone")))?;
             }
             Err(FreezeOrLost::Freeze(e)) => return Err(QuiesceError::Refused(e.into())),
             Err(FreezeOrLost::Lost(e)) => return Err(QuiesceError::Lost(e)),

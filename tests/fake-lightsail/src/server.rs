@@ -200,7 +200,12 @@ async fn api(shared: &Shared, parts: &hyper::http::request::Parts, body: &Bytes)
         .call(&operation, &body, received);
     let outcome = match outcome {
         Ok(o) => o,
-        Err(e) => return Ok(api_error(&e)),
+        Err(e) => {
+            if let Some(delay) = latency {
+                tokio::time::sleep(delay).await;
+            }
+            return Ok(api_error(&e));
+        }
     };
     // The point in time of a snapshot is the call: copy before answering.
     if !outcome.copies.is_empty() {
