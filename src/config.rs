@@ -414,6 +414,70 @@ mod tests {
         assert!(load(root.path()).is_ok());
     }
 
+    /// What the packages install as `/etc/lightsnap/config.toml`.
+    const PACKAGED: &str = include_str!("../packaging/config.toml");
+
+    fn write_root_only(root: &Path, rel: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = write(root, rel, text);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_packaged_config_gives_the_defaults() {
+        if !root_only() {
+            eprintln!("skipping: configuration files must be root-owned, and this is not root");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let p = write_root_only(root.path(), "etc/lightsnap/config.toml", PACKAGED);
+        let s = load(root.path()).unwrap();
+        assert_eq!(s.sources, vec![p], "the packaged file is read");
+        assert_eq!(
+            Settings {
+                hook_dir: Settings::default().hook_dir,
+                sources: Vec::new(),
+                ..s
+            },
+            Settings::default(),
+            "everything in the packaged file is commented out"
+        );
+    }
+
+    #[test]
+    fn the_packaged_config_examples_are_valid_and_show_the_defaults() {
+        if !root_only() {
+            eprintln!("skipping: configuration files must be root-owned, and this is not root");
+            return;
+        }
+        // Uncomment every setting (`#key`, `#[table]`), leaving the prose (`# ...`) alone.
+        let uncommented: String = PACKAGED
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.is_empty() && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let root = tempfile::tempdir().unwrap();
+        write_root_only(root.path(), "etc/lightsnap/config.toml", &uncommented);
+        let s = load(root.path()).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.freeze_timeout, d.freeze_timeout);
+        assert_eq!(s.name_template, d.name_template);
+        assert_eq!(s.hook_dir, d.hook_dir);
+        assert_eq!(s.hook_timeout, d.hook_timeout);
+        assert_eq!(s.tags.len(), 2);
+        assert_eq!(s.retention.keep, Some(7));
+        assert_eq!(
+            s.retention.older_than,
+            Some(Duration::from_secs(30 * 86400))
+        );
+        assert_eq!(s.snapshots.len(), 2);
+        assert_eq!(s.disk_for(&[Path::new("/data")]), Some("data-1"));
+    }
+
     #[test]
     fn no_files_means_defaults() {
         let root = tempfile::tempdir().unwrap();
