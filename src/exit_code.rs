@@ -1,6 +1,7 @@
 //! Exit codes: a documented enum, chosen in `main` from the root cause of a failure so that
 //! scripts, hooks and timers can branch on what went wrong without parsing messages.
 
+use crate::cloud::imds::ImdsError;
 use crate::cloud::lightsail::{ApiError, ApiErrorKind};
 use crate::cloud::validate::InvalidInput;
 use crate::kernel::freeze::{FreezeError, ThawError};
@@ -60,6 +61,10 @@ impl ExitCode {
             }
             if cause.downcast_ref::<InvalidInput>().is_some() {
                 return ExitCode::Usage;
+            }
+            // Without the metadata service, which instance this is cannot be found.
+            if cause.downcast_ref::<ImdsError>().is_some() {
+                return ExitCode::NotFound;
             }
             if let Some(e) = cause.downcast_ref::<FreezeError>() {
                 return match e {

@@ -24,6 +24,7 @@ struct PlannedFs<'a> {
 struct PlannedSnapshot<'a> {
     source: &'a Source,
     mount_points: Vec<&'a std::path::Path>,
+    block_devices: &'a [std::path::PathBuf],
     api_call: serde_json::Value,
 }
 
@@ -100,6 +101,7 @@ pub fn print(plan: &Plan, output: Output) -> Result<()> {
                 .iter()
                 .map(|&i| plan.filesystems[i].located.mount.mount_point.as_path())
                 .collect(),
+            block_devices: &s.devices,
             api_call: api_call(s),
         })
         .collect();
@@ -124,7 +126,23 @@ pub fn print(plan: &Plan, output: Output) -> Result<()> {
                 );
             }
             for s in &snapshots {
-                println!("Lightsail {} → {}", s.source, s.api_call);
+                let mounts: Vec<String> = s
+                    .mount_points
+                    .iter()
+                    .map(|m| m.display().to_string())
+                    .collect();
+                let devices: Vec<String> = s
+                    .block_devices
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                println!(
+                    "{} → disk {} → Lightsail {} → {}",
+                    mounts.join(", "),
+                    devices.join(" + "),
+                    s.source,
+                    s.api_call
+                );
             }
         }
     }

@@ -80,6 +80,9 @@ pub struct Snapshot {
     pub request: SnapshotRequest,
     /// Indices into [`Plan::filesystems`] of the filesystems on this disk.
     pub filesystems: Vec<usize>,
+    /// The whole block devices behind it, as this instance sees them (`/dev/xvdf`,
+    /// `/dev/nvme1n1`).
+    pub devices: Vec<PathBuf>,
 }
 
 /// Everything a run will do.
@@ -212,6 +215,13 @@ pub fn plan_local(opts: &Options) -> Result<Local> {
             continue;
         }
         let quiesce = plan::first_method(mount, opts.method)?;
+        if opts.method == Method::Auto && quiesce == Some(Quiesce::Unmount) {
+            tracing::warn!(
+                "{} ({}) cannot be frozen; it will be unmounted for the snapshot instead",
+                mount.mount_point.display(),
+                mount.fstype
+            );
+        }
         if quiesce.is_some() {
             // Fail before any API call if the guard would refuse the mount later.
             guard::check(&mount.mount_point)?;
@@ -281,8 +291,14 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Resul
                 disk.path.as_deref().unwrap_or("?")
             );
             match snapshots.iter_mut().find(|s| s.request.source == source) {
-                Some(s) if !s.filesystems.contains(&index) => s.filesystems.push(index),
-                Some(_) => {}
+                Some(s) => {
+                    if !s.filesystems.contains(&index) {
+                        s.filesystems.push(index);
+                    }
+                    if !s.devices.contains(&ids.dev_path) {
+                        s.devices.push(ids.dev_path.clone());
+                    }
+                }
                 None => snapshots.push(Snapshot {
                     request: SnapshotRequest {
                         source,
@@ -290,6 +306,7 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Resul
                         tags: opts.tags.clone(),
                     },
                     filesystems: vec![index],
+                    devices: vec![ids.dev_path.clone()],
                 }),
             }
         }
@@ -365,6 +382,7 @@ pub async fn snap_instance<A: Lightsail>(
     let root = blockdev::Root::default();
     // Every mount on a block device whose disks are this instance's.
     let mut paths = Vec::new();
+    let mut devices: Vec<PathBuf> = Vec::new();
     for m in &mounts {
         let Ok(located) = plan::locate(&m.mount_point, &mounts) else {
             continue;
@@ -375,11 +393,17 @@ pub async fn snap_instance<A: Lightsail>(
         let Ok(disks) = plan::whole_disks(&root, &located) else {
             continue;
         };
-        if disks
+        let ours: Vec<&blockdev::DiskIds> = disks
             .iter()
-            .any(|ids| me.disks.iter().any(|d| plan::is_disk(d, ids)))
-        {
+            .filter(|ids| me.disks.iter().any(|d| plan::is_disk(d, ids)))
+            .collect();
+        if !ours.is_empty() {
             paths.push(m.mount_point.clone());
+            for ids in ours {
+                if !devices.contains(&ids.dev_path) {
+                    devices.push(ids.dev_path.clone());
+                }
+            }
         }
     }
     if paths.is_empty() {
@@ -414,6 +438,7 @@ pub async fn snap_instance<A: Lightsail>(
         snapshots: vec![Snapshot {
             request,
             filesystems: (0..local.filesystems.len()).collect(),
+            devices,
         }],
         filesystems: local.filesystems,
     };
