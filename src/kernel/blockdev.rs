@@ -8,7 +8,10 @@
 //! - a partition's directory has a `partition` file, and its parent directory is the disk;
 //! - device-mapper and md devices list what they are built on in `slaves/`;
 //! - an NVMe namespace's controller serial is `device/serial`: on Nitro, EBS volumes show
-//!   `vol0abc...` for volume `vol-0abc...`;
+//!   `vol0abc...` for volume `vol-0abc...`; the same serial, and the device name the volume
+//!   was attached as, are in the controller's Identify data (an ioctl on the device, or a
+//!   fixture file `identify/<name>` under a test root); udev's `/dev/disk/by-id/` links name
+//!   the serial too;
 //! - a multi-device btrfs lists its members in `/sys/fs/btrfs/<fsid>/devices/`.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +25,43 @@ pub struct Root(PathBuf);
 impl Default for Root {
     fn default() -> Self {
         Self(PathBuf::from("/"))
+    }
+}
+
+impl Root {
+    fn is_live(&self) -> bool {
+        self.0 == Path::new("/")
+    }
+
+    /// The Identify Controller data of NVMe disk `name`: from the device itself, or from a
+    /// fixture file under a test root. `None` for anything else, or when it cannot be read
+    /// (not root, not NVMe).
+    fn identify(&self, name: &str) -> Option<Identify> {
+        if !name.starts_with("nvme") {
+            return None;
+        }
+        let data = if self.is_live() {
+            let dev = std::fs::File::open(Path::new("/dev").join(name)).ok()?;
+            super::ioctl::nvme_identify_controller(std::os::fd::AsFd::as_fd(&dev)).ok()?
+        } else {
+            std::fs::read(self.path(&format!("/identify/{name}"))).ok()?
+        };
+        parse_identify(&data)
+    }
+
+    /// The EBS volume id a `/dev/disk/by-id/` link to disk `name` carries
+    /// (`nvme-Amazon_Elastic_Block_Store_vol0abc...`).
+    fn volume_id_by_link(&self, name: &str) -> Option<String> {
+        let links = std::fs::read_dir(self.path("/dev/disk/by-id")).ok()?;
+        links.flatten().find_map(|l| {
+            let target = std::fs::read_link(l.path()).ok()?;
+            if target.file_name()? != name {
+                return None;
+            }
+            let link = l.file_name().to_string_lossy().into_owned();
+            let serial = link.rsplit('_').next()?;
+            volume_id_from_serial(serial)
+        })
     }
 }
 
@@ -137,14 +177,25 @@ impl Root {
         vec![member.to_string()]
     }
 
-    /// What identifies disk `name`.
+    /// What identifies disk `name`: the volume id from the sysfs serial, else from the
+    /// Identify data, else from a by-id link; the attachment name from the Identify data.
     pub fn ids(&self, name: &str) -> DiskIds {
         let serial = self.read(&format!("/sys/class/block/{name}/device/serial"));
+        let identify = self.identify(name);
+        let volume_id = serial
+            .as_deref()
+            .and_then(volume_id_from_serial)
+            .or_else(|| {
+                identify
+                    .as_ref()
+                    .and_then(|i| volume_id_from_serial(&i.serial))
+            })
+            .or_else(|| self.volume_id_by_link(name));
         DiskIds {
             name: name.to_string(),
             dev_path: PathBuf::from("/dev").join(name),
-            volume_id: serial.as_deref().and_then(volume_id_from_serial),
-            ebs_device_name: None,
+            volume_id,
+            ebs_device_name: identify.and_then(|i| i.device_name),
         }
     }
 }
@@ -373,6 +424,40 @@ mod tests {
         assert!(parse_identify(&data[..100]).is_none());
         let none = identify_fixture("vol0aa", "Amazon EC2 NVMe Instance Storage", b"");
         assert_eq!(parse_identify(&none).unwrap().device_name, None);
+    }
+
+    /// A Nitro instance whose sysfs shows no serial: the Identify data gives the volume id
+    /// and the name the volume was attached as; a disk with neither is found by its by-id link.
+    #[test]
+    fn nitro_ids_from_identify_data_and_by_id_links() {
+        let t = Tree::new();
+        t.device("nvme1n1", "/sys/devices/pci/nvme/nvme1/nvme1n1", "259:1");
+        t.device("nvme2n1", "/sys/devices/pci/nvme/nvme2/nvme2n1", "259:2");
+        t.write("/identify/nvme1n1", "");
+        std::fs::write(
+            t.p("/identify/nvme1n1"),
+            identify_fixture(
+                "vol0123456789abcdef0",
+                "Amazon Elastic Block Store",
+                b"/dev/xvdf",
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(t.p("/dev/disk/by-id")).unwrap();
+        symlink(
+            "../../nvme2n1",
+            t.p("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0fedcba9876543210"),
+        )
+        .unwrap();
+        let r = t.root();
+        let one = r.ids("nvme1n1");
+        assert_eq!(one.volume_id.as_deref(), Some("vol-0123456789abcdef0"));
+        assert_eq!(one.ebs_device_name.as_deref(), Some("/dev/xvdf"));
+        let two = r.ids("nvme2n1");
+        assert_eq!(two.volume_id.as_deref(), Some("vol-0fedcba9876543210"));
+        assert_eq!(two.ebs_device_name, None);
+        let xen = r.ids("xvdg");
+        assert_eq!((xen.volume_id, xen.ebs_device_name), (None, None));
     }
 
     /// A cheap fuzz: arbitrary bytes of every length never make the parsers panic.

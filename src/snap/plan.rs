@@ -481,6 +481,38 @@ mod tests {
         assert!(err.to_string().contains("b-data at /dev/xvdf"), "{err}");
     }
 
+    /// Nitro: the kernel calls the disk `nvme1n1`, Lightsail calls it `/dev/xvdf`; the
+    /// volume id (NVMe serial ↔ `supportCode`) or the attachment name (Identify data ↔
+    /// `path`) tie them together.
+    #[test]
+    fn nvme_disks_match_by_volume_id_or_attachment_name() {
+        let disk = DiskInfo {
+            name: "data-1".into(),
+            path: Some("/dev/xvdf".into()),
+            attached_to: Some("b".into()),
+            is_attached: true,
+            is_system_disk: false,
+            support_code: Some("123456789012/vol-0123456789abcdef0".into()),
+        };
+        let nvme = |volume_id: Option<&str>, name: Option<&str>| blockdev::DiskIds {
+            name: "nvme1n1".into(),
+            dev_path: "/dev/nvme1n1".into(),
+            volume_id: volume_id.map(str::to_string),
+            ebs_device_name: name.map(str::to_string),
+        };
+        assert!(is_disk(&disk, &nvme(Some("vol-0123456789abcdef0"), None)));
+        assert!(is_disk(&disk, &nvme(None, Some("/dev/xvdf"))));
+        assert!(!is_disk(&disk, &nvme(Some("vol-0fffffffffffffff0"), None)));
+        assert!(!is_disk(&disk, &nvme(None, Some("/dev/xvdg"))));
+        assert!(!is_disk(&disk, &nvme(None, None)));
+        let sdf = DiskInfo {
+            path: Some("/dev/sdf".into()),
+            support_code: None,
+            ..disk.clone()
+        };
+        assert!(is_disk(&sdf, &nvme(None, Some("sdf"))));
+    }
+
     #[test]
     fn a_named_disk_is_looked_up_not_discovered() {
         let (source, _) = discover(Some("a-data"), "/dev/whatever").unwrap();
