@@ -397,6 +397,11 @@ impl World {
         &self.account
     }
 
+    /// The region it serves: requests must be signed for it.
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
     // ---- JSON shapes ----
 
     fn disk_json(&self, d: &Disk) -> Value {
@@ -524,27 +529,39 @@ impl World {
     }
 
     fn operation_json(&self, op: &Operation, now: SystemTime) -> Value {
-        // A create's operation follows its snapshot: Started while pending, then Succeeded.
+        // A create's operation follows its snapshot: Started while pending, then Succeeded
+        // (or Failed) from the moment the snapshot got there, which does not move on reads.
         let mut status = op.status;
+        let mut changed_at = op.created_at;
         if op.status == "Started" {
-            let state = match op.resource_type {
+            let snapshot = match op.resource_type {
                 "DiskSnapshot" => self
                     .disk_snapshots
                     .iter()
                     .find(|s| s.name == op.resource_name)
-                    .map(|s| self.progress(s, "completed", now).0),
+                    .map(|s| (s, self.progress(s, "completed", now).0)),
                 "InstanceSnapshot" => self
                     .instance_snapshots
                     .iter()
                     .find(|s| s.name == op.resource_name)
-                    .map(|s| self.progress(s, "available", now).0),
+                    .map(|s| (s, self.progress(s, "available", now).0)),
                 _ => None,
             };
-            status = match state.as_deref() {
-                Some("completed" | "available") | None => "Succeeded",
-                Some("error") => "Failed",
-                _ => "Started",
-            };
+            match snapshot {
+                Some((_, state)) if state == "pending" => {}
+                Some((s, state)) => {
+                    status = if state == "error" {
+                        "Failed"
+                    } else {
+                        "Succeeded"
+                    };
+                    if s.fixed_state.is_none() {
+                        changed_at = (s.created_at + self.snapshot_duration).min(now);
+                    }
+                }
+                // Deleted since: it got there at some point.
+                None => status = "Succeeded",
+            }
         }
         let mut v = json!({
             "id": op.id,
@@ -556,7 +573,7 @@ impl World {
             "operationDetails": op.details,
             "operationType": op.operation_type,
             "status": status,
-            "statusChangedAt": epoch(if status == "Started" { op.created_at } else { now }),
+            "statusChangedAt": epoch(changed_at),
         });
         if let Some((code, details)) = &op.error {
             v["errorCode"] = json!(code);
@@ -1203,6 +1220,24 @@ name = "spare-1"
             .body;
         assert_eq!(op["operation"]["status"], "Started");
         assert_eq!(op["operation"]["isTerminal"], false);
+        assert_eq!(op["operation"]["statusChangedAt"], epoch(t0));
+        // Once done, the operation says when it got there, however late it is asked.
+        for later in [150, 300] {
+            let op = w
+                .call(
+                    "GetOperation",
+                    &json!({"operationId": op_id}),
+                    t0 + Duration::from_secs(later),
+                )
+                .unwrap()
+                .body;
+            assert_eq!(op["operation"]["status"], "Succeeded");
+            assert_eq!(op["operation"]["isTerminal"], true);
+            assert_eq!(
+                op["operation"]["statusChangedAt"],
+                epoch(t0 + Duration::from_secs(100))
+            );
+        }
     }
 
     #[test]

@@ -63,10 +63,12 @@ impl Fault {
     /// `throttle`, `500`, `reset`, `error:CODE[:MESSAGE]`, `failed:CODE[:DETAILS]` or
     /// `snapshot-error`.
     pub fn parse(text: &str) -> Result<Self, String> {
+        // An operation is a bare name: an `=` after a `:` belongs to a message.
+        let is_operation = |op: &str| op == "*" || op.chars().all(|c| c.is_ascii_alphanumeric());
         let (operation, rest) = match text.split_once('=') {
-            Some((op, rest)) if op != "*" => (Some(op.to_string()), rest),
-            Some((_, rest)) => (None, rest),
-            None => (None, text),
+            Some((op, rest)) if op != "*" && is_operation(op) => (Some(op.to_string()), rest),
+            Some((op, rest)) if is_operation(op) => (None, rest),
+            _ => (None, text),
         };
         let (spec, count) = match rest.rsplit_once('@') {
             Some((spec, n)) => (
@@ -171,6 +173,19 @@ mod tests {
             }
         );
         assert_eq!(Fault::parse("*=hang").unwrap().kind, FaultKind::Hang);
+        // An `=` in a message is not an operation.
+        let f = Fault::parse("error:InvalidInputException:tags=bad").unwrap();
+        assert_eq!(f.operation, None);
+        assert_eq!(
+            f.kind,
+            FaultKind::Error {
+                code: "InvalidInputException".into(),
+                message: Some("tags=bad".into()),
+                status: None
+            }
+        );
+        let f = Fault::parse("GetDisk=failed:Busy:a=b").unwrap();
+        assert_eq!(f.operation.as_deref(), Some("GetDisk"));
         assert!(Fault::parse("GetDisk=explode").is_err());
         assert!(Fault::parse("latency").is_err());
         assert!(Fault::parse("hang@x").is_err());
@@ -187,6 +202,39 @@ mod tests {
         assert_eq!(faults.take("GetInstances"), Some(FaultKind::Hang));
         faults.clear();
         assert_eq!(faults.take("GetDisk"), None);
+    }
+
+    /// The admin endpoint's JSON, as the README documents it.
+    #[test]
+    fn faults_read_as_documented_json() {
+        let kinds = [
+            (
+                r#"{"type": "error", "code": "ServiceException", "message": "boom"}"#,
+                "error:ServiceException:boom",
+            ),
+            (r#"{"type": "latency", "ms": 800}"#, "latency:800ms"),
+            (r#"{"type": "hang"}"#, "hang"),
+            (r#"{"type": "throttle"}"#, "throttle"),
+            (r#"{"type": "status500"}"#, "500"),
+            (r#"{"type": "reset"}"#, "reset"),
+            (
+                r#"{"type": "failed_operation", "code": "Busy", "details": "in use"}"#,
+                "failed:Busy:in use",
+            ),
+            (r#"{"type": "snapshot_error"}"#, "snapshot-error"),
+        ];
+        for (json, spec) in kinds {
+            let doc =
+                format!(r#"{{"operation": "CreateDiskSnapshot", "kind": {json}, "count": 1}}"#);
+            let fault: Fault = serde_json::from_str(&doc).unwrap();
+            assert_eq!(
+                fault,
+                Fault::parse(&format!("CreateDiskSnapshot={spec}@1")).unwrap(),
+                "{json}"
+            );
+        }
+        let bare: Fault = serde_json::from_str(r#"{"kind": {"type": "hang"}}"#).unwrap();
+        assert_eq!(bare, Fault::parse("hang").unwrap());
     }
 
     #[test]

@@ -123,7 +123,7 @@ async fn api(shared: &Shared, parts: &hyper::http::request::Parts, body: &Bytes)
         received_at_ms: epoch(received) * 1000.0,
     });
 
-    if let Err(e) = sigv4::verify(
+    let signed_for = match sigv4::verify(
         parts.method.as_str(),
         parts.uri.path(),
         parts.uri.query().unwrap_or_default(),
@@ -132,7 +132,19 @@ async fn api(shared: &Shared, parts: &hyper::http::request::Parts, body: &Bytes)
         &shared.credentials,
         received,
     ) {
-        return Ok(api_error(&e));
+        Ok(region) => region,
+        Err(e) => return Ok(api_error(&e)),
+    };
+    // The endpoint is one region's: a signature scoped to another is refused, as the
+    // service refuses it.
+    let region = shared.world.lock().unwrap().region().to_string();
+    if signed_for != region {
+        return Ok(api_error(&ApiError::new(
+            "InvalidSignatureException",
+            format!(
+                "Credential should be scoped to a valid region, not '{signed_for}'. This endpoint serves '{region}'."
+            ),
+        )));
     }
     if parts.method != hyper::Method::POST || parts.uri.path() != "/" || operation.is_empty() {
         return Ok(api_error(&ApiError::new(
@@ -274,16 +286,20 @@ fn imds(shared: &Shared, req: &Request<Incoming>, path: &str) -> Response<Full<B
         if shared.imds == ImdsMode::V1Only {
             return text(403, "Forbidden".into());
         }
-        let ttl = header("x-aws-ec2-metadata-token-ttl-seconds")
+        let Some(ttl) = header("x-aws-ec2-metadata-token-ttl-seconds")
             .and_then(|t| t.parse::<u32>().ok())
-            .filter(|t| (1..=21600).contains(t));
-        if ttl.is_none() {
+            .filter(|t| (1..=21600).contains(t))
+        else {
             return text(400, "Bad Request".into());
-        }
+        };
         let mut tokens = shared.tokens.lock().unwrap();
         let t = format!("fake-imds-token-{}-{}", tokens.len(), request_id());
         tokens.insert(t.clone());
-        return text(200, t);
+        // The real service says how long the token lives; the SDK's IMDS client requires it.
+        let mut r = text(200, t);
+        r.headers_mut()
+            .insert("x-aws-ec2-metadata-token-ttl-seconds", ttl.into());
+        return r;
     }
     if req.method() != hyper::Method::GET {
         return text(405, "Method Not Allowed".into());
