@@ -22,13 +22,17 @@ use crate::exit_code::{ExitCode, Failure};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Fragment {
+    #[serde(default, deserialize_with = "checked::positive_duration")]
     freeze_timeout: Option<String>,
+    #[serde(default, deserialize_with = "checked::template")]
     name_template: Option<String>,
+    #[serde(default, deserialize_with = "checked::absolute_path")]
     hook_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "checked::positive_duration")]
     hook_timeout: Option<String>,
     region: Option<String>,
     profile: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::tags")]
     tags: BTreeMap<String, String>,
     retention: Option<RetentionFragment>,
     #[serde(default)]
@@ -39,13 +43,16 @@ struct Fragment {
 #[serde(deny_unknown_fields)]
 struct RetentionFragment {
     keep: Option<u32>,
+    #[serde(default, deserialize_with = "checked::duration")]
     older_than: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SnapshotFragment {
+    #[serde(deserialize_with = "checked::required_absolute_path")]
     path: PathBuf,
+    #[serde(default, deserialize_with = "checked::disk_name")]
     disk: Option<String>,
 }
 
@@ -94,6 +101,104 @@ pub struct Settings {
 
 /// The default name template.
 pub const DEFAULT_NAME_TEMPLATE: &str = "{disk}-{utc:%Y%m%d-%H%M%S}";
+
+/// Tag keys lightsnap sets itself (`lightsnap:consistency`, `lightsnap:host`,
+/// `lightsnap:version`, `lightsnap:trigger`): refused from the configuration and `--tag`.
+pub const RESERVED_TAG_PREFIX: &str = "lightsnap:";
+
+/// Values checked while the TOML is read, so that a bad one is reported with its file, line
+/// and column, as a misspelt key is.
+mod checked {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use serde::de::{Deserializer, Error};
+    use serde::Deserialize;
+
+    use super::RESERVED_TAG_PREFIX;
+    use crate::cloud::validate;
+
+    fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+        humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?}: {e}: write a duration such as 500ms, 10s, 2m or 30d"))
+    }
+
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map_err(D::Error::custom)?;
+        Ok(Some(text))
+    }
+
+    pub fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        if parse_duration(&text).map_err(D::Error::custom)?.is_zero() {
+            return Err(D::Error::custom(format!("{text:?}: must be more than 0")));
+        }
+        Ok(Some(text))
+    }
+
+    pub fn template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::check_template(&text).map_err(|e| D::Error::custom(format!("{e:#}")))?;
+        Ok(Some(text))
+    }
+
+    pub fn required_absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let path = PathBuf::deserialize(d)?;
+        if !path.is_absolute() {
+            return Err(D::Error::custom(format!(
+                "{} must be an absolute path",
+                path.display()
+            )));
+        }
+        Ok(path)
+    }
+
+    pub fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        required_absolute_path(d).map(Some)
+    }
+
+    pub fn disk_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let name = String::deserialize(d)?;
+        validate::name("disk name", &name).map_err(D::Error::custom)?;
+        Ok(Some(name))
+    }
+
+    /// A tag key, checked on its own so that an error points at it.
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    struct Key(String);
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let key = String::deserialize(d)?;
+            validate::parse_tag(&format!("{key}=")).map_err(D::Error::custom)?;
+            if key.starts_with(RESERVED_TAG_PREFIX) {
+                return Err(D::Error::custom(format!(
+                    "tag {key:?}: keys starting with {RESERVED_TAG_PREFIX} are lightsnap's own"
+                )));
+            }
+            Ok(Key(key))
+        }
+    }
+
+    /// A tag value, checked on its own so that an error points at it.
+    struct Value(String);
+
+    impl<'de> Deserialize<'de> for Value {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let value = String::deserialize(d)?;
+            validate::parse_tag(&format!("k={value}")).map_err(D::Error::custom)?;
+            Ok(Value(value))
+        }
+    }
+
+    pub fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        Ok(BTreeMap::<Key, Value>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| (k.0, v.0))
+            .collect())
+    }
+}
 
 impl Default for Settings {
     fn default() -> Self {
@@ -395,6 +500,29 @@ mod tests {
 
         std::fs::write(&p, "[tags]\n\"bad;key\" = \"v\"\n").unwrap();
         assert!(load(root.path()).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_line_too() {
+        for (text, line) in [
+            ("\nfreeze_timeout = \"soon\"\n", 2),
+            ("hook_timeout = \"0s\"\n", 1),
+            ("name_template = \"{disk}.x\"\n", 1),
+            ("hook_dir = \"hooks.d\"\n", 1),
+            ("[retention]\nolder_than = \"1 fortnight\"\n", 2),
+            ("[tags]\nok = \"1\"\n\"a;b\" = \"v\"\n", 3),
+            ("[tags]\nok = \"a;b\"\n", 2),
+            ("[tags]\n\"lightsnap:host\" = \"h\"\n", 2),
+            ("[[snapshot]]\npath = \"data\"\n", 2),
+            ("[[snapshot]]\npath = \"/data\"\ndisk = \"a.b\"\n", 3),
+        ] {
+            let err = toml::from_str::<Fragment>(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("line {line}")), "{text:?}: {err}");
+        }
+        let ok: Fragment =
+            toml::from_str("freeze_timeout = \"2s\"\n[tags]\nenv = \"prod\"\n").unwrap();
+        assert_eq!(ok.freeze_timeout.as_deref(), Some("2s"));
+        assert_eq!(ok.tags["env"], "prod");
     }
 
     #[test]
