@@ -17,9 +17,10 @@ pub struct Rule {
     pub older_than: Option<Duration>,
 }
 
-/// Whether lightsnap made a snapshot.
+/// Whether lightsnap made a snapshot: it carries the `lightsnap:consistency` tag, and
+/// Lightsail's automatic snapshots did not make it (those may copy the tags of their source).
 pub fn is_own(s: &SnapshotInfo) -> bool {
-    s.tag(CONSISTENCY_TAG).is_some()
+    s.tag(CONSISTENCY_TAG).is_some() && !s.is_from_auto_snapshot
 }
 
 /// The snapshots `rule` deletes among `all`, at time `now` (seconds since the epoch).
@@ -136,6 +137,21 @@ mod tests {
         assert_eq!(
             names(select(&all, rule, None, true, 100.0 * DAY)),
             vec!["a2", "a3", "a5"]
+        );
+    }
+
+    #[test]
+    fn an_automatic_snapshot_is_never_own() {
+        let all = fixture();
+        let own: Vec<&str> = all
+            .iter()
+            .filter(|s| is_own(s))
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            own,
+            vec!["a1", "a2", "a3", "a4", "b1"],
+            "a5 is foreign, a6 automatic"
         );
     }
 

@@ -43,8 +43,7 @@ impl FreezeAndSnap {
                 return super::plan::print_plan(&api, &opts, &local, output).await;
             }
             let report = snap::freeze_and_snap(&api, &opts, local, &mut signals).await?;
-            self.snap.finish(&api, &report, output).await?;
-            Ok(ExitCode::Success)
+            self.snap.finish(&api, &report, output).await
         })
     }
 }

@@ -1,8 +1,11 @@
 //! `lightsnap list`: disk snapshots with state, progress, age, size and consistency;
 //! lightsnap's own unless `--all`.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use clap::Args;
+use serde::Serialize;
 
 use super::{Globals, Output};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo};
@@ -17,12 +20,63 @@ pub struct List {
     /// Only snapshots of this disk (`<instance>-system` for a system volume).
     #[arg(long, value_name = "NAME")]
     pub disk: Option<String>,
-    /// Include snapshots lightsnap did not take.
+    /// Include snapshots lightsnap did not take (Lightsail's automatic ones, others').
     #[arg(long)]
     pub all: bool,
     /// The AWS region.
     #[arg(long)]
     pub region: Option<String>,
+}
+
+/// One snapshot in `--output json` (of `list`, and of what `prune` deletes). The schema is
+/// documented in the README and pinned by `tests/golden/`: add members, never change one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Snapshot name.
+    pub name: String,
+    /// The disk it is of (`fromDiskName`, or `<instance>-system`).
+    pub disk: Option<String>,
+    /// `pending`, `completed` or `error`.
+    pub state: String,
+    /// `"42%"`.
+    pub progress: Option<String>,
+    /// When it was taken, RFC 3339 in UTC (`2026-11-24T19:30:00Z`).
+    pub created_at: Option<String>,
+    /// Size in GB.
+    pub size_gb: Option<i32>,
+    /// Its `lightsnap:consistency` tag (`frozen`, `unmounted`, `readonly`, `crash`,
+    /// `unverified`), if it has one.
+    pub consistency: Option<String>,
+    /// Whether lightsnap took it (the only snapshots `prune` deletes without `--all`).
+    pub own: bool,
+    /// Whether Lightsail's automatic snapshots made it (never deleted by `prune`).
+    pub auto: bool,
+    /// All its tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Entry {
+    /// The entry of a snapshot.
+    pub fn of(s: &SnapshotInfo) -> Self {
+        Self {
+            name: s.name.clone(),
+            disk: s.from.clone(),
+            state: s.state.clone(),
+            progress: s.progress.clone(),
+            created_at: s.created_at.map(rfc3339),
+            size_gb: s.size_gb,
+            consistency: s.tag(CONSISTENCY_TAG).map(str::to_string),
+            own: is_own(s),
+            auto: s.is_from_auto_snapshot,
+            tags: s.tags.iter().cloned().collect(),
+        }
+    }
+}
+
+/// The `list` document.
+#[derive(Debug, Serialize)]
+struct Listed {
+    snapshots: Vec<Entry>,
 }
 
 impl List {
@@ -50,11 +104,16 @@ impl List {
     }
 }
 
+/// RFC 3339 (seconds, UTC) of an epoch time.
+fn rfc3339(t: f64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// UTC `yyyy-mm-dd hh:mm` of an epoch time.
 pub fn when(t: Option<f64>) -> String {
     t.map(|t| {
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
-        let s = humantime::format_rfc3339_seconds(at).to_string();
+        let s = rfc3339(t);
         format!("{} {}", &s[..10], &s[11..16])
     })
     .unwrap_or_else(|| "?".into())
@@ -62,7 +121,10 @@ pub fn when(t: Option<f64>) -> String {
 
 fn print(snaps: &[SnapshotInfo], output: Output) -> Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(snaps)?);
+        let doc = Listed {
+            snapshots: snaps.iter().map(Entry::of).collect(),
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     println!(
@@ -82,4 +144,16 @@ fn print(snaps: &[SnapshotInfo], output: Output) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc() {
+        assert_eq!(rfc3339(1_795_000_000.4), "2026-11-18T11:06:40Z");
+        assert_eq!(when(Some(1_795_000_000.0)), "2026-11-18 11:06");
+        assert_eq!(when(None), "?");
+    }
 }

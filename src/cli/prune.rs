@@ -8,9 +8,11 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
+use super::list::Entry;
+use super::snap_args::conclude;
 use super::{Globals, Output};
-use crate::cloud::lightsail::{Lightsail, SdkLightsail};
-use crate::config;
+use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo};
+use crate::config::{self, Retention};
 use crate::exit_code::ExitCode;
 use crate::fail;
 use crate::retention::{self, Rule};
@@ -22,6 +24,7 @@ pub struct Prune {
     #[arg(long, value_name = "N")]
     pub keep: Option<u32>,
     /// Delete snapshots older than this (`30d`, `12h`) [default: retention.older_than].
+    /// With --keep too, a snapshot goes only when it breaks both.
     #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
     pub older_than: Option<Duration>,
     /// Only snapshots of this disk.
@@ -38,20 +41,100 @@ pub struct Prune {
     pub region: Option<String>,
 }
 
+/// The rule as `--output json` shows it.
 #[derive(Debug, Serialize)]
-struct Pruned {
-    deleted: Vec<String>,
+struct RuleDoc {
+    keep: Option<u32>,
+    older_than_s: Option<u64>,
+}
+
+/// A snapshot that could not be deleted.
+#[derive(Debug, Serialize)]
+pub struct NotDeleted {
+    /// Snapshot name.
+    pub name: String,
+    /// The disk it is of.
+    pub disk: Option<String>,
+    /// What Lightsail said.
+    pub error: String,
+}
+
+/// What a prune did (or, in a dry run, would do).
+#[derive(Debug, Serialize)]
+pub struct Pruned {
+    /// Deleted (in a dry run: would be deleted), as `list` shows them.
+    pub deleted: Vec<Entry>,
+    /// Those whose deletion failed.
+    pub failed: Vec<NotDeleted>,
+}
+
+/// The rule of a prune: the command line's when it gives one (whole: `--keep` alone does
+/// not pick up a configured `older_than`), else the configuration's.
+pub fn rule_of(keep: Option<u32>, older_than: Option<Duration>, config: &Retention) -> Rule {
+    if keep.is_some() || older_than.is_some() {
+        Rule { keep, older_than }
+    } else {
+        Rule {
+            keep: config.keep,
+            older_than: config.older_than,
+        }
+    }
+}
+
+/// Deletes `doomed` (unless `dry_run`), one by one, going on past failures; says each in
+/// human output. The error is the first failure's.
+pub async fn delete<A: Lightsail>(
+    api: &A,
+    doomed: &[&SnapshotInfo],
     dry_run: bool,
+    output: Output,
+) -> (Pruned, Result<()>) {
+    let mut pruned = Pruned {
+        deleted: Vec::new(),
+        failed: Vec::new(),
+    };
+    let mut first_error: Option<anyhow::Error> = None;
+    for s in doomed {
+        let said = format!(
+            "{} ({} from {})",
+            s.name,
+            s.from.as_deref().unwrap_or("?"),
+            super::list::when(s.created_at)
+        );
+        let result = if dry_run {
+            Ok(())
+        } else {
+            api.delete_disk_snapshot(&s.name).await
+        };
+        match result {
+            Ok(()) => {
+                if output == Output::Human {
+                    let verb = if dry_run { "would delete" } else { "deleted" };
+                    println!("{verb} {said}");
+                }
+                pruned.deleted.push(Entry::of(s));
+            }
+            Err(e) => {
+                eprintln!("lightsnap: could not delete {said}: {e}");
+                pruned.failed.push(NotDeleted {
+                    name: s.name.clone(),
+                    disk: s.from.clone(),
+                    error: e.to_string(),
+                });
+                first_error.get_or_insert_with(|| {
+                    anyhow::Error::new(e).context(format!("deleting snapshot {}", s.name))
+                });
+            }
+        }
+    }
+    (pruned, first_error.map_or(Ok(()), Err))
 }
 
 impl Prune {
     /// Runs it.
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
         let settings = config::load(&globals.config_root)?;
-        let rule = Rule {
-            keep: self.keep.or(settings.retention.keep),
-            older_than: self.older_than.or(settings.retention.older_than),
-        };
+        let rule = rule_of(self.keep, self.older_than, &settings.retention);
         if rule == Rule::default() {
             fail!(
                 ExitCode::Usage,
@@ -59,6 +142,7 @@ impl Prune {
             );
         }
         let region = self.region.clone().or(settings.region);
+        let output = globals.output;
         crate::runtime()?.block_on(async {
             let api = SdkLightsail::from_env(region, settings.profile).await?;
             let all = api.get_disk_snapshots().await?;
@@ -66,38 +150,55 @@ impl Prune {
                 .duration_since(SystemTime::UNIX_EPOCH)?
                 .as_secs_f64();
             let doomed = retention::select(&all, rule, self.disk.as_deref(), self.all, now);
-            let mut deleted = Vec::new();
-            for s in doomed {
-                if !self.dry_run {
-                    api.delete_disk_snapshot(&s.name).await?;
-                }
-                if globals.output == Output::Human {
-                    println!(
-                        "{} {} ({} from {})",
-                        if self.dry_run {
-                            "would delete"
-                        } else {
-                            "deleted"
-                        },
-                        s.name,
-                        s.from.as_deref().unwrap_or("?"),
-                        super::list::when(s.created_at)
-                    );
-                }
-                deleted.push(s.name.clone());
+            let (pruned, result) = delete(&api, &doomed, self.dry_run, output).await;
+            if output == Output::Human && pruned.deleted.is_empty() && pruned.failed.is_empty() {
+                println!("nothing to prune");
             }
-            match globals.output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&Pruned {
-                        deleted,
-                        dry_run: self.dry_run
-                    })?
-                ),
-                Output::Human if deleted.is_empty() => println!("nothing to prune"),
-                Output::Human => {}
-            }
-            Ok(ExitCode::Success)
+            let doc = serde_json::json!({
+                "dry_run": self.dry_run,
+                "rule": RuleDoc {
+                    keep: rule.keep,
+                    older_than_s: rule.older_than.map(|d| d.as_secs()),
+                },
+                "deleted": pruned.deleted,
+                "failed": pruned.failed,
+            });
+            conclude(doc, result, output)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_on_the_command_line_replaces_the_configured_one() {
+        let config = Retention {
+            keep: Some(7),
+            older_than: Some(Duration::from_secs(30 * 86_400)),
+        };
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            rule_of(None, None, &config),
+            Rule {
+                keep: Some(7),
+                older_than: Some(30 * day)
+            }
+        );
+        assert_eq!(
+            rule_of(Some(1), None, &config),
+            Rule {
+                keep: Some(1),
+                older_than: None
+            }
+        );
+        assert_eq!(
+            rule_of(None, Some(day), &config),
+            Rule {
+                keep: None,
+                older_than: Some(day)
+            }
+        );
     }
 }

@@ -1,17 +1,20 @@
 //! `lightsnap run`: what the systemd timer and deploy hooks call — snapshot every path the
-//! configuration names (`[[snapshot]]`), as one consistency group, then apply `[retention]`.
+//! configuration names (`[[snapshot]]`), as one consistency group, then apply `[retention]`
+//! to the disks it snapshotted (only those: other instances' disks in the same account are
+//! theirs to prune).
 
 use anyhow::Result;
 use clap::Args;
 
-use super::snap_args::SnapArgs;
-use super::Globals;
-use crate::cloud::lightsail::Lightsail;
-use crate::exit_code::ExitCode;
+use super::prune::{self, Pruned};
+use super::snap_args::{conclude, report_json, SnapArgs};
+use super::{Globals, Output};
+use crate::cloud::lightsail::{Lightsail, SnapshotInfo, Source};
+use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
 use crate::retention::{self, Rule};
 use crate::signals::Signals;
-use crate::snap;
+use crate::snap::{self, Report};
 
 /// Snapshot what the configuration names, then prune by its retention.
 #[derive(Debug, Args)]
@@ -44,22 +47,85 @@ impl Run {
                 return super::plan::print_plan(&api, &opts, &local, output).await;
             }
             let report = snap::freeze_and_snap(&api, &opts, local, &mut signals).await?;
-            self.snap.finish(&api, &report, output).await?;
+            let waited = self.snap.report_and_wait(&api, &report, output).await;
+            let (mut doc, mut result) = report_json(&report, waited)?;
             let rule = Rule {
                 keep: settings.retention.keep,
                 older_than: settings.retention.older_than,
             };
             if rule != Rule::default() {
-                let all = api.get_disk_snapshots().await?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_secs_f64();
-                for s in retention::select(&all, rule, None, false, now) {
-                    api.delete_disk_snapshot(&s.name).await?;
-                    tracing::warn!("retention: deleted {}", s.name);
+                let (pruned, pruning) = apply_retention(&api, rule, &report, output).await;
+                doc["pruned"] = serde_json::to_value(&pruned)?;
+                if let Err(e) = pruning {
+                    let taken: Vec<&str> =
+                        report.snapshots.iter().map(|s| s.name.as_str()).collect();
+                    let e = Failure::new(
+                        ExitCode::Partial,
+                        format!(
+                            "snapshot {} taken, but the retention could not be applied: {e:#}",
+                            taken.join(", ")
+                        ),
+                    );
+                    // A failed wait says more (about the snapshot itself): it keeps its code.
+                    if result.is_ok() {
+                        result = Err(e.into());
+                    } else {
+                        tracing::warn!("{e}");
+                    }
                 }
             }
-            Ok(ExitCode::Success)
+            conclude(doc, result, output)
         })
     }
+}
+
+/// `[retention]` over lightsnap's own snapshots of the disks this run snapshotted.
+async fn apply_retention<A: Lightsail>(
+    api: &A,
+    rule: Rule,
+    report: &Report,
+    output: Output,
+) -> (Pruned, Result<()>) {
+    let empty = Pruned {
+        deleted: Vec::new(),
+        failed: Vec::new(),
+    };
+    let all = match api.get_disk_snapshots().await {
+        Ok(all) => all,
+        Err(e) => return (empty, Err(e.into())),
+    };
+    let disks = disks_of(report, &all);
+    let ours: Vec<SnapshotInfo> = all
+        .into_iter()
+        .filter(|s| s.from.as_ref().is_some_and(|d| disks.contains(d)))
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let doomed = retention::select(&ours, rule, None, false, now);
+    prune::delete(api, &doomed, false, output).await
+}
+
+/// The disks (as snapshots name them) a run's snapshots are of: what Lightsail says each new
+/// snapshot is from, and the disks the run named.
+fn disks_of(report: &Report, all: &[SnapshotInfo]) -> Vec<String> {
+    let mut disks: Vec<String> = Vec::new();
+    for taken in &report.snapshots {
+        let from = all
+            .iter()
+            .find(|s| s.name == taken.name)
+            .and_then(|s| s.from.clone());
+        let named = match &taken.source {
+            Source::Disk(d) => Some(d.clone()),
+            Source::SystemVolume(i) => Some(format!("{i}-system")),
+            Source::Instance(_) => None,
+        };
+        for d in [from, named].into_iter().flatten() {
+            if !disks.contains(&d) {
+                disks.push(d);
+            }
+        }
+    }
+    disks
 }

@@ -1,6 +1,7 @@
 //! The options every snapshot-taking subcommand shares (`freeze-and-snap`, `snap-instance`,
 //! `run`), and how they combine with the configuration into [`snap::Options`].
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use super::{Globals, Output};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotRequest};
 use crate::cloud::validate;
 use crate::config::{self, Settings};
+use crate::exit_code::ExitCode;
+use crate::snap::wait::Waited;
 use crate::snap::{self, plan::Method, Report};
 
 /// Shared snapshot options.
@@ -87,7 +90,14 @@ fn own_tags(trigger: Trigger) -> Vec<(String, String)> {
 }
 
 fn parse_tag(text: &str) -> Result<(String, String), String> {
-    validate::parse_tag(text).map_err(|e| e.to_string())
+    let (key, value) = validate::parse_tag(text).map_err(|e| e.to_string())?;
+    if key.starts_with(config::RESERVED_TAG_PREFIX) {
+        return Err(format!(
+            "tag {key:?}: keys starting with {} are lightsnap's own (lightsnap:consistency, lightsnap:host, lightsnap:version, lightsnap:trigger); use --trigger for the trigger",
+            config::RESERVED_TAG_PREFIX
+        ));
+    }
+    Ok((key, value))
 }
 
 impl SnapArgs {
@@ -131,29 +141,90 @@ impl SnapArgs {
         .await
     }
 
-    /// Prints a report, then follows its snapshots with `--wait`.
+    /// Prints the report for people at once (the snapshot exists: say so before waiting),
+    /// then follows its snapshots with `--wait`.
+    pub async fn report_and_wait<A: Lightsail>(
+        &self,
+        api: &A,
+        report: &Report,
+        output: Output,
+    ) -> Option<Waited> {
+        if output == Output::Human {
+            print!("{report}");
+            let _ = std::io::stdout().flush();
+        }
+        if !self.wait {
+            return None;
+        }
+        let requests: Vec<SnapshotRequest> = report
+            .snapshots
+            .iter()
+            .map(|s| SnapshotRequest {
+                source: s.source.clone(),
+                name: s.name.clone(),
+                tags: Vec::new(),
+            })
+            .collect();
+        Some(snap::wait::wait(api, &requests, self.wait_timeout, WAIT_INTERVAL).await)
+    }
+
+    /// Prints a report, follows its snapshots with `--wait`, and ends the run: with
+    /// `--output json`, one document holding the report, what `--wait` saw and any error.
     pub async fn finish<A: Lightsail>(
         &self,
         api: &A,
         report: &Report,
         output: Output,
-    ) -> Result<()> {
-        match output {
-            Output::Human => print!("{report}"),
-            Output::Json => println!("{}", serde_json::to_string_pretty(report)?),
-        }
-        if self.wait {
-            let requests: Vec<SnapshotRequest> = report
-                .snapshots
-                .iter()
-                .map(|s| SnapshotRequest {
-                    source: s.source.clone(),
-                    name: s.name.clone(),
-                    tags: Vec::new(),
-                })
-                .collect();
-            snap::wait::wait(api, &requests, self.wait_timeout, Duration::from_secs(2)).await?;
-        }
-        Ok(())
+    ) -> Result<ExitCode> {
+        let waited = self.report_and_wait(api, report, output).await;
+        let (doc, result) = report_json(report, waited)?;
+        conclude(doc, result, output)
     }
+}
+
+/// How often `--wait` asks Lightsail.
+const WAIT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The JSON document of a snapshot run: the report, plus `wait` when `--wait` followed it;
+/// and how the wait ended.
+pub fn report_json(
+    report: &Report,
+    waited: Option<Waited>,
+) -> Result<(serde_json::Value, Result<()>)> {
+    let mut doc = serde_json::to_value(report)?;
+    let mut result = Ok(());
+    if let Some(w) = waited {
+        doc["wait"] = w.to_json();
+        result = w.result;
+    }
+    Ok((doc, result))
+}
+
+/// Ends a command that has a result document: for people, the error goes to `main` (which
+/// prints it and picks the exit code); with `--output json`, stdout gets exactly one
+/// document, the error inside it (`error.message`, `error.exit_code`) besides what was done,
+/// and the error is said on stderr too.
+pub fn conclude(
+    mut doc: serde_json::Value,
+    result: Result<()>,
+    output: Output,
+) -> Result<ExitCode> {
+    if output == Output::Human {
+        return result.map(|()| ExitCode::Success);
+    }
+    let code = match &result {
+        Ok(()) => ExitCode::Success,
+        Err(e) => {
+            let code = ExitCode::of(e);
+            crate::logbuf::release();
+            eprintln!("lightsnap: error: {e:#}");
+            doc["error"] = serde_json::json!({
+                "message": format!("{e:#}"),
+                "exit_code": code.code(),
+            });
+            code
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(code)
 }

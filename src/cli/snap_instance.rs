@@ -29,10 +29,9 @@ impl SnapInstance {
             let (plan, report) =
                 snap::snap_instance(&api, &opts, &mut signals, self.snap.dry_run).await?;
             match report {
-                Some(report) => self.snap.finish(&api, &report, output).await?,
-                None => super::plan::print(&plan, output)?,
+                Some(report) => self.snap.finish(&api, &report, output).await,
+                None => super::plan::print(&plan, output).map(|()| ExitCode::Success),
             }
-            Ok(ExitCode::Success)
         })
     }
 }

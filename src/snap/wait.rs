@@ -6,83 +6,166 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use serde::Serialize;
 
-use crate::cloud::lightsail::{Lightsail, SnapshotRequest};
-use crate::exit_code::ExitCode;
-use crate::fail;
+use crate::cloud::lightsail::{Lightsail, SnapshotRequest, Source};
+use crate::exit_code::{ExitCode, Failure};
+
+/// One snapshot as `--wait` last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Seen {
+    /// Snapshot name.
+    pub name: String,
+    /// `pending`, `completed` (`available` for an instance snapshot), `error`.
+    pub state: String,
+    /// `"42%"`; `None` for an instance snapshot, which has no progress to show.
+    pub progress: Option<String>,
+}
+
+/// What `--wait` came to.
+#[derive(Debug)]
+pub struct Waited {
+    /// Every snapshot, as last seen (empty if the first look failed).
+    pub snapshots: Vec<Seen>,
+    /// How long it followed them.
+    pub elapsed: Duration,
+    /// `Ok` once every snapshot is done; else why it stopped (a snapshot in state `error`,
+    /// the timeout, an API error), with its exit code.
+    pub result: Result<()>,
+}
+
+impl Waited {
+    /// The `wait` member of the JSON report.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "completed": self.result.is_ok(),
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "snapshots": self.snapshots,
+        })
+    }
+}
 
 /// Polls every `interval` until every snapshot is done (`completed`, or `available` for an
-/// instance snapshot) or `timeout` passes.
+/// instance snapshot), one is in state `error`, or `timeout` passes.
 pub async fn wait<A: Lightsail>(
     api: &A,
     requests: &[SnapshotRequest],
     timeout: Duration,
     interval: Duration,
-) -> Result<()> {
+) -> Waited {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
-    let mut last_line = Instant::now() - Duration::from_secs(3600);
-    loop {
-        let mut pending = Vec::new();
-        let mut failed = Vec::new();
-        let mut shown = Vec::new();
-        for request in requests {
-            let name = &request.name;
-            let state = match super::find_snapshot(api, request).await? {
-                Some(s) => s,
-                None => fail!(ExitCode::NotFound, "snapshot {name} is gone"),
-            };
-            let progress = state.progress.clone().unwrap_or_default();
-            shown.push((name.clone(), state.state.clone(), progress));
-            match state.state.as_str() {
-                "completed" | "available" => {}
-                "error" => failed.push(name.clone()),
-                _ => pending.push(name.clone()),
-            }
+    let mut last_line: Option<Instant> = None;
+    let mut seen: Vec<Seen> = Vec::new();
+    let result = loop {
+        match look(api, requests).await {
+            Ok(now) => seen = now,
+            Err(e) => break Err(e),
         }
-        let elapsed = started.elapsed().as_secs();
+        let elapsed = started.elapsed();
+        let failed: Vec<&str> = names(&seen, |s| s == "error");
+        let pending: Vec<&str> =
+            names(&seen, |s| !matches!(s, "completed" | "available" | "error"));
+        let timed_out = !pending.is_empty() && elapsed >= timeout;
+        let last = !failed.is_empty() || pending.is_empty() || timed_out;
         if tty {
-            let parts: Vec<String> = shown
-                .iter()
-                .map(|(n, s, p)| format!("{n} {s} {} {p}", bar(p)))
-                .collect();
-            eprint!("\r{} ({elapsed}s)\x1b[K", parts.join("  "));
-            let _ = std::io::stderr().flush();
-        } else if last_line.elapsed() >= Duration::from_secs(10) || pending.is_empty() {
-            for (n, s, p) in &shown {
-                eprintln!("snapshot {n}: {s} {p} ({elapsed}s)");
+            show_at_terminal(&seen, elapsed, last);
+        } else if last || last_line.is_none_or(|t| t.elapsed() >= PLAIN_EVERY) {
+            for s in &seen {
+                eprintln!("{}", plain_line(s, elapsed));
             }
-            last_line = Instant::now();
+            last_line = Some(Instant::now());
         }
         if !failed.is_empty() {
-            if tty {
-                eprintln!();
-            }
-            fail!(
+            break Err(Failure::new(
                 ExitCode::ApiRejected,
-                "Lightsail reports snapshot {} in state error",
-                failed.join(", ")
-            );
+                format!(
+                    "Lightsail reports snapshot {} in state error",
+                    failed.join(", ")
+                ),
+            )
+            .into());
         }
         if pending.is_empty() {
-            if tty {
-                eprintln!();
-            }
-            return Ok(());
+            break Ok(());
         }
-        if started.elapsed() >= timeout {
-            if tty {
-                eprintln!();
-            }
-            fail!(
+        if timed_out {
+            break Err(Failure::new(
                 ExitCode::WaitTimeout,
-                "snapshot {} still pending after --wait-timeout {}; it goes on in Lightsail: see `lightsnap list`",
-                pending.join(", "),
-                humantime::format_duration(timeout)
-            );
+                format!(
+                    "snapshot {} still pending after --wait-timeout {}; it goes on in Lightsail: see `lightsnap list`",
+                    pending.join(", "),
+                    humantime::format_duration(timeout)
+                ),
+            )
+            .into());
         }
-        tokio::time::sleep(interval).await;
+        // Never past the timeout: the last look is at the timeout, not an interval later.
+        tokio::time::sleep(interval.min(timeout - elapsed)).await;
+    };
+    Waited {
+        snapshots: seen,
+        elapsed: started.elapsed(),
+        result,
     }
+}
+
+/// How often a plain line is written when stderr is not a terminal (the journal).
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+async fn look<A: Lightsail>(api: &A, requests: &[SnapshotRequest]) -> Result<Vec<Seen>> {
+    let mut seen = Vec::new();
+    for request in requests {
+        let name = &request.name;
+        let Some(state) = super::find_snapshot(api, request).await? else {
+            return Err(
+                Failure::new(ExitCode::NotFound, format!("snapshot {name} is gone")).into(),
+            );
+        };
+        let instance = matches!(request.source, Source::Instance(_));
+        seen.push(Seen {
+            name: name.clone(),
+            state: state.state,
+            progress: if instance { None } else { state.progress },
+        });
+    }
+    Ok(seen)
+}
+
+fn names(seen: &[Seen], state: impl Fn(&str) -> bool) -> Vec<&str> {
+    seen.iter()
+        .filter(|s| state(&s.state))
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
+/// `snapshot NAME: STATE [PROGRESS] (ELAPSEDs)`.
+fn plain_line(s: &Seen, elapsed: Duration) -> String {
+    match &s.progress {
+        Some(p) => format!(
+            "snapshot {}: {} {p} ({}s)",
+            s.name,
+            s.state,
+            elapsed.as_secs()
+        ),
+        None => format!("snapshot {}: {} ({}s)", s.name, s.state, elapsed.as_secs()),
+    }
+}
+
+/// One line, redrawn in place: each snapshot's state and bar (or state alone).
+fn show_at_terminal(seen: &[Seen], elapsed: Duration, last: bool) {
+    let parts: Vec<String> = seen
+        .iter()
+        .map(|s| match &s.progress {
+            Some(p) => format!("{} {} {} {p}", s.name, s.state, bar(p)),
+            None => format!("{} {}", s.name, s.state),
+        })
+        .collect();
+    eprint!("\r{} ({}s)\x1b[K", parts.join("  "), elapsed.as_secs());
+    if last {
+        eprintln!();
+    }
+    let _ = std::io::stderr().flush();
 }
 
 /// A 20-column bar for a progress string such as `"42%"`.
@@ -98,6 +181,25 @@ fn bar(progress: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_show_progress_only_where_there_is_some() {
+        let disk = Seen {
+            name: "s1".into(),
+            state: "pending".into(),
+            progress: Some("42%".into()),
+        };
+        let whole = Seen {
+            name: "i1".into(),
+            state: "pending".into(),
+            progress: None,
+        };
+        let t = Duration::from_millis(12_700);
+        assert_eq!(plain_line(&disk, t), "snapshot s1: pending 42% (12s)");
+        assert_eq!(plain_line(&whole, t), "snapshot i1: pending (12s)");
+    }
+
     #[test]
     fn bars() {
         assert_eq!(super::bar("0%"), format!("[{}]", ".".repeat(20)));
