@@ -47,6 +47,13 @@ enum Request {
     /// Close the descriptor of a mount that is to be unmounted instead: an open descriptor
     /// would keep it busy.
     Release(usize),
+    /// The agent unmounted this mount: mount it again if the agent dies before it does.
+    Unmounted {
+        index: usize,
+        mount: crate::kernel::mountinfo::Mount,
+    },
+    /// The agent mounted it again itself.
+    Remounted(usize),
     Done,
 }
 
@@ -75,6 +82,7 @@ enum Reply {
         message: String,
     },
     Released,
+    Noted,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -199,6 +207,30 @@ impl Watchdog {
         }
     }
 
+    /// Tells the watchdog that mount `index` is unmounted: it mounts it again if the agent
+    /// dies (or is past the deadline) before doing so.
+    pub fn note_unmounted(
+        &mut self,
+        index: usize,
+        mount: &crate::kernel::mountinfo::Mount,
+    ) -> Result<()> {
+        match self.ask(&Request::Unmounted {
+            index,
+            mount: mount.clone(),
+        })? {
+            Reply::Noted => Ok(()),
+            other => bail!("watchdog answered {other:?} to an unmount"),
+        }
+    }
+
+    /// Tells the watchdog that mount `index` is mounted again.
+    pub fn note_remounted(&mut self, index: usize) -> Result<()> {
+        match self.ask(&Request::Remounted(index))? {
+            Reply::Noted => Ok(()),
+            other => bail!("watchdog answered {other:?} to a remount"),
+        }
+    }
+
     /// Asks the watchdog to thaw mount `index`.
     pub fn thaw(&mut self, index: usize) -> Result<Thawed> {
         match self.ask(&Request::Thaw(index))? {
@@ -251,6 +283,8 @@ struct State {
     handles: Vec<Option<MountHandle>>,
     /// Indices frozen by us, in freezing order.
     frozen: Vec<usize>,
+    /// Mounts the agent unmounted and has not mounted again, in unmounting order.
+    unmounted: Vec<(usize, crate::kernel::mountinfo::Mount)>,
     deadline: Duration,
     deadline_at: Option<Instant>,
     thawed_by_deadline: Vec<usize>,
@@ -258,8 +292,23 @@ struct State {
 }
 
 impl State {
-    /// Thaws everything we froze, newest first; remembers failures for the exit code.
+    /// Thaws everything we froze, newest first, then mounts again what the agent left
+    /// unmounted; remembers failures for the exit code.
     fn thaw_all(&mut self, by_deadline: bool) {
+        self.thaw_frozen(by_deadline);
+        while let Some((_, mount)) = self.unmounted.pop() {
+            // The agent may have mounted it again without getting to say so.
+            let mounted = crate::kernel::unmount::current(&mount.mount_point)
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.source == mount.source);
+            if !mounted && crate::kernel::unmount::remount(&mount).is_err() {
+                self.clean = false;
+            }
+        }
+    }
+
+    fn thaw_frozen(&mut self, by_deadline: bool) {
         while let Some(i) = self.frozen.pop() {
             // Only frozen handles are in `frozen`, and frozen handles are never released.
             let Some(handle) = &self.handles[i] else {
@@ -288,6 +337,19 @@ impl State {
                     kind: FreezeKind::Other,
                     message: format!("bad freeze request for mount {i}"),
                 }
+            }
+            Request::Unmounted { index, mount } => {
+                self.unmounted.push((index, mount));
+                self.deadline_at
+                    .get_or_insert_with(|| Instant::now() + self.deadline);
+                Reply::Noted
+            }
+            Request::Remounted(i) => {
+                self.unmounted.retain(|(u, _)| *u != i);
+                if self.frozen.is_empty() && self.unmounted.is_empty() {
+                    self.deadline_at = None;
+                }
+                Reply::Noted
             }
             Request::Release(i) => {
                 if !self.frozen.contains(&i) {
@@ -323,7 +385,7 @@ impl State {
                     },
                     Some(pos) => {
                         self.frozen.remove(pos);
-                        if self.frozen.is_empty() {
+                        if self.frozen.is_empty() && self.unmounted.is_empty() {
                             self.deadline_at = None;
                         }
                         let Some(handle) = &self.handles[i] else {
@@ -407,6 +469,7 @@ fn serve() -> Result<bool> {
     let mut state = State {
         handles,
         frozen: Vec::new(),
+        unmounted: Vec::new(),
         deadline: Duration::from_millis(deadline_ms),
         deadline_at: None,
         thawed_by_deadline: Vec::new(),

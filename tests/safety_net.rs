@@ -476,3 +476,80 @@ fn fault_matrix() {
 fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Polls (bounded) until `done` holds; returns whether it did.
+fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigkill_while_unmounted_is_mounted_again_by_the_watchdog() {
+    let Some(s) = setup("sigkill_while_unmounted_is_mounted_again_by_the_watchdog") else {
+        return;
+    };
+    let before = s.fs.mountinfo().expect("mounted");
+    hang_create(&s.fake);
+    let child = spawn(snap(&s).args(["--method", "unmount", "--freeze-timeout", "60s"]));
+    wait_for_create_call(&s.fake, Duration::from_secs(30));
+    assert!(!s.fs.is_mounted(), "unmounted for the call");
+    kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_result(child);
+    assert!(
+        eventually(Duration::from_secs(5), || s.fs.is_mounted()),
+        "the watchdog mounts it again when the agent dies"
+    );
+    let after = s.fs.mountinfo().unwrap();
+    assert_eq!(
+        (
+            &before.source,
+            &before.fstype,
+            &before.mount_options,
+            &before.super_options
+        ),
+        (
+            &after.source,
+            &after.fstype,
+            &after.mount_options,
+            &after.super_options
+        )
+    );
+}
+
+#[test]
+fn a_run_that_left_a_filesystem_unmounted_blocks_the_next_until_recovered() {
+    let Some(s) = setup("a_run_that_left_a_filesystem_unmounted_blocks_the_next_until_recovered")
+    else {
+        return;
+    };
+    hang_create(&s.fake);
+    let child = spawn(snap(&s).args(["--method", "unmount", "--freeze-timeout", "60s"]));
+    wait_for_create_call(&s.fake, Duration::from_secs(30));
+    // Both die: nobody mounts it again but an operator.
+    let watchdog = watchdog_of(child.id());
+    kill(watchdog, nix::sys::signal::Signal::SIGKILL);
+    kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_result(child);
+    assert!(!s.fs.is_mounted());
+    s.fake.clear_faults();
+
+    let next = finish(snap(&s).args(["--method", "unmount"]));
+    assert_eq!(next.code, 5, "{next:?}");
+    assert!(next.stderr.contains("thaw --recover"), "{next:?}");
+    assert!(!s.fs.is_mounted(), "the refused run changed nothing");
+
+    let recover = finish(lightsnap(&s.scratch, &s.fake).args(["thaw", "--recover"]));
+    assert_eq!(recover.code, 0, "{recover:?}");
+    assert!(recover.stdout.contains("again"), "{recover:?}");
+    assert!(s.fs.is_mounted());
+    let after = finish(snap(&s).args(["--snapshot-name", "after-recovery"]));
+    assert_eq!(after.code, 0, "{after:?}");
+}

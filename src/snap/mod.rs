@@ -194,6 +194,7 @@ pub struct Local {
 /// has to be reached through it.
 pub fn plan_local(opts: &Options) -> Result<Local> {
     validate_options(opts)?;
+    check_stale_record(&opts.run_dir, false)?;
     let mounts = mountinfo::read()?;
     let mut filesystems: Vec<Filesystem> = Vec::new();
     for path in &opts.paths {
@@ -489,6 +490,49 @@ async fn run_plan<A: Lightsail>(
     result
 }
 
+/// A recovery record left by an earlier run (we hold the lock, so that run is gone). Its
+/// watchdog thawed what it froze when it died, unless it was killed too (a freeze still in
+/// place makes this run's FIFREEZE answer EBUSY: refused, left as it is). What it unmounted
+/// nobody mounted again: refuse until an operator has run `thaw --recover`, rather than
+/// overwrite the only record of it.
+///
+/// Checked twice: first thing, before the paths are resolved (an unmounted `/data` resolves
+/// to `/`, which is not what the operator means), skipping a record whose run is alive (the
+/// lock speaks for it); then under the lock, where it also says it replaces the record.
+fn check_stale_record(run_dir: &std::path::Path, locked: bool) -> Result<()> {
+    let Some(old) = runstate::read_record(run_dir)? else {
+        return Ok(());
+    };
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(old.pid as i32), None).is_ok();
+    if !locked && alive {
+        return Ok(());
+    }
+    let mut unmounted = Vec::new();
+    for e in old.entries.iter().filter(|e| e.quiesce == Quiesce::Unmount) {
+        let point = &e.mount.mount_point;
+        let mounted =
+            crate::kernel::unmount::current(point)?.is_some_and(|m| m.source == e.mount.source);
+        if !mounted {
+            unmounted.push(format!("{} from {}", point.display(), e.mount.source));
+        }
+    }
+    if !unmounted.is_empty() {
+        fail!(
+            ExitCode::Busy,
+            "an earlier run (pid {}) was interrupted and left {} unmounted; run `lightsnap thaw --recover` to mount it again, then retry",
+            old.pid,
+            unmounted.join(", ")
+        );
+    }
+    if locked {
+        tracing::warn!(
+            "an earlier run (pid {}) was interrupted; what it quiesced has been undone: replacing its recovery record",
+            old.pid
+        );
+    }
+    Ok(())
+}
+
 /// Watchdog, recovery record, `syncfs`, the window, and what came of it.
 async fn quiesce_and_snap<A: Lightsail>(
     api: &A,
@@ -498,6 +542,7 @@ async fn quiesce_and_snap<A: Lightsail>(
     signals: &mut Signals,
 ) -> Result<Report> {
     let fss = &plan.filesystems;
+    check_stale_record(&opts.run_dir, true)?;
 
     // Descriptors of our own, to thaw with if the watchdog dies; the watchdog, which does the
     // freezing; the recovery record; then flush, so the freeze has little left to write.

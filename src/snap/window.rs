@@ -161,8 +161,20 @@ pub(crate) async fn run<A: Lightsail>(
                 }
             },
             Quiesce::Unmount => {
-                if let Err(e) = unmount::remount(&filesystems[i].located.mount) {
-                    undo_errors.push(e);
+                let mount = &filesystems[i].located.mount;
+                // The watchdog mounts it again itself at its deadline.
+                let mounted = unmount::current(&mount.mount_point)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| m.source == mount.source);
+                if !mounted {
+                    if let Err(e) = unmount::remount(mount) {
+                        undo_errors.push(e);
+                        continue;
+                    }
+                }
+                if let Err(e) = watchdog.note_remounted(i) {
+                    tracing::warn!("{e:#}");
                 }
             }
         }
@@ -217,9 +229,13 @@ fn quiesce(
         }
     }
     // The filesystem is synced by the unmount itself.
-    unmount::unmount(mount, settings.mounts)
-        .map(|()| Quiesce::Unmount)
-        .map_err(|e| QuiesceError::Refused(e.into()))
+    unmount::unmount(mount, settings.mounts).map_err(|e| QuiesceError::Refused(e.into()))?;
+    // Should the agent die now, the watchdog mounts it again; if the watchdog is gone, the
+    // agent still does in its undo, and the recovery record has it.
+    if let Err(e) = watchdog.note_unmounted(i, mount) {
+        tracing::warn!("{e:#}");
+    }
+    Ok(Quiesce::Unmount)
 }
 
 /// The weakest of several consistencies: crash, then unmounted/frozen, then read-only.
