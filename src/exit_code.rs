@@ -41,6 +41,9 @@ pub enum ExitCode {
     Partial = 14,
     /// `--wait` gave up while a snapshot was still pending (it goes on in Lightsail).
     WaitTimeout = 15,
+    /// A hook failed or timed out (a failing pre-freeze hook stops the run before anything
+    /// is frozen).
+    HookFailed = 16,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).

@@ -115,6 +115,9 @@ pub fn run_one(hook: &Path, phase: Phase, ctx: &HookEnv, timeout: Duration) -> R
         .env("LIGHTSNAP_DISKS", join(ctx.disks.clone()))
         .env("LIGHTSNAP_SNAPSHOTS", join(ctx.snapshots.clone()))
         .stdin(Stdio::null())
+        // A database hook has no use for lightsnap's AWS secrets.
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
         .process_group(0);
     // Hook output goes to lightsnap's stderr; stdout is lightsnap's report.
     if let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() {
@@ -137,21 +140,29 @@ pub fn run_one(hook: &Path, phase: Phase, ctx: &HookEnv, timeout: Duration) -> R
         Err(_) => {
             let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
             let _ = waiter.join();
-            anyhow::bail!(
-                "hook {} {} did not finish within {}; it was killed with its process group",
-                hook.display(),
-                phase.as_str(),
-                humantime::format_duration(timeout)
-            );
+            return Err(Failure::new(
+                ExitCode::HookFailed,
+                format!(
+                    "hook {} {} did not finish within {}; it was killed with its process group",
+                    hook.display(),
+                    phase.as_str(),
+                    humantime::format_duration(timeout)
+                ),
+            )
+            .into());
         }
     };
     let _ = waiter.join();
     if !status.success() {
-        anyhow::bail!(
-            "hook {} {} failed ({status})",
-            hook.display(),
-            phase.as_str()
-        );
+        return Err(Failure::new(
+            ExitCode::HookFailed,
+            format!(
+                "hook {} {} failed ({status})",
+                hook.display(),
+                phase.as_str()
+            ),
+        )
+        .into());
     }
     Ok(())
 }

@@ -33,14 +33,15 @@ pub fn select<'a>(
 ) -> Vec<&'a SnapshotInfo> {
     let mut candidates: Vec<&SnapshotInfo> = all
         .iter()
-        .filter(|s| s.state == "completed")
+        .filter(|s| s.is_done())
         .filter(|s| !s.is_from_auto_snapshot)
         .filter(|s| include_foreign || is_own(s))
         .filter(|s| disk.is_none_or(|d| s.from.as_deref() == Some(d)))
         .collect();
-    // Newest first within each disk.
+    // Newest first within each disk (an instance's snapshots are a series of their own: an
+    // instance and a disk may share a name).
     candidates.sort_by(|a, b| {
-        a.from.cmp(&b.from).then(
+        (a.instance, &a.from).cmp(&(b.instance, &b.from)).then(
             b.created_at
                 .unwrap_or(0.0)
                 .total_cmp(&a.created_at.unwrap_or(0.0)),
@@ -48,10 +49,10 @@ pub fn select<'a>(
     });
     let mut doomed = Vec::new();
     let mut rank = 0u32;
-    let mut current: Option<&Option<String>> = None;
+    let mut current: Option<(bool, &Option<String>)> = None;
     for s in candidates {
-        if current != Some(&s.from) {
-            current = Some(&s.from);
+        if current != Some((s.instance, &s.from)) {
+            current = Some((s.instance, &s.from));
             rank = 0;
         }
         let beyond_keep = rule.keep.map(|k| rank >= k);
@@ -99,6 +100,7 @@ mod tests {
             from: Some(disk.into()),
             size_gb: Some(8),
             is_from_auto_snapshot: auto,
+            instance: false,
         }
     }
 

@@ -1729,7 +1729,7 @@ fn a_failing_pre_freeze_hook_aborts_but_every_hook_that_ran_gets_post_thaw() {
     );
     hook(&dir, "30-c", &logging(&log));
     let r = s.snap(&["--snapshot-name", "hooked-2"]);
-    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.code, 16, "{r:?}");
     assert!(r.stderr.contains("20-b pre-freeze failed"), "{r:?}");
     assert!(r.stderr.contains("nothing was frozen"), "{r:?}");
     s.assert_untouched(&r);
@@ -1772,7 +1772,7 @@ fn a_hook_past_its_timeout_is_killed_with_its_process_group() {
     );
     let started = Instant::now();
     let r = s.snap(&[]);
-    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.code, 16, "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(30), "{r:?}");
     assert!(
         r.stderr
@@ -2080,4 +2080,88 @@ fn the_postgresql_example_hook_gives_a_snapshot_that_starts_as_a_database() {
         "0"
     );
     pg2.stop();
+}
+
+// ---------------------------------------------------------------------------------------
+// instance snapshots in list and prune; thaw's JSON
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn instance_snapshots_are_listed_and_pruned_as_a_series_of_their_own() {
+    let Some(s) = setup("instance_snapshots_are_listed_and_pruned_as_a_series_of_their_own") else {
+        return;
+    };
+    for name in ["whole-1", "whole-2", "whole-3"] {
+        let r = finish(ls(&s.scratch, &s.fake).args(["snap-instance", "--snapshot-name", name]));
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let r = s.snap(&["--snapshot-name", "disk-1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    let doc = json_doc(&list(&s.scratch, &s.fake, &["--output", "json"]));
+    let kinds: BTreeMap<String, String> = doc["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds["whole-1"], "instance");
+    assert_eq!(kinds["disk-1"], "disk");
+    assert_eq!(kinds.len(), 4, "{doc}");
+
+    // Keep one per series: the instance's two older ones go, the only disk snapshot stays
+    // (an instance series does not count against a disk's, nor the other way round).
+    let r = prune(&s.scratch, &s.fake, &["--keep", "1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let deleted: Vec<String> = json_doc(&r)["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        sorted(&deleted.iter().map(String::as_str).collect::<Vec<_>>()),
+        sorted(&["whole-1", "whole-2"])
+    );
+    assert!(s.fake.instance_snapshot("whole-1").is_none());
+    assert!(s.fake.instance_snapshot("whole-3").is_some());
+    assert!(s.fake.disk_snapshot("disk-1").is_some());
+    let deletes: Vec<String> = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "DeleteInstanceSnapshot")
+        .map(|c| c.body["instanceSnapshotName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+}
+
+#[test]
+fn thaw_speaks_json_too() {
+    let Some(s) = setup("thaw_speaks_json_too") else {
+        return;
+    };
+    run(Command::new("fsfreeze").arg("-f").arg(&s.fs.mount_point));
+    let r = finish(
+        ls(&s.scratch, &s.fake)
+            .args(["thaw", "--output", "json"])
+            .arg(&s.fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(
+        doc["thawed"][0],
+        s.fs.mount_point.to_str().unwrap(),
+        "{doc}"
+    );
+    assert_eq!(doc["not_frozen"].as_array().unwrap().len(), 0);
+    assert!(!s.fs.is_frozen());
+    let r = finish(ls(&s.scratch, &s.fake).args(["thaw", "--recover", "--output", "json"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(json_doc(&r)["record"], false, "{r:?}");
 }

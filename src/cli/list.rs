@@ -1,4 +1,4 @@
-//! `lightsnap list`: disk snapshots with state, progress, age, size and consistency;
+//! `lightsnap list`: disk and instance snapshots with state, progress, age, size and consistency;
 //! lightsnap's own unless `--all`.
 
 use std::collections::BTreeMap;
@@ -8,13 +8,13 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{Globals, Output};
-use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo};
+use crate::cloud::lightsail::{SdkLightsail, SnapshotInfo};
 use crate::config;
 use crate::exit_code::ExitCode;
 use crate::retention::is_own;
 use crate::snap::plan::CONSISTENCY_TAG;
 
-/// List disk snapshots.
+/// List disk and instance snapshots.
 #[derive(Debug, Args)]
 pub struct List {
     /// Only snapshots of this disk (`<instance>-system` for a system volume).
@@ -34,7 +34,11 @@ pub struct List {
 pub struct Entry {
     /// Snapshot name.
     pub name: String,
-    /// The disk it is of (`fromDiskName`, or `<instance>-system`).
+    /// `disk` (CreateDiskSnapshot, of a disk or a system volume) or `instance`
+    /// (CreateInstanceSnapshot).
+    pub kind: &'static str,
+    /// The disk it is of (`fromDiskName`, or `<instance>-system`); for an instance snapshot,
+    /// the instance.
     pub disk: Option<String>,
     /// `pending`, `completed` or `error`.
     pub state: String,
@@ -60,6 +64,7 @@ impl Entry {
     pub fn of(s: &SnapshotInfo) -> Self {
         Self {
             name: s.name.clone(),
+            kind: if s.instance { "instance" } else { "disk" },
             disk: s.from.clone(),
             state: s.state.clone(),
             progress: s.progress.clone(),
@@ -86,7 +91,7 @@ impl List {
         let region = self.region.clone().or(settings.region);
         crate::runtime()?.block_on(async {
             let api = SdkLightsail::from_env(region, settings.profile).await?;
-            let snaps = self.select(api.get_disk_snapshots().await?);
+            let snaps = self.select(crate::cloud::lightsail::all_snapshots(&api).await?);
             print(&snaps, globals.output)?;
             Ok(ExitCode::Success)
         })

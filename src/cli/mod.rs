@@ -35,6 +35,7 @@ Exit codes:
   13   freeze deadline passed (thawed, call abandoned)
   14   partial or unverified result
   15   --wait gave up while a snapshot was still pending
+  16   a hook failed or timed out (pre-freeze: nothing was frozen)
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
 /// Consistent snapshots of Amazon Lightsail disks from inside the instance.
@@ -124,7 +125,7 @@ impl Cli {
                 c.snap.dry_run = true;
                 c.run(&globals)
             }
-            Command::Thaw(c) => c.run(&globals.run_dir),
+            Command::Thaw(c) => c.run(&globals),
             Command::List(c) => c.run(&globals),
             Command::Prune(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
@@ -165,6 +166,8 @@ mod tests {
             ApiUnavailable,
             DeadlineExceeded,
             Partial,
+            WaitTimeout,
+            HookFailed,
         ] {
             let needle = format!("\n  {:<4} ", code.code());
             assert!(

@@ -74,12 +74,14 @@ pub async fn print_plan<A: Lightsail>(
     output: Output,
 ) -> Result<ExitCode> {
     let plan = snap::plan(api, opts, local).await?;
-    print(&plan, output)?;
+    // A hook the run would refuse is refused here too.
+    let hooks = crate::hooks::discover(&opts.hook_dir)?;
+    print(&plan, &hooks, output)?;
     Ok(ExitCode::Success)
 }
 
-/// Prints a plan.
-pub fn print(plan: &Plan, output: Output) -> Result<()> {
+/// Prints a plan, with the hooks that would run around it.
+pub fn print(plan: &Plan, hooks: &[std::path::PathBuf], output: Output) -> Result<()> {
     let filesystems: Vec<PlannedFs> = plan
         .filesystems
         .iter()
@@ -111,6 +113,7 @@ pub fn print(plan: &Plan, output: Output) -> Result<()> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "filesystems": filesystems,
                 "snapshots": snapshots,
+                "hooks": hooks,
             }))?
         ),
         Output::Human => {
@@ -123,6 +126,13 @@ pub fn print(plan: &Plan, output: Output) -> Result<()> {
                     f.fstype,
                     f.block_device.display(),
                     f.method
+                );
+            }
+            if !hooks.is_empty() {
+                let names: Vec<String> = hooks.iter().map(|h| h.display().to_string()).collect();
+                println!(
+                    "hooks: {} (pre-freeze in this order, post-thaw in reverse)",
+                    names.join(", ")
                 );
             }
             for s in &snapshots {

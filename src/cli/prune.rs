@@ -104,7 +104,7 @@ pub async fn delete<A: Lightsail>(
         let result = if dry_run {
             Ok(())
         } else {
-            api.delete_disk_snapshot(&s.name).await
+            crate::cloud::lightsail::delete_snapshot(api, s).await
         };
         match result {
             Ok(()) => {
@@ -145,7 +145,7 @@ impl Prune {
         let output = globals.output;
         crate::runtime()?.block_on(async {
             let api = SdkLightsail::from_env(region, settings.profile).await?;
-            let all = api.get_disk_snapshots().await?;
+            let all = crate::cloud::lightsail::all_snapshots(&api).await?;
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)?
                 .as_secs_f64();

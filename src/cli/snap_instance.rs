@@ -30,7 +30,9 @@ impl SnapInstance {
                 snap::snap_instance(&api, &opts, &mut signals, self.snap.dry_run).await?;
             match report {
                 Some(report) => self.snap.finish(&api, &report, output).await,
-                None => super::plan::print(&plan, output).map(|()| ExitCode::Success),
+                None => crate::hooks::discover(&opts.hook_dir)
+                    .and_then(|hooks| super::plan::print(&plan, &hooks, output))
+                    .map(|()| ExitCode::Success),
             }
         })
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::{Globals, Output};
 use crate::exit_code::ExitCode;
 use crate::fail;
 use crate::kernel::{freeze, mountinfo, unmount};
@@ -22,17 +23,54 @@ pub struct Thaw {
     pub recover: bool,
 }
 
-impl Thaw {
-    /// Runs it.
-    pub fn run(self, run_dir: &Path) -> Result<ExitCode> {
-        match self.path {
-            Some(path) => thaw_path(&path),
-            None => recover(run_dir),
+/// What a thaw did, as `--output json` prints it: mount points, each in one list.
+#[derive(Debug, Default, serde::Serialize)]
+struct Done {
+    /// Thawed: they were frozen.
+    thawed: Vec<PathBuf>,
+    /// Not frozen: nothing to do.
+    not_frozen: Vec<PathBuf>,
+    /// Unmounted by an interrupted run, mounted again now.
+    remounted: Vec<PathBuf>,
+    /// Unmounted by an interrupted run, but mounted already.
+    mounted: Vec<PathBuf>,
+    /// `--recover`: whether there was a recovery record.
+    record: Option<bool>,
+}
+
+impl Done {
+    /// Notes one outcome, and says it in human output.
+    fn note(
+        &mut self,
+        output: Output,
+        list: fn(&mut Self) -> &mut Vec<PathBuf>,
+        point: &Path,
+        line: String,
+    ) {
+        if output == Output::Human {
+            println!("{line}");
         }
+        list(self).push(point.to_path_buf());
     }
 }
 
-fn thaw_path(path: &Path) -> Result<ExitCode> {
+impl Thaw {
+    /// Runs it.
+    pub fn run(self, globals: &Globals) -> Result<ExitCode> {
+        let mut done = Done::default();
+        let result = match self.path {
+            Some(path) => thaw_path(&path, globals.output, &mut done),
+            None => recover(&globals.run_dir, globals.output, &mut done),
+        };
+        // On failure the error (with what was done before it) is main's to print.
+        if result.is_ok() && globals.output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&done)?);
+        }
+        result
+    }
+}
+
+fn thaw_path(path: &Path, output: Output, done: &mut Done) -> Result<ExitCode> {
     if !path.exists() {
         fail!(
             ExitCode::NotFound,
@@ -44,44 +82,60 @@ fn thaw_path(path: &Path) -> Result<ExitCode> {
     let resolved = mountinfo::resolve(path, &mounts)?;
     let mount_point = resolved.mount.mount_point;
     if freeze::thaw_path(&mount_point)? {
-        println!("thawed {} (it was frozen)", mount_point.display());
+        let line = format!("thawed {} (it was frozen)", mount_point.display());
+        done.note(output, |d| &mut d.thawed, &mount_point, line);
     } else {
-        println!("{} was not frozen; nothing to do", mount_point.display());
+        let line = format!("{} was not frozen; nothing to do", mount_point.display());
+        done.note(output, |d| &mut d.not_frozen, &mount_point, line);
     }
     Ok(ExitCode::Success)
 }
 
-fn recover(run_dir: &Path) -> Result<ExitCode> {
+fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> {
     // A run in progress holds the lock: its filesystems are its own to thaw.
     let _lock = runstate::lock(run_dir).context("a lightsnap run is in progress")?;
     let Some(record) = runstate::read_record(run_dir)? else {
-        println!(
-            "nothing to recover: no recovery record in {}",
-            run_dir.display()
-        );
+        if output == Output::Human {
+            println!(
+                "nothing to recover: no recovery record in {}",
+                run_dir.display()
+            );
+        }
+        done.record = Some(false);
         return Ok(ExitCode::Success);
     };
+    done.record = Some(true);
     let mut failed = Vec::new();
     for entry in record.entries.iter().rev() {
         let point = &entry.mount.mount_point;
         match entry.quiesce {
             Quiesce::Freeze => match freeze::thaw_path(point) {
-                Ok(true) => println!("thawed {} (it was frozen)", point.display()),
-                Ok(false) => println!("{} was not frozen", point.display()),
+                Ok(true) => {
+                    let line = format!("thawed {} (it was frozen)", point.display());
+                    done.note(output, |d| &mut d.thawed, point, line);
+                }
+                Ok(false) => {
+                    let line = format!("{} was not frozen", point.display());
+                    done.note(output, |d| &mut d.not_frozen, point, line);
+                }
                 Err(e) => failed.push(format!("{e:#}")),
             },
             Quiesce::Unmount => {
                 let mounted =
                     unmount::current(point)?.is_some_and(|m| m.source == entry.mount.source);
                 if mounted {
-                    println!("{} is mounted", point.display());
+                    let line = format!("{} is mounted", point.display());
+                    done.note(output, |d| &mut d.mounted, point, line);
                 } else {
                     match unmount::remount(&entry.mount) {
-                        Ok(()) => println!(
-                            "mounted {} on {} again",
-                            entry.mount.source,
-                            point.display()
-                        ),
+                        Ok(()) => {
+                            let line = format!(
+                                "mounted {} on {} again",
+                                entry.mount.source,
+                                point.display()
+                            );
+                            done.note(output, |d| &mut d.remounted, point, line);
+                        }
                         Err(e) => failed.push(format!("{e:#}")),
                     }
                 }

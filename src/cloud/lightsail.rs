@@ -92,9 +92,16 @@ pub struct SnapshotInfo {
     pub size_gb: Option<i32>,
     /// Whether Lightsail's automatic snapshots made it.
     pub is_from_auto_snapshot: bool,
+    /// Whether it is an instance snapshot (`from` is then the instance; done is `available`).
+    pub instance: bool,
 }
 
 impl SnapshotInfo {
+    /// Whether it is finished and usable: `completed` (`available` for an instance).
+    pub fn is_done(&self) -> bool {
+        matches!(self.state.as_str(), "completed" | "available")
+    }
+
     /// The value of tag `key`.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
@@ -209,6 +216,26 @@ pub trait Lightsail {
     async fn get_disk_snapshots(&self) -> Result<Vec<SnapshotInfo>, ApiError>;
     /// DeleteDiskSnapshot.
     async fn delete_disk_snapshot(&self, name: &str) -> Result<(), ApiError>;
+    /// GetInstanceSnapshots, every page.
+    async fn get_instance_snapshots(&self) -> Result<Vec<SnapshotInfo>, ApiError>;
+    /// DeleteInstanceSnapshot.
+    async fn delete_instance_snapshot(&self, name: &str) -> Result<(), ApiError>;
+}
+
+/// Every disk and instance snapshot in the region.
+pub async fn all_snapshots<A: Lightsail>(api: &A) -> Result<Vec<SnapshotInfo>, ApiError> {
+    let mut all = api.get_disk_snapshots().await?;
+    all.extend(api.get_instance_snapshots().await?);
+    Ok(all)
+}
+
+/// Deletes a disk or instance snapshot.
+pub async fn delete_snapshot<A: Lightsail>(api: &A, s: &SnapshotInfo) -> Result<(), ApiError> {
+    if s.instance {
+        api.delete_instance_snapshot(&s.name).await
+    } else {
+        api.delete_disk_snapshot(&s.name).await
+    }
 }
 
 /// The real thing, on `aws-sdk-lightsail`.
@@ -405,12 +432,32 @@ fn snapshot_info(s: &aws_sdk_lightsail::types::DiskSnapshot) -> SnapshotInfo {
         progress: s.progress().map(str::to_string),
         tags: tags_of(s.tags()),
         created_at: s.created_at().map(|t| t.as_secs_f64()),
+        // A system volume's snapshot names its instance: that is what `{disk}` and `--disk`
+        // call `<instance>-system` (its own disk name is Lightsail's, not the operator's).
         from: s
-            .from_disk_name()
-            .map(str::to_string)
-            .or_else(|| s.from_instance_name().map(|i| format!("{i}-system"))),
+            .from_instance_name()
+            .map(|i| format!("{i}-system"))
+            .or_else(|| s.from_disk_name().map(str::to_string)),
         size_gb: s.size_in_gb(),
         is_from_auto_snapshot: s.is_from_auto_snapshot().unwrap_or(false),
+        instance: false,
+    }
+}
+
+fn instance_snapshot_info(s: &aws_sdk_lightsail::types::InstanceSnapshot) -> SnapshotInfo {
+    SnapshotInfo {
+        name: s.name().unwrap_or_default().to_string(),
+        state: s
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        progress: s.progress().map(str::to_string),
+        tags: tags_of(s.tags()),
+        created_at: s.created_at().map(|t| t.as_secs_f64()),
+        from: s.from_instance_name().map(str::to_string),
+        size_gb: s.size_in_gb(),
+        is_from_auto_snapshot: s.is_from_auto_snapshot().unwrap_or(false),
+        instance: true,
     }
 }
 
@@ -542,19 +589,7 @@ impl Lightsail for SdkLightsail {
             .send()
             .await
         {
-            Ok(out) => Ok(out.instance_snapshot().map(|s| SnapshotInfo {
-                name: s.name().unwrap_or_default().to_string(),
-                state: s
-                    .state()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                progress: s.progress().map(str::to_string),
-                tags: tags_of(s.tags()),
-                created_at: s.created_at().map(|t| t.as_secs_f64()),
-                from: s.from_instance_name().map(str::to_string),
-                size_gb: s.size_in_gb(),
-                is_from_auto_snapshot: s.is_from_auto_snapshot().unwrap_or(false),
-            })),
+            Ok(out) => Ok(out.instance_snapshot().map(instance_snapshot_info)),
             Err(e) => {
                 let err = classify("GetInstanceSnapshot", e);
                 if err.kind == ApiErrorKind::NotFound {
@@ -604,6 +639,36 @@ impl Lightsail for SdkLightsail {
             .send()
             .await
             .map_err(|e| classify("DeleteDiskSnapshot", e))?;
+        Ok(())
+    }
+
+    async fn get_instance_snapshots(&self) -> Result<Vec<SnapshotInfo>, ApiError> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .get_instance_snapshots()
+                .set_page_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("GetInstanceSnapshots", e))?;
+            all.extend(out.instance_snapshots().iter().map(instance_snapshot_info));
+            match out.next_page_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(all)
+    }
+
+    async fn delete_instance_snapshot(&self, name: &str) -> Result<(), ApiError> {
+        self.client
+            .delete_instance_snapshot()
+            .instance_snapshot_name(name)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteInstanceSnapshot", e))?;
         Ok(())
     }
 }

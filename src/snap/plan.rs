@@ -425,6 +425,18 @@ mod tests {
         ) -> Result<(), crate::cloud::lightsail::ApiError> {
             unreachable!("discovery never deletes")
         }
+        async fn get_instance_snapshots(
+            &self,
+        ) -> Result<Vec<crate::cloud::lightsail::SnapshotInfo>, crate::cloud::lightsail::ApiError>
+        {
+            unreachable!("discovery never lists snapshots")
+        }
+        async fn delete_instance_snapshot(
+            &self,
+            _: &str,
+        ) -> Result<(), crate::cloud::lightsail::ApiError> {
+            unreachable!("discovery never deletes")
+        }
     }
 
     fn identity() -> Identity {

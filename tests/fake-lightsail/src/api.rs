@@ -152,6 +152,16 @@ pub(crate) struct World {
     counter: u64,
 }
 
+/// The file a snapshot's image is kept in: `<name>.img`, or for names too long for a file
+/// name (the API allows 255 characters), a digest of the name.
+pub(crate) fn image_file_name(name: &str) -> String {
+    if name.len() <= 200 {
+        format!("{name}.img")
+    } else {
+        format!("{}.img", hex::encode(Sha256::digest(name)))
+    }
+}
+
 /// Seconds since the epoch, as the JSON protocol writes timestamps.
 pub(crate) fn epoch(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
@@ -774,7 +784,10 @@ impl World {
                         ApiError::not_found(format!("The InstanceSnapshot does not exist: {name}"))
                     })?;
                 self.instance_snapshots.remove(i);
-                let _ = std::fs::remove_dir_all(self.snapshot_dir.join(name));
+                let _ = std::fs::remove_dir_all(
+                    self.snapshot_dir
+                        .join(image_file_name(name).trim_end_matches(".img")),
+                );
                 Ok(self
                     .record_operation(
                         name,
@@ -803,7 +816,7 @@ impl World {
 
     /// Where a disk snapshot's bytes go.
     pub(crate) fn disk_image(&self, name: &str) -> PathBuf {
-        self.snapshot_dir.join(format!("{name}.img"))
+        self.snapshot_dir.join(image_file_name(name))
     }
 
     fn name_taken(&self, name: &str) -> bool {
@@ -925,7 +938,10 @@ impl World {
             .filter_map(|d| {
                 d.backing.as_ref().map(|b| CopyJob {
                     from: b.clone(),
-                    to: self.snapshot_dir.join(name).join(format!("{}.img", d.name)),
+                    to: self
+                        .snapshot_dir
+                        .join(image_file_name(name).trim_end_matches(".img"))
+                        .join(format!("{}.img", d.name)),
                 })
             })
             .collect();

@@ -186,12 +186,14 @@ impl Fake {
 
     /// Where a disk snapshot's image is (or would be).
     pub fn snapshot_image(&self, name: &str) -> PathBuf {
-        self.snapshot_dir.join(format!("{name}.img"))
+        self.snapshot_dir.join(api::image_file_name(name))
     }
 
     /// Where an instance snapshot's image of one of its disks is (or would be).
     pub fn instance_snapshot_image(&self, name: &str, disk: &str) -> PathBuf {
-        self.snapshot_dir.join(name).join(format!("{disk}.img"))
+        self.snapshot_dir
+            .join(api::image_file_name(name).trim_end_matches(".img"))
+            .join(format!("{disk}.img"))
     }
 
     /// The snapshot directory.
