@@ -461,6 +461,25 @@ fn instance_snapshot_info(s: &aws_sdk_lightsail::types::InstanceSnapshot) -> Sna
     }
 }
 
+/// Every page of a list operation: `page` fetches the page after a token (none: the first)
+/// and returns its items and the next token. The SDK has no paginators for Lightsail.
+async fn every_page<T, F, Fut>(mut page: F) -> Result<Vec<T>, ApiError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), ApiError>>,
+{
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let (items, next) = page(token.take()).await?;
+        all.extend(items);
+        match next {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(all),
+        }
+    }
+}
+
 fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
     tags.iter()
         .map(|t| {
@@ -496,32 +515,29 @@ impl Lightsail for SdkLightsail {
     }
 
     async fn get_instances(&self) -> Result<Vec<InstanceInfo>, ApiError> {
-        let mut instances = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+        every_page(|token| async {
             let out = self
                 .client
                 .get_instances()
-                .set_page_token(token.take())
+                .set_page_token(token)
                 .send()
                 .await
                 .map_err(|e| classify("GetInstances", e))?;
-            instances.extend(out.instances().iter().map(|i| {
-                InstanceInfo {
+            let items = out
+                .instances()
+                .iter()
+                .map(|i| InstanceInfo {
                     name: i.name().unwrap_or_default().to_string(),
                     support_code: i.support_code().map(str::to_string),
                     disks: i
                         .hardware()
                         .map(|h| h.disks().iter().map(disk_info).collect())
                         .unwrap_or_default(),
-                }
-            }));
-            match out.next_page_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(instances)
+                })
+                .collect();
+            Ok((items, out.next_page_token().map(str::to_string)))
+        })
+        .await
     }
 
     async fn get_disk_snapshot(&self, name: &str) -> Result<Option<SnapshotInfo>, ApiError> {
@@ -613,23 +629,18 @@ impl Lightsail for SdkLightsail {
     }
 
     async fn get_disk_snapshots(&self) -> Result<Vec<SnapshotInfo>, ApiError> {
-        let mut all = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+        every_page(|token| async {
             let out = self
                 .client
                 .get_disk_snapshots()
-                .set_page_token(token.take())
+                .set_page_token(token)
                 .send()
                 .await
                 .map_err(|e| classify("GetDiskSnapshots", e))?;
-            all.extend(out.disk_snapshots().iter().map(snapshot_info));
-            match out.next_page_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(all)
+            let items = out.disk_snapshots().iter().map(snapshot_info).collect();
+            Ok((items, out.next_page_token().map(str::to_string)))
+        })
+        .await
     }
 
     async fn delete_disk_snapshot(&self, name: &str) -> Result<(), ApiError> {
@@ -643,23 +654,22 @@ impl Lightsail for SdkLightsail {
     }
 
     async fn get_instance_snapshots(&self) -> Result<Vec<SnapshotInfo>, ApiError> {
-        let mut all = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+        every_page(|token| async {
             let out = self
                 .client
                 .get_instance_snapshots()
-                .set_page_token(token.take())
+                .set_page_token(token)
                 .send()
                 .await
                 .map_err(|e| classify("GetInstanceSnapshots", e))?;
-            all.extend(out.instance_snapshots().iter().map(instance_snapshot_info));
-            match out.next_page_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(all)
+            let items = out
+                .instance_snapshots()
+                .iter()
+                .map(instance_snapshot_info)
+                .collect();
+            Ok((items, out.next_page_token().map(str::to_string)))
+        })
+        .await
     }
 
     async fn delete_instance_snapshot(&self, name: &str) -> Result<(), ApiError> {
