@@ -42,7 +42,8 @@ enum Request {
         mounts: Vec<Option<PathBuf>>,
         deadline_ms: u64,
     },
-    Freeze(usize),
+    /// Freeze these, all at once (one thread each): none of them lives on another.
+    Freeze(Vec<usize>),
     Thaw(usize),
     /// Close the descriptor of a mount that is to be unmounted instead: an open descriptor
     /// would keep it busy.
@@ -69,11 +70,8 @@ enum Reply {
         outside: bool,
         message: String,
     },
-    Frozen,
-    FreezeFailed {
-        kind: FreezeKind,
-        message: String,
-    },
+    /// For each mount of a freeze request, in its order: `None` when frozen, else why not.
+    Frozen(Vec<Option<Refusal>>),
     Thawed {
         was_frozen: bool,
         by_deadline: bool,
@@ -83,6 +81,36 @@ enum Reply {
     },
     Released,
     Noted,
+}
+
+/// Why the kernel (or the watchdog) did not freeze a mount.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Refusal {
+    kind: FreezeKind,
+    message: String,
+}
+
+impl Refusal {
+    fn of(e: &FreezeError) -> Self {
+        Self {
+            kind: match e {
+                FreezeError::AlreadyFrozen(_) => FreezeKind::AlreadyFrozen,
+                FreezeError::NotSupported(_) => FreezeKind::NotSupported,
+                FreezeError::PermissionDenied(_) => FreezeKind::PermissionDenied,
+                _ => FreezeKind::Other,
+            },
+            message: e.to_string(),
+        }
+    }
+
+    fn into_error(self, path: PathBuf) -> FreezeError {
+        match self.kind {
+            FreezeKind::AlreadyFrozen => FreezeError::AlreadyFrozen(path),
+            FreezeKind::NotSupported => FreezeError::NotSupported(path),
+            FreezeKind::PermissionDenied => FreezeError::PermissionDenied(path),
+            FreezeKind::Other => FreezeError::Other(path, self.message),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -177,24 +205,24 @@ impl Watchdog {
         serde_json::from_str(&answer).with_context(|| format!("watchdog said {answer:?}"))
     }
 
-    /// Asks the watchdog to freeze mount `index`. `Err(Ok(e))` is the kernel's refusal;
-    /// `Err(Err(e))` means the watchdog is gone (and the mount may or may not be frozen).
-    pub fn freeze(&mut self, index: usize, path: &std::path::Path) -> Result<(), FreezeOrLost> {
-        match self.ask(&Request::Freeze(index)) {
-            Ok(Reply::Frozen) => Ok(()),
-            Ok(Reply::FreezeFailed { kind, message }) => {
-                let path = path.to_path_buf();
-                Err(FreezeOrLost::Freeze(match kind {
-                    FreezeKind::AlreadyFrozen => FreezeError::AlreadyFrozen(path),
-                    FreezeKind::NotSupported => FreezeError::NotSupported(path),
-                    FreezeKind::PermissionDenied => FreezeError::PermissionDenied(path),
-                    FreezeKind::Other => FreezeError::Other(path, message),
-                }))
-            }
-            Ok(other) => Err(FreezeOrLost::Lost(anyhow::anyhow!(
-                "watchdog answered {other:?} to a freeze"
-            ))),
-            Err(e) => Err(FreezeOrLost::Lost(e)),
+    /// Asks the watchdog to freeze mounts `(index, path)`, all at once; for each, in order,
+    /// the kernel's answer. `Err` means the watchdog is gone (and any of them may or may not
+    /// be frozen).
+    pub fn freeze(
+        &mut self,
+        mounts: &[(usize, &std::path::Path)],
+    ) -> Result<Vec<Result<(), FreezeError>>> {
+        let indices = mounts.iter().map(|(i, _)| *i).collect();
+        match self.ask(&Request::Freeze(indices))? {
+            Reply::Frozen(answers) if answers.len() == mounts.len() => Ok(answers
+                .into_iter()
+                .zip(mounts)
+                .map(|(a, (_, path))| match a {
+                    None => Ok(()),
+                    Some(r) => Err(r.into_error(path.to_path_buf())),
+                })
+                .collect()),
+            other => bail!("watchdog answered {other:?} to a freeze"),
         }
     }
 
@@ -259,17 +287,6 @@ impl Watchdog {
     }
 }
 
-/// A freeze through the watchdog that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FreezeOrLost {
-    /// The kernel refused.
-    #[error(transparent)]
-    Freeze(FreezeError),
-    /// The watchdog is gone.
-    #[error(transparent)]
-    Lost(anyhow::Error),
-}
-
 /// The watchdog process itself (`lightsnap __watchdog`). Never returns.
 pub fn run() -> ! {
     let code = match serve() {
@@ -325,19 +342,77 @@ impl State {
         self.deadline_at = None;
     }
 
+    /// Freezes `indices` at once, one thread each (FIFREEZE flushes and waits for the
+    /// filesystem; several filesystems do that in parallel). The deadline counts from the
+    /// first call.
+    fn freeze(&mut self, indices: &[usize]) -> Vec<Option<Refusal>> {
+        let bad = |i: usize| Refusal {
+            kind: FreezeKind::Other,
+            message: format!("bad freeze request for mount {i}"),
+        };
+        let mut seen = Vec::new();
+        let handles: Vec<Option<&MountHandle>> = indices
+            .iter()
+            .map(|&i| {
+                let fresh = !self.frozen.contains(&i) && !seen.contains(&i);
+                seen.push(i);
+                self.handles
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .filter(|_| fresh)
+            })
+            .collect();
+        if handles.iter().any(Option::is_some) {
+            self.deadline_at
+                .get_or_insert_with(|| Instant::now() + self.deadline);
+        }
+        let results: Vec<Option<Result<(), FreezeError>>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = handles
+                .iter()
+                .map(|h| {
+                    let h = (*h)?;
+                    // Small stacks: memory is locked, and each thread makes one ioctl.
+                    std::thread::Builder::new()
+                        .stack_size(64 * 1024)
+                        .spawn_scoped(scope, move || h.freeze())
+                        .map_err(|_| h)
+                        .into()
+                })
+                .collect::<Vec<Option<Result<_, &MountHandle>>>>();
+            threads
+                .into_iter()
+                .map(|t| match t? {
+                    Ok(thread) => Some(thread.join().unwrap_or_else(|_| {
+                        Err(FreezeError::Other(
+                            PathBuf::new(),
+                            "freeze thread panicked".into(),
+                        ))
+                    })),
+                    // No thread to be had: freeze from here.
+                    Err(h) => Some(h.freeze()),
+                })
+                .collect()
+        });
+        indices
+            .iter()
+            .zip(results)
+            .map(|(&i, r)| match r {
+                None => Some(bad(i)),
+                Some(Ok(())) => {
+                    self.frozen.push(i);
+                    None
+                }
+                Some(Err(e)) => Some(Refusal::of(&e)),
+            })
+            .collect()
+    }
+
     fn handle(&mut self, request: Request) -> Option<Reply> {
         Some(match request {
             Request::Init { .. } => Reply::ThawFailed {
                 message: "init sent twice".into(),
             },
-            Request::Freeze(i)
-                if self.handles.get(i).is_none_or(Option::is_none) || self.frozen.contains(&i) =>
-            {
-                Reply::FreezeFailed {
-                    kind: FreezeKind::Other,
-                    message: format!("bad freeze request for mount {i}"),
-                }
-            }
+
             Request::Unmounted { index, mount } => {
                 self.unmounted.push((index, mount));
                 self.deadline_at
@@ -359,23 +434,7 @@ impl State {
                 }
                 Reply::Released
             }
-            Request::Freeze(i) => match self.handles[i].as_ref().expect("checked above").freeze() {
-                Ok(()) => {
-                    self.frozen.push(i);
-                    self.deadline_at
-                        .get_or_insert_with(|| Instant::now() + self.deadline);
-                    Reply::Frozen
-                }
-                Err(e) => Reply::FreezeFailed {
-                    kind: match e {
-                        FreezeError::AlreadyFrozen(_) => FreezeKind::AlreadyFrozen,
-                        FreezeError::NotSupported(_) => FreezeKind::NotSupported,
-                        FreezeError::PermissionDenied(_) => FreezeKind::PermissionDenied,
-                        _ => FreezeKind::Other,
-                    },
-                    message: e.to_string(),
-                },
-            },
+            Request::Freeze(indices) => Reply::Frozen(self.freeze(&indices)),
             Request::Thaw(i) => {
                 let by_deadline = self.thawed_by_deadline.contains(&i);
                 match self.frozen.iter().position(|&f| f == i) {

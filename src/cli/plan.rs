@@ -17,6 +17,8 @@ struct PlannedFs<'a> {
     fstype: &'a str,
     block_device: &'a std::path::Path,
     method: &'static str,
+    /// Frozen with the others of its wave, after every earlier wave.
+    wave: usize,
 }
 
 /// One planned snapshot, as printed.
@@ -91,6 +93,7 @@ pub fn print(plan: &Plan, hooks: &[std::path::PathBuf], output: Output) -> Resul
             fstype: &f.located.mount.fstype,
             block_device: &f.located.block_device,
             method: method(f),
+            wave: f.wave,
         })
         .collect();
     let snapshots: Vec<PlannedSnapshot> = plan

@@ -49,6 +49,17 @@ impl Root {
         parse_identify(&data)
     }
 
+    /// The file behind loop device `name` (`/sys/block/loopN/loop/backing_file`), if it is
+    /// one.
+    pub fn loop_backing_file(&self, name: &str) -> Option<PathBuf> {
+        if !name.starts_with("loop") {
+            return None;
+        }
+        self.read(&format!("/sys/block/{name}/loop/backing_file"))
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from)
+    }
+
     /// The EBS volume id a `/dev/disk/by-id/` link to disk `name` carries
     /// (`nvme-Amazon_Elastic_Block_Store_vol0abc...`).
     fn volume_id_by_link(&self, name: &str) -> Option<String> {

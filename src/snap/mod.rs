@@ -49,6 +49,8 @@ pub struct Options {
     pub freeze_timeout: Duration,
     /// Whether to go on without pausing writes when a freeze is refused.
     pub allow_crash_consistent: bool,
+    /// Whether to flush (`syncfs`) before freezing, so the freeze has little left to write.
+    pub syncfs: bool,
     /// Where the lock and recovery record live.
     pub run_dir: PathBuf,
     /// The snapshot name template (when no name is given).
@@ -71,6 +73,9 @@ pub struct Filesystem {
     pub paths: Vec<PathBuf>,
     /// How it will be quiesced first (`None`: a read-only filesystem needs nothing).
     pub quiesce: Option<Quiesce>,
+    /// Its freezing wave: every filesystem that lives on this one (mounted below it, or on a
+    /// loop device over a file in it) is in an earlier wave. A wave is frozen all at once.
+    pub wave: usize,
 }
 
 /// One snapshot to take: a Lightsail disk (or system volume), and the filesystems on it.
@@ -236,14 +241,61 @@ pub fn plan_local(opts: &Options) -> Result<Local> {
             paths: vec![located.path.clone()],
             located,
             quiesce,
+            wave: 0,
         });
     }
     filesystems
         .sort_by_key(|f| std::cmp::Reverse(f.located.mount.mount_point.components().count()));
+    assign_waves(&mut filesystems, &blockdev::Root::default());
     Ok(Local {
         filesystems,
         mounts,
     })
+}
+
+/// Sets each filesystem's freezing wave. Freezing one flushes it to its device; if that device
+/// is a file on another filesystem of the group (a loop device), or the filesystem is reached
+/// through another's mount, the other must still take writes: it goes in a later wave.
+fn assign_waves(filesystems: &mut [Filesystem], root: &blockdev::Root) {
+    let homes: Vec<Option<PathBuf>> = filesystems
+        .iter()
+        .map(|f| {
+            let name = f
+                .located
+                .block_device
+                .file_name()?
+                .to_string_lossy()
+                .into_owned();
+            root.loop_backing_file(&name)
+        })
+        .collect();
+    // `before(j, i)`: j must be frozen before i.
+    let before = |j: usize, i: usize| {
+        let above = &filesystems[i].located.mount.mount_point;
+        let below = &filesystems[j].located.mount.mount_point;
+        (below != above && below.starts_with(above))
+            || homes[j].as_ref().is_some_and(|h| h.starts_with(above))
+    };
+    let n = filesystems.len();
+    let mut waves = vec![0usize; n];
+    // Longest path over a small graph; n rounds bound it even if the relation had a cycle.
+    for _ in 0..n {
+        let mut changed = false;
+        for i in 0..n {
+            for j in 0..n {
+                if i != j && before(j, i) && waves[i] <= waves[j] {
+                    waves[i] = waves[j] + 1;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (f, w) in filesystems.iter_mut().zip(waves) {
+        f.wave = w;
+    }
 }
 
 /// Discovery: the Lightsail disk (or system volume) behind each filesystem, the snapshot
@@ -578,7 +630,7 @@ async fn quiesce_and_snap<A: Lightsail>(
             .collect(),
     };
     runstate::write_record(&opts.run_dir, &record)?;
-    for f in fss.iter().filter(|f| f.quiesce.is_some()) {
+    for f in fss.iter().filter(|f| opts.syncfs && f.quiesce.is_some()) {
         syncfs(&f.located.mount.mount_point)
             .with_context(|| format!("syncfs on {}", f.located.mount.mount_point.display()))?;
     }
@@ -759,5 +811,70 @@ fn unverified_note(names: &[String]) -> String {
             "snapshot {} exists but may have been taken after the thaw: tagged {CONSISTENCY_TAG}=unverified; delete it or take another",
             names.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fs(mount_point: &str, device: &str) -> Filesystem {
+        let mount = mountinfo::Mount {
+            id: 1,
+            parent_id: 0,
+            dev: (7, 0),
+            root: "/".into(),
+            mount_point: mount_point.into(),
+            mount_options: "rw".into(),
+            fstype: "ext4".into(),
+            source: device.into(),
+            super_options: "rw".into(),
+        };
+        Filesystem {
+            located: Located {
+                path: mount_point.into(),
+                mount,
+                block_device: device.into(),
+            },
+            paths: vec![mount_point.into()],
+            quiesce: Some(Quiesce::Freeze),
+            wave: 0,
+        }
+    }
+
+    /// Independent filesystems freeze together; one below another, or on a loop device over
+    /// a file in another, goes first.
+    #[test]
+    fn waves_put_what_lives_on_a_filesystem_before_it() {
+        let sys = tempfile::tempdir().unwrap();
+        let backing = sys.path().join("sys/block/loop7/loop/backing_file");
+        std::fs::create_dir_all(backing.parent().unwrap()).unwrap();
+        std::fs::write(&backing, "/srv/images/db.img\n").unwrap();
+        let root = blockdev::Root::at(sys.path());
+
+        let mut group = vec![
+            fs("/data/www", "/dev/xvdg"),
+            fs("/data", "/dev/xvdf"),
+            fs("/logs", "/dev/xvdh"),
+            fs("/db", "/dev/loop7"),
+            fs("/srv", "/dev/xvdi"),
+            fs("/", "/dev/xvda1"),
+        ];
+        assign_waves(&mut group, &root);
+        let waves: Vec<(&str, usize)> = group
+            .iter()
+            .map(|f| (f.located.mount.mount_point.to_str().unwrap(), f.wave))
+            .collect();
+        assert_eq!(
+            waves,
+            [
+                ("/data/www", 0),
+                ("/data", 1),
+                ("/logs", 0),
+                ("/db", 0),
+                ("/srv", 1),
+                ("/", 2),
+            ]
+        );
     }
 }

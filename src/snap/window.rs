@@ -19,7 +19,7 @@ use crate::kernel::unmount;
 use crate::logbuf;
 use crate::runstate::Quiesce;
 use crate::signals::Signals;
-use crate::watchdog::{FreezeOrLost, Watchdog};
+use crate::watchdog::Watchdog;
 
 /// What the API calls came to.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ pub(crate) struct Outcome {
     pub requests: Vec<SnapshotRequest>,
     /// The calls.
     pub calls: Calls,
-    /// From the first freeze (or unmount) done to the last thaw (or remount) done.
+    /// From the first freeze (or unmount) called to the last thaw (or remount) done.
     pub window: Duration,
     /// Thaws or remounts that failed: those filesystems may still be frozen or unmounted.
     pub undo_errors: Vec<anyhow::Error>,
@@ -78,36 +78,72 @@ pub(crate) async fn run<A: Lightsail>(
     let mut undo: Vec<(usize, Quiesce)> = Vec::new();
     let mut achieved = vec![Consistency::Readonly; filesystems.len()];
     let mut failure = None;
-    let mut first_done: Option<Instant> = None;
+    // The window opens when the first FIFREEZE (or unmount) that works is *called*: the
+    // kernel blocks writers early in the call, not when it returns.
+    let mut first_called: Option<Instant> = None;
 
-    // 1. Quiesce, in order.
-    for (i, fs) in filesystems.iter().enumerate() {
-        let Some(method) = fs.quiesce else {
-            continue;
-        };
-        match quiesce(i, fs, method, watchdog, settings) {
-            Ok(used) => {
-                first_done.get_or_insert_with(Instant::now);
-                undo.push((i, used));
-                achieved[i] = match used {
-                    Quiesce::Freeze => Consistency::Frozen,
-                    Quiesce::Unmount => Consistency::Unmounted,
-                };
+    // 1. Quiesce, wave by wave: a filesystem that lives on another (mounted below it, or a
+    //    loop device over a file on it) is in an earlier wave. The freezes of a wave are made
+    //    at once, so the window does not grow by one FIFREEZE per disk.
+    let waves = filesystems
+        .iter()
+        .map(|f| f.wave)
+        .max()
+        .map_or(0, |w| w + 1);
+    for wave in 0..waves {
+        let members: Vec<usize> = (0..filesystems.len())
+            .filter(|&i| filesystems[i].wave == wave && filesystems[i].quiesce.is_some())
+            .collect();
+        let freezing: Vec<(usize, &std::path::Path)> = members
+            .iter()
+            .filter(|&&i| filesystems[i].quiesce == Some(Quiesce::Freeze))
+            .map(|&i| (i, filesystems[i].located.mount.mount_point.as_path()))
+            .collect();
+        let called = Instant::now();
+        let mut frozen = if freezing.is_empty() {
+            Vec::new()
+        } else {
+            match watchdog.freeze(&freezing) {
+                Ok(answers) => answers,
+                Err(e) => {
+                    // The watchdog died mid-freeze: these may be frozen. Thaw them ourselves.
+                    undo.extend(freezing.iter().map(|&(i, _)| (i, Quiesce::Freeze)));
+                    failure = Some(e);
+                    break;
+                }
             }
-            Err(QuiesceError::Lost(e)) => {
-                // The watchdog died mid-freeze: the filesystem may be frozen. Thaw it ourselves.
-                undo.push((i, Quiesce::Freeze));
-                failure = Some(e);
-                break;
+        }
+        .into_iter();
+        for i in members {
+            let fs = &filesystems[i];
+            let attempt = match fs.quiesce {
+                Some(Quiesce::Freeze) => frozen.next().expect("one answer per freeze"),
+                _ => Ok(()),
+            };
+            let method = fs.quiesce.expect("members are quiesced");
+            match quiesce(i, fs, method, attempt, watchdog, settings) {
+                Ok(used) => {
+                    first_called.get_or_insert(called);
+                    undo.push((i, used));
+                    achieved[i] = match used {
+                        Quiesce::Freeze => Consistency::Frozen,
+                        Quiesce::Unmount => Consistency::Unmounted,
+                    };
+                }
+                Err(e) if settings.allow_crash_consistent => {
+                    tracing::warn!(
+                        "{e:#}; going on without pausing writes (--allow-crash-consistent)"
+                    );
+                    achieved[i] = Consistency::Crash;
+                }
+                // Go on through the wave: what it froze must be in `undo`.
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
-            Err(QuiesceError::Refused(e)) if settings.allow_crash_consistent => {
-                tracing::warn!("{e:#}; going on without pausing writes (--allow-crash-consistent)");
-                achieved[i] = Consistency::Crash;
-            }
-            Err(QuiesceError::Refused(e)) => {
-                failure = Some(e);
-                break;
-            }
+        }
+        if failure.is_some() {
+            break;
         }
     }
     // A snapshot is as consistent as the least consistent filesystem on its disk.
@@ -133,7 +169,7 @@ pub(crate) async fn run<A: Lightsail>(
     let calls = match failure {
         Some(e) => Calls::NotMade(e),
         None => {
-            let spent = first_done.map(|t| t.elapsed()).unwrap_or_default();
+            let spent = first_called.map(|t| t.elapsed()).unwrap_or_default();
             let budget = settings.deadline.saturating_sub(spent);
             let all = join_all(requests.iter().map(|r| api.create_snapshot(r, budget)));
             tokio::select! {
@@ -179,7 +215,7 @@ pub(crate) async fn run<A: Lightsail>(
             }
         }
     }
-    let window = first_done.map(|t| t.elapsed()).unwrap_or_default();
+    let window = first_called.map(|t| t.elapsed()).unwrap_or_default();
     logbuf::release();
 
     Outcome {
@@ -192,29 +228,22 @@ pub(crate) async fn run<A: Lightsail>(
     }
 }
 
-enum QuiesceError {
-    /// The kernel refused: nothing is quiesced.
-    Refused(anyhow::Error),
-    /// The watchdog is gone: the filesystem may or may not be frozen.
-    Lost(anyhow::Error),
-}
-
-/// Freezes or unmounts one target, falling back from freeze to unmount where the filesystem
-/// cannot be frozen and that is allowed. Returns the method that worked.
+/// Quiesces one target given how its freeze went (`Ok` for an unmount target): frozen, or
+/// unmounted instead where the filesystem cannot be frozen and that is allowed, or unmounted
+/// as planned. Returns the method that worked; an error means nothing is quiesced.
 fn quiesce(
     i: usize,
     fs: &Filesystem,
     method: Quiesce,
+    freeze: Result<(), FreezeError>,
     watchdog: &mut Watchdog,
     settings: &Settings<'_>,
-) -> Result<Quiesce, QuiesceError> {
+) -> Result<Quiesce> {
     let mount = &fs.located.mount;
     if method == Quiesce::Freeze {
-        match watchdog.freeze(i, &mount.mount_point) {
+        match freeze {
             Ok(()) => return Ok(Quiesce::Freeze),
-            Err(FreezeOrLost::Freeze(FreezeError::NotSupported(_)))
-                if settings.unmount_fallback =>
-            {
+            Err(FreezeError::NotSupported(_)) if settings.unmount_fallback => {
                 tracing::warn!(
                     "{} ({}) cannot be frozen; unmounting it for the snapshot instead",
                     mount.mount_point.display(),
@@ -222,14 +251,13 @@ fn quiesce(
                 );
                 watchdog
                     .release(i)
-                    .map_err(|e| QuiesceError::Refused(e.context("the watchdog is gone")))?;
+                    .map_err(|e| e.context("the watchdog is gone"))?;
             }
-            Err(FreezeOrLost::Freeze(e)) => return Err(QuiesceError::Refused(e.into())),
-            Err(FreezeOrLost::Lost(e)) => return Err(QuiesceError::Lost(e)),
+            Err(e) => return Err(e.into()),
         }
     }
     // The filesystem is synced by the unmount itself.
-    unmount::unmount(mount, settings.mounts).map_err(|e| QuiesceError::Refused(e.into()))?;
+    unmount::unmount(mount, settings.mounts)?;
     // Should the agent die now, the watchdog mounts it again; if the watchdog is gone, the
     // agent still does in its undo, and the recovery record has it.
     if let Err(e) = watchdog.note_unmounted(i, mount) {
