@@ -205,10 +205,12 @@ fn tags_of(call: &fake_lightsail::Call) -> BTreeMap<String, String> {
 
 /// A scratch dir, an ext4 loop filesystem `data` in it, and a fake whose disk `data-1` is
 /// that filesystem's device.
+/// Fields drop in order: the fake and the filesystem (unmounted, detached) before the
+/// scratch directory they live in is removed.
 struct Setup {
-    scratch: Scratch,
-    fs: LoopFs,
     fake: Fake,
+    fs: LoopFs,
+    scratch: Scratch,
 }
 
 fn setup(test: &str) -> Option<Setup> {

@@ -39,10 +39,12 @@ fn kill(pid: u32, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
 }
 
+/// Fields drop in order: the fake and the filesystem (unmounted, detached) before the
+/// scratch directory they live in is removed.
 struct Setup {
-    scratch: Scratch,
-    fs: LoopFs,
     fake: Fake,
+    fs: LoopFs,
+    scratch: Scratch,
 }
 
 fn setup(test: &str) -> Option<Setup> {
