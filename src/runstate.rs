@@ -89,6 +89,19 @@ pub struct RunLock {
     _lock: Flock<File>,
 }
 
+/// Refuses, with what to do, when not root: freezing, thawing and unmounting need
+/// CAP_SYS_ADMIN, and finding that out at FIFREEZE would be after the API calls.
+pub fn require_root() -> Result<()> {
+    if nix::unistd::Uid::effective().is_root() {
+        return Ok(());
+    }
+    Err(crate::exit_code::Failure::new(
+        crate::exit_code::ExitCode::Permission,
+        "lightsnap freezes, thaws and unmounts filesystems, which only root may do: run it as root (sudo lightsnap ...); `lightsnap plan` works without",
+    )
+    .into())
+}
+
 /// Takes the lock without waiting; a second run fails at once, naming the holder.
 pub fn lock(run_dir: &Path) -> Result<RunLock> {
     fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;

@@ -555,3 +555,30 @@ fn a_run_that_left_a_filesystem_unmounted_blocks_the_next_until_recovered() {
     let after = finish(snap(&s).args(["--snapshot-name", "after-recovery"]));
     assert_eq!(after.code, 0, "{after:?}");
 }
+
+#[test]
+fn without_root_it_says_so_and_touches_nothing() {
+    let Some(s) = setup("without_root_it_says_so_and_touches_nothing") else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let nobody = 65534;
+    let result = finish(
+        snap(&s)
+            .args(["--snapshot-name", "as-nobody"])
+            .uid(nobody)
+            .gid(nobody),
+    );
+    assert_eq!(result.code, 7, "{result:?}");
+    assert!(result.stderr.contains("run it as root"), "{result:?}");
+    let thaw = finish(
+        lightsnap(&s.scratch, &s.fake)
+            .arg("thaw")
+            .arg(&s.fs.mount_point)
+            .uid(nobody)
+            .gid(nobody),
+    );
+    assert_eq!(thaw.code, 7, "{thaw:?}");
+    assert!(create_calls(&s.fake).is_empty());
+    assert!(!s.fs.is_frozen());
+}

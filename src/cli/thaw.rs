@@ -57,6 +57,7 @@ impl Done {
 impl Thaw {
     /// Runs it.
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
+        runstate::require_root()?;
         let mut done = Done::default();
         let result = match self.path {
             Some(path) => thaw_path(&path, globals.output, &mut done),

@@ -407,6 +407,7 @@ pub async fn freeze_and_snap<A: Lightsail>(
     local: Local,
     signals: &mut Signals,
 ) -> Result<Report> {
+    runstate::require_root()?;
     let _lock = runstate::lock(&opts.run_dir)?;
     let plan = plan(api, opts, &local).await?;
     run_plan(api, opts, &plan, &local.mounts, signals).await
@@ -424,6 +425,9 @@ pub async fn snap_instance<A: Lightsail>(
         paths: vec![PathBuf::from("/")],
         ..opts.clone()
     })?;
+    if !dry_run {
+        runstate::require_root()?;
+    }
     let _lock = (!dry_run)
         .then(|| runstate::lock(&opts.run_dir))
         .transpose()?;
