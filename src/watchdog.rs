@@ -366,7 +366,33 @@ impl State {
             self.deadline_at
                 .get_or_insert_with(|| Instant::now() + self.deadline);
         }
-        let results: Vec<Option<Result<(), FreezeError>>> = std::thread::scope(|scope| {
+        let alone = handles.iter().filter(|h| h.is_some()).count() <= 1;
+        let results: Vec<Option<Result<(), FreezeError>>> = if alone {
+            // One freeze: no thread to start.
+            handles.iter().map(|h| h.map(MountHandle::freeze)).collect()
+        } else {
+            self.freeze_in_threads(&handles)
+        };
+        indices
+            .iter()
+            .zip(results)
+            .map(|(&i, r)| match r {
+                None => Some(bad(i)),
+                Some(Ok(())) => {
+                    self.frozen.push(i);
+                    None
+                }
+                Some(Err(e)) => Some(Refusal::of(&e)),
+            })
+            .collect()
+    }
+
+    /// One thread a freeze, all started before any is waited for.
+    fn freeze_in_threads(
+        &self,
+        handles: &[Option<&MountHandle>],
+    ) -> Vec<Option<Result<(), FreezeError>>> {
+        std::thread::scope(|scope| {
             let threads: Vec<_> = handles
                 .iter()
                 .map(|h| {
@@ -392,19 +418,7 @@ impl State {
                     Err(h) => Some(h.freeze()),
                 })
                 .collect()
-        });
-        indices
-            .iter()
-            .zip(results)
-            .map(|(&i, r)| match r {
-                None => Some(bad(i)),
-                Some(Ok(())) => {
-                    self.frozen.push(i);
-                    None
-                }
-                Some(Err(e)) => Some(Refusal::of(&e)),
-            })
-            .collect()
+        })
     }
 
     fn handle(&mut self, request: Request) -> Option<Reply> {
