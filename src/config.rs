@@ -30,6 +30,7 @@ struct Fragment {
     hook_dir: Option<PathBuf>,
     #[serde(default, deserialize_with = "checked::positive_duration")]
     hook_timeout: Option<String>,
+    expedite_freeze: Option<bool>,
     region: Option<String>,
     profile: Option<String>,
     #[serde(default, deserialize_with = "checked::tags")]
@@ -85,6 +86,8 @@ pub struct Settings {
     pub hook_dir: PathBuf,
     /// How long one hook may run, per phase.
     pub hook_timeout: Duration,
+    /// Expedite the kernel's RCU grace periods during the freeze calls.
+    pub expedite_freeze: bool,
     /// AWS region override.
     pub region: Option<String>,
     /// AWS profile.
@@ -207,6 +210,7 @@ impl Default for Settings {
             name_template: DEFAULT_NAME_TEMPLATE.to_string(),
             hook_dir: PathBuf::from("/etc/lightsnap/hooks.d"),
             hook_timeout: Duration::from_secs(60),
+            expedite_freeze: false,
             region: None,
             profile: None,
             tags: Vec::new(),
@@ -295,6 +299,9 @@ fn apply(settings: &mut Settings, tags: &mut BTreeMap<String, String>, f: Fragme
     }
     if let Some(d) = f.hook_dir {
         settings.hook_dir = d;
+    }
+    if let Some(e) = f.expedite_freeze {
+        settings.expedite_freeze = e;
     }
     if let Some(t) = f.hook_timeout {
         settings.hook_timeout = duration("hook_timeout", &t)?;

@@ -41,6 +41,9 @@ enum Request {
     Init {
         mounts: Vec<Option<PathBuf>>,
         deadline_ms: u64,
+        /// Expedite RCU grace periods around each FIFREEZE (`--expedite-freeze`).
+        #[serde(default)]
+        expedite_rcu: bool,
     },
     /// Freeze these, all at once (one thread each): none of them lives on another.
     Freeze(Vec<usize>),
@@ -146,7 +149,11 @@ impl Watchdog {
     /// Starts the watchdog on `mounts` (`None` for targets it is not to freeze) with a
     /// `deadline` counted from its first freeze. Fails (nothing frozen) if a mount cannot be
     /// opened or is outside the confinement.
-    pub fn start(mounts: &[Option<PathBuf>], deadline: Duration) -> Result<Self> {
+    pub fn start(
+        mounts: &[Option<PathBuf>],
+        deadline: Duration,
+        expedite_rcu: bool,
+    ) -> Result<Self> {
         // /proc/self/exe still runs this binary if a package upgrade replaced the file.
         let mut child = Command::new("/proc/self/exe")
             .arg(SUBCOMMAND)
@@ -167,6 +174,7 @@ impl Watchdog {
         let reply = watchdog.ask(&Request::Init {
             mounts: mounts.to_vec(),
             deadline_ms: deadline.as_millis() as u64,
+            expedite_rcu,
         })?;
         match reply {
             Reply::Ready { memory_locked } => watchdog.memory_locked = memory_locked,
@@ -306,6 +314,30 @@ struct State {
     deadline_at: Option<Instant>,
     thawed_by_deadline: Vec<usize>,
     clean: bool,
+    expedite_rcu: bool,
+}
+
+/// The kernel's `rcu_expedited` switch, turned on for the length of a freeze and put back as
+/// it was. FIFREEZE spends most of its time waiting for three RCU grace periods (one per
+/// `sb_writers` level), a few timer ticks each; expedited, they take microseconds. The switch
+/// is system-wide, hence opt-in and held for the freeze calls only.
+struct ExpeditedRcu;
+
+const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
+
+impl ExpeditedRcu {
+    /// Turns it on if it was off; `None` when it was on already or cannot be set (a
+    /// read-only /sys): then there is nothing to put back.
+    fn begin() -> Option<Self> {
+        let now = std::fs::read_to_string(RCU_EXPEDITED).ok()?;
+        (now.trim() == "0" && std::fs::write(RCU_EXPEDITED, "1").is_ok()).then_some(Self)
+    }
+}
+
+impl Drop for ExpeditedRcu {
+    fn drop(&mut self) {
+        let _ = std::fs::write(RCU_EXPEDITED, "0");
+    }
 }
 
 impl State {
@@ -366,6 +398,7 @@ impl State {
             self.deadline_at
                 .get_or_insert_with(|| Instant::now() + self.deadline);
         }
+        let _expedited = self.expedite_rcu.then(ExpeditedRcu::begin).flatten();
         let alone = handles.iter().filter(|h| h.is_some()).count() <= 1;
         let results: Vec<Option<Result<(), FreezeError>>> = if alone {
             // One freeze: no thread to start.
@@ -510,6 +543,7 @@ fn serve() -> Result<bool> {
     let Some(Request::Init {
         mounts,
         deadline_ms,
+        expedite_rcu,
     }) = input.next_request(stdin_fd)?
     else {
         bail!("expected an init request");
@@ -547,6 +581,7 @@ fn serve() -> Result<bool> {
         deadline_at: None,
         thawed_by_deadline: Vec::new(),
         clean: true,
+        expedite_rcu,
     };
     if send(&mut stdout, &Reply::Ready { memory_locked }).is_err() {
         return Ok(true);

@@ -582,3 +582,31 @@ fn without_root_it_says_so_and_touches_nothing() {
     assert!(create_calls(&s.fake).is_empty());
     assert!(!s.fs.is_frozen());
 }
+
+#[test]
+fn expedite_freeze_puts_the_kernel_switch_back_before_the_call() {
+    let Some(s) = setup("expedite_freeze_puts_the_kernel_switch_back_before_the_call") else {
+        return;
+    };
+    let switch = Path::new("/sys/kernel/rcu_expedited");
+    let Ok(before) = std::fs::read_to_string(switch) else {
+        eprintln!("skipping: this kernel has no {}", switch.display());
+        return;
+    };
+    hang_create(&s.fake);
+    let child = spawn(snap(&s).args(["--expedite-freeze", "--freeze-timeout", "30s"]));
+    wait_for_create_call(&s.fake, Duration::from_secs(30));
+    // Frozen, the call in flight: the switch is as it was (it is held for FIFREEZE only).
+    let during = std::fs::read_to_string(switch).unwrap();
+    kill(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let result = wait_result(child);
+    assert_eq!(result.code, 143, "{result:?}");
+    assert_eq!(during, before, "rcu_expedited put back after the freeze");
+    assert_eq!(std::fs::read_to_string(switch).unwrap(), before);
+    assert!(!s.fs.is_frozen());
+
+    s.fake.clear_faults();
+    let ok = finish(snap(&s).args(["--expedite-freeze", "--snapshot-name", "expedited"]));
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stdout.contains("frozen, writes paused"), "{ok:?}");
+}

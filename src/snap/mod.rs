@@ -51,6 +51,8 @@ pub struct Options {
     pub allow_crash_consistent: bool,
     /// Whether to flush (`syncfs`) before freezing, so the freeze has little left to write.
     pub syncfs: bool,
+    /// Whether to expedite the kernel's RCU grace periods during the freeze calls.
+    pub expedite_freeze: bool,
     /// Where the lock and recovery record live.
     pub run_dir: PathBuf,
     /// The snapshot name template (when no name is given).
@@ -617,7 +619,11 @@ async fn quiesce_and_snap<A: Lightsail>(
         .iter()
         .map(|f| (f.quiesce == Some(Quiesce::Freeze)).then(|| f.located.mount.mount_point.clone()))
         .collect();
-    let mut watchdog = Watchdog::start(&mount_points, opts.freeze_timeout + WATCHDOG_GRACE)?;
+    let mut watchdog = Watchdog::start(
+        &mount_points,
+        opts.freeze_timeout + WATCHDOG_GRACE,
+        opts.expedite_freeze,
+    )?;
     if !watchdog.memory_locked {
         tracing::warn!("the watchdog could not lock its memory (mlockall)");
     }
