@@ -102,6 +102,11 @@ fn parse_line(line: &str) -> Result<Mount> {
     );
     let root = PathBuf::from(unescape(next("root")?));
     let mount_point = PathBuf::from(unescape(next("mount point")?));
+    // The kernel shows only mounts under the reader's root, each as an absolute path.
+    anyhow::ensure!(
+        mount_point.is_absolute(),
+        "mount point {mount_point:?} is not an absolute path"
+    );
     let mount_options = next("mount options")?.to_string();
     // Optional fields (shared:N, master:N, ...) up to the lone "-".
     loop {
@@ -283,6 +288,20 @@ mod tests {
         let err = parse("1 2 3:4 / /x rw\n").unwrap_err();
         assert!(format!("{err:#}").contains("mountinfo line 1"), "{err:#}");
         assert!(parse("a 2 3:4 / /x rw - ext4 /dev/x rw\n").is_err());
+    }
+
+    /// Found by `scripts/fuzz` (target `mountinfo`): empty and relative mount points parsed,
+    /// and a relative one could never be found by `find_mount` (paths are canonical).
+    #[test]
+    fn mount_points_must_be_absolute() {
+        let err = parse("2 1 2:0    -   ").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not an absolute path"),
+            "{err:#}"
+        );
+        assert!(
+            parse("43 22 7:5 / vart/with\\040space rw master:3 - fuseblk /sys/loop5 rw\n").is_err()
+        );
     }
 
     #[test]
