@@ -43,6 +43,19 @@ pub struct Record {
     pub pid: u32,
     /// What it is about to quiesce.
     pub entries: Vec<Entry>,
+    /// Whether its watchdog may turn on the kernel's `rcu_expedited` switch (it was off and
+    /// `--expedite-freeze` was asked for): a watchdog killed mid-freeze leaves it on.
+    #[serde(default)]
+    pub rcu_expedited: bool,
+}
+
+/// The kernel's switch for expedited RCU grace periods.
+pub const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
+
+/// Whether expedited RCU grace periods are on; `None` when the kernel does not say.
+pub fn rcu_expedited() -> Option<bool> {
+    let text = fs::read_to_string(RCU_EXPEDITED).ok()?;
+    Some(text.trim() != "0")
 }
 
 fn record_path(run_dir: &Path) -> PathBuf {
@@ -171,11 +184,13 @@ mod tests {
                 quiesce: Quiesce::Freeze,
                 mount: mount.clone(),
             }],
+            rcu_expedited: true,
         };
         write_record(dir.path(), &record).unwrap();
         let back = read_record(dir.path()).unwrap().unwrap();
         assert_eq!(back.pid, 42);
         assert_eq!(back.entries[0].mount, mount);
+        assert!(back.rcu_expedited);
         clear_record(dir.path()).unwrap();
         assert!(read_record(dir.path()).unwrap().is_none());
     }

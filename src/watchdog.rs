@@ -321,22 +321,22 @@ struct State {
 /// it was. FIFREEZE spends most of its time waiting for three RCU grace periods (one per
 /// `sb_writers` level), a few timer ticks each; expedited, they take microseconds. The switch
 /// is system-wide, hence opt-in and held for the freeze calls only.
+/// If the watchdog is killed while it holds the switch, the recovery record says so and
+/// `thaw --recover` puts it back.
 struct ExpeditedRcu;
-
-const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
 
 impl ExpeditedRcu {
     /// Turns it on if it was off; `None` when it was on already or cannot be set (a
     /// read-only /sys): then there is nothing to put back.
     fn begin() -> Option<Self> {
-        let now = std::fs::read_to_string(RCU_EXPEDITED).ok()?;
-        (now.trim() == "0" && std::fs::write(RCU_EXPEDITED, "1").is_ok()).then_some(Self)
+        let off = crate::runstate::rcu_expedited() == Some(false);
+        (off && std::fs::write(crate::runstate::RCU_EXPEDITED, "1").is_ok()).then_some(Self)
     }
 }
 
 impl Drop for ExpeditedRcu {
     fn drop(&mut self) {
-        let _ = std::fs::write(RCU_EXPEDITED, "0");
+        let _ = std::fs::write(crate::runstate::RCU_EXPEDITED, "0");
     }
 }
 

@@ -583,11 +583,15 @@ fn without_root_it_says_so_and_touches_nothing() {
     assert!(!s.fs.is_frozen());
 }
 
+/// The tests that read or set the kernel's `rcu_expedited` switch, one at a time.
+static RCU_SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn expedite_freeze_puts_the_kernel_switch_back_before_the_call() {
     let Some(s) = setup("expedite_freeze_puts_the_kernel_switch_back_before_the_call") else {
         return;
     };
+    let _one_at_a_time = RCU_SWITCH.lock().unwrap_or_else(|p| p.into_inner());
     let switch = Path::new("/sys/kernel/rcu_expedited");
     let Ok(before) = std::fs::read_to_string(switch) else {
         eprintln!("skipping: this kernel has no {}", switch.display());
@@ -609,4 +613,47 @@ fn expedite_freeze_puts_the_kernel_switch_back_before_the_call() {
     let ok = finish(snap(&s).args(["--expedite-freeze", "--snapshot-name", "expedited"]));
     assert_eq!(ok.code, 0, "{ok:?}");
     assert!(ok.stdout.contains("frozen, writes paused"), "{ok:?}");
+}
+
+/// Puts `/sys/kernel/rcu_expedited` back as it was, whatever the test did.
+struct RestoreSwitch(String);
+
+impl Drop for RestoreSwitch {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/sys/kernel/rcu_expedited", &self.0);
+    }
+}
+
+#[test]
+fn recover_turns_off_the_switch_a_killed_watchdog_left_on() {
+    let Some(s) = setup("recover_turns_off_the_switch_a_killed_watchdog_left_on") else {
+        return;
+    };
+    let _one_at_a_time = RCU_SWITCH.lock().unwrap_or_else(|p| p.into_inner());
+    let switch = Path::new("/sys/kernel/rcu_expedited");
+    let Ok(before) = std::fs::read_to_string(switch) else {
+        eprintln!("skipping: this kernel has no {}", switch.display());
+        return;
+    };
+    if before.trim() != "0" {
+        eprintln!("skipping: rcu_expedited is on already; nothing to tell apart");
+        return;
+    }
+    let _restore = RestoreSwitch(before);
+    // What an interrupted --expedite-freeze run leaves: its record, and the switch on.
+    let run = s.scratch.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let record = serde_json::json!({
+        "pid": 2_000_000_000u32,
+        "entries": [],
+        "rcu_expedited": true,
+    });
+    std::fs::write(run.join("recovery.json"), record.to_string()).unwrap();
+    std::fs::write(switch, "1").unwrap();
+    let r = finish(lightsnap(&s.scratch, &s.fake).args(["thaw", "--recover", "--output", "json"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["rcu_expedited_reset"], true, "{doc}");
+    assert_eq!(std::fs::read_to_string(switch).unwrap().trim(), "0");
+    assert!(!run.join("recovery.json").exists(), "record cleared");
 }

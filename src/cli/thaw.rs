@@ -36,6 +36,8 @@ struct Done {
     mounted: Vec<PathBuf>,
     /// `--recover`: whether there was a recovery record.
     record: Option<bool>,
+    /// `--recover`: whether `/sys/kernel/rcu_expedited` was put back to 0.
+    rcu_expedited_reset: bool,
 }
 
 impl Done {
@@ -141,6 +143,24 @@ fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> 
                     }
                 }
             }
+        }
+    }
+    // The interrupted run's watchdog may have died holding the switch on.
+    if record.rcu_expedited && runstate::rcu_expedited() == Some(true) {
+        match std::fs::write(runstate::RCU_EXPEDITED, "0") {
+            Ok(()) => {
+                if output == Output::Human {
+                    println!(
+                        "set {} back to 0 (the interrupted run had it on for its freeze)",
+                        runstate::RCU_EXPEDITED
+                    );
+                }
+                done.rcu_expedited_reset = true;
+            }
+            Err(e) => failed.push(format!(
+                "setting {} back to 0: {e}",
+                runstate::RCU_EXPEDITED
+            )),
         }
     }
     if !failed.is_empty() {

@@ -638,6 +638,7 @@ async fn quiesce_and_snap<A: Lightsail>(
                 })
             })
             .collect(),
+        rcu_expedited: opts.expedite_freeze && runstate::rcu_expedited() == Some(false),
     };
     runstate::write_record(&opts.run_dir, &record)?;
     for f in fss.iter().filter(|f| opts.syncfs && f.quiesce.is_some()) {
