@@ -198,11 +198,14 @@ pub(crate) async fn run<A: Lightsail>(
             },
             Quiesce::Unmount => {
                 let mount = &filesystems[i].located.mount;
-                // The watchdog mounts it again itself at its deadline.
-                let mounted = unmount::current(&mount.mount_point)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|m| m.source == mount.source);
+                // Past the deadline the watchdog may have mounted it again itself (a second
+                // mount on top would succeed): look before mounting, but only then.
+                let past_deadline = first_called.is_some_and(|t| t.elapsed() >= settings.deadline);
+                let mounted = past_deadline
+                    && unmount::current(&mount.mount_point)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|m| m.source == mount.source);
                 if !mounted {
                     if let Err(e) = unmount::remount(mount) {
                         undo_errors.push(e);
