@@ -38,22 +38,6 @@ fn seed_toml(disks: &[(&str, &Path)], system: Option<&Path>, imds_id: Option<&st
     Seed::from_toml_str(&toml).expect("seed")
 }
 
-/// Whether a filesystem is frozen, asked without blocking: `statfs` never blocks, and FIFREEZE
-/// on a frozen one says EBUSY (see [`LoopFs::is_frozen`]); this one is for mounts the harness
-/// did not make.
-fn frozen(mount_point: &Path) -> bool {
-    use lightsnap::kernel::freeze::{FreezeError, MountHandle};
-    let handle = MountHandle::open(mount_point).expect("open mount point");
-    match handle.freeze() {
-        Err(FreezeError::AlreadyFrozen(_)) => true,
-        Ok(()) => {
-            handle.thaw().expect("thaw after probe");
-            false
-        }
-        Err(e) => panic!("probing {}: {e}", mount_point.display()),
-    }
-}
-
 /// A btrfs RAID1 (data and metadata) over two loop devices, mounted in the scratch dir.
 struct Raid1 {
     images: [PathBuf; 2],
@@ -160,18 +144,6 @@ impl Drop for Attached {
     }
 }
 
-/// Records in a `records.log` the writer wrote, checked: returns how many, all complete.
-fn count_records(text: &str) -> u64 {
-    let mut count = 0u64;
-    for line in text.lines() {
-        let (body, _digest) = line.rsplit_once(' ').expect("record has a checksum");
-        let seq: u64 = body.split(' ').next().unwrap().parse().unwrap();
-        assert_eq!(seq, count, "records are numbered without gaps");
-        count += 1;
-    }
-    count
-}
-
 #[test]
 fn btrfs_raid1_over_two_disks_is_one_consistency_group() {
     let test = "btrfs_raid1_over_two_disks_is_one_consistency_group";
@@ -237,7 +209,7 @@ fn btrfs_raid1_over_two_disks_is_one_consistency_group() {
         .iter()
         .map(|c| c.received_at_ms)
         .fold(f64::INFINITY, f64::min);
-    assert!(!frozen(&raid.mount_point), "thawed");
+    assert!(!is_frozen(&raid.mount_point), "thawed");
 
     // Both copies were taken while frozen: together they are one clean filesystem holding
     // every record acknowledged before the first call. Check them with the live one gone.
@@ -258,17 +230,7 @@ fn btrfs_raid1_over_two_disks_is_one_consistency_group() {
         .arg(&verify));
     let text = std::fs::read_to_string(verify.join("records.log"));
     let _ = Command::new("umount").arg(&verify).status();
-    let count = count_records(&text.unwrap());
-    let must = acks
-        .iter()
-        .filter(|(_, t)| *t < cut)
-        .map(|(s, _)| *s)
-        .max()
-        .expect("acknowledged before the snapshot");
-    assert!(
-        count > must,
-        "record {must} was acknowledged before the calls but the copies hold {count}"
-    );
+    check_records(&text.unwrap(), &acks, cut);
     drop(attached);
 }
 

@@ -19,14 +19,18 @@
 //! cargo-deb and cargo-generate-rpm installed into target/tools. CI runs it as root; there,
 //! not being root or a missing tool fails it instead of skipping it.
 
+mod common;
+
 use std::collections::BTreeSet;
+
+use common::{root_or_skip, run, tool_or_skip};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------
-// Helpers (tests/common is not used: it needs the fake Lightsail, which this does not)
+// Helpers (root_or_skip, tool_or_skip and run come from tests/common)
 // ---------------------------------------------------------------------------------------
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -35,54 +39,8 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Whether a root-only test can run. In CI it must: there, not being root fails the test.
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} needs root, and CI runs as root: refusing to skip it there"
-    );
-    eprintln!("skipping {test}: it needs root (dpkg --root and rpm --root chroot)");
-    false
-}
-
-/// Whether a tool is there. In CI it must be (scripts/deps installs it): missing fails.
-fn tool_or_skip(test: &str, tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} needs {tool}; scripts/deps installs it"
-    );
-    eprintln!("skipping {test}: {tool} is not installed (scripts/deps installs it)");
-    false
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs a command; panics with its output unless it succeeds.
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}:\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
 }
 
 fn stdout_of(cmd: &mut Command) -> String {

@@ -586,15 +586,25 @@ fn without_root_it_says_so_and_touches_nothing() {
 /// The tests that read or set the kernel's `rcu_expedited` switch, one at a time.
 static RCU_SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The kernel's `rcu_expedited` switch and its value, or `None` (said) where there is none.
+fn rcu_switch() -> Option<(&'static Path, String)> {
+    let switch = Path::new("/sys/kernel/rcu_expedited");
+    match std::fs::read_to_string(switch) {
+        Ok(value) => Some((switch, value)),
+        Err(_) => {
+            eprintln!("skipping: this kernel has no {}", switch.display());
+            None
+        }
+    }
+}
+
 #[test]
 fn expedite_freeze_puts_the_kernel_switch_back_before_the_call() {
     let Some(s) = setup("expedite_freeze_puts_the_kernel_switch_back_before_the_call") else {
         return;
     };
     let _one_at_a_time = RCU_SWITCH.lock().unwrap_or_else(|p| p.into_inner());
-    let switch = Path::new("/sys/kernel/rcu_expedited");
-    let Ok(before) = std::fs::read_to_string(switch) else {
-        eprintln!("skipping: this kernel has no {}", switch.display());
+    let Some((switch, before)) = rcu_switch() else {
         return;
     };
     hang_create(&s.fake);
@@ -620,7 +630,9 @@ struct RestoreSwitch(String);
 
 impl Drop for RestoreSwitch {
     fn drop(&mut self) {
-        let _ = std::fs::write("/sys/kernel/rcu_expedited", &self.0);
+        if let Some((switch, _)) = rcu_switch() {
+            let _ = std::fs::write(switch, &self.0);
+        }
     }
 }
 
@@ -630,9 +642,7 @@ fn recover_turns_off_the_switch_a_killed_watchdog_left_on() {
         return;
     };
     let _one_at_a_time = RCU_SWITCH.lock().unwrap_or_else(|p| p.into_inner());
-    let switch = Path::new("/sys/kernel/rcu_expedited");
-    let Ok(before) = std::fs::read_to_string(switch) else {
-        eprintln!("skipping: this kernel has no {}", switch.display());
+    let Some((switch, before)) = rcu_switch() else {
         return;
     };
     if before.trim() != "0" {

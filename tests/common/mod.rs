@@ -9,7 +9,7 @@
 //!   whether a filesystem is frozen with [`LoopFs::is_frozen`], which cannot block;
 //! - everything is cleaned up on drop, panics included: thaw, unmount, detach.
 
-#![allow(dead_code)] // each test binary uses its own part of the harness
+#![allow(dead_code, unused_imports)] // each test binary uses its own part of the harness
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
@@ -180,16 +180,7 @@ impl LoopFs {
     /// EBUSY when it is; when it is not, the probe froze it and thaws it at once. Only ever
     /// used on the test's own filesystem while no lightsnap run is using it.
     pub fn is_frozen(&self) -> bool {
-        use lightsnap::kernel::freeze::{FreezeError, MountHandle};
-        let handle = MountHandle::open(&self.mount_point).expect("open mount point");
-        match handle.freeze() {
-            Err(FreezeError::AlreadyFrozen(_)) => true,
-            Ok(()) => {
-                handle.thaw().expect("thaw after probe");
-                false
-            }
-            Err(e) => panic!("probing {}: {e}", self.mount_point.display()),
-        }
+        is_frozen(&self.mount_point)
     }
 
     /// Whether the mount table shows it mounted.
@@ -227,6 +218,22 @@ impl Drop for LoopFs {
             .arg(&self.device)
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Whether the filesystem mounted at `mount_point` is frozen, asked without any risk of
+/// blocking: FIFREEZE says EBUSY when it is; when it is not, the probe froze it and thaws it at
+/// once. Only for a test's own filesystem while no lightsnap run is using it.
+pub fn is_frozen(mount_point: &Path) -> bool {
+    use lightsnap::kernel::freeze::{FreezeError, MountHandle};
+    let handle = MountHandle::open(mount_point).expect("open mount point");
+    match handle.freeze() {
+        Err(FreezeError::AlreadyFrozen(_)) => true,
+        Ok(()) => {
+            handle.thaw().expect("thaw after probe");
+            false
+        }
+        Err(e) => panic!("probing {}: {e}", mount_point.display()),
     }
 }
 
@@ -468,7 +475,13 @@ pub fn verify_image(
     };
     let _ = Command::new("losetup").arg("-d").arg(&device).status();
     let text = text.unwrap_or_else(|e| panic!("reading records from {}: {e}", image.display()));
+    check_records(&text, acks, cut)
+}
 
+/// Checks the writer's records as read from a snapshot: each complete with a valid checksum,
+/// numbered without gaps, and every record acknowledged before `cut` (unix ms) there. Returns
+/// how many there are.
+pub fn check_records(text: &str, acks: &[(u64, f64)], cut: f64) -> usize {
     let mut count = 0u64;
     for line in text.lines() {
         let (body, digest) = line.rsplit_once(' ').expect("record has a checksum");
