@@ -347,11 +347,8 @@ impl State {
         self.thaw_frozen(by_deadline);
         while let Some((_, mount)) = self.unmounted.pop() {
             // The agent may have mounted it again without getting to say so.
-            let mounted = crate::kernel::unmount::current(&mount.mount_point)
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.source == mount.source);
-            if !mounted && crate::kernel::unmount::remount(&mount).is_err() {
+            let back = crate::kernel::unmount::is_back(&mount).unwrap_or(false);
+            if !back && crate::kernel::unmount::remount(&mount).is_err() {
                 self.clean = false;
             }
         }

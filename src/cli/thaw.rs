@@ -124,9 +124,7 @@ fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> 
                 Err(e) => failed.push(format!("{e:#}")),
             },
             Quiesce::Unmount => {
-                let mounted =
-                    unmount::current(point)?.is_some_and(|m| m.source == entry.mount.source);
-                if mounted {
+                if unmount::is_back(&entry.mount)? {
                     let line = format!("{} is mounted", point.display());
                     done.note(output, |d| &mut d.mounted, point, line);
                 } else {

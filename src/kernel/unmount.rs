@@ -105,6 +105,12 @@ pub fn remount(mount: &Mount) -> Result<()> {
     Ok(())
 }
 
+/// Whether `mount`'s source is mounted on its mount point now (mounted again after an
+/// unmount, by whoever did it).
+pub fn is_back(mount: &Mount) -> Result<bool> {
+    Ok(current(&mount.mount_point)?.is_some_and(|m| m.source == mount.source))
+}
+
 /// The mount as it is now in the mount table at the same point, if any, for checking a remount.
 pub fn current(mount_point: &Path) -> Result<Option<Mount>> {
     Ok(mountinfo::read()?

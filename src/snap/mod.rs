@@ -568,9 +568,7 @@ fn check_stale_record(run_dir: &std::path::Path, locked: bool) -> Result<()> {
     let mut unmounted = Vec::new();
     for e in old.entries.iter().filter(|e| e.quiesce == Quiesce::Unmount) {
         let point = &e.mount.mount_point;
-        let mounted =
-            crate::kernel::unmount::current(point)?.is_some_and(|m| m.source == e.mount.source);
-        if !mounted {
+        if !crate::kernel::unmount::is_back(&e.mount)? {
             unmounted.push(format!("{} from {}", point.display(), e.mount.source));
         }
     }

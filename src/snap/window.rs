@@ -201,11 +201,7 @@ pub(crate) async fn run<A: Lightsail>(
                 // Past the deadline the watchdog may have mounted it again itself (a second
                 // mount on top would succeed): look before mounting, but only then.
                 let past_deadline = first_called.is_some_and(|t| t.elapsed() >= settings.deadline);
-                let mounted = past_deadline
-                    && unmount::current(&mount.mount_point)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|m| m.source == mount.source);
+                let mounted = past_deadline && unmount::is_back(mount).unwrap_or(false);
                 if !mounted {
                     if let Err(e) = unmount::remount(mount) {
                         undo_errors.push(e);
