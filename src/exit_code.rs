@@ -2,11 +2,13 @@
 //! scripts, hooks and timers can branch on what went wrong without parsing messages.
 
 use crate::cloud::imds::ImdsError;
-use crate::cloud::lightsail::{ApiError, ApiErrorKind};
+use crate::cloud::lightsail::{ApiError, ApiErrorKind, NoRegion};
 use crate::cloud::validate::InvalidInput;
 use crate::kernel::freeze::{FreezeError, ThawError};
 use crate::kernel::guard::OutsideConfinement;
 use crate::kernel::unmount::UnmountError;
+use crate::runstate::{LockBusy, NotRoot, StaleRecord};
+use crate::watchdog::OpenRefused;
 
 /// What a lightsnap run ended with. The numbers are part of the interface: never reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -92,8 +94,19 @@ impl ExitCode {
                     UnmountError::Other(..) => ExitCode::Failure,
                 };
             }
-            if cause.downcast_ref::<OutsideConfinement>().is_some() {
+            if cause.downcast_ref::<OutsideConfinement>().is_some()
+                || cause.downcast_ref::<OpenRefused>().is_some()
+                || cause.downcast_ref::<NotRoot>().is_some()
+            {
                 return ExitCode::Permission;
+            }
+            if cause.downcast_ref::<LockBusy>().is_some()
+                || cause.downcast_ref::<StaleRecord>().is_some()
+            {
+                return ExitCode::Busy;
+            }
+            if cause.downcast_ref::<NoRegion>().is_some() {
+                return ExitCode::Usage;
             }
             if let Some(e) = cause.downcast_ref::<clap::Error>() {
                 return if e.use_stderr() {

@@ -2,6 +2,11 @@
 //! freezes): the lock that allows one run at a time, and the recovery record of what a run is
 //! about to freeze or unmount, written before the first freeze and removed after the last thaw.
 //! If the agent and its watchdog both die, `lightsnap thaw --recover` reads the record.
+//!
+//! A run touches this module once: [`Run::begin`] takes the lock and looks at what an earlier
+//! run left; the [`Run`] it returns writes the record ([`Run::record`]), clears it once
+//! everything is undone ([`Run::undone`]), and releases the lock when dropped. A run that
+//! could not undo everything drops it without clearing: the record stays for `thaw --recover`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -11,7 +16,6 @@ use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::exit_code::{ExitCode, Failure};
 use crate::kernel::mountinfo::Mount;
 
 /// The default run directory.
@@ -34,6 +38,17 @@ pub struct Entry {
     pub quiesce: Quiesce,
     /// The mount as it was before.
     pub mount: Mount,
+    /// A freeze that may fall back to unmounting at run time (FIFREEZE refused as not
+    /// supported): recovery looks for both.
+    #[serde(default)]
+    pub unmount_fallback: bool,
+}
+
+impl Entry {
+    /// Whether the run may have left it unmounted.
+    pub fn may_unmount(&self) -> bool {
+        self.quiesce == Quiesce::Unmount || self.unmount_fallback
+    }
 }
 
 /// The recovery record.
@@ -47,15 +62,6 @@ pub struct Record {
     /// `--expedite-freeze` was asked for): a watchdog killed mid-freeze leaves it on.
     #[serde(default)]
     pub rcu_expedited: bool,
-}
-
-/// The kernel's switch for expedited RCU grace periods.
-pub const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
-
-/// Whether expedited RCU grace periods are on; `None` when the kernel does not say.
-pub fn rcu_expedited() -> Option<bool> {
-    let text = fs::read_to_string(RCU_EXPEDITED).ok()?;
-    Some(text.trim() != "0")
 }
 
 fn record_path(run_dir: &Path) -> PathBuf {
@@ -102,17 +108,117 @@ pub struct RunLock {
     _lock: Flock<File>,
 }
 
+/// Not root: freezing, thawing and unmounting need CAP_SYS_ADMIN.
+#[derive(Debug, thiserror::Error)]
+#[error("lightsnap freezes, thaws and unmounts filesystems, which only root may do: run it as root (sudo lightsnap ...); `lightsnap plan` works without")]
+pub struct NotRoot;
+
+/// Another run holds the lock.
+#[derive(Debug, thiserror::Error)]
+#[error("another lightsnap run (pid {pid}) holds {}; wait for it to finish", path.display())]
+pub struct LockBusy {
+    /// The holder, as it wrote itself into the lock file.
+    pub pid: String,
+    /// The lock file.
+    pub path: PathBuf,
+}
+
+/// An earlier, interrupted run left filesystems unmounted: only `thaw --recover` may touch
+/// them.
+#[derive(Debug, thiserror::Error)]
+#[error("an earlier run (pid {pid}) was interrupted and left {} unmounted; run `lightsnap thaw --recover` to mount it again, then retry", unmounted.join(", "))]
+pub struct StaleRecord {
+    /// The interrupted run.
+    pub pid: u32,
+    /// `MOUNT_POINT from SOURCE`, for each.
+    pub unmounted: Vec<String>,
+}
+
+/// One run's hold on the run directory: the lock, and the recovery record it writes.
+#[derive(Debug)]
+pub struct Run {
+    dir: PathBuf,
+    _lock: RunLock,
+}
+
+impl Run {
+    /// Takes the lock (failing at once if another run holds it), then checks what an earlier
+    /// run may have left (see [`check_stale`]).
+    pub fn begin(dir: &Path) -> Result<Self> {
+        let lock = lock(dir)?;
+        check_stale(dir, true)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// Writes the record of what this run is about to quiesce.
+    pub fn record(&mut self, record: &Record) -> Result<()> {
+        write_record(&self.dir, record)
+    }
+
+    /// Everything is undone: the record goes (the lock stays until the value is dropped).
+    pub fn undone(&mut self) -> Result<()> {
+        clear_record(&self.dir)
+    }
+
+    /// The run directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A recovery record left by an earlier run. Its watchdog thawed what it froze when it died,
+/// unless it was killed too (a freeze still in place makes this run's FIFREEZE answer EBUSY:
+/// refused, left as it is). What it unmounted nobody mounted again: refuse until an operator
+/// has run `thaw --recover`, rather than overwrite the only record of it.
+///
+/// Checked twice: first thing, before the paths are resolved (an unmounted `/data` resolves
+/// to `/`, which is not what the operator means), skipping a record whose run is alive (the
+/// lock speaks for it); then under the lock ([`Run::begin`]), where it also says it replaces
+/// the record.
+pub fn check_stale(dir: &Path, locked: bool) -> Result<()> {
+    let Some(old) = read_record(dir)? else {
+        return Ok(());
+    };
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(old.pid as i32), None).is_ok();
+    if !locked && alive {
+        return Ok(());
+    }
+    let mut unmounted = Vec::new();
+    for e in old.entries.iter().filter(|e| e.may_unmount()) {
+        if !crate::kernel::unmount::is_back(&e.mount)? {
+            unmounted.push(format!(
+                "{} from {}",
+                e.mount.mount_point.display(),
+                e.mount.source
+            ));
+        }
+    }
+    if !unmounted.is_empty() {
+        return Err(StaleRecord {
+            pid: old.pid,
+            unmounted,
+        }
+        .into());
+    }
+    if locked {
+        tracing::warn!(
+            "an earlier run (pid {}) was interrupted; what it quiesced has been undone: replacing its recovery record",
+            old.pid
+        );
+    }
+    Ok(())
+}
+
 /// Refuses, with what to do, when not root: freezing, thawing and unmounting need
 /// CAP_SYS_ADMIN, and finding that out at FIFREEZE would be after the API calls.
 pub fn require_root() -> Result<()> {
     if nix::unistd::Uid::effective().is_root() {
         return Ok(());
     }
-    Err(crate::exit_code::Failure::new(
-        crate::exit_code::ExitCode::Permission,
-        "lightsnap freezes, thaws and unmounts filesystems, which only root may do: run it as root (sudo lightsnap ...); `lightsnap plan` works without",
-    )
-    .into())
+    Err(NotRoot.into())
 }
 
 /// Takes the lock without waiting; a second run fails at once, naming the holder.
@@ -137,14 +243,10 @@ pub fn lock(run_dir: &Path) -> Result<RunLock> {
         Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
-            Err(Failure::new(
-                ExitCode::Busy,
-                format!(
-                    "another lightsnap run (pid {}) holds {}; wait for it to finish",
-                    pid.trim(),
-                    path.display()
-                ),
-            )
+            Err(LockBusy {
+                pid: pid.trim().to_string(),
+                path,
+            }
             .into())
         }
         Err((_, e)) => Err(e).with_context(|| format!("locking {}", path.display())),
@@ -160,7 +262,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = lock(dir.path()).unwrap();
         let err = lock(dir.path()).unwrap_err();
-        assert_eq!(ExitCode::of(&err), ExitCode::Busy);
+        assert!(err.downcast_ref::<LockBusy>().is_some(), "{err}");
         assert!(
             err.to_string().contains(&std::process::id().to_string()),
             "{err}"
@@ -183,6 +285,7 @@ mod tests {
             entries: vec![Entry {
                 quiesce: Quiesce::Freeze,
                 mount: mount.clone(),
+                unmount_fallback: false,
             }],
             rcu_expedited: true,
         };

@@ -34,6 +34,20 @@ impl Signals {
     }
 }
 
+/// A source of stop requests: the window waits for one beside its API calls. [`Signals`] in
+/// production; tests inject their own.
+#[allow(async_fn_in_trait)]
+pub trait Stop {
+    /// The next stop request, as the exit code it calls for.
+    async fn recv(&mut self) -> ExitCode;
+}
+
+impl Stop for Signals {
+    async fn recv(&mut self) -> ExitCode {
+        Signals::recv(self).await
+    }
+}
+
 /// The signal name for an exit code from [`Signals::recv`].
 pub fn name(code: ExitCode) -> &'static str {
     match code {

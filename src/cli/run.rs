@@ -9,7 +9,7 @@ use clap::Args;
 use super::prune::{self, Pruned};
 use super::snap_args::{conclude, report_json, SnapArgs};
 use super::{Globals, Output};
-use crate::cloud::lightsail::{Lightsail, SnapshotInfo, Source};
+use crate::cloud::lightsail::{Lightsail, SnapshotInfo, SnapshotKind, Source};
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
 use crate::retention::{self, Rule};
@@ -90,7 +90,7 @@ async fn apply_retention<A: Lightsail>(
         deleted: Vec::new(),
         failed: Vec::new(),
     };
-    let all = match api.get_disk_snapshots().await {
+    let all = match api.get_snapshots(SnapshotKind::Disk).await {
         Ok(all) => all,
         Err(e) => return (empty, Err(e.into())),
     };

@@ -8,7 +8,7 @@ use clap::Args;
 use super::{Globals, Output};
 use crate::exit_code::ExitCode;
 use crate::fail;
-use crate::kernel::{freeze, mountinfo, unmount};
+use crate::kernel::{freeze, mountinfo, rcu, unmount};
 use crate::runstate::{self, Quiesce};
 
 /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
@@ -111,8 +111,23 @@ fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> 
     let mut failed = Vec::new();
     for entry in record.entries.iter().rev() {
         let point = &entry.mount.mount_point;
-        match entry.quiesce {
-            Quiesce::Freeze => match freeze::thaw_path(point) {
+        // A freeze that fell back to an unmount at run time is recorded as a freeze that may
+        // have: what the mount table shows decides.
+        let unmounted = entry.may_unmount() && !unmount::is_back(&entry.mount)?;
+        if unmounted {
+            match unmount::remount(&entry.mount) {
+                Ok(()) => {
+                    let line = format!(
+                        "mounted {} on {} again",
+                        entry.mount.source,
+                        point.display()
+                    );
+                    done.note(output, |d| &mut d.remounted, point, line);
+                }
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        } else if entry.quiesce == Quiesce::Freeze {
+            match freeze::thaw_path(point) {
                 Ok(true) => {
                     let line = format!("thawed {} (it was frozen)", point.display());
                     done.note(output, |d| &mut d.thawed, point, line);
@@ -122,43 +137,25 @@ fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> 
                     done.note(output, |d| &mut d.not_frozen, point, line);
                 }
                 Err(e) => failed.push(format!("{e:#}")),
-            },
-            Quiesce::Unmount => {
-                if unmount::is_back(&entry.mount)? {
-                    let line = format!("{} is mounted", point.display());
-                    done.note(output, |d| &mut d.mounted, point, line);
-                } else {
-                    match unmount::remount(&entry.mount) {
-                        Ok(()) => {
-                            let line = format!(
-                                "mounted {} on {} again",
-                                entry.mount.source,
-                                point.display()
-                            );
-                            done.note(output, |d| &mut d.remounted, point, line);
-                        }
-                        Err(e) => failed.push(format!("{e:#}")),
-                    }
-                }
             }
+        } else {
+            let line = format!("{} is mounted", point.display());
+            done.note(output, |d| &mut d.mounted, point, line);
         }
     }
     // The interrupted run's watchdog may have died holding the switch on.
-    if record.rcu_expedited && runstate::rcu_expedited() == Some(true) {
-        match std::fs::write(runstate::RCU_EXPEDITED, "0") {
+    if record.rcu_expedited && rcu::is_on() == Some(true) {
+        match rcu::turn_off() {
             Ok(()) => {
                 if output == Output::Human {
                     println!(
                         "set {} back to 0 (the interrupted run had it on for its freeze)",
-                        runstate::RCU_EXPEDITED
+                        rcu::SWITCH
                     );
                 }
                 done.rcu_expedited_reset = true;
             }
-            Err(e) => failed.push(format!(
-                "setting {} back to 0: {e}",
-                runstate::RCU_EXPEDITED
-            )),
+            Err(e) => failed.push(format!("setting {} back to 0: {e}", rcu::SWITCH)),
         }
     }
     if !failed.is_empty() {

@@ -2,7 +2,7 @@
 //!
 //! Mount table parsing ([`mountinfo`]), FIFREEZE/FITHAW ([`freeze`], built on the raw ioctls
 //! in a private module), the unmount/remount fallback ([`unmount`]), finding who holds a mount
-//! ([`holders`]), and the confinement guard ([`guard`]) every freeze, thaw and unmount passes.
+//! ([`holders`]), the `rcu_expedited` switch ([`rcu`]), and the confinement guard ([`guard`]) every freeze, thaw and unmount passes.
 //! Nothing here talks to the network or knows about Lightsail.
 
 pub mod blockdev;
@@ -11,6 +11,7 @@ pub mod guard;
 pub mod holders;
 mod ioctl;
 pub mod mountinfo;
+pub mod rcu;
 pub mod unmount;
 
 use std::path::Path;

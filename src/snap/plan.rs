@@ -318,6 +318,7 @@ pub fn source_label(source: &Source) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::lightsail::fake::FakeLightsail;
 
     fn instance(name: &str, code: &str, disks: &[(&str, &str, bool)]) -> InstanceInfo {
         InstanceInfo {
@@ -357,88 +358,6 @@ mod tests {
         assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
     }
 
-    /// A Lightsail with canned answers: enough to test discovery without a network.
-    struct Canned {
-        instances: Vec<InstanceInfo>,
-    }
-
-    impl Lightsail for Canned {
-        async fn get_disk(
-            &self,
-            name: &str,
-        ) -> Result<DiskInfo, crate::cloud::lightsail::ApiError> {
-            self.instances
-                .iter()
-                .flat_map(|i| i.disks.iter())
-                .find(|d| d.name == name)
-                .cloned()
-                .ok_or(crate::cloud::lightsail::ApiError {
-                    operation: "GetDisk",
-                    kind: ApiErrorKind::NotFound,
-                    code: Some("NotFoundException".into()),
-                    message: format!("{name} not found"),
-                })
-        }
-        async fn get_instances(
-            &self,
-        ) -> Result<Vec<InstanceInfo>, crate::cloud::lightsail::ApiError> {
-            Ok(self.instances.clone())
-        }
-        async fn get_disk_snapshot(
-            &self,
-            _: &str,
-        ) -> Result<Option<crate::cloud::lightsail::SnapshotInfo>, crate::cloud::lightsail::ApiError>
-        {
-            Ok(None)
-        }
-        async fn get_instance_snapshot(
-            &self,
-            _: &str,
-        ) -> Result<Option<crate::cloud::lightsail::SnapshotInfo>, crate::cloud::lightsail::ApiError>
-        {
-            Ok(None)
-        }
-        async fn create_snapshot(
-            &self,
-            _: &crate::cloud::lightsail::SnapshotRequest,
-            _: std::time::Duration,
-        ) -> Result<crate::cloud::lightsail::OperationInfo, crate::cloud::lightsail::ApiError>
-        {
-            unreachable!("discovery never creates")
-        }
-        async fn tag_resource(
-            &self,
-            _: &str,
-            _: &[(String, String)],
-        ) -> Result<(), crate::cloud::lightsail::ApiError> {
-            unreachable!("discovery never tags")
-        }
-        async fn get_disk_snapshots(
-            &self,
-        ) -> Result<Vec<crate::cloud::lightsail::SnapshotInfo>, crate::cloud::lightsail::ApiError>
-        {
-            unreachable!("discovery never lists snapshots")
-        }
-        async fn delete_disk_snapshot(
-            &self,
-            _: &str,
-        ) -> Result<(), crate::cloud::lightsail::ApiError> {
-            unreachable!("discovery never deletes")
-        }
-        async fn get_instance_snapshots(
-            &self,
-        ) -> Result<Vec<crate::cloud::lightsail::SnapshotInfo>, crate::cloud::lightsail::ApiError>
-        {
-            unreachable!("discovery never lists snapshots")
-        }
-        async fn delete_instance_snapshot(
-            &self,
-            _: &str,
-        ) -> Result<(), crate::cloud::lightsail::ApiError> {
-            unreachable!("discovery never deletes")
-        }
-    }
-
     fn identity() -> Identity {
         Identity {
             instance_id: "i-0bbb".into(),
@@ -447,8 +366,8 @@ mod tests {
         }
     }
 
-    fn canned() -> Canned {
-        Canned {
+    fn canned() -> FakeLightsail {
+        FakeLightsail {
             instances: vec![
                 instance("a", "1234/i-0aaa", &[("a-data", "/dev/xvdf", false)]),
                 instance(
@@ -460,6 +379,7 @@ mod tests {
                     ],
                 ),
             ],
+            ..FakeLightsail::default()
         }
     }
 

@@ -1,8 +1,14 @@
 //! The frozen window: quiesce every target, make the snapshot calls, undo, newest first.
 //!
-//! One function, [`run`], that reads top to bottom. Between the first freeze and the last thaw
-//! nothing here writes to disk: log output is held in memory ([`crate::logbuf`]), the recovery
-//! record was written before and is cleared after, and the watchdog makes the ioctls.
+//! One function, [`run`], that reads top to bottom through its three phases: [`quiesce`]
+//! (wave by wave), [`call`] (all calls at once, bounded by the deadline and stop requests)
+//! and [`undo`] (newest first). What it asks of the machine goes through the [`Quiescer`]
+//! seam — the watchdog and the kernel in production ([`super::machine::Machine`]), a
+//! recording fake in the tests — so every path through the window is tested without root.
+//!
+//! Between the first freeze and the last thaw nothing here writes to disk: log output is held
+//! in memory ([`crate::logbuf`]), the recovery record was written before and is cleared after,
+//! and the watchdog makes the ioctls.
 
 use std::time::{Duration, Instant};
 
@@ -10,16 +16,34 @@ use anyhow::Result;
 use futures_util::future::join_all;
 
 use super::plan::{Consistency, CONSISTENCY_TAG};
-use super::{Filesystem, Plan};
+use super::Plan;
 use crate::cloud::lightsail::{ApiError, Lightsail, OperationInfo, SnapshotRequest};
 use crate::exit_code::ExitCode;
-use crate::kernel::freeze::{FreezeError, MountHandle, ThawError};
-use crate::kernel::mountinfo::Mount;
-use crate::kernel::unmount;
+use crate::kernel::freeze::FreezeError;
 use crate::logbuf;
 use crate::runstate::Quiesce;
-use crate::signals::Signals;
-use crate::watchdog::Watchdog;
+use crate::signals::Stop;
+
+#[cfg(test)]
+mod tests;
+
+/// What the window asks of the machine, for the filesystems of a plan (by index). Each call
+/// either does what it says or reports why not; none of them logs to disk.
+pub(crate) trait Quiescer {
+    /// Freezes filesystems `wave` at once; for each, in order, the kernel's answer. `Err`: the
+    /// freezer is gone, and any of them may or may not be frozen.
+    fn freeze(&mut self, wave: &[usize]) -> Result<Vec<Result<(), FreezeError>>>;
+    /// Thaws filesystem `i`. `Ok(true)` when the deadline had thawed it before it was asked.
+    /// `Err`: it may still be frozen.
+    fn thaw(&mut self, i: usize) -> Result<bool>;
+    /// Lets go of every descriptor of filesystem `i`, which is about to be unmounted instead
+    /// of frozen: an open descriptor would keep the unmount busy.
+    fn release(&mut self, i: usize) -> Result<()>;
+    /// Unmounts filesystem `i` (the unmount syncs it).
+    fn unmount(&mut self, i: usize) -> Result<()>;
+    /// Mounts filesystem `i` again as it was. `past_deadline`: the watchdog may already have.
+    fn remount(&mut self, i: usize, past_deadline: bool) -> Result<()>;
+}
 
 /// What the API calls came to.
 #[derive(Debug)]
@@ -30,7 +54,7 @@ pub(crate) enum Calls {
     Returned(Vec<Result<OperationInfo, ApiError>>),
     /// The freeze deadline passed first; the calls were abandoned.
     Deadline,
-    /// A stop signal came first; the calls were abandoned.
+    /// A stop request came first; the calls were abandoned.
     Signal(ExitCode),
 }
 
@@ -52,171 +76,48 @@ pub(crate) struct Outcome {
 }
 
 /// Settings of one window.
-pub(crate) struct Settings<'a> {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
     /// How long anything may stay quiesced.
     pub deadline: Duration,
     /// Whether a filesystem that cannot be frozen may be unmounted instead.
     pub unmount_fallback: bool,
     /// Whether a failed freeze may go on without pausing writes.
     pub allow_crash_consistent: bool,
-    /// The mount table, for the unmount's list of mounts below.
-    pub mounts: &'a [Mount],
 }
 
-/// Quiesces, calls, undoes. Never returns with anything still frozen by it unless a thaw
+/// Quiesces, calls, undoes. Never returns with anything still quiesced by it unless an undo
 /// itself failed, which is reported in `undo_errors`.
-pub(crate) async fn run<A: Lightsail>(
+pub(crate) async fn run<A: Lightsail, Q: Quiescer, S: Stop>(
     api: &A,
     plan: &Plan,
-    watchdog: &mut Watchdog,
-    own_handles: &[Option<MountHandle>],
-    settings: &Settings<'_>,
-    signals: &mut Signals,
+    machine: &mut Q,
+    settings: &Settings,
+    stop: &mut S,
 ) -> Outcome {
-    let filesystems = &plan.filesystems;
     logbuf::hold();
-    let mut undo: Vec<(usize, Quiesce)> = Vec::new();
-    let mut achieved = vec![Consistency::Readonly; filesystems.len()];
-    let mut failure = None;
-    // The window opens when the first FIFREEZE (or unmount) that works is *called*: the
-    // kernel blocks writers early in the call, not when it returns.
-    let mut first_called: Option<Instant> = None;
-
-    // 1. Quiesce, wave by wave: a filesystem that lives on another (mounted below it, or a
-    //    loop device over a file on it) is in an earlier wave. The freezes of a wave are made
-    //    at once, so the window does not grow by one FIFREEZE per disk.
-    let waves = filesystems
-        .iter()
-        .map(|f| f.wave)
-        .max()
-        .map_or(0, |w| w + 1);
-    for wave in 0..waves {
-        let members: Vec<usize> = (0..filesystems.len())
-            .filter(|&i| filesystems[i].wave == wave && filesystems[i].quiesce.is_some())
-            .collect();
-        let freezing: Vec<(usize, &std::path::Path)> = members
-            .iter()
-            .filter(|&&i| filesystems[i].quiesce == Some(Quiesce::Freeze))
-            .map(|&i| (i, filesystems[i].located.mount.mount_point.as_path()))
-            .collect();
-        let called = Instant::now();
-        let mut frozen = if freezing.is_empty() {
-            Vec::new()
-        } else {
-            match watchdog.freeze(&freezing) {
-                Ok(answers) => answers,
-                Err(e) => {
-                    // The watchdog died mid-freeze: these may be frozen. Thaw them ourselves.
-                    undo.extend(freezing.iter().map(|&(i, _)| (i, Quiesce::Freeze)));
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        .into_iter();
-        for i in members {
-            let fs = &filesystems[i];
-            let attempt = match fs.quiesce {
-                Some(Quiesce::Freeze) => frozen.next().expect("one answer per freeze"),
-                _ => Ok(()),
-            };
-            let method = fs.quiesce.expect("members are quiesced");
-            match quiesce(i, fs, method, attempt, watchdog, settings) {
-                Ok(used) => {
-                    first_called.get_or_insert(called);
-                    undo.push((i, used));
-                    achieved[i] = match used {
-                        Quiesce::Freeze => Consistency::Frozen,
-                        Quiesce::Unmount => Consistency::Unmounted,
-                    };
-                }
-                Err(e) if settings.allow_crash_consistent => {
-                    tracing::warn!(
-                        "{e:#}; going on without pausing writes (--allow-crash-consistent)"
-                    );
-                    achieved[i] = Consistency::Crash;
-                }
-                // Go on through the wave: what it froze must be in `undo`.
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        if failure.is_some() {
-            break;
-        }
-    }
-    // A snapshot is as consistent as the least consistent filesystem on its disk.
-    let consistency: Vec<Consistency> = plan
-        .snapshots
-        .iter()
-        .map(|s| weakest(s.filesystems.iter().map(|&f| achieved[f])))
-        .collect();
-    let requests: Vec<SnapshotRequest> = plan
-        .snapshots
-        .iter()
-        .zip(&consistency)
-        .map(|(s, c)| {
-            let mut request = s.request.clone();
-            request
-                .tags
-                .push((CONSISTENCY_TAG.to_string(), c.as_str().to_string()));
-            request
-        })
-        .collect();
-
-    // 2. The calls, all at once, bounded by the deadline and by stop signals.
-    let calls = match failure {
+    let quiesced = quiesce(plan, machine, settings);
+    let consistency = consistency(plan, &quiesced.achieved);
+    let requests = requests(plan, &consistency);
+    let calls = match quiesced.failure {
         Some(e) => Calls::NotMade(e),
         None => {
-            let spent = first_called.map(|t| t.elapsed()).unwrap_or_default();
-            let budget = settings.deadline.saturating_sub(spent);
-            let all = join_all(requests.iter().map(|r| api.create_snapshot(r, budget)));
-            tokio::select! {
-                biased;
-                code = signals.recv() => Calls::Signal(code),
-                done = tokio::time::timeout(budget, all) => match done {
-                    Ok(results) => Calls::Returned(results),
-                    Err(_) => Calls::Deadline,
-                },
-            }
+            let spent = quiesced.opened.map(|t| t.elapsed()).unwrap_or_default();
+            call(
+                api,
+                &requests,
+                settings.deadline.saturating_sub(spent),
+                stop,
+            )
+            .await
         }
     };
-
-    // 3. Undo, newest first.
-    let mut undo_errors = Vec::new();
-    let mut thawed_by_watchdog = false;
-    for (i, method) in undo.into_iter().rev() {
-        match method {
-            Quiesce::Freeze => match watchdog.thaw(i) {
-                Ok(t) => thawed_by_watchdog |= t.by_deadline,
-                Err(lost) => {
-                    if let Err(e) = thaw_ourselves(own_handles[i].as_ref()) {
-                        undo_errors.push(lost.context(e));
-                    }
-                }
-            },
-            Quiesce::Unmount => {
-                let mount = &filesystems[i].located.mount;
-                // Past the deadline the watchdog may have mounted it again itself (a second
-                // mount on top would succeed): look before mounting, but only then.
-                let past_deadline = first_called.is_some_and(|t| t.elapsed() >= settings.deadline);
-                let mounted = past_deadline && unmount::is_back(mount).unwrap_or(false);
-                if !mounted {
-                    if let Err(e) = unmount::remount(mount) {
-                        undo_errors.push(e);
-                        continue;
-                    }
-                }
-                if let Err(e) = watchdog.note_remounted(i) {
-                    tracing::warn!("{e:#}");
-                }
-            }
-        }
-    }
-    let window = first_called.map(|t| t.elapsed()).unwrap_or_default();
+    let past_deadline = quiesced
+        .opened
+        .is_some_and(|t| t.elapsed() >= settings.deadline);
+    let (undo_errors, thawed_by_watchdog) = undo(machine, quiesced.undo, past_deadline);
+    let window = quiesced.opened.map(|t| t.elapsed()).unwrap_or_default();
     logbuf::release();
-
     Outcome {
         consistency,
         requests,
@@ -227,42 +128,184 @@ pub(crate) async fn run<A: Lightsail>(
     }
 }
 
-/// Quiesces one target given how its freeze went (`Ok` for an unmount target): frozen, or
-/// unmounted instead where the filesystem cannot be frozen and that is allowed, or unmounted
-/// as planned. Returns the method that worked; an error means nothing is quiesced.
-fn quiesce(
+/// What quiescing came to.
+struct Quiesced {
+    /// What to undo, in the order it was done.
+    undo: Vec<(usize, Quiesce)>,
+    /// How each filesystem was made consistent.
+    achieved: Vec<Consistency>,
+    /// Why quiescing stopped, if it did: then no call is made.
+    failure: Option<anyhow::Error>,
+    /// When the window opened: the first FIFREEZE (or unmount) that worked was *called* (the
+    /// kernel blocks writers early in the call, not when it returns).
+    opened: Option<Instant>,
+}
+
+/// Phase 1: quiesce, wave by wave. A filesystem that lives on another (mounted below it, or a
+/// loop device over a file on it) is in an earlier wave. The freezes of a wave are made at
+/// once, so the window does not grow by one FIFREEZE per disk. Stops at the first wave with a
+/// failure, after going through that whole wave (what it froze must be undone).
+fn quiesce<Q: Quiescer>(plan: &Plan, machine: &mut Q, settings: &Settings) -> Quiesced {
+    let filesystems = &plan.filesystems;
+    let mut done = Quiesced {
+        undo: Vec::new(),
+        achieved: vec![Consistency::Readonly; filesystems.len()],
+        failure: None,
+        opened: None,
+    };
+    let waves = filesystems.iter().map(|f| f.wave + 1).max().unwrap_or(0);
+    for wave in 0..waves {
+        let members: Vec<usize> = (0..filesystems.len())
+            .filter(|&i| filesystems[i].wave == wave && filesystems[i].quiesce.is_some())
+            .collect();
+        let freezing: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| filesystems[i].quiesce == Some(Quiesce::Freeze))
+            .collect();
+        let called = Instant::now();
+        let mut answers = if freezing.is_empty() {
+            Vec::new()
+        } else {
+            match machine.freeze(&freezing) {
+                Ok(answers) => answers,
+                Err(e) => {
+                    // The freezer died mid-freeze: these may be frozen. Thaw them.
+                    done.opened.get_or_insert(called);
+                    done.undo
+                        .extend(freezing.iter().map(|&i| (i, Quiesce::Freeze)));
+                    done.failure = Some(e);
+                    break;
+                }
+            }
+        }
+        .into_iter();
+        for i in members {
+            let planned = filesystems[i].quiesce.expect("members are quiesced");
+            let attempt = match planned {
+                Quiesce::Freeze => answers.next().unwrap_or_else(|| {
+                    Err(FreezeError::Other(
+                        filesystems[i].located.mount.mount_point.clone(),
+                        "no answer from the freezer".into(),
+                    ))
+                }),
+                Quiesce::Unmount => Ok(()),
+            };
+            match quiesce_one(i, planned, attempt, machine, settings) {
+                Ok(used) => {
+                    done.opened.get_or_insert(called);
+                    done.undo.push((i, used));
+                    done.achieved[i] = match used {
+                        Quiesce::Freeze => Consistency::Frozen,
+                        Quiesce::Unmount => Consistency::Unmounted,
+                    };
+                }
+                Err(e) if settings.allow_crash_consistent => {
+                    tracing::warn!(
+                        "{e:#}; going on without pausing writes (--allow-crash-consistent)"
+                    );
+                    done.achieved[i] = Consistency::Crash;
+                }
+                Err(e) => {
+                    done.failure.get_or_insert(e);
+                }
+            }
+        }
+        if done.failure.is_some() {
+            break;
+        }
+    }
+    done
+}
+
+/// Quiesces one filesystem given how its freeze went (`Ok` for a planned unmount): frozen, or
+/// unmounted instead where it cannot be frozen and that is allowed, or unmounted as planned.
+/// Returns the method that worked; an error means nothing is quiesced.
+fn quiesce_one<Q: Quiescer>(
     i: usize,
-    fs: &Filesystem,
-    method: Quiesce,
+    planned: Quiesce,
     freeze: Result<(), FreezeError>,
-    watchdog: &mut Watchdog,
-    settings: &Settings<'_>,
+    machine: &mut Q,
+    settings: &Settings,
 ) -> Result<Quiesce> {
-    let mount = &fs.located.mount;
-    if method == Quiesce::Freeze {
+    if planned == Quiesce::Freeze {
         match freeze {
             Ok(()) => return Ok(Quiesce::Freeze),
-            Err(FreezeError::NotSupported(_)) if settings.unmount_fallback => {
+            Err(FreezeError::NotSupported(path)) if settings.unmount_fallback => {
                 tracing::warn!(
-                    "{} ({}) cannot be frozen; unmounting it for the snapshot instead",
-                    mount.mount_point.display(),
-                    mount.fstype
+                    "{} cannot be frozen; unmounting it for the snapshot instead",
+                    path.display()
                 );
-                watchdog
-                    .release(i)
-                    .map_err(|e| e.context("the watchdog is gone"))?;
+                machine.release(i)?;
             }
             Err(e) => return Err(e.into()),
         }
     }
-    // The filesystem is synced by the unmount itself.
-    unmount::unmount(mount, settings.mounts)?;
-    // Should the agent die now, the watchdog mounts it again; if the watchdog is gone, the
-    // agent still does in its undo, and the recovery record has it.
-    if let Err(e) = watchdog.note_unmounted(i, mount) {
-        tracing::warn!("{e:#}");
-    }
+    machine.unmount(i)?;
     Ok(Quiesce::Unmount)
+}
+
+/// A snapshot is as consistent as the least consistent filesystem on its disk.
+fn consistency(plan: &Plan, achieved: &[Consistency]) -> Vec<Consistency> {
+    plan.snapshots
+        .iter()
+        .map(|s| weakest(s.filesystems.iter().map(|&f| achieved[f])))
+        .collect()
+}
+
+/// The requests as sent: the plan's, each with its consistency tag.
+fn requests(plan: &Plan, consistency: &[Consistency]) -> Vec<SnapshotRequest> {
+    plan.snapshots
+        .iter()
+        .zip(consistency)
+        .map(|(s, c)| {
+            let mut request = s.request.clone();
+            request
+                .tags
+                .push((CONSISTENCY_TAG.to_string(), c.as_str().to_string()));
+            request
+        })
+        .collect()
+}
+
+/// Phase 2: the calls, all at once, bounded by what is left of the deadline and by stop
+/// requests.
+async fn call<A: Lightsail, S: Stop>(
+    api: &A,
+    requests: &[SnapshotRequest],
+    budget: Duration,
+    stop: &mut S,
+) -> Calls {
+    let all = join_all(requests.iter().map(|r| api.create_snapshot(r, budget)));
+    tokio::select! {
+        biased;
+        code = stop.recv() => Calls::Signal(code),
+        done = tokio::time::timeout(budget, all) => match done {
+            Ok(results) => Calls::Returned(results),
+            Err(_) => Calls::Deadline,
+        },
+    }
+}
+
+/// Phase 3: undo, newest first. Every undo is tried; the failures are returned (never
+/// dropped), with whether the deadline had thawed anything first.
+fn undo<Q: Quiescer>(
+    machine: &mut Q,
+    done: Vec<(usize, Quiesce)>,
+    past_deadline: bool,
+) -> (Vec<anyhow::Error>, bool) {
+    let mut errors = Vec::new();
+    let mut thawed_by_deadline = false;
+    for (i, method) in done.into_iter().rev() {
+        let undone = match method {
+            Quiesce::Freeze => machine.thaw(i).map(|late| thawed_by_deadline |= late),
+            Quiesce::Unmount => machine.remount(i, past_deadline),
+        };
+        if let Err(e) = undone {
+            errors.push(e);
+        }
+    }
+    (errors, thawed_by_deadline)
 }
 
 /// The weakest of several consistencies: crash, then unmounted/frozen, then read-only.
@@ -274,16 +317,4 @@ fn weakest(all: impl Iterator<Item = Consistency>) -> Consistency {
         Consistency::Readonly => 3,
     };
     all.min_by_key(rank).unwrap_or(Consistency::Readonly)
-}
-
-/// The last resort when the watchdog is gone: thaw with our own descriptor. "Not frozen" is
-/// fine (the watchdog thawed it on its way out).
-fn thaw_ourselves(handle: Option<&MountHandle>) -> Result<()> {
-    let Some(handle) = handle else {
-        anyhow::bail!("no descriptor of the mount to thaw it with");
-    };
-    match handle.thaw() {
-        Ok(()) | Err(ThawError::NotFrozen(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }

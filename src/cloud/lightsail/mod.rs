@@ -1,0 +1,260 @@
+//! The Lightsail API as lightsnap uses it: a small trait ([`Lightsail`]) over plain types, so
+//! the orchestration can be tested without a network, and its implementation on the real SDK
+//! ([`SdkLightsail`]), with every SDK error sorted into the classes callers branch on
+//! ([`ApiErrorKind`]).
+
+#[cfg(test)]
+pub(crate) mod fake;
+mod sdk;
+
+use std::time::Duration;
+
+pub use sdk::{NoRegion, SdkLightsail};
+
+/// A Lightsail disk, as far as lightsnap cares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DiskInfo {
+    /// Disk name.
+    pub name: String,
+    /// The device path Lightsail reports (`/dev/xvdf`).
+    pub path: Option<String>,
+    /// The instance it is attached to.
+    pub attached_to: Option<String>,
+    /// Whether it is attached.
+    pub is_attached: bool,
+    /// Whether it is an instance's system disk.
+    pub is_system_disk: bool,
+    /// `<account>/vol-...`.
+    pub support_code: Option<String>,
+}
+
+/// A Lightsail instance, as far as lightsnap cares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceInfo {
+    /// Instance name.
+    pub name: String,
+    /// `<account>/<ec2 instance id>`.
+    pub support_code: Option<String>,
+    /// Its disks, the system disk included.
+    pub disks: Vec<DiskInfo>,
+}
+
+/// What a disk snapshot is taken of.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum Source {
+    /// A block storage disk, by name (`diskName`).
+    Disk(String),
+    /// An instance's system volume (`instanceName`).
+    SystemVolume(String),
+    /// A whole instance, every disk (CreateInstanceSnapshot).
+    Instance(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Disk(d) => write!(f, "disk {d}"),
+            Source::SystemVolume(i) => write!(f, "system volume of instance {i}"),
+            Source::Instance(i) => write!(f, "instance {i}"),
+        }
+    }
+}
+
+impl Source {
+    /// The kind of snapshot it makes.
+    pub fn kind(&self) -> SnapshotKind {
+        match self {
+            Source::Instance(_) => SnapshotKind::Instance,
+            Source::Disk(_) | Source::SystemVolume(_) => SnapshotKind::Disk,
+        }
+    }
+}
+
+/// Lightsail's two kinds of snapshot, each with its own Get/Get...s/Delete operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind {
+    /// A disk snapshot (of a disk or a system volume).
+    Disk,
+    /// An instance snapshot (every disk of an instance).
+    Instance,
+}
+
+/// One CreateDiskSnapshot call (CreateInstanceSnapshot for [`Source::Instance`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotRequest {
+    /// What to snapshot.
+    pub source: Source,
+    /// The snapshot name.
+    pub name: String,
+    /// Tags, already validated.
+    pub tags: Vec<(String, String)>,
+}
+
+/// A disk snapshot as GetDiskSnapshot describes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SnapshotInfo {
+    /// Snapshot name.
+    pub name: String,
+    /// `pending`, `completed`, `error`.
+    pub state: String,
+    /// `"42%"`.
+    pub progress: Option<String>,
+    /// Its tags.
+    pub tags: Vec<(String, String)>,
+    /// Created, seconds since the epoch.
+    pub created_at: Option<f64>,
+    /// The disk it is of (`fromDiskName`), or `<instance>-system` for a system volume.
+    pub from: Option<String>,
+    /// Size in GB.
+    pub size_gb: Option<i32>,
+    /// Whether Lightsail's automatic snapshots made it.
+    pub is_from_auto_snapshot: bool,
+    /// Whether it is an instance snapshot (`from` is then the instance; done is `available`).
+    pub instance: bool,
+}
+
+impl SnapshotInfo {
+    /// Whether it is finished and usable: `completed` (`available` for an instance).
+    pub fn is_done(&self) -> bool {
+        matches!(self.state.as_str(), "completed" | "available")
+    }
+
+    /// Whether it is a disk or an instance snapshot.
+    pub fn kind(&self) -> SnapshotKind {
+        if self.instance {
+            SnapshotKind::Instance
+        } else {
+            SnapshotKind::Disk
+        }
+    }
+
+    /// The value of tag `key`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The operation a create call started.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OperationInfo {
+    /// Operation id.
+    pub id: Option<String>,
+    /// Operation status (`Succeeded`, `Started`, ...).
+    pub status: Option<String>,
+}
+
+/// The classes of API failure, each with its own exit code and advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiErrorKind {
+    /// The service refused the request as invalid (InvalidInputException, ...).
+    Rejected,
+    /// The named disk, instance or snapshot does not exist.
+    NotFound,
+    /// Credentials missing, wrong, expired, or not allowed.
+    Auth,
+    /// Throttled, even after retries.
+    Throttled,
+    /// The service failed or is not ready (ServiceException, 5xx, setup in progress).
+    Unavailable,
+    /// No answer in time.
+    Timeout,
+    /// No connection, or the connection broke.
+    Network,
+    /// The call was accepted but its operation reports `Failed`.
+    OperationFailed,
+}
+
+/// An API call that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("Lightsail {operation} failed: {}{message}", .code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct ApiError {
+    /// The operation (`CreateDiskSnapshot`).
+    pub operation: &'static str,
+    /// Its class.
+    pub kind: ApiErrorKind,
+    /// The service's error code, when it sent one.
+    pub code: Option<String>,
+    /// What was said.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Whether the service says the snapshot name is taken: on our own retry, proof that an
+    /// earlier attempt of the same call landed.
+    pub fn name_exists(&self) -> bool {
+        self.kind == ApiErrorKind::Rejected && self.message.contains("already exist")
+    }
+
+    /// Whether the request may have reached the service and taken effect anyway.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(
+            self.kind,
+            ApiErrorKind::Timeout | ApiErrorKind::Network | ApiErrorKind::Unavailable
+        )
+    }
+
+    /// What an operator should do about it.
+    pub fn advice(&self) -> &'static str {
+        match self.kind {
+            ApiErrorKind::Rejected => "check the names and tags given",
+            ApiErrorKind::NotFound => {
+                "check the disk or instance name, and that the region (AWS_REGION) is the instance's"
+            }
+            ApiErrorKind::Auth => {
+                "check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and that they allow lightsail:CreateDiskSnapshot"
+            }
+            ApiErrorKind::Throttled => "the account is being throttled; try again in a minute",
+            ApiErrorKind::Unavailable => "Lightsail is failing or not ready; try again later",
+            ApiErrorKind::Timeout => {
+                "Lightsail did not answer in time; check the network, or raise --freeze-timeout"
+            }
+            ApiErrorKind::Network => "Lightsail could not be reached; check the network and endpoint",
+            ApiErrorKind::OperationFailed => "Lightsail could not take the snapshot; see the error details",
+        }
+    }
+}
+
+/// The Lightsail operations lightsnap calls. Implemented on the SDK, and by fakes in tests.
+#[allow(async_fn_in_trait)]
+pub trait Lightsail {
+    /// GetDisk.
+    async fn get_disk(&self, name: &str) -> Result<DiskInfo, ApiError>;
+    /// GetInstances, every page.
+    async fn get_instances(&self) -> Result<Vec<InstanceInfo>, ApiError>;
+    /// GetDiskSnapshot or GetInstanceSnapshot; `Ok(None)` when there is no such snapshot.
+    async fn get_snapshot(
+        &self,
+        kind: SnapshotKind,
+        name: &str,
+    ) -> Result<Option<SnapshotInfo>, ApiError>;
+    /// CreateDiskSnapshot (CreateInstanceSnapshot for a whole instance), every attempt within
+    /// `budget`.
+    async fn create_snapshot(
+        &self,
+        request: &SnapshotRequest,
+        budget: Duration,
+    ) -> Result<OperationInfo, ApiError>;
+    /// TagResource.
+    async fn tag_resource(&self, name: &str, tags: &[(String, String)]) -> Result<(), ApiError>;
+    /// GetDiskSnapshots or GetInstanceSnapshots, every page.
+    async fn get_snapshots(&self, kind: SnapshotKind) -> Result<Vec<SnapshotInfo>, ApiError>;
+    /// DeleteDiskSnapshot or DeleteInstanceSnapshot.
+    async fn delete_snapshot(&self, kind: SnapshotKind, name: &str) -> Result<(), ApiError>;
+}
+
+/// Every disk and instance snapshot in the region.
+pub async fn all_snapshots<A: Lightsail>(api: &A) -> Result<Vec<SnapshotInfo>, ApiError> {
+    let mut all = api.get_snapshots(SnapshotKind::Disk).await?;
+    all.extend(api.get_snapshots(SnapshotKind::Instance).await?);
+    Ok(all)
+}
+
+/// Deletes a disk or instance snapshot.
+pub async fn delete_snapshot<A: Lightsail>(api: &A, s: &SnapshotInfo) -> Result<(), ApiError> {
+    api.delete_snapshot(s.kind(), &s.name).await
+}

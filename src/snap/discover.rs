@@ -1,0 +1,199 @@
+//! Discovery: the Lightsail disk (or system volume, or instance) behind the filesystems, the
+//! snapshot names, and the calls to make. Read-only API calls only, which double as the
+//! warm-up: connection, DNS and credentials are ready before any freeze.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+
+use super::local::plan_local;
+use super::plan::{self};
+use super::report::find_snapshot;
+use super::{Local, Options, Plan, Snapshot};
+use crate::cloud::imds;
+use crate::cloud::lightsail::{Lightsail, SnapshotRequest, Source};
+use crate::cloud::validate;
+use crate::exit_code::ExitCode;
+use crate::fail;
+use crate::kernel::{blockdev, mountinfo};
+
+/// Discovery: the Lightsail disk (or system volume) behind each filesystem, the snapshot
+/// names, and the calls to make, one per disk. Read-only API calls only (they double as the
+/// warm-up: connection, DNS and credentials are ready before any freeze, so the call inside
+/// the window is one round trip). Shared by `freeze-and-snap` and `plan`.
+pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Result<Plan> {
+    let mut discovery = plan::Discovery::new(api, async {
+        Ok(imds::identity(Duration::from_secs(2)).await?)
+    });
+    let mut snapshots: Vec<Snapshot> = Vec::new();
+    for (index, fs) in local.filesystems.iter().enumerate() {
+        let located = &fs.located;
+        let mount = &located.mount;
+        let configured = opts
+            .disk_map
+            .iter()
+            .find(|e| fs.paths.contains(&e.path) || e.path == mount.mount_point)
+            .and_then(|e| e.disk.as_deref());
+        let named = opts.disk_name.as_deref().or(configured);
+        let disks = match plan::whole_disks(&blockdev::Root::default(), located) {
+            Ok(d) if !d.is_empty() => d,
+            // No sysfs view of it: the mount's own device is all there is to go on.
+            _ => vec![blockdev::DiskIds {
+                name: located.block_device.display().to_string(),
+                dev_path: located.block_device.clone(),
+                volume_id: None,
+                ebs_device_name: None,
+            }],
+        };
+        if named.is_some() && disks.len() > 1 {
+            fail!(
+                ExitCode::Usage,
+                "{} spans {} disks; a single --disk-name cannot name them all: leave it out to find them",
+                mount.mount_point.display(),
+                disks.len()
+            );
+        }
+        for ids in &disks {
+            let (source, disk) = discovery.source(named, ids).await?;
+            tracing::info!(
+                "{} is on {} (Lightsail {}, path {})",
+                mount.mount_point.display(),
+                ids.dev_path.display(),
+                source,
+                disk.path.as_deref().unwrap_or("?")
+            );
+            match snapshots.iter_mut().find(|s| s.request.source == source) {
+                Some(s) => {
+                    if !s.filesystems.contains(&index) {
+                        s.filesystems.push(index);
+                    }
+                    if !s.devices.contains(&ids.dev_path) {
+                        s.devices.push(ids.dev_path.clone());
+                    }
+                }
+                None => snapshots.push(Snapshot {
+                    request: SnapshotRequest {
+                        source,
+                        name: String::new(),
+                        tags: opts.tags.clone(),
+                    },
+                    filesystems: vec![index],
+                    devices: vec![ids.dev_path.clone()],
+                }),
+            }
+        }
+    }
+    if opts.snapshot_name.is_some() && snapshots.len() > 1 {
+        fail!(
+            ExitCode::Usage,
+            "--snapshot-name names one snapshot, but these paths are on {} disks; leave it out to use the name template",
+            snapshots.len()
+        );
+    }
+    let now = SystemTime::now();
+    for s in &mut snapshots {
+        s.request.name = match &opts.snapshot_name {
+            Some(n) => n.clone(),
+            None => crate::config::render_name(
+                &opts.name_template,
+                &plan::source_label(&s.request.source),
+                now,
+            )?,
+        };
+        validate::name("snapshot name", &s.request.name)?;
+        if find_snapshot(api, &s.request)
+            .await
+            .context("checking the snapshot name is free")?
+            .is_some()
+        {
+            fail!(
+                ExitCode::Usage,
+                "a disk snapshot named {} already exists; choose another --snapshot-name",
+                s.request.name
+            );
+        }
+    }
+    Ok(Plan {
+        filesystems: local.filesystems.clone(),
+        snapshots,
+    })
+}
+
+/// The plan of `snap-instance`: every mount on a block device whose disks are this
+/// instance's, frozen together around one CreateInstanceSnapshot. Also returns the mount table
+/// it was made from.
+pub(super) async fn instance_plan<A: Lightsail>(
+    api: &A,
+    opts: &Options,
+) -> Result<(Plan, Vec<mountinfo::Mount>)> {
+    let mut discovery = plan::Discovery::new(api, async {
+        Ok(imds::identity(Duration::from_secs(2)).await?)
+    });
+    let me = discovery.instance().await?.clone();
+    let mounts = mountinfo::read()?;
+    let root = blockdev::Root::default();
+    // Every mount on a block device whose disks are this instance's.
+    let mut paths = Vec::new();
+    let mut devices: Vec<PathBuf> = Vec::new();
+    for m in &mounts {
+        let Ok(located) = plan::locate(&m.mount_point, &mounts) else {
+            continue;
+        };
+        if located.mount.id != m.id {
+            continue; // hidden by a later mount on the same point
+        }
+        let Ok(disks) = plan::whole_disks(&root, &located) else {
+            continue;
+        };
+        let ours: Vec<&blockdev::DiskIds> = disks
+            .iter()
+            .filter(|ids| me.disks.iter().any(|d| plan::is_disk(d, ids)))
+            .collect();
+        if !ours.is_empty() {
+            paths.push(m.mount_point.clone());
+            for ids in ours {
+                if !devices.contains(&ids.dev_path) {
+                    devices.push(ids.dev_path.clone());
+                }
+            }
+        }
+    }
+    if paths.is_empty() {
+        fail!(
+            ExitCode::NotFound,
+            "no mounted filesystem is on a disk of instance {}: nothing to make consistent",
+            me.name
+        );
+    }
+    let local = plan_local(&Options {
+        paths,
+        ..opts.clone()
+    })?;
+    let name = match &opts.snapshot_name {
+        Some(n) => n.clone(),
+        None => crate::config::render_name(&opts.name_template, &me.name, SystemTime::now())?,
+    };
+    validate::name("snapshot name", &name)?;
+    let request = SnapshotRequest {
+        source: Source::Instance(me.name.clone()),
+        name,
+        tags: opts.tags.clone(),
+    };
+    if find_snapshot(api, &request).await?.is_some() {
+        fail!(
+            ExitCode::Usage,
+            "an instance snapshot named {} already exists; choose another --snapshot-name",
+            request.name
+        );
+    }
+    let plan = Plan {
+        snapshots: vec![Snapshot {
+            request,
+            filesystems: (0..local.filesystems.len()).collect(),
+            devices,
+        }],
+        filesystems: local.filesystems,
+    };
+    Ok((plan, mounts))
+}
