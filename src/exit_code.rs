@@ -4,6 +4,7 @@
 use crate::cloud::imds::ImdsError;
 use crate::cloud::lightsail::{ApiError, ApiErrorKind, NoRegion};
 use crate::cloud::validate::InvalidInput;
+use crate::hooks::HookError;
 use crate::kernel::freeze::{FreezeError, ThawError};
 use crate::kernel::guard::OutsideConfinement;
 use crate::kernel::unmount::UnmountError;
@@ -105,6 +106,13 @@ impl ExitCode {
             {
                 return ExitCode::Busy;
             }
+            if let Some(e) = cause.downcast_ref::<HookError>() {
+                return match e {
+                    HookError::NotExecutable { .. } => ExitCode::Usage,
+                    HookError::Unsafe { .. } => ExitCode::Permission,
+                    HookError::TimedOut { .. } | HookError::Failed { .. } => ExitCode::HookFailed,
+                };
+            }
             if cause.downcast_ref::<NoRegion>().is_some() {
                 return ExitCode::Usage;
             }
@@ -188,5 +196,48 @@ mod tests {
             .unwrap_err();
         assert_eq!(ExitCode::of(&err), ExitCode::AlreadyFrozen);
         assert_eq!(ExitCode::of(&anyhow::anyhow!("plain")), ExitCode::Failure);
+    }
+
+    /// Lower layers say what happened; the code is chosen here, from the root cause.
+    #[test]
+    fn typed_errors_of_every_layer_map_to_their_documented_codes() {
+        let cases: Vec<(anyhow::Error, ExitCode)> = vec![
+            (NotRoot.into(), ExitCode::Permission),
+            (
+                LockBusy {
+                    pid: "42".into(),
+                    path: "/run/lightsnap/lightsnap.lock".into(),
+                }
+                .into(),
+                ExitCode::Busy,
+            ),
+            (
+                StaleRecord {
+                    pid: 42,
+                    unmounted: vec!["/data from /dev/xvdf".into()],
+                }
+                .into(),
+                ExitCode::Busy,
+            ),
+            (NoRegion.into(), ExitCode::Usage),
+            (OpenRefused("outside".into()).into(), ExitCode::Permission),
+            (
+                HookError::TimedOut {
+                    hook: "/etc/lightsnap/hooks.d/db".into(),
+                    phase: "pre-freeze",
+                    timeout: std::time::Duration::from_secs(1),
+                }
+                .into(),
+                ExitCode::HookFailed,
+            ),
+            (
+                FreezeError::NotSupported("/ntfs".into()).into(),
+                ExitCode::Unsupported,
+            ),
+        ];
+        for (err, code) in cases {
+            let err = err.context("running");
+            assert_eq!(ExitCode::of(&err), code, "{err:#}");
+        }
     }
 }

@@ -16,7 +16,48 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::exit_code::{ExitCode, Failure};
+/// Why a hook was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// A file in the hook directory that cannot be run.
+    #[error("{}: not an executable file; make it one (chmod +x) or move it out of {}", path.display(), dir.display())]
+    NotExecutable {
+        /// The file.
+        path: PathBuf,
+        /// The hook directory.
+        dir: PathBuf,
+    },
+    /// A hook others than root could have changed.
+    #[error("{}: refusing a hook not owned by root or writable by group/others (owner uid {uid}, mode {mode:o}); fix with: chown root:root {0} && chmod go-w {0}", path.display())]
+    Unsafe {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A hook ran past its timeout (and was killed with its process group).
+    #[error("hook {} {phase} did not finish within {}; it was killed with its process group", hook.display(), humantime::format_duration(*timeout))]
+    TimedOut {
+        /// The hook.
+        hook: PathBuf,
+        /// The phase it was called for.
+        phase: &'static str,
+        /// Its time limit.
+        timeout: Duration,
+    },
+    /// A hook exited non-zero.
+    #[error("hook {} {phase} failed ({status})", hook.display())]
+    Failed {
+        /// The hook.
+        hook: PathBuf,
+        /// The phase it was called for.
+        phase: &'static str,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
+}
 
 /// The two phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,26 +116,18 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
     for h in &hooks {
         let meta = std::fs::metadata(h).with_context(|| format!("reading {}", h.display()))?;
         if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-            return Err(Failure::new(
-                ExitCode::Usage,
-                format!(
-                    "{}: not an executable file; make it one (chmod +x) or move it out of {}",
-                    h.display(),
-                    dir.display()
-                ),
-            )
+            return Err(HookError::NotExecutable {
+                path: h.clone(),
+                dir: dir.to_path_buf(),
+            }
             .into());
         }
         if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-            return Err(Failure::new(
-                ExitCode::Permission,
-                format!(
-                    "{}: refusing a hook not owned by root or writable by group/others (owner uid {}, mode {:o}); fix with: chown root:root {0} && chmod go-w {0}",
-                    h.display(),
-                    meta.uid(),
-                    meta.mode() & 0o7777
-                ),
-            )
+            return Err(HookError::Unsafe {
+                path: h.clone(),
+                uid: meta.uid(),
+                mode: meta.mode() & 0o7777,
+            }
             .into());
         }
     }
@@ -140,28 +173,21 @@ pub fn run_one(hook: &Path, phase: Phase, ctx: &HookEnv, timeout: Duration) -> R
         Err(_) => {
             let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
             let _ = waiter.join();
-            return Err(Failure::new(
-                ExitCode::HookFailed,
-                format!(
-                    "hook {} {} did not finish within {}; it was killed with its process group",
-                    hook.display(),
-                    phase.as_str(),
-                    humantime::format_duration(timeout)
-                ),
-            )
+            return Err(HookError::TimedOut {
+                hook: hook.to_path_buf(),
+                phase: phase.as_str(),
+                timeout,
+            }
             .into());
         }
     };
     let _ = waiter.join();
     if !status.success() {
-        return Err(Failure::new(
-            ExitCode::HookFailed,
-            format!(
-                "hook {} {} failed ({status})",
-                hook.display(),
-                phase.as_str()
-            ),
-        )
+        return Err(HookError::Failed {
+            hook: hook.to_path_buf(),
+            phase: phase.as_str(),
+            status,
+        }
         .into());
     }
     Ok(())
@@ -318,10 +344,16 @@ mod tests {
         let h = hook(dir.path(), "10-open", "exit 0");
         std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o777)).unwrap();
         let err = discover(dir.path()).unwrap_err();
-        assert_eq!(ExitCode::of(&err), ExitCode::Permission);
+        assert!(
+            matches!(err.downcast_ref(), Some(HookError::Unsafe { .. })),
+            "{err}"
+        );
         std::fs::set_permissions(&h, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = discover(dir.path()).unwrap_err();
-        assert_eq!(ExitCode::of(&err), ExitCode::Usage, "not executable");
+        assert!(
+            matches!(err.downcast_ref(), Some(HookError::NotExecutable { .. })),
+            "{err}"
+        );
         assert!(discover(&dir.path().join("none")).unwrap().is_empty());
     }
 }

@@ -8,8 +8,6 @@ use clap::Args;
 use super::snap_args::SnapArgs;
 use super::Globals;
 use crate::exit_code::ExitCode;
-use crate::signals::Signals;
-use crate::snap;
 
 /// Freeze the filesystems at PATH..., snapshot their Lightsail disks, thaw.
 #[derive(Debug, Args)]
@@ -33,17 +31,10 @@ impl FreezeAndSnap {
         let (opts, settings) =
             self.snap
                 .options(globals, self.paths.clone(), self.disk_name.clone())?;
-        // Bad input fails before anything else, even before the SDK reads its configuration.
-        let local = snap::plan_local(&opts)?;
         let output = globals.output;
-        crate::runtime()?.block_on(async move {
-            let mut signals = Signals::install()?;
-            let api = self.snap.api(&settings).await?;
-            if self.snap.dry_run {
-                return super::plan::print_plan(&api, &opts, &local, output).await;
-            }
-            let report = snap::freeze_and_snap(&api, &opts, local, &mut signals).await?;
-            self.snap.finish(&api, &report, output).await
-        })
+        self.snap
+            .freeze_and_snap(output, &opts, &settings, async |api, report| {
+                self.snap.finish(api, &report, output).await
+            })
     }
 }

@@ -13,7 +13,6 @@ use crate::cloud::lightsail::{Lightsail, SnapshotInfo, SnapshotKind, Source};
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
 use crate::retention::{self, Rule};
-use crate::signals::Signals;
 use crate::snap::{self, Report};
 
 /// Snapshot what the configuration names, then prune by its retention.
@@ -38,23 +37,17 @@ impl Run {
             paths: settings.snapshots.iter().map(|e| e.path.clone()).collect(),
             ..opts
         };
-        let local = snap::plan_local(&opts)?;
         let output = globals.output;
-        crate::runtime()?.block_on(async move {
-            let mut signals = Signals::install()?;
-            let api = self.snap.api(&settings).await?;
-            if self.snap.dry_run {
-                return super::plan::print_plan(&api, &opts, &local, output).await;
-            }
-            let report = snap::freeze_and_snap(&api, &opts, local, &mut signals).await?;
-            let waited = self.snap.report_and_wait(&api, &report, output).await;
+        let snap = &self.snap;
+        snap.freeze_and_snap(output, &opts, &settings, async |api, report| {
+            let waited = snap.report_and_wait(api, &report, output).await;
             let (mut doc, mut result) = report_json(&report, waited)?;
             let rule = Rule {
                 keep: settings.retention.keep,
                 older_than: settings.retention.older_than,
             };
             if rule != Rule::default() {
-                let (pruned, pruning) = apply_retention(&api, rule, &report, output).await;
+                let (pruned, pruning) = apply_retention(api, rule, &report, output).await;
                 doc["pruned"] = serde_json::to_value(&pruned)?;
                 if let Err(e) = pruning {
                     let taken: Vec<&str> =

@@ -13,6 +13,7 @@ use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotRequest};
 use crate::cloud::validate;
 use crate::config::{self, Settings};
 use crate::exit_code::ExitCode;
+use crate::signals::Signals;
 use crate::snap::wait::Waited;
 use crate::snap::{self, plan::Method, Report};
 
@@ -141,6 +142,28 @@ impl SnapArgs {
             hook_timeout: settings.hook_timeout,
         };
         Ok((opts, settings))
+    }
+
+    /// `freeze-and-snap` of `opts`: the paths resolved first (bad input fails before the SDK
+    /// even reads its configuration), then, in the runtime, the plan printed (`--dry-run`) or
+    /// the snapshots taken and the report handed to `then`.
+    pub fn freeze_and_snap(
+        &self,
+        output: Output,
+        opts: &snap::Options,
+        settings: &Settings,
+        then: impl AsyncFnOnce(&SdkLightsail, Report) -> Result<ExitCode>,
+    ) -> Result<ExitCode> {
+        let local = snap::plan_local(opts)?;
+        crate::runtime()?.block_on(async move {
+            let mut signals = Signals::install()?;
+            let api = self.api(settings).await?;
+            if self.dry_run {
+                return super::plan::print_plan(&api, opts, &local, output).await;
+            }
+            let report = snap::freeze_and_snap(&api, opts, local, &mut signals).await?;
+            then(&api, report).await
+        })
     }
 
     /// The Lightsail client for these options.

@@ -158,30 +158,10 @@ fn assign_waves(filesystems: &mut [Filesystem], root: &blockdev::Root) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snap::plan::Located;
+    use crate::snap::testing::filesystem;
 
     fn fs(mount_point: &str, device: &str) -> Filesystem {
-        let mount = mountinfo::Mount {
-            id: 1,
-            parent_id: 0,
-            dev: (7, 0),
-            root: "/".into(),
-            mount_point: mount_point.into(),
-            mount_options: "rw".into(),
-            fstype: "ext4".into(),
-            source: device.into(),
-            super_options: "rw".into(),
-        };
-        Filesystem {
-            located: Located {
-                path: mount_point.into(),
-                mount,
-                block_device: device.into(),
-            },
-            paths: vec![mount_point.into()],
-            quiesce: Some(Quiesce::Freeze),
-            wave: 0,
-        }
+        filesystem(mount_point, device, "ext4", 0, Some(Quiesce::Freeze))
     }
 
     /// Independent filesystems freeze together; one below another, or on a loop device over

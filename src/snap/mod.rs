@@ -12,6 +12,8 @@ mod local;
 mod machine;
 pub mod plan;
 mod report;
+#[cfg(test)]
+mod testing;
 pub mod wait;
 mod window;
 

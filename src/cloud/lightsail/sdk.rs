@@ -200,43 +200,43 @@ fn operation_result(
     })
 }
 
+/// A [`SnapshotInfo`] from the SDK's `DiskSnapshot` or `InstanceSnapshot`, which share these
+/// accessors but no trait.
+macro_rules! snapshot_info {
+    ($s:expr, from: $from:expr, instance: $instance:expr) => {{
+        let s = $s;
+        SnapshotInfo {
+            name: s.name().unwrap_or_default().to_string(),
+            state: s
+                .state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            progress: s.progress().map(str::to_string),
+            tags: tags_of(s.tags()),
+            created_at: s.created_at().map(|t| t.as_secs_f64()),
+            from: $from,
+            size_gb: s.size_in_gb(),
+            is_from_auto_snapshot: s.is_from_auto_snapshot().unwrap_or(false),
+            instance: $instance,
+        }
+    }};
+}
+
 fn snapshot_info(s: &aws_sdk_lightsail::types::DiskSnapshot) -> SnapshotInfo {
-    SnapshotInfo {
-        name: s.name().unwrap_or_default().to_string(),
-        state: s
-            .state()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
-        progress: s.progress().map(str::to_string),
-        tags: tags_of(s.tags()),
-        created_at: s.created_at().map(|t| t.as_secs_f64()),
+    snapshot_info!(
+        s,
         // A system volume's snapshot names its instance: that is what `{disk}` and `--disk`
         // call `<instance>-system` (its own disk name is Lightsail's, not the operator's).
         from: s
             .from_instance_name()
             .map(|i| format!("{i}-system"))
             .or_else(|| s.from_disk_name().map(str::to_string)),
-        size_gb: s.size_in_gb(),
-        is_from_auto_snapshot: s.is_from_auto_snapshot().unwrap_or(false),
-        instance: false,
-    }
+        instance: false
+    )
 }
 
 fn instance_snapshot_info(s: &aws_sdk_lightsail::types::InstanceSnapshot) -> SnapshotInfo {
-    SnapshotInfo {
-        name: s.name().unwrap_or_default().to_string(),
-        state: s
-            .state()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
-        progress: s.progress().map(str::to_string),
-        tags: tags_of(s.tags()),
-        created_at: s.created_at().map(|t| t.as_secs_f64()),
-        from: s.from_instance_name().map(str::to_string),
-        size_gb: s.size_in_gb(),
-        is_from_auto_snapshot: s.is_from_auto_snapshot().unwrap_or(false),
-        instance: true,
-    }
+    snapshot_info!(s, from: s.from_instance_name().map(str::to_string), instance: true)
 }
 
 /// Every page of a list operation: `page` fetches the page after a token (none: the first)

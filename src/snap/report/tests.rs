@@ -7,10 +7,10 @@ use super::*;
 use crate::cloud::lightsail::fake::FakeLightsail;
 use crate::cloud::lightsail::{OperationInfo, SnapshotKind};
 use crate::kernel::freeze::FreezeError;
-use crate::kernel::mountinfo::Mount;
 use crate::runstate::Quiesce;
-use crate::snap::plan::{Located, Method};
-use crate::snap::{Filesystem, Snapshot};
+use crate::snap::plan::Method;
+use crate::snap::testing::filesystem;
+use crate::snap::Snapshot;
 
 fn options() -> Options {
     Options {
@@ -33,29 +33,7 @@ fn options() -> Options {
 
 /// A plan of two disks, `a` on /a and `b` on /b.
 fn plan() -> Plan {
-    let fs = |point: &str| {
-        let mount = Mount {
-            id: 1,
-            parent_id: 0,
-            dev: (7, 0),
-            root: "/".into(),
-            mount_point: point.into(),
-            mount_options: "rw".into(),
-            fstype: "xfs".into(),
-            source: "/dev/loop0".into(),
-            super_options: "rw".into(),
-        };
-        Filesystem {
-            located: Located {
-                path: point.into(),
-                block_device: "/dev/loop0".into(),
-                mount,
-            },
-            paths: vec![point.into()],
-            quiesce: Some(Quiesce::Freeze),
-            wave: 0,
-        }
-    };
+    let fs = |point: &str| filesystem(point, "/dev/loop0", "xfs", 0, Some(Quiesce::Freeze));
     let snap = |name: &str, on: usize| Snapshot {
         request: SnapshotRequest {
             source: Source::Disk(format!("{name}-disk")),
