@@ -35,7 +35,7 @@ fn conf_root(scratch: &Scratch) -> PathBuf {
 
 /// lightsnap through the harness (confined, talking to `fake`), with the scratch
 /// directory's own configuration root.
-fn ls(scratch: &Scratch, fake: &Fake) -> Command {
+fn configured_lightsnap(scratch: &Scratch, fake: &Fake) -> Command {
     let mut cmd = lightsnap(scratch, fake);
     cmd.env("LIGHTSNAP_CONFIG_ROOT", conf_root(scratch));
     cmd
@@ -49,17 +49,6 @@ fn write_conf(scratch: &Scratch, rel: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     path
-}
-
-/// Starts a fake whose snapshots stay pending for `duration`, listing 3 items per page so
-/// every list spans several pages.
-fn start_fake(scratch: &Scratch, seed: Seed, duration: Duration) -> Fake {
-    let dir = scratch.path().join("snapshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut opts = Options::new(seed, dir);
-    opts.snapshot_duration = duration;
-    opts.page_size = 3;
-    Fake::start(opts).expect("fake lightsail")
 }
 
 /// A snapshot that exists before the run.
@@ -138,7 +127,7 @@ fn fixture_fake(scratch: &Scratch) -> Fake {
     s.disks[0].size_gb = 8;
     s.disks[1].size_gb = 16;
     s.disk_snapshots = fixture();
-    start_fake(scratch, s, Duration::ZERO)
+    fake_with(scratch, s, Duration::ZERO)
 }
 
 /// The names of the disk snapshots the fake holds now, sorted.
@@ -203,50 +192,30 @@ fn tags_of(call: &fake_lightsail::Call) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A scratch dir, an ext4 loop filesystem `data` in it, and a fake whose disk `data-1` is
-/// that filesystem's device.
-/// Fields drop in order: the fake and the filesystem (unmounted, detached) before the
-/// scratch directory they live in is removed.
-struct Setup {
-    fake: Fake,
-    fs: LoopFs,
-    scratch: Scratch,
-}
+type Setup = OneDisk;
 
 fn setup(test: &str) -> Option<Setup> {
-    setup_with(test, Duration::ZERO, Vec::new())
+    OneDisk::new(test)
 }
 
 fn setup_with(test: &str, duration: Duration, snapshots: Vec<SeedSnapshot>) -> Option<Setup> {
-    if !root_or_skip(test) {
-        return None;
-    }
-    let scratch = Scratch::new();
-    let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
-    let mut s = seed(&[("data-1", &fs.device)], None);
-    s.disk_snapshots = snapshots;
-    let fake = start_fake(&scratch, s, duration);
-    Some(Setup { scratch, fs, fake })
+    OneDisk::with(test, duration, snapshots)
 }
 
-impl Setup {
+/// The operator tests' own way to run a snapshot.
+trait Snap {
     /// `lightsnap freeze-and-snap --disk-name data-1 <mount>` plus `args`.
+    fn snap(&self, args: &[&str]) -> RunResult;
+}
+
+impl Snap for OneDisk {
     fn snap(&self, args: &[&str]) -> RunResult {
         finish(
-            ls(&self.scratch, &self.fake)
+            configured_lightsnap(&self.scratch, &self.fake)
                 .args(["freeze-and-snap", "--disk-name", "data-1"])
                 .args(args)
                 .arg(&self.fs.mount_point),
         )
-    }
-
-    /// Asserts a run touched nothing: not frozen, no snapshot call.
-    fn assert_untouched(&self, r: &RunResult) {
-        assert!(!self.fs.is_frozen(), "left frozen: {r:?}");
-        assert!(
-            create_calls(&self.fake).is_empty(),
-            "a snapshot was attempted: {r:?}"
-        );
     }
 }
 
@@ -474,7 +443,7 @@ fn the_exit_codes_in_the_readme_are_those_of_help() {
 // ---------------------------------------------------------------------------------------
 
 fn list(scratch: &Scratch, fake: &Fake, args: &[&str]) -> RunResult {
-    finish(ls(scratch, fake).arg("list").args(args))
+    finish(configured_lightsnap(scratch, fake).arg("list").args(args))
 }
 
 fn listed_names(doc: &Value) -> Vec<String> {
@@ -591,7 +560,7 @@ fn list_for_people_is_a_short_table() {
 // ---------------------------------------------------------------------------------------
 
 fn prune(scratch: &Scratch, fake: &Fake, args: &[&str]) -> RunResult {
-    finish(ls(scratch, fake).arg("prune").args(args))
+    finish(configured_lightsnap(scratch, fake).arg("prune").args(args))
 }
 
 /// What each rule deletes of the fixture: never pending, error or automatic snapshots,
@@ -879,8 +848,8 @@ fn names_are_checked_before_anything_is_frozen() {
     // copy.
     sd.disks[2].backing = None;
     sd.disk_snapshots = vec![seeded("taken-1", "data-1", "1h", "completed", false, OWN)];
-    let fake = start_fake(&scratch, sd, Duration::ZERO);
-    let s = Setup { scratch, fs, fake };
+    let fake = fake_with(&scratch, sd, Duration::ZERO);
+    let s = OneDisk { scratch, fs, fake };
 
     let at_limit = "n".repeat(255);
     let too_long = "n".repeat(256);
@@ -911,7 +880,7 @@ fn names_are_checked_before_anything_is_frozen() {
     assert_eq!(create_calls(&s.fake).len(), 1, "only bad_ was taken");
     // The template's result is checked too, once the disk is known, still before freezing.
     let r = finish(
-        ls(&s.scratch, &s.fake)
+        configured_lightsnap(&s.scratch, &s.fake)
             .args(["freeze-and-snap", "--disk-name", &long_disk])
             .arg(&s.fs.mount_point),
     );
@@ -921,7 +890,7 @@ fn names_are_checked_before_anything_is_frozen() {
     assert_eq!(create_calls(&s.fake).len(), 1);
     // The longest valid name goes through.
     let r = finish(
-        ls(&s.scratch, &s.fake)
+        configured_lightsnap(&s.scratch, &s.fake)
             .args([
                 "freeze-and-snap",
                 "--disk-name",
@@ -1170,7 +1139,7 @@ fn wait_draws_a_progress_bar_at_a_terminal() {
     let Some(s) = setup_with(test, Duration::from_secs(3), Vec::new()) else {
         return;
     };
-    let mut cmd = ls(&s.scratch, &s.fake);
+    let mut cmd = configured_lightsnap(&s.scratch, &s.fake);
     cmd.args([
         "freeze-and-snap",
         "--disk-name",
@@ -1260,7 +1229,7 @@ fn wait_on_an_instance_snapshot_shows_state_and_time_only() {
     ) else {
         return;
     };
-    let r = finish(ls(&s.scratch, &s.fake).args([
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
         "snap-instance",
         "--snapshot-name",
         "whole-1",
@@ -1322,7 +1291,7 @@ fn run_snapshots_the_configured_paths_then_prunes_only_their_disks() {
             s.fs.mount_point.display()
         ),
     );
-    let r = finish(ls(&s.scratch, &s.fake).args([
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
         "run",
         "--trigger",
         "timer",
@@ -1579,10 +1548,10 @@ fn a_configured_path_to_disk_mapping_names_the_disk() {
         fs.device.display()
     ))
     .unwrap();
-    let fake = start_fake(&scratch, sd, Duration::ZERO);
+    let fake = fake_with(&scratch, sd, Duration::ZERO);
     let go = || {
         finish(
-            ls(&scratch, &fake)
+            configured_lightsnap(&scratch, &fake)
                 .args(["freeze-and-snap", "--snapshot-name", "mapped-1"])
                 .arg(&fs.mount_point),
         )
@@ -1623,7 +1592,7 @@ fn the_configured_profile_supplies_the_credentials() {
     .unwrap();
     let go = || {
         finish(
-            ls(&scratch, &fake)
+            configured_lightsnap(&scratch, &fake)
                 .env_remove("AWS_ACCESS_KEY_ID")
                 .env_remove("AWS_SECRET_ACCESS_KEY")
                 .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
@@ -1992,7 +1961,7 @@ fn the_postgresql_example_hook_gives_a_snapshot_that_starts_as_a_database() {
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // XFS: room for a cluster (the harness's ext4 is 64 MB).
     let fs = LoopFs::create(&scratch, "data", FsKind::Xfs);
-    let fake = start_fake(
+    let fake = fake_with(
         &scratch,
         seed(&[("data-1", &fs.device)], None),
         Duration::ZERO,
@@ -2028,7 +1997,7 @@ fn the_postgresql_example_hook_gives_a_snapshot_that_starts_as_a_database() {
         &format!("hook_dir = \"{}\"\n", hooks.display()),
     );
     let r = finish(
-        ls(&scratch, &fake)
+        configured_lightsnap(&scratch, &fake)
             .env("PGHOST", &pg.socket)
             .env("PGPORT", pg.port.to_string())
             .args([
@@ -2094,7 +2063,11 @@ fn instance_snapshots_are_listed_and_pruned_as_a_series_of_their_own() {
         return;
     };
     for name in ["whole-1", "whole-2", "whole-3"] {
-        let r = finish(ls(&s.scratch, &s.fake).args(["snap-instance", "--snapshot-name", name]));
+        let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
+            "snap-instance",
+            "--snapshot-name",
+            name,
+        ]));
         assert_eq!(r.code, 0, "{r:?}");
     }
     let r = s.snap(&["--snapshot-name", "disk-1"]);
@@ -2150,7 +2123,7 @@ fn thaw_speaks_json_too() {
     };
     run(Command::new("fsfreeze").arg("-f").arg(&s.fs.mount_point));
     let r = finish(
-        ls(&s.scratch, &s.fake)
+        configured_lightsnap(&s.scratch, &s.fake)
             .args(["thaw", "--output", "json"])
             .arg(&s.fs.mount_point),
     );
@@ -2163,7 +2136,12 @@ fn thaw_speaks_json_too() {
     );
     assert_eq!(doc["not_frozen"].as_array().unwrap().len(), 0);
     assert!(!s.fs.is_frozen());
-    let r = finish(ls(&s.scratch, &s.fake).args(["thaw", "--recover", "--output", "json"]));
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
+        "thaw",
+        "--recover",
+        "--output",
+        "json",
+    ]));
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(json_doc(&r)["record"], false, "{r:?}");
 }

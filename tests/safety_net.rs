@@ -39,22 +39,10 @@ fn kill(pid: u32, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
 }
 
-/// Fields drop in order: the fake and the filesystem (unmounted, detached) before the
-/// scratch directory they live in is removed.
-struct Setup {
-    fake: Fake,
-    fs: LoopFs,
-    scratch: Scratch,
-}
+type Setup = OneDisk;
 
 fn setup(test: &str) -> Option<Setup> {
-    if !root_or_skip(test) {
-        return None;
-    }
-    let scratch = Scratch::new();
-    let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
-    let fake = fake(&scratch, seed(&[("data-1", &fs.device)], None));
-    Some(Setup { scratch, fs, fake })
+    OneDisk::new(test)
 }
 
 fn snap(s: &Setup) -> Command {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Output;
 use crate::cloud::lightsail::{Lightsail, Source};
 use crate::exit_code::ExitCode;
-use crate::snap::{self, plan::CONSISTENCY_TAG, Filesystem, Local, Options, Plan, Snapshot};
+use crate::snap::{self, plan::CONSISTENCY_TAG, Filesystem, LocalPlan, Options, Plan, Snapshot};
 
 /// One planned filesystem, as printed.
 #[derive(Debug, Serialize)]
@@ -72,7 +72,7 @@ fn api_call(t: &Snapshot) -> serde_json::Value {
 pub async fn print_plan<A: Lightsail>(
     api: &A,
     opts: &Options,
-    local: &Local,
+    local: &LocalPlan,
     output: Output,
 ) -> Result<ExitCode> {
     let plan = snap::plan(api, opts, local).await?;

@@ -25,7 +25,7 @@ pub struct Thaw {
 
 /// What a thaw did, as `--output json` prints it: mount points, each in one list.
 #[derive(Debug, Default, serde::Serialize)]
-struct Done {
+struct ThawReport {
     /// Thawed: they were frozen.
     thawed: Vec<PathBuf>,
     /// Not frozen: nothing to do.
@@ -40,7 +40,7 @@ struct Done {
     rcu_expedited_reset: bool,
 }
 
-impl Done {
+impl ThawReport {
     /// Notes one outcome, and says it in human output.
     fn note(
         &mut self,
@@ -60,20 +60,20 @@ impl Thaw {
     /// Runs it.
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
         runstate::require_root()?;
-        let mut done = Done::default();
+        let mut report = ThawReport::default();
         let result = match self.path {
-            Some(path) => thaw_path(&path, globals.output, &mut done),
-            None => recover(&globals.run_dir, globals.output, &mut done),
+            Some(path) => thaw_path(&path, globals.output, &mut report),
+            None => recover(&globals.run_dir, globals.output, &mut report),
         };
         // On failure the error (with what was done before it) is main's to print.
         if result.is_ok() && globals.output == Output::Json {
-            println!("{}", serde_json::to_string_pretty(&done)?);
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         result
     }
 }
 
-fn thaw_path(path: &Path, output: Output, done: &mut Done) -> Result<ExitCode> {
+fn thaw_path(path: &Path, output: Output, report: &mut ThawReport) -> Result<ExitCode> {
     if !path.exists() {
         fail!(
             ExitCode::NotFound,
@@ -86,15 +86,15 @@ fn thaw_path(path: &Path, output: Output, done: &mut Done) -> Result<ExitCode> {
     let mount_point = resolved.mount.mount_point;
     if freeze::thaw_path(&mount_point)? {
         let line = format!("thawed {} (it was frozen)", mount_point.display());
-        done.note(output, |d| &mut d.thawed, &mount_point, line);
+        report.note(output, |d| &mut d.thawed, &mount_point, line);
     } else {
         let line = format!("{} was not frozen; nothing to do", mount_point.display());
-        done.note(output, |d| &mut d.not_frozen, &mount_point, line);
+        report.note(output, |d| &mut d.not_frozen, &mount_point, line);
     }
     Ok(ExitCode::Success)
 }
 
-fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> {
+fn recover(run_dir: &Path, output: Output, report: &mut ThawReport) -> Result<ExitCode> {
     // A run in progress holds the lock: its filesystems are its own to thaw.
     let _lock = runstate::lock(run_dir).context("a lightsnap run is in progress")?;
     let Some(record) = runstate::read_record(run_dir)? else {
@@ -104,10 +104,10 @@ fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> 
                 run_dir.display()
             );
         }
-        done.record = Some(false);
+        report.record = Some(false);
         return Ok(ExitCode::Success);
     };
-    done.record = Some(true);
+    report.record = Some(true);
     let mut failed = Vec::new();
     for entry in record.entries.iter().rev() {
         let point = &entry.mount.mount_point;
@@ -122,7 +122,7 @@ fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> 
                         entry.mount.source,
                         point.display()
                     );
-                    done.note(output, |d| &mut d.remounted, point, line);
+                    report.note(output, |d| &mut d.remounted, point, line);
                 }
                 Err(e) => failed.push(format!("{e:#}")),
             }
@@ -130,17 +130,17 @@ fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> 
             match freeze::thaw_path(point) {
                 Ok(true) => {
                     let line = format!("thawed {} (it was frozen)", point.display());
-                    done.note(output, |d| &mut d.thawed, point, line);
+                    report.note(output, |d| &mut d.thawed, point, line);
                 }
                 Ok(false) => {
                     let line = format!("{} was not frozen", point.display());
-                    done.note(output, |d| &mut d.not_frozen, point, line);
+                    report.note(output, |d| &mut d.not_frozen, point, line);
                 }
                 Err(e) => failed.push(format!("{e:#}")),
             }
         } else {
             let line = format!("{} is mounted", point.display());
-            done.note(output, |d| &mut d.mounted, point, line);
+            report.note(output, |d| &mut d.mounted, point, line);
         }
     }
     // The interrupted run's watchdog may have died holding the switch on.
@@ -153,7 +153,7 @@ fn recover(run_dir: &Path, output: Output, done: &mut Done) -> Result<ExitCode> 
                         rcu::SWITCH
                     );
                 }
-                done.rcu_expedited_reset = true;
+                report.rcu_expedited_reset = true;
             }
             Err(e) => failed.push(format!("setting {} back to 0: {e}", rcu::SWITCH)),
         }

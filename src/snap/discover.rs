@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::local::plan_local;
 use super::plan::{self};
 use super::report::find_snapshot;
-use super::{Local, Options, Plan, Snapshot};
+use super::{LocalPlan, Options, Plan, Snapshot};
 use crate::cloud::imds;
 use crate::cloud::lightsail::{Lightsail, SnapshotRequest, Source};
 use crate::cloud::validate;
@@ -22,7 +22,7 @@ use crate::kernel::{blockdev, mountinfo};
 /// names, and the calls to make, one per disk. Read-only API calls only (they double as the
 /// warm-up: connection, DNS and credentials are ready before any freeze, so the call inside
 /// the window is one round trip). Shared by `freeze-and-snap` and `plan`.
-pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Result<Plan> {
+pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &LocalPlan) -> Result<Plan> {
     let mut discovery = plan::Discovery::new(api, async {
         Ok(imds::identity(Duration::from_secs(2)).await?)
     });

@@ -45,7 +45,7 @@ pub fn validate_options(opts: &Options) -> Result<()> {
 /// What can be known about the targets without the network: checked before the AWS
 /// configuration is even loaded, so bad input fails fast and touches nothing.
 #[derive(Debug, Clone)]
-pub struct Local {
+pub struct LocalPlan {
     pub(super) filesystems: Vec<Filesystem>,
     pub(super) mounts: Vec<mountinfo::Mount>,
 }
@@ -54,7 +54,7 @@ pub struct Local {
 /// filesystem (bind mounts, a second mount of the same device) are one filesystem, frozen
 /// once; mounts below others come first, so a parent is never frozen while a child still
 /// has to be reached through it.
-pub fn plan_local(opts: &Options) -> Result<Local> {
+pub fn plan_local(opts: &Options) -> Result<LocalPlan> {
     validate_options(opts)?;
     runstate::check_stale(&opts.run_dir, false)?;
     let mounts = mountinfo::read()?;
@@ -104,7 +104,7 @@ pub fn plan_local(opts: &Options) -> Result<Local> {
     filesystems
         .sort_by_key(|f| std::cmp::Reverse(f.located.mount.mount_point.components().count()));
     assign_waves(&mut filesystems, &blockdev::Root::default());
-    Ok(Local {
+    Ok(LocalPlan {
         filesystems,
         mounts,
     })

@@ -34,7 +34,7 @@ use machine::Machine;
 use plan::{Located, Method};
 
 pub use discover::plan;
-pub use local::{plan_local, validate_options, Local};
+pub use local::{plan_local, validate_options, LocalPlan};
 pub use report::{find_snapshot, Report, SnapshotReport};
 
 /// Extra time the watchdog gives the agent past the deadline before thawing on its own: the
@@ -114,7 +114,7 @@ pub struct Plan {
 pub async fn freeze_and_snap<A: Lightsail>(
     api: &A,
     opts: &Options,
-    local: Local,
+    local: LocalPlan,
     signals: &mut Signals,
 ) -> Result<Report> {
     runstate::require_root()?;

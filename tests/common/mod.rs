@@ -263,13 +263,64 @@ pub fn seed(disks: &[(&str, &Path)], system: Option<&Path>) -> Seed {
     Seed::from_toml_str(&toml).expect("seed")
 }
 
-/// Starts a fake Lightsail with `seed`, keeping snapshots in `scratch/snapshots`.
+/// Starts a fake Lightsail with `seed`, keeping snapshots in `scratch/snapshots`, its
+/// snapshots completed at once.
 pub fn fake(scratch: &Scratch, seed: Seed) -> Fake {
+    fake_with(scratch, seed, Duration::ZERO)
+}
+
+/// Starts a fake Lightsail with `seed` whose snapshots stay pending for `pending`, listing 3
+/// items per page so that every list spans several pages.
+pub fn fake_with(scratch: &Scratch, seed: Seed, pending: Duration) -> Fake {
     let dir = scratch.path().join("snapshots");
     std::fs::create_dir_all(&dir).unwrap();
     let mut opts = Options::new(seed, dir);
-    opts.snapshot_duration = Duration::ZERO;
+    opts.snapshot_duration = pending;
+    opts.page_size = 3;
     Fake::start(opts).expect("fake lightsail")
+}
+
+/// The most common set-up: a scratch directory, an ext4 loop filesystem `data` in it, and a
+/// fake whose disk `data-1` is that filesystem's device. Fields drop in order: the fake and
+/// the filesystem (unmounted, detached) before the scratch directory they live in.
+pub struct OneDisk {
+    pub fake: Fake,
+    pub fs: LoopFs,
+    pub scratch: Scratch,
+}
+
+impl OneDisk {
+    /// The set-up for `test`, or `None` (having said why) when not root.
+    pub fn new(test: &str) -> Option<Self> {
+        Self::with(test, Duration::ZERO, Vec::new())
+    }
+
+    /// The set-up with snapshots that stay pending for `pending`, and `snapshots` already in
+    /// the fake.
+    pub fn with(
+        test: &str,
+        pending: Duration,
+        snapshots: Vec<fake_lightsail::seed::SeedSnapshot>,
+    ) -> Option<Self> {
+        if !root_or_skip(test) {
+            return None;
+        }
+        let scratch = Scratch::new();
+        let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
+        let mut s = seed(&[("data-1", &fs.device)], None);
+        s.disk_snapshots = snapshots;
+        let fake = fake_with(&scratch, s, pending);
+        Some(Self { fake, fs, scratch })
+    }
+
+    /// Asserts a run touched nothing: not frozen, no snapshot call.
+    pub fn assert_untouched(&self, r: &RunResult) {
+        assert!(!self.fs.is_frozen(), "left frozen: {r:?}");
+        assert!(
+            create_calls(&self.fake).is_empty(),
+            "a snapshot was attempted: {r:?}"
+        );
+    }
 }
 
 /// The built lightsnap binary, set up to talk to `fake` and confined to `scratch`.
