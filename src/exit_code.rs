@@ -106,6 +106,9 @@ impl ExitCode {
             {
                 return ExitCode::Busy;
             }
+            if let Some(e) = cause.downcast_ref::<crate::signals::Stopped>() {
+                return e.code;
+            }
             if let Some(e) = cause.downcast_ref::<HookError>() {
                 return match e {
                     HookError::NotExecutable { .. } => ExitCode::Usage,

@@ -3,9 +3,12 @@
 //! everything is thawed — a database's `CHECKPOINT`, a read lock held across the snapshot.
 //!
 //! Each hook runs in its own process group with a timeout; on timeout the whole group is
-//! killed. A failing pre-freeze hook aborts the run before anything is frozen, but every
-//! pre-freeze hook that ran still gets its post-thaw call, so a lock it took is released. A
-//! hook not owned by root or writable by group or others is refused: lightsnap runs as root.
+//! killed, and so it is on a stop request during a pre-freeze hook. A failing pre-freeze hook
+//! aborts the run before anything is frozen, but every pre-freeze hook that ran still gets its
+//! post-thaw call, so a lock it took is released; when the freeze or the snapshot failed after
+//! the pre-freeze hooks succeeded, they are told so first with `freeze-fail`. A failing
+//! post-thaw hook fails the run (an application may not have been resumed). A hook not owned
+//! by root or writable by group or others is refused: lightsnap runs as root.
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -15,6 +18,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+
+use crate::signals::{Never, Stop, Stopped, BEFORE_FREEZE};
 
 /// Why a hook was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +64,13 @@ pub enum HookError {
     },
 }
 
-/// The two phases.
+/// The phases a hook is called for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Before anything is frozen.
     PreFreeze,
+    /// After everything is thawed, when the freeze or the snapshot failed (before post-thaw).
+    FreezeFail,
     /// After everything is thawed.
     PostThaw,
 }
@@ -73,6 +80,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::PreFreeze => "pre-freeze",
+            Phase::FreezeFail => "freeze-fail",
             Phase::PostThaw => "post-thaw",
         }
     }
@@ -87,7 +95,7 @@ pub struct HookEnv {
     pub disks: Vec<String>,
     /// `LIGHTSNAP_SNAPSHOTS`: the snapshot names, space-separated.
     pub snapshots: Vec<String>,
-    /// `LIGHTSNAP_RESULT` for post-thaw: `success` or `failure`.
+    /// `LIGHTSNAP_RESULT` for freeze-fail and post-thaw: `success`, `failure` or `stopped`.
     pub result: Option<&'static str>,
 }
 
@@ -134,9 +142,15 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(hooks)
 }
 
-/// Runs one hook for one phase; fails on a non-zero exit or a timeout (the whole process
-/// group killed).
-pub fn run_one(hook: &Path, phase: Phase, ctx: &HookEnv, timeout: Duration) -> Result<()> {
+/// Runs one hook for one phase; fails on a non-zero exit, a timeout or a stop request (the
+/// whole process group killed on both).
+pub async fn run_one<S: Stop>(
+    hook: &Path,
+    phase: Phase,
+    ctx: &HookEnv,
+    timeout: Duration,
+    stop: &mut S,
+) -> Result<()> {
     let join = |v: Vec<String>| v.join(" ");
     let mut cmd = Command::new(hook);
     cmd.arg(phase.as_str())
@@ -163,15 +177,25 @@ pub fn run_one(hook: &Path, phase: Phase, ctx: &HookEnv, timeout: Duration) -> R
         .spawn()
         .with_context(|| format!("starting hook {}", hook.display()))?;
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    // std has no wait-with-timeout: a thread waits, this one waits for it with a timeout.
-    let (tx, rx) = std::sync::mpsc::channel();
+    // std has no async wait: a thread waits, and says so through a channel.
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let waiter = std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    let status = match rx.recv_timeout(timeout) {
-        Ok(status) => status?,
-        Err(_) => {
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let kill = || {
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    };
+    let status = tokio::select! {
+        biased;
+        status = rx => status.context("the hook's waiter thread is gone")??,
+        code = stop.recv() => {
+            kill();
+            let _ = waiter.join();
+            return Err(Stopped { code, when: BEFORE_FREEZE })
+                .with_context(|| format!("ending hook {} {} with its process group", hook.display(), phase.as_str()));
+        }
+        () = tokio::time::sleep(timeout) => {
+            kill();
             let _ = waiter.join();
             return Err(HookError::TimedOut {
                 hook: hook.to_path_buf(),
@@ -197,7 +221,10 @@ pub fn run_one(hook: &Path, phase: Phase, ctx: &HookEnv, timeout: Duration) -> R
 #[derive(Debug)]
 pub struct Hooks {
     hooks: Vec<PathBuf>,
+    /// How many pre-freeze calls were made (the last may have failed).
     ran: usize,
+    /// How many pre-freeze calls succeeded.
+    succeeded: usize,
     timeout: Duration,
 }
 
@@ -207,35 +234,63 @@ impl Hooks {
         Ok(Self {
             hooks: discover(dir)?,
             ran: 0,
+            succeeded: 0,
             timeout,
         })
     }
 
-    /// Runs the pre-freeze hooks in order, stopping at the first failure.
-    pub fn pre_freeze(&mut self, ctx: &HookEnv) -> Result<()> {
+    /// Runs the pre-freeze hooks in order, stopping at the first failure or stop request
+    /// (which ends the running hook's process group).
+    pub async fn pre_freeze<S: Stop>(&mut self, ctx: &HookEnv, stop: &mut S) -> Result<()> {
         for hook in &self.hooks {
             // Counted before it runs: a hook that failed half-way may hold something too.
             self.ran += 1;
-            run_one(hook, Phase::PreFreeze, ctx, self.timeout)?;
+            run_one(hook, Phase::PreFreeze, ctx, self.timeout, stop).await?;
+            self.succeeded += 1;
         }
         Ok(())
     }
 
+    /// Tells every hook whose pre-freeze succeeded that the freeze or the snapshot failed,
+    /// newest first; all of them, whatever fails.
+    pub async fn freeze_fail(&mut self, ctx: &HookEnv) -> Result<()> {
+        let n = self.succeeded;
+        self.all_of(n, Phase::FreezeFail, ctx).await
+    }
+
     /// Runs the post-thaw hook of every hook whose pre-freeze ran, newest first; all of them,
-    /// whatever fails, and reports the failures.
-    pub fn post_thaw(&mut self, ctx: &HookEnv) -> Result<()> {
-        let mut failures = Vec::new();
-        for hook in self.hooks[..self.ran].iter().rev() {
-            if let Err(e) = run_one(hook, Phase::PostThaw, ctx, self.timeout) {
-                failures.push(format!("{e:#}"));
+    /// whatever fails (no stop request cuts them short: they release what pre-freeze took),
+    /// and reports the failures.
+    pub async fn post_thaw(&mut self, ctx: &HookEnv) -> Result<()> {
+        let n = self.ran;
+        self.ran = 0;
+        self.succeeded = 0;
+        self.all_of(n, Phase::PostThaw, ctx).await
+    }
+
+    /// The first `n` hooks, newest first, for `phase`: the first failure is the error, the
+    /// message names them all.
+    async fn all_of(&self, n: usize, phase: Phase, ctx: &HookEnv) -> Result<()> {
+        let mut failures: Vec<anyhow::Error> = Vec::new();
+        for hook in self.hooks[..n].iter().rev() {
+            if let Err(e) = run_one(hook, phase, ctx, self.timeout, &mut Never).await {
+                failures.push(e);
             }
         }
-        self.ran = 0;
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            anyhow::bail!("{}", failures.join("; "))
+        let mut failures = failures.into_iter();
+        let Some(first) = failures.next() else {
+            return Ok(());
+        };
+        let rest: Vec<String> = failures.map(|e| format!("{e:#}")).collect();
+        if rest.is_empty() {
+            return Err(first);
         }
+        Err(first.context(format!(
+            "{} {} hooks failed; also: {}",
+            rest.len() + 1,
+            phase.as_str(),
+            rest.join("; ")
+        )))
     }
 }
 
@@ -285,9 +340,10 @@ mod tests {
             snapshots: vec!["s1".into()],
             ..HookEnv::default()
         };
-        let err = h.pre_freeze(&ctx).unwrap_err();
+        let rt = crate::runtime().unwrap();
+        let err = rt.block_on(h.pre_freeze(&ctx, &mut Never)).unwrap_err();
         assert!(err.to_string().contains("20-b pre-freeze failed"), "{err}");
-        h.post_thaw(&ctx).unwrap();
+        rt.block_on(h.post_thaw(&ctx)).unwrap();
         let text = std::fs::read_to_string(&log).unwrap();
         assert_eq!(
             text,
@@ -308,13 +364,16 @@ mod tests {
             "slow",
             &format!("sleep 600 & echo $! > {}\nwait", pidfile.display()),
         );
-        let err = run_one(
-            &h,
-            Phase::PreFreeze,
-            &HookEnv::default(),
-            Duration::from_millis(300),
-        )
-        .unwrap_err();
+        let err = crate::runtime()
+            .unwrap()
+            .block_on(run_one(
+                &h,
+                Phase::PreFreeze,
+                &HookEnv::default(),
+                Duration::from_millis(300),
+                &mut Never,
+            ))
+            .unwrap_err();
         assert!(err.to_string().contains("did not finish within"), "{err}");
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()

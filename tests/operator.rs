@@ -28,29 +28,6 @@ use serde_json::{json, Value};
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// The configuration root of a scratch directory (`<scratch>/conf/etc/lightsnap/...`).
-fn conf_root(scratch: &Scratch) -> PathBuf {
-    scratch.path().join("conf")
-}
-
-/// lightsnap through the harness (confined, talking to `fake`), with the scratch
-/// directory's own configuration root.
-fn configured_lightsnap(scratch: &Scratch, fake: &Fake) -> Command {
-    let mut cmd = lightsnap(scratch, fake);
-    cmd.env("LIGHTSNAP_CONFIG_ROOT", conf_root(scratch));
-    cmd
-}
-
-/// Writes a configuration file under the configuration root, mode 0644 (root-owned when
-/// the test runs as root, as lightsnap requires).
-fn write_conf(scratch: &Scratch, rel: &str, text: &str) -> PathBuf {
-    let path = conf_root(scratch).join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    path
-}
-
 /// A snapshot that exists before the run.
 fn seeded(
     name: &str,
@@ -130,18 +107,6 @@ fn fixture_fake(scratch: &Scratch) -> Fake {
     fake_with(scratch, s, Duration::ZERO)
 }
 
-/// The names of the disk snapshots the fake holds now, sorted.
-fn remaining(fake: &Fake) -> Vec<String> {
-    let mut names: Vec<String> = fake.snapshots()["diskSnapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
-}
-
 /// The snapshots the fake was asked to delete, sorted.
 fn delete_calls(fake: &Fake) -> Vec<String> {
     let mut names: Vec<String> = fake
@@ -169,12 +134,6 @@ fn fixture_without(gone: &[&str]) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// stdout as exactly one JSON document (serde_json refuses anything after it).
-fn json_doc(r: &RunResult) -> Value {
-    serde_json::from_str(&r.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not exactly one JSON document ({e}): {r:?}"))
 }
 
 /// The tags of a CreateDiskSnapshot call, as a map.
@@ -231,22 +190,6 @@ fn stamp(t: SystemTime) -> String {
         &s[14..16],
         &s[17..19]
     )
-}
-
-/// Polls (bounded) until `cond` holds.
-fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < until, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether a process is alive (not gone, not a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z ") && !s.contains(") X "))
-        .unwrap_or(false)
 }
 
 /// Detaches a loop device on drop.
@@ -1614,35 +1557,6 @@ fn the_configured_profile_supplies_the_credentials() {
 // ---------------------------------------------------------------------------------------
 // Hooks
 // ---------------------------------------------------------------------------------------
-
-/// Writes an executable hook, root-owned, mode 0755.
-fn hook(dir: &Path, name: &str, body: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
-/// A hook line that logs what the hook was told to `log`.
-fn logging(log: &Path) -> String {
-    format!(
-        "echo \"$(basename \"$0\") $1 phase=$LIGHTSNAP_PHASE paths=$LIGHTSNAP_PATHS disks=$LIGHTSNAP_DISKS snapshots=$LIGHTSNAP_SNAPSHOTS result=${{LIGHTSNAP_RESULT-unset}}\" >> {}",
-        log.display()
-    )
-}
-
-/// The hook directory of a test, configured with `hook_dir` (and `extra` settings).
-fn hook_dir(s: &Setup, extra: &str) -> PathBuf {
-    let dir = s.scratch.path().join("hooks.d");
-    std::fs::create_dir_all(&dir).unwrap();
-    write_conf(
-        &s.scratch,
-        "etc/lightsnap/config.toml",
-        &format!("hook_dir = \"{}\"\n{extra}", dir.display()),
-    );
-    dir
-}
 
 #[test]
 fn hooks_run_in_order_around_the_freeze_with_their_environment() {

@@ -6,38 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn hang_create(fake: &Fake) {
-    fake.add_fault(Fault {
-        operation: Some("CreateDiskSnapshot".into()),
-        kind: FaultKind::Hang,
-        count: None,
-    });
-}
-
-fn spawn(cmd: &mut Command) -> Child {
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning lightsnap")
-}
-
-fn wait_result(child: Child) -> RunResult {
-    let out = child.wait_with_output().unwrap();
-    RunResult {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn kill(pid: u32, signal: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
-}
 
 type Setup = OneDisk;
 

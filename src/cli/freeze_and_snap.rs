@@ -33,8 +33,8 @@ impl FreezeAndSnap {
                 .options(globals, self.paths.clone(), self.disk_name.clone())?;
         let output = globals.output;
         self.snap
-            .freeze_and_snap(output, &opts, &settings, async |api, report| {
-                self.snap.finish(api, &report, output).await
+            .freeze_and_snap(output, &opts, &settings, async |api, report, signals| {
+                self.snap.finish(api, &report, output, signals).await
             })
     }
 }

@@ -41,7 +41,9 @@ const FILES: &[(&str, &str)] = &[
     (
         "/etc/lightsnap/hooks.d/",
         "Hooks: executables run in name order with the argument pre-freeze before anything is \
-         frozen, and in reverse order with post-thaw after everything is thawed. Root-owned, \
+         frozen, and in reverse order with post-thaw after everything is thawed (preceded by \
+         freeze-fail when the freeze or the snapshot failed); LIGHTSNAP_RESULT says success, \
+         failure or stopped. A failing post-thaw hook fails the run (exit 16). Root-owned, \
          not writable by group or others.",
     ),
     (

@@ -5,6 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
+
+use crate::signals::{already_stopped, Signals, Stop};
 use clap::Args;
 use serde::Serialize;
 
@@ -83,11 +85,14 @@ pub fn rule_of(keep: Option<u32>, older_than: Option<Duration>, config: &Retenti
 
 /// Deletes `doomed` (unless `dry_run`), one by one, going on past failures; says each in
 /// human output. The error is the first failure's.
-pub async fn delete<A: Lightsail>(
+/// A stop request ends it before the next deletion (the one under way is let finish: it is
+/// one call).
+pub async fn delete<A: Lightsail, S: Stop>(
     api: &A,
     doomed: &[&SnapshotInfo],
     dry_run: bool,
     output: Output,
+    stop: &mut S,
 ) -> (Pruned, Result<()>) {
     let mut pruned = Pruned {
         deleted: Vec::new(),
@@ -95,6 +100,9 @@ pub async fn delete<A: Lightsail>(
     };
     let mut first_error: Option<anyhow::Error> = None;
     for s in doomed {
+        if let Err(e) = already_stopped(stop, STOPPED_PRUNING).await {
+            return (pruned, Err(e));
+        }
         let said = format!(
             "{} ({} from {})",
             s.name,
@@ -130,6 +138,9 @@ pub async fn delete<A: Lightsail>(
     (pruned, first_error.map_or(Ok(()), Err))
 }
 
+/// What a stop request while pruning means.
+const STOPPED_PRUNING: &str = "while pruning; the snapshots not yet deleted are kept";
+
 impl Prune {
     /// Runs it.
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
@@ -144,13 +155,14 @@ impl Prune {
         let region = self.region.clone().or(settings.region);
         let output = globals.output;
         crate::runtime()?.block_on(async {
+            let mut signals = Signals::install()?;
             let api = SdkLightsail::from_env(region, settings.profile).await?;
             let all = crate::cloud::lightsail::all_snapshots(&api).await?;
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)?
                 .as_secs_f64();
             let doomed = retention::select(&all, rule, self.disk.as_deref(), self.all, now);
-            let (pruned, result) = delete(&api, &doomed, self.dry_run, output).await;
+            let (pruned, result) = delete(&api, &doomed, self.dry_run, output, &mut signals).await;
             if output == Output::Human && pruned.deleted.is_empty() && pruned.failed.is_empty() {
                 println!("nothing to prune");
             }

@@ -13,6 +13,7 @@ use crate::cloud::lightsail::{Lightsail, SnapshotInfo, SnapshotKind, Source};
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
 use crate::retention::{self, Rule};
+use crate::signals::Signals;
 use crate::snap::{self, Report};
 
 /// Snapshot what the configuration names, then prune by its retention.
@@ -39,15 +40,15 @@ impl Run {
         };
         let output = globals.output;
         let snap = &self.snap;
-        snap.freeze_and_snap(output, &opts, &settings, async |api, report| {
-            let waited = snap.report_and_wait(api, &report, output).await;
+        snap.freeze_and_snap(output, &opts, &settings, async |api, report, signals| {
+            let waited = snap.report_and_wait(api, &report, output, signals).await;
             let (mut doc, mut result) = report_json(&report, waited)?;
             let rule = Rule {
                 keep: settings.retention.keep,
                 older_than: settings.retention.older_than,
             };
             if rule != Rule::default() {
-                let (pruned, pruning) = apply_retention(api, rule, &report, output).await;
+                let (pruned, pruning) = apply_retention(api, rule, &report, output, signals).await;
                 doc["pruned"] = serde_json::to_value(&pruned)?;
                 if let Err(e) = pruning {
                     let taken: Vec<&str> =
@@ -78,6 +79,7 @@ async fn apply_retention<A: Lightsail>(
     rule: Rule,
     report: &Report,
     output: Output,
+    signals: &mut Signals,
 ) -> (Pruned, Result<()>) {
     let empty = Pruned {
         deleted: Vec::new(),
@@ -97,7 +99,7 @@ async fn apply_retention<A: Lightsail>(
         .unwrap_or_default()
         .as_secs_f64();
     let doomed = retention::select(&ours, rule, None, false, now);
-    prune::delete(api, &doomed, false, output).await
+    prune::delete(api, &doomed, false, output, signals).await
 }
 
 /// The disks (as snapshots name them) a run's snapshots are of: what Lightsail says each new

@@ -12,7 +12,7 @@ use super::{Globals, Output};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotRequest};
 use crate::cloud::validate;
 use crate::config::{self, Settings};
-use crate::exit_code::ExitCode;
+use crate::exit_code::{ExitCode, Failure};
 use crate::signals::Signals;
 use crate::snap::wait::Waited;
 use crate::snap::{self, plan::Method, Report};
@@ -152,7 +152,7 @@ impl SnapArgs {
         output: Output,
         opts: &snap::Options,
         settings: &Settings,
-        then: impl AsyncFnOnce(&SdkLightsail, Report) -> Result<ExitCode>,
+        then: impl AsyncFnOnce(&SdkLightsail, Report, &mut Signals) -> Result<ExitCode>,
     ) -> Result<ExitCode> {
         let local = snap::plan_local(opts)?;
         crate::runtime()?.block_on(async move {
@@ -162,7 +162,7 @@ impl SnapArgs {
                 return super::plan::print_plan(&api, opts, &local, output).await;
             }
             let report = snap::freeze_and_snap(&api, opts, local, &mut signals).await?;
-            then(&api, report).await
+            then(&api, report, &mut signals).await
         })
     }
 
@@ -182,6 +182,7 @@ impl SnapArgs {
         api: &A,
         report: &Report,
         output: Output,
+        signals: &mut Signals,
     ) -> Option<Waited> {
         if output == Output::Human {
             print!("{report}");
@@ -199,7 +200,7 @@ impl SnapArgs {
                 tags: Vec::new(),
             })
             .collect();
-        Some(snap::wait::wait(api, &requests, self.wait_timeout, WAIT_INTERVAL).await)
+        Some(snap::wait::wait(api, &requests, self.wait_timeout, WAIT_INTERVAL, signals).await)
     }
 
     /// Prints a report, follows its snapshots with `--wait`, and ends the run: with
@@ -209,8 +210,9 @@ impl SnapArgs {
         api: &A,
         report: &Report,
         output: Output,
+        signals: &mut Signals,
     ) -> Result<ExitCode> {
-        let waited = self.report_and_wait(api, report, output).await;
+        let waited = self.report_and_wait(api, report, output, signals).await;
         let (doc, result) = report_json(report, waited)?;
         conclude(doc, result, output)
     }
@@ -230,6 +232,20 @@ pub fn report_json(
     if let Some(w) = waited {
         doc["wait"] = w.to_json();
         result = w.result;
+    }
+    // A post-thaw hook that failed says more than a wait that did: the application may not
+    // have been resumed.
+    if let Some(failure) = &report.post_thaw_failure {
+        if let Err(e) = result {
+            tracing::warn!("{e:#}");
+        }
+        result = Err(Failure::new(
+            ExitCode::HookFailed,
+            format!(
+                "the snapshot was taken, but a post-thaw hook failed: {failure}; check that what the pre-freeze hooks paused is running again"
+            ),
+        )
+        .into());
     }
     Ok((doc, result))
 }

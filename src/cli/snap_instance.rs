@@ -29,7 +29,7 @@ impl SnapInstance {
             let (plan, report) =
                 snap::snap_instance(&api, &opts, &mut signals, self.snap.dry_run).await?;
             match report {
-                Some(report) => self.snap.finish(&api, &report, output).await,
+                Some(report) => self.snap.finish(&api, &report, output, &mut signals).await,
                 None => crate::hooks::discover(&opts.hook_dir)
                     .and_then(|hooks| super::plan::print(&plan, &hooks, output))
                     .map(|()| ExitCode::Success),

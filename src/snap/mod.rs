@@ -29,7 +29,7 @@ use crate::fail;
 use crate::hooks::{HookEnv, Hooks};
 use crate::kernel::{mountinfo, rcu, syncfs};
 use crate::runstate::{self, Entry, Quiesce, Record};
-use crate::signals::Signals;
+use crate::signals::{already_stopped, unless_stopped, Signals, Stopped, BEFORE_FREEZE};
 use machine::Machine;
 use plan::{Located, Method};
 
@@ -119,7 +119,7 @@ pub async fn freeze_and_snap<A: Lightsail>(
 ) -> Result<Report> {
     runstate::require_root()?;
     let mut run = runstate::Run::begin(&opts.run_dir)?;
-    let plan = plan(api, opts, &local).await?;
+    let plan = unless_stopped(signals, BEFORE_FREEZE, plan(api, opts, &local)).await?;
     run_plan(api, opts, &plan, &local.mounts, signals, &mut run).await
 }
 
@@ -141,7 +141,8 @@ pub async fn snap_instance<A: Lightsail>(
     let mut run = (!dry_run)
         .then(|| runstate::Run::begin(&opts.run_dir))
         .transpose()?;
-    let (plan, mounts) = discover::instance_plan(api, opts).await?;
+    let (plan, mounts) =
+        unless_stopped(signals, BEFORE_FREEZE, discover::instance_plan(api, opts)).await?;
     let Some(run) = run.as_mut() else {
         return Ok((plan, None));
     };
@@ -179,15 +180,45 @@ async fn run_plan<A: Lightsail>(
             .collect(),
         result: None,
     };
-    let result = match hooks.pre_freeze(&env) {
-        Ok(()) => quiesce_and_snap(api, opts, plan, mounts, signals, run).await,
+    let result = match hooks.pre_freeze(&env, signals).await {
+        Ok(()) => {
+            let result = quiesce_and_snap(api, opts, plan, mounts, signals, run).await;
+            let stopped = result.as_ref().is_err_and(is_stopped);
+            if result.is_err() && !stopped {
+                env.result = Some("failure");
+                if let Err(e) = hooks.freeze_fail(&env).await {
+                    tracing::warn!("freeze-fail hooks: {e:#}");
+                }
+            }
+            result
+        }
+        Err(e) if is_stopped(&e) => Err(e),
         Err(e) => Err(e.context("a pre-freeze hook failed, so nothing was frozen")),
     };
-    env.result = Some(if result.is_ok() { "success" } else { "failure" });
-    if let Err(e) = hooks.post_thaw(&env) {
-        tracing::warn!("post-thaw hooks: {e:#}");
+    env.result = Some(match &result {
+        Ok(_) => "success",
+        Err(e) if is_stopped(e) => "stopped",
+        Err(_) => "failure",
+    });
+    let post_thaw = hooks.post_thaw(&env).await;
+    match (result, post_thaw) {
+        (result, Ok(())) => result,
+        // The snapshot was taken, but an application may not have been resumed: a failed
+        // run, which still reports its snapshot.
+        (Ok(mut report), Err(e)) => {
+            report.post_thaw_failure = Some(format!("{e:#}"));
+            Ok(report)
+        }
+        (Err(run), Err(e)) => {
+            tracing::error!("post-thaw hooks: {e:#}");
+            Err(run)
+        }
     }
-    result
+}
+
+/// Whether a run ended on a stop request.
+fn is_stopped(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Stopped>())
 }
 
 /// Watchdog, recovery record, `syncfs`, the window, and what came of it.
@@ -206,7 +237,9 @@ async fn quiesce_and_snap<A: Lightsail>(
         allow_crash_consistent: opts.allow_crash_consistent,
     };
     // Our own descriptors and the watchdog, which does the freezing; the recovery record;
-    // then flush, so the freeze has little left to write.
+    // then flush, so the freeze has little left to write. A stop request in the meantime ends
+    // the run before anything is frozen.
+    already_stopped(signals, BEFORE_FREEZE).await?;
     let mut machine = Machine::start(
         plan,
         mounts,
@@ -230,6 +263,14 @@ async fn quiesce_and_snap<A: Lightsail>(
     for f in fss.iter().filter(|f| opts.syncfs && f.quiesce.is_some()) {
         syncfs(&f.located.mount.mount_point)
             .with_context(|| format!("syncfs on {}", f.located.mount.mount_point.display()))?;
+    }
+    if let Err(e) = already_stopped(signals, BEFORE_FREEZE).await {
+        // Nothing is frozen: the record goes, the watchdog with it.
+        run.undone()?;
+        if let Err(w) = machine.finish() {
+            tracing::warn!("{w:#}");
+        }
+        return Err(e);
     }
 
     let outcome = window::run(api, plan, &mut machine, &settings, signals).await;

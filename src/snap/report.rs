@@ -44,6 +44,10 @@ pub struct Report {
     pub snapshots: Vec<SnapshotReport>,
     /// How long writes were paused, in milliseconds.
     pub window_ms: f64,
+    /// Post-thaw hooks that failed after the snapshot was taken: the run fails (the
+    /// snapshot stays, and is reported).
+    #[serde(skip)]
+    pub post_thaw_failure: Option<String>,
 }
 
 impl std::fmt::Display for Report {
@@ -135,6 +139,7 @@ pub(super) async fn report<A: Lightsail>(
                 return Ok(Report {
                     snapshots,
                     window_ms,
+                    post_thaw_failure: None,
                 });
             };
             // The SDK's own operation timeout is the deadline too (it is set to the time left):

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::cloud::lightsail::{Lightsail, SnapshotRequest, Source};
 use crate::exit_code::{ExitCode, Failure};
+use crate::signals::{unless_stopped, Stop};
 
 /// One snapshot as `--wait` last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,18 +48,20 @@ impl Waited {
 
 /// Polls every `interval` until every snapshot is done (`completed`, or `available` for an
 /// instance snapshot), one is in state `error`, or `timeout` passes.
-pub async fn wait<A: Lightsail>(
+/// A stop request ends the wait at once (the snapshots go on in Lightsail).
+pub async fn wait<A: Lightsail, S: Stop>(
     api: &A,
     requests: &[SnapshotRequest],
     timeout: Duration,
     interval: Duration,
+    stop: &mut S,
 ) -> Waited {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let mut last_line: Option<Instant> = None;
     let mut seen: Vec<Seen> = Vec::new();
     let result = loop {
-        match look(api, requests).await {
+        match unless_stopped(stop, STOPPED_WAITING, look(api, requests)).await {
             Ok(now) => seen = now,
             Err(e) => break Err(e),
         }
@@ -101,7 +104,14 @@ pub async fn wait<A: Lightsail>(
             .into());
         }
         // Never past the timeout: the last look is at the timeout, not an interval later.
-        tokio::time::sleep(interval.min(timeout - elapsed)).await;
+        let nap = tokio::time::sleep(interval.min(timeout - elapsed));
+        let napped = async {
+            nap.await;
+            Ok(())
+        };
+        if let Err(e) = unless_stopped(stop, STOPPED_WAITING, napped).await {
+            break Err(e);
+        }
     };
     Waited {
         snapshots: seen,
@@ -109,6 +119,10 @@ pub async fn wait<A: Lightsail>(
         result,
     }
 }
+
+/// What a stop request while waiting means.
+const STOPPED_WAITING: &str =
+    "while waiting; the snapshot was taken and goes on in Lightsail: see `lightsnap list`";
 
 /// How often a plain line is written when stderr is not a terminal (the journal).
 const PLAIN_EVERY: Duration = Duration::from_secs(10);

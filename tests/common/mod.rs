@@ -12,7 +12,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses its own part of the harness
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -623,4 +623,126 @@ impl Drop for Unmount {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration, hooks, processes: what several test files need
+// ---------------------------------------------------------------------------------------
+
+/// The configuration root of a scratch directory (`<scratch>/conf/etc/lightsnap/...`).
+pub fn conf_root(scratch: &Scratch) -> PathBuf {
+    scratch.path().join("conf")
+}
+
+/// lightsnap through the harness (confined, talking to `fake`), with the scratch
+/// directory's own configuration root.
+pub fn configured_lightsnap(scratch: &Scratch, fake: &Fake) -> Command {
+    let mut cmd = lightsnap(scratch, fake);
+    cmd.env("LIGHTSNAP_CONFIG_ROOT", conf_root(scratch));
+    cmd
+}
+
+/// Writes a configuration file under the configuration root, mode 0644 (root-owned when
+/// the test runs as root, as lightsnap requires).
+pub fn write_conf(scratch: &Scratch, rel: &str, text: &str) -> PathBuf {
+    let path = conf_root(scratch).join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
+/// stdout as the one JSON document it must be.
+pub fn json_doc(r: &RunResult) -> serde_json::Value {
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not exactly one JSON document ({e}): {r:?}"))
+}
+
+/// Polls (bounded) until `cond` holds.
+pub fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < until, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a process is alive (not gone, not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z ") && !s.contains(") X "))
+        .unwrap_or(false)
+}
+
+/// Writes an executable hook, root-owned, mode 0755.
+pub fn hook(dir: &Path, name: &str, body: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// A hook line that logs what the hook was told to `log`.
+pub fn logging(log: &Path) -> String {
+    format!(
+        "echo \"$(basename \"$0\") $1 phase=$LIGHTSNAP_PHASE paths=$LIGHTSNAP_PATHS disks=$LIGHTSNAP_DISKS snapshots=$LIGHTSNAP_SNAPSHOTS result=${{LIGHTSNAP_RESULT-unset}}\" >> {}",
+        log.display()
+    )
+}
+
+/// The hook directory of a test, configured with `hook_dir` (and `extra` settings).
+pub fn hook_dir(s: &OneDisk, extra: &str) -> PathBuf {
+    let dir = s.scratch.path().join("hooks.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("hook_dir = \"{}\"\n{extra}", dir.display()),
+    );
+    dir
+}
+
+/// Makes every CreateDiskSnapshot call hang.
+pub fn hang_create(fake: &Fake) {
+    fake.add_fault(Fault {
+        operation: Some("CreateDiskSnapshot".into()),
+        kind: FaultKind::Hang,
+        count: None,
+    });
+}
+
+/// Starts lightsnap with its output captured.
+pub fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning lightsnap")
+}
+
+/// Waits for a started lightsnap.
+pub fn wait_result(child: Child) -> RunResult {
+    let out = child.wait_with_output().unwrap();
+    RunResult {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Sends `signal` to `pid`.
+pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+}
+
+/// The names of the disk snapshots the fake holds now, sorted.
+pub fn remaining(fake: &Fake) -> Vec<String> {
+    let mut names: Vec<String> = fake.snapshots()["diskSnapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
 }
