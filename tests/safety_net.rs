@@ -60,6 +60,7 @@ fn sigkill_of_lightsnap_while_frozen_is_thawed_by_the_watchdog_20_times() {
             assert!(std::time::Instant::now() < until, "round {round}: no call");
             std::thread::sleep(Duration::from_millis(5));
         }
+        assert!(s.fs.is_frozen(), "round {round}: frozen before the kill");
         kill(child.id(), nix::sys::signal::Signal::SIGKILL);
         let result = wait_result(child);
         assert_eq!(result.code, -1, "killed by a signal: {result:?}");
@@ -76,6 +77,7 @@ fn stop_signal_thaws_first(test: &str, signal: nix::sys::signal::Signal, code: i
     hang_create(&s.fake);
     let child = spawn(snap(&s).args(["--freeze-timeout", "30s"]));
     wait_for_create_call(&s.fake, Duration::from_secs(30));
+    assert!(s.fs.is_frozen(), "frozen before the signal");
     kill(child.id(), signal);
     let result = wait_result(child);
     assert_eq!(result.code, code, "{result:?}");
@@ -200,13 +202,15 @@ fn thaw_recover_thaws_what_a_dead_run_left_frozen() {
     hang_create(&s.fake);
     let child = spawn(snap(&s).args(["--freeze-timeout", "60s"]));
     wait_for_create_call(&s.fake, Duration::from_secs(30));
-    // Both processes die at once: nothing is left to thaw but the recovery record.
+    assert!(s.fs.is_frozen(), "frozen before the kills");
+    // Both processes die at once: nothing is left to thaw but the recovery record. The agent
+    // is waiting on the hanging call (it asks the watchdog nothing until the thaw), so it
+    // cannot notice the dead watchdog before its own death.
     let watchdog = watchdog_of(child.id());
     kill(watchdog, nix::sys::signal::Signal::SIGKILL);
     kill(child.id(), nix::sys::signal::Signal::SIGKILL);
     let _ = wait_result(child);
-    // The agent may have noticed the dead watchdog before its own death only by chance; the
-    // filesystem is most likely still frozen. Recover either way.
+    assert!(s.fs.is_frozen(), "left frozen by the two deaths");
     let recover = finish(lightsnap(&s.scratch, &s.fake).args(["thaw", "--recover"]));
     assert_eq!(recover.code, 0, "{recover:?}");
     assert!(
@@ -219,6 +223,37 @@ fn thaw_recover_thaws_what_a_dead_run_left_frozen() {
     let again = finish(lightsnap(&s.scratch, &s.fake).args(["thaw", "--recover"]));
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("nothing to recover"), "{again:?}");
+}
+
+/// A stopped agent (SIGSTOP: alive, but it cannot thaw) is the watchdog's to thaw at its own
+/// deadline; the agent, once it goes on, sees its deadline passed.
+#[test]
+fn the_watchdogs_deadline_thaws_while_lightsnap_is_stopped() {
+    let Some(s) = setup("the_watchdogs_deadline_thaws_while_lightsnap_is_stopped") else {
+        return;
+    };
+    hang_create(&s.fake);
+    let child = spawn(snap(&s).args(["--freeze-timeout", "1s"]));
+    wait_for_create_call(&s.fake, Duration::from_secs(30));
+    assert!(s.fs.is_frozen(), "frozen before the stop");
+    kill(child.id(), nix::sys::signal::Signal::SIGSTOP);
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+        stat.rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // Far less than a minute: the deadline (1 s) and the watchdog's grace (0.5 s).
+    wait_thawed(&s.fs, Duration::from_secs(60));
+    assert_eq!(state(), "T", "thawed while lightsnap was still stopped");
+    kill(child.id(), nix::sys::signal::Signal::SIGCONT);
+    let result = wait_result(child);
+    assert_eq!(result.code, 13, "{result:?}");
+    assert!(!s.fs.is_frozen());
 }
 
 #[test]
@@ -274,27 +309,18 @@ fn a_second_run_fails_at_once_naming_the_first() {
     };
     hang_create(&s.fake);
     let first = spawn(snap(&s).args(["--freeze-timeout", "30s"]));
+    let first_pid = first.id();
     wait_for_create_call(&s.fake, Duration::from_secs(30));
     let second = finish(&mut snap(&s));
-    kill(first.id(), nix::sys::signal::Signal::SIGTERM);
+    kill(first_pid, nix::sys::signal::Signal::SIGTERM);
     let first_result = wait_result(first);
     assert_eq!(second.code, 5, "{second:?}");
     assert!(
-        second
-            .stderr
-            .contains(&format!("pid {}", first_result_pid(&first_result, &s))),
-        "{second:?}"
+        second.stderr.contains(&format!("(pid {first_pid})")),
+        "the second run names the first run's pid {first_pid}: {second:?}"
     );
     assert_eq!(first_result.code, 143, "{first_result:?}");
     assert!(!s.fs.is_frozen());
-}
-
-fn first_result_pid(_r: &RunResult, s: &Setup) -> String {
-    // The lock file keeps the pid of the last run that held it: the first one.
-    std::fs::read_to_string(s.scratch.path().join("run/lightsnap.lock"))
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 #[test]
