@@ -31,6 +31,8 @@ pub struct Connection {
     pub handshake_unix_us: Option<u64>,
     /// Requests it has served (all kinds: API, metadata, admin).
     pub requests: u64,
+    /// When it ended (monotonic): the client closed it, or the fake did (idle timeout).
+    pub closed_mono_us: Option<u64>,
 }
 
 /// The connection a request came on, as it stood when the request arrived.
@@ -114,6 +116,7 @@ impl Registry {
             handshake_mono_us: None,
             handshake_unix_us: None,
             requests: 0,
+            closed_mono_us: None,
         });
         id
     }
@@ -126,6 +129,14 @@ impl Registry {
             c.tls = true;
             c.handshake_mono_us = Some(mono);
             c.handshake_unix_us = Some(unix);
+        }
+    }
+
+    /// It ended.
+    pub(crate) fn closed(&self, id: u64) {
+        let mono = self.mono_us();
+        if let Some(c) = self.list.lock().unwrap().get_mut(id as usize - 1) {
+            c.closed_mono_us = Some(mono);
         }
     }
 
@@ -197,6 +208,9 @@ mod tests {
             }
         );
         assert_eq!(r.list()[0].requests, 2);
+        assert_eq!(r.list()[0].closed_mono_us, None);
+        r.closed(a);
+        assert!(r.list()[0].closed_mono_us.is_some());
         assert!(r.request(99).is_none());
     }
 }

@@ -125,6 +125,9 @@ pub struct Options {
     pub faults: Vec<Fault>,
     /// Serve the API over TLS (`None`: plain HTTP, the default).
     pub tls: Option<TlsOptions>,
+    /// Close a connection that has been idle this long between requests (`None`: never, the
+    /// default). The real endpoint closes idle connections; a client must not count on one.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Options {
@@ -141,6 +144,7 @@ impl Options {
             listen: "127.0.0.1:0".parse().unwrap(),
             faults: Vec::new(),
             tls: None,
+            idle_timeout: None,
         }
     }
 }
@@ -202,6 +206,7 @@ impl Fake {
             imds: options.imds,
             conns: conn::Registry::new(),
             tls: tls.as_ref().map(|(_, c, _)| c.server.clone()),
+            idle_timeout: options.idle_timeout,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -56,6 +56,9 @@ struct Args {
     /// host. Default: localhost. 127.0.0.1 and ::1 are always in it.
     #[arg(long = "tls-name", requires = "tls")]
     tls_names: Vec<String>,
+    /// Close connections idle this long between requests (`30s`, `500ms`); default: never.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
 }
 
 fn main() -> Result<()> {
@@ -68,6 +71,7 @@ fn main() -> Result<()> {
     options.credentials = vec![(args.access_key, args.secret_key)];
     options.imds = args.imds;
     options.faults = args.faults;
+    options.idle_timeout = args.idle_timeout;
     if args.tls {
         let mut tls = TlsOptions {
             ca_file: args.ca_file,

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub conns: conn::Registry,
     /// TLS mode: the server configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long a connection may sit idle between requests before the fake closes it.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Shared {
@@ -538,8 +540,17 @@ async fn serve_http<I>(io: I, shared: Arc<Shared>, id: u64)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let idle = shared.idle_timeout;
     let service = hyper::service::service_fn(move |req| handle(shared.clone(), id, req));
-    let _ = hyper::server::conn::http1::Builder::new()
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // hyper times the wait for a request's head, which on a kept-alive connection starts
+    // when the previous answer is out: an idle timeout, as a real endpoint has one.
+    if let Some(t) = idle {
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(t);
+    }
+    let _ = builder
         .serve_connection(hyper_util::rt::TokioIo::new(io), service)
         .await;
 }
@@ -550,7 +561,8 @@ async fn connection(stream: tokio::net::TcpStream, client_port: u16, shared: Arc
     let id = shared.conns.accepted(client_port);
     let _ = stream.set_nodelay(true);
     let Some(config) = shared.tls.clone() else {
-        return serve_http(stream, shared, id).await;
+        serve_http(stream, shared.clone(), id).await;
+        return shared.conns.closed(id);
     };
     // A TLS record starts with content type 22 (handshake); an HTTP request with a method.
     let mut first = [0u8; 1];
@@ -559,14 +571,15 @@ async fn connection(stream: tokio::net::TcpStream, client_port: u16, shared: Arc
             match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
                 Ok(tls) => {
                     shared.conns.handshake(id);
-                    serve_http(tls, shared, id).await;
+                    serve_http(tls, shared.clone(), id).await;
                 }
                 Err(_) => shared.conns.handshake_failed(),
             }
         }
-        Ok(1) => serve_http(stream, shared, id).await,
+        Ok(1) => serve_http(stream, shared.clone(), id).await,
         _ => {}
     }
+    shared.conns.closed(id);
 }
 
 /// Accepts connections until `stop` fires.

@@ -2065,6 +2065,33 @@ async fn every_request_records_the_connection_it_came_on() {
     assert_eq!(calls[1].connection.as_ref(), Some(&create));
 }
 
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let idle = Duration::from_millis(150);
+    let h = start(|o| o.idle_timeout = Some(idle)).await;
+    let c = &h.client;
+    c.get_disk().disk_name("data-1").send().await.unwrap();
+    // Observed, not assumed: wait (bounded) for the fake to have closed it.
+    let started = Instant::now();
+    let closed = loop {
+        if let Some(t) = h.fake.connections()[0].closed_mono_us {
+            break t;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the idle connection was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let first = h.fake.calls()[0].clone();
+    assert!(closed >= first.received_mono_us + idle.as_micros() as u64);
+    c.get_disk().disk_name("data-1").send().await.unwrap();
+    let calls = h.fake.calls();
+    let again = calls.last().unwrap().connection.clone().unwrap();
+    assert_eq!(again.requests_before, 0, "a new connection after the close");
+    assert_ne!(again.id, first.connection.unwrap().id);
+}
+
 /// Environment of the [`tls_client`] child.
 const TLS_ENDPOINT: &str = "FAKE_LIGHTSAIL_TLS_ENDPOINT";
 const TLS_EXPECT: &str = "FAKE_LIGHTSAIL_TLS_EXPECT";
