@@ -96,6 +96,11 @@ impl Registry {
         }
     }
 
+    /// When the fake started: the origin of its monotonic times.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Microseconds since the fake started.
     pub(crate) fn mono_us(&self) -> u64 {
         self.started.elapsed().as_micros() as u64

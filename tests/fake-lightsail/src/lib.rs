@@ -9,6 +9,7 @@
 //! - `server`: HTTP (the JSON protocol, IMDS, the admin endpoint); `copy`: snapshot bytes.
 //! - `tls`: the TLS mode's certificate authority and server certificate, made at start-up.
 //! - [`conn`]: which connection every request came on, and TLS handshakes.
+//! - [`lookups`]: name lookups by any process (opens of `/etc/hosts`), through fanotify.
 //! - `auto`: Lightsail's automatic snapshots (the add-on, `GetAutoSnapshots`, a run in
 //!   progress refusing manual snapshots).
 //!
@@ -23,6 +24,7 @@ mod auto;
 pub mod conn;
 mod copy;
 pub mod fault;
+pub mod lookups;
 pub mod seed;
 mod server;
 mod sigv4;
@@ -37,6 +39,7 @@ use std::time::Duration;
 pub use api::ApiError;
 pub use conn::{Connection, ConnectionStats, RequestConnection};
 pub use fault::{Fault, FaultKind};
+pub use lookups::Lookup;
 pub use seed::Seed;
 
 /// The access key the fake accepts unless told otherwise.
@@ -128,6 +131,9 @@ pub struct Options {
     /// Close a connection that has been idle this long between requests (`None`: never, the
     /// default). The real endpoint closes idle connections; a client must not count on one.
     pub idle_timeout: Option<Duration>,
+    /// Watch name lookups (opens of `/etc/hosts`, `/etc/resolv.conf`) by every process, with
+    /// fanotify: root only; [`Fake::start`] fails where it cannot. See [`lookups`].
+    pub watch_lookups: bool,
 }
 
 impl Options {
@@ -145,6 +151,7 @@ impl Options {
             faults: Vec::new(),
             tls: None,
             idle_timeout: None,
+            watch_lookups: false,
         }
     }
 }
@@ -191,6 +198,12 @@ impl Fake {
         for f in options.faults {
             faults.add(f);
         }
+        let conns = conn::Registry::new();
+        let watch = if options.watch_lookups {
+            Some(lookups::Watch::start(conns.started())?)
+        } else {
+            None
+        };
         let shared = Arc::new(server::Shared {
             world: Mutex::new(api::World::new(
                 &options.seed,
@@ -204,7 +217,8 @@ impl Fake {
             tokens: Mutex::new(HashSet::new()),
             credentials: options.credentials,
             imds: options.imds,
-            conns: conn::Registry::new(),
+            conns,
+            lookups: watch,
             tls: tls.as_ref().map(|(_, c, _)| c.server.clone()),
             idle_timeout: options.idle_timeout,
         });
@@ -269,6 +283,16 @@ impl Fake {
     /// Every TCP connection accepted so far, in order.
     pub fn connections(&self) -> Vec<Connection> {
         self.shared.conns.list()
+    }
+
+    /// Name lookups seen since the fake started (with [`Options::watch_lookups`]; empty
+    /// without), by every process: filter on the pid of the one under test.
+    pub fn lookups(&self) -> Vec<Lookup> {
+        self.shared
+            .lookups
+            .as_ref()
+            .map(lookups::Watch::seen)
+            .unwrap_or_default()
     }
 
     /// Connections accepted and TLS handshakes made since the fake started.

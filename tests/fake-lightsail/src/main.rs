@@ -59,6 +59,9 @@ struct Args {
     /// Close connections idle this long between requests (`30s`, `500ms`); default: never.
     #[arg(long, value_parser = humantime::parse_duration)]
     idle_timeout: Option<Duration>,
+    /// Record name lookups by every process (opens of /etc/hosts, /etc/resolv.conf; root).
+    #[arg(long)]
+    watch_lookups: bool,
 }
 
 fn main() -> Result<()> {
@@ -72,6 +75,7 @@ fn main() -> Result<()> {
     options.imds = args.imds;
     options.faults = args.faults;
     options.idle_timeout = args.idle_timeout;
+    options.watch_lookups = args.watch_lookups;
     if args.tls {
         let mut tls = TlsOptions {
             ca_file: args.ca_file,

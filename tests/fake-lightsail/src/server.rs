@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How long a connection may sit idle between requests before the fake closes it.
     pub idle_timeout: Option<Duration>,
+    /// Name lookups, when watched.
+    pub lookups: Option<crate::lookups::Watch>,
 }
 
 impl Shared {
@@ -485,6 +487,14 @@ fn admin_request(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Resp
                 "list": shared.conns.list(),
             }))
         }
+        ("GET", "lookups") => match &shared.lookups {
+            Some(w) => json_ok(json!(w.seen())),
+            None => respond(
+                404,
+                "text/plain",
+                "not watching lookups (--watch-lookups)\n",
+            ),
+        },
         ("GET", "auto-snapshots") => json_ok(
             shared
                 .world
@@ -500,7 +510,7 @@ fn admin_request(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Resp
             404,
             "text/plain",
             "admin endpoints: GET|DELETE calls, GET|POST|DELETE faults, GET snapshots, \
-             GET connections, GET|POST auto-snapshots\n",
+             GET connections, GET lookups, GET|POST auto-snapshots\n",
         ),
     }
 }

@@ -2099,8 +2099,8 @@ const TLS_EXPECT: &str = "FAKE_LIGHTSAIL_TLS_EXPECT";
 /// Runs [`tls_client`] in a child process of this test binary, trusting `ca_file` through
 /// `SSL_CERT_FILE`: the SDK's HTTPS client reads that variable once per process (rustls-native-
 /// certs, cached), so setting it in this process would race the other tests.
-fn run_tls_client(endpoint: &str, ca_file: &Path, expect: &str) {
-    let out = Command::new(std::env::current_exe().unwrap())
+fn run_tls_client(endpoint: &str, ca_file: &Path, expect: &str) -> u32 {
+    let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "tls_client", "--ignored", "--nocapture"])
         .args(["--test-threads", "1"])
         .env("SSL_CERT_FILE", ca_file)
@@ -2108,8 +2108,12 @@ fn run_tls_client(endpoint: &str, ca_file: &Path, expect: &str) {
         .env(TLS_ENDPOINT, endpoint)
         .env(TLS_EXPECT, expect)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
@@ -2117,6 +2121,38 @@ fn run_tls_client(endpoint: &str, ca_file: &Path, expect: &str) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    pid
+}
+
+/// Whether fanotify can be used here (root); in CI it must.
+fn can_watch_lookups() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: watching lookups needs it"
+        );
+        eprintln!("not checking name lookups: fanotify needs root");
+    }
+    root
+}
+
+/// The opens of /etc/hosts by `pid` the fake saw, once it has seen everything before now:
+/// this process opens the file as a marker and waits (bounded) for that event, which
+/// fanotify queues after every earlier one.
+fn hosts_lookups_by(fake: &Fake, pid: u32) -> Vec<fake_lightsail::Lookup> {
+    let me = std::process::id();
+    let before = fake.lookups().iter().filter(|l| l.pid == me).count();
+    drop(std::fs::File::open("/etc/hosts").unwrap());
+    let started = Instant::now();
+    while fake.lookups().iter().filter(|l| l.pid == me).count() <= before {
+        assert!(started.elapsed() < DEADLINE, "the marker open was not seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    fake.lookups()
+        .into_iter()
+        .filter(|l| l.pid == pid && l.path == "/etc/hosts")
+        .collect()
 }
 
 /// The child half of [`sdk_over_https_trusts_the_fake_through_ssl_cert_file`]; run alone it
@@ -2150,7 +2186,12 @@ async fn sdk_over_https_trusts_the_fake_through_ssl_cert_file() {
         names: vec!["localhost".into(), "lightsail.test".into()],
         ca_file: None,
     };
-    let h = start(|o| o.tls = Some(tls)).await;
+    let watch = can_watch_lookups();
+    let h = start(|o| {
+        o.tls = Some(tls);
+        o.watch_lookups = watch;
+    })
+    .await;
     let port = h.fake.addr().port();
     assert_eq!(h.fake.endpoint(), format!("https://localhost:{port}"));
     assert_eq!(h.fake.imds_endpoint(), format!("http://127.0.0.1:{port}"));
@@ -2160,7 +2201,7 @@ async fn sdk_over_https_trusts_the_fake_through_ssl_cert_file() {
         h.fake.ca_pem().unwrap()
     );
 
-    run_tls_client(&h.fake.endpoint(), &ca_file, "trusted");
+    let child = run_tls_client(&h.fake.endpoint(), &ca_file, "trusted");
     let calls = h.fake.calls();
     let ops: Vec<_> = calls.iter().map(|c| c.operation.as_str()).collect();
     assert_eq!(ops, ["GetDisk", "CreateDiskSnapshot"]);
@@ -2174,6 +2215,13 @@ async fn sdk_over_https_trusts_the_fake_through_ssl_cert_file() {
     assert!(create.reused() && create.tls);
     assert_eq!(calls[1].status, Some(200));
     assert!(h.fake.snapshot_image("over-tls").is_file());
+    if watch {
+        // `localhost` is resolved through /etc/hosts: once, for the one connection, and not
+        // again for the create that came on it.
+        let lookups = hosts_lookups_by(&h.fake, child);
+        assert_eq!(lookups.len(), 1, "{lookups:?}");
+        assert!(lookups[0].mono_us < calls[1].received_mono_us);
+    }
     assert_eq!(
         h.fake.connection_stats(),
         fake_lightsail::ConnectionStats {
