@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::seed::Seed;
+use crate::auto::AutoSnapshots;
+use crate::seed::{Seed, SeedAutoSnapshot};
 
 /// An error as the service returns it: `__type`/`x-amzn-ErrorType`, message, HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +151,7 @@ pub(crate) struct World {
     snapshot_duration: Duration,
     page_size: usize,
     counter: u64,
+    auto: AutoSnapshots,
 }
 
 /// The file a snapshot's image is kept in: `<name>.img`, or for names too long for a file
@@ -262,6 +264,7 @@ impl World {
             snapshot_duration,
             page_size: page_size.max(1),
             counter: 0,
+            auto: AutoSnapshots::default(),
         };
         for i in &seed.instances {
             let zone = i
@@ -331,7 +334,29 @@ impl World {
                 disks: Vec::new(),
             });
         }
+        let with_add_on = seed
+            .instances
+            .iter()
+            .map(|i| (&i.name, &i.auto_snapshot))
+            .chain(seed.disks.iter().map(|d| (&d.name, &d.auto_snapshot)));
+        for (name, auto) in with_add_on {
+            if let Some(a) = auto {
+                world.seed_auto_snapshot(name, a, now);
+            }
+        }
         world
+    }
+
+    /// The add-on from the seed (checked when the seed was read), and a run in progress.
+    fn seed_auto_snapshot(&mut self, resource: &str, a: &SeedAutoSnapshot, now: SystemTime) {
+        self.auto
+            .enable(resource, &a.time_of_day, &a.history, now)
+            .expect("a checked seed");
+        if let Some(d) = &a.in_progress {
+            let duration = SeedAutoSnapshot::in_progress_duration(d).expect("a checked seed");
+            self.start_auto_snapshot(resource, now, duration)
+                .expect("a checked seed");
+        }
     }
 
     fn volume_id(&self, name: &str) -> String {
@@ -424,7 +449,7 @@ impl World {
             "location": self.location(self.zone_of(d.attached_to.as_deref())),
             "resourceType": "Disk",
             "tags": tags_json(&d.tags),
-            "addOns": [],
+            "addOns": if d.system { json!([]) } else { self.auto.add_ons(&d.name) },
             "sizeInGb": d.size_gb,
             "isSystemDisk": d.system,
             "iops": 100,
@@ -451,6 +476,7 @@ impl World {
             "location": self.location(Some(&i.zone)),
             "resourceType": "Instance",
             "tags": tags_json(&i.tags),
+            "addOns": self.auto.add_ons(&i.name),
             "blueprintId": "debian_12",
             "blueprintName": "Debian",
             "bundleId": "micro_3_0",
@@ -807,6 +833,18 @@ impl World {
                 Ok(json!({ "operation": self.operation_json(op, now) }).into())
             }
             "TagResource" => self.tag_resource(body, now),
+            "GetAutoSnapshots" => {
+                let name = required(body, "resourceName")?;
+                let kind = self.auto_resource_type(name).ok_or_else(|| {
+                    ApiError::not_found(format!("The resource does not exist: {name}"))
+                })?;
+                Ok(json!({
+                    "resourceName": name,
+                    "resourceType": kind,
+                    "autoSnapshots": self.auto.list(name, now),
+                })
+                .into())
+            }
             other => Err(ApiError::new(
                 "UnknownOperationException",
                 format!("The operation {other} is not one the fake Lightsail serves"),
@@ -867,6 +905,10 @@ impl World {
                 (disk, Some(i.to_string()))
             }
         };
+        // The automatic snapshot that blocks it is the disk's, or for a system volume the
+        // instance's.
+        self.auto
+            .refuse_manual(from_instance.as_deref().unwrap_or(&disk.name), now)?;
         if self.name_taken(name) {
             return Err(ApiError::invalid(format!(
                 "A snapshot named {name} already exists"
@@ -923,6 +965,7 @@ impl World {
                 "The Instance does not exist: {instance}"
             )));
         }
+        self.auto.refuse_manual(instance, now)?;
         if self.name_taken(name) {
             return Err(ApiError::invalid(format!(
                 "A snapshot named {name} already exists"
@@ -1007,6 +1050,52 @@ impl World {
         Ok(self
             .record_operation(name, kind, "TagResource", "", "Succeeded", now)
             .into())
+    }
+
+    /// `Instance` or `Disk` (block storage) for a resource automatic snapshots can be of.
+    fn auto_resource_type(&self, name: &str) -> Option<&'static str> {
+        if self.instance(name).is_some() {
+            Some("Instance")
+        } else if self.disks.iter().any(|d| d.name == name && !d.system) {
+            Some("Disk")
+        } else {
+            None
+        }
+    }
+
+    /// Starts an automatic snapshot of `resource` at `now`, for `duration` or until ended.
+    pub(crate) fn start_auto_snapshot(
+        &mut self,
+        resource: &str,
+        now: SystemTime,
+        duration: Option<Duration>,
+    ) -> Result<(), String> {
+        if self.auto_resource_type(resource).is_none() {
+            return Err(format!("{resource} is no instance or block storage disk"));
+        }
+        // An instance's automatic snapshot lists the block storage disks attached to it.
+        let attached = self
+            .disks
+            .iter()
+            .filter(|d| !d.system && d.attached_to.as_deref() == Some(resource))
+            .map(|d| (d.path.clone().unwrap_or_default(), d.size_gb))
+            .collect();
+        self.auto.start(resource, now, duration, attached)
+    }
+
+    /// Ends the automatic snapshot of `resource` in progress, with `status`.
+    pub(crate) fn end_auto_snapshot(
+        &mut self,
+        resource: &str,
+        now: SystemTime,
+        status: &str,
+    ) -> Result<(), String> {
+        self.auto.end(resource, now, status)
+    }
+
+    /// Every resource with the add-on and its runs, for the admin endpoint.
+    pub(crate) fn auto_snapshots(&self, now: SystemTime) -> Value {
+        self.auto.all(now)
     }
 
     /// Lets a snapshot end in state `error` (fault injection).
@@ -1275,6 +1364,106 @@ name = "spare-1"
         assert_eq!(s["state"], "available");
         assert_eq!(s["fromAttachedDisks"][0]["name"], "data-1");
         assert_eq!(s["tags"][0]["value"], "v");
+    }
+
+    #[test]
+    fn an_automatic_snapshot_in_progress_refuses_manual_ones_of_its_resource() {
+        let seed = Seed::from_toml_str(
+            r#"
+[[instances]]
+name = "web-1"
+instance_id = "i-0123456789abcdef0"
+auto_snapshot = { time_of_day = "06:00" }
+[[disks]]
+name = "data-1"
+path = "/dev/xvdf"
+attached_to = "web-1"
+size_gb = 16
+auto_snapshot = { time_of_day = "07:00", history = ["Failed"], in_progress = "10m" }
+[[disks]]
+name = "spare-1"
+"#,
+        )
+        .unwrap();
+        let t0 = SystemTime::now();
+        let mut w = World::new(&seed, PathBuf::from("/nonexistent"), Duration::ZERO, 10);
+        let during = t0 + Duration::from_secs(599);
+        let disk = |n: &str| json!({"diskName": "data-1", "diskSnapshotName": n});
+        let err = w
+            .call("CreateDiskSnapshot", &disk("s1"), during)
+            .err()
+            .unwrap();
+        assert_eq!(
+            (err.code.as_str(), err.status),
+            ("OperationFailureException", 400)
+        );
+        assert!(err.message.contains("automatic snapshot is being created"));
+        // Other resources are not held up: the system volume, the instance.
+        let sys = json!({"instanceName": "web-1", "diskSnapshotName": "sys-1"});
+        w.call("CreateDiskSnapshot", &sys, during).unwrap();
+        let auto = w
+            .call(
+                "GetAutoSnapshots",
+                &json!({"resourceName": "data-1"}),
+                during,
+            )
+            .unwrap()
+            .body;
+        assert_eq!(auto["resourceType"], "Disk");
+        assert_eq!(auto["autoSnapshots"][0]["status"], "InProgress");
+        assert_eq!(auto["autoSnapshots"][1]["status"], "Failed");
+        let after = t0 + Duration::from_secs(601);
+        w.call("CreateDiskSnapshot", &disk("s1"), after).unwrap();
+
+        // The instance's run holds up its system volume and instance snapshots.
+        w.start_auto_snapshot("web-1", after, None).unwrap();
+        let sys = json!({"instanceName": "web-1", "diskSnapshotName": "sys-2"});
+        let err = w.call("CreateDiskSnapshot", &sys, after).err().unwrap();
+        assert_eq!(err.code, "OperationFailureException");
+        let whole = json!({"instanceName": "web-1", "instanceSnapshotName": "whole"});
+        let err = w
+            .call("CreateInstanceSnapshot", &whole, after)
+            .err()
+            .unwrap();
+        assert_eq!(err.code, "OperationFailureException");
+        let auto = w
+            .call("GetAutoSnapshots", &json!({"resourceName": "web-1"}), after)
+            .unwrap()
+            .body;
+        assert_eq!(auto["resourceType"], "Instance");
+        assert_eq!(
+            auto["autoSnapshots"][0]["fromAttachedDisks"][0]["sizeInGb"],
+            16
+        );
+        w.end_auto_snapshot("web-1", after, "Success").unwrap();
+        w.call("CreateInstanceSnapshot", &whole, after).unwrap();
+
+        // The add-on shows where the service shows it; system disks and unknown names have
+        // no automatic snapshots of their own.
+        let i = w.call("GetInstance", &json!({"instanceName": "web-1"}), after);
+        let i = i.unwrap().body;
+        assert_eq!(i["instance"]["addOns"][0]["snapshotTimeOfDay"], "06:00");
+        let d = w
+            .call("GetDisk", &json!({"diskName": "data-1"}), after)
+            .unwrap()
+            .body;
+        assert_eq!(d["disk"]["addOns"][0]["snapshotTimeOfDay"], "07:00");
+        let d = w
+            .call("GetDisk", &json!({"diskName": "spare-1"}), after)
+            .unwrap()
+            .body;
+        assert_eq!(d["disk"]["addOns"], json!([]));
+        for name in ["web-1-system-disk", "nope"] {
+            let err = w
+                .call("GetAutoSnapshots", &json!({"resourceName": name}), after)
+                .err()
+                .unwrap();
+            assert_eq!(err.code, "NotFoundException", "{name}");
+        }
+        assert!(
+            w.start_auto_snapshot("spare-1", after, None).is_err(),
+            "no add-on"
+        );
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! - `sigv4`: request signatures, checked for real.
 //! - [`fault`]: injected errors, throttling, latency, hangs, resets.
 //! - `server`: HTTP (the JSON protocol, IMDS, the admin endpoint); `copy`: snapshot bytes.
+//! - `tls`: the TLS mode's certificate authority and server certificate, made at start-up.
+//! - [`conn`]: which connection every request came on, and TLS handshakes.
+//! - [`lookups`]: name lookups by any process (opens of `/etc/hosts`), through fanotify.
+//! - `auto`: Lightsail's automatic snapshots (the add-on, `GetAutoSnapshots`, a run in
+//!   progress refusing manual snapshots).
 //!
 //! A disk may name a *backing* block device or image file: CreateDiskSnapshot copies its
 //! bytes into `<snapshot dir>/<name>.img` before it answers, since the point in time of a real
@@ -15,11 +20,15 @@
 #![deny(missing_docs)]
 
 mod api;
+mod auto;
+pub mod conn;
 mod copy;
 pub mod fault;
+pub mod lookups;
 pub mod seed;
 mod server;
 mod sigv4;
+mod tls;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -28,7 +37,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use api::ApiError;
+pub use conn::{Connection, ConnectionStats, RequestConnection};
 pub use fault::{Fault, FaultKind};
+pub use lookups::Lookup;
 pub use seed::Seed;
 
 /// The access key the fake accepts unless told otherwise.
@@ -59,6 +70,41 @@ pub struct Call {
     pub body: serde_json::Value,
     /// When it was received, in milliseconds since the epoch.
     pub received_at_ms: f64,
+    /// When it was received, in microseconds since the fake started (monotonic: compare with
+    /// the connection's `accepted_mono_us`).
+    #[serde(default)]
+    pub received_mono_us: u64,
+    /// The connection it came on, as it stood then (how many requests it had served before,
+    /// whether and when a TLS handshake was made on it).
+    #[serde(default)]
+    pub connection: Option<RequestConnection>,
+    /// The HTTP status it was answered with; `None` while unanswered, and for a hang or a reset.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The error type it was answered with (`x-amzn-ErrorType`), if it was refused.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The TLS mode of the Lightsail API (the metadata service stays plain HTTP, as the real one).
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// DNS names the server certificate is for; the first is the endpoint's host. The
+    /// certificate is also for 127.0.0.1, ::1 and the listening address.
+    pub names: Vec<String>,
+    /// Where to write the CA certificate (PEM) a client must trust (`SSL_CERT_FILE`,
+    /// `AWS_CA_BUNDLE`); also readable from [`Fake::ca_pem`].
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for TlsOptions {
+    /// For `localhost`, the CA not written anywhere.
+    fn default() -> Self {
+        Self {
+            names: vec!["localhost".into()],
+            ca_file: None,
+        }
+    }
 }
 
 /// How to start the fake.
@@ -80,6 +126,14 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Faults in force from the start.
     pub faults: Vec<Fault>,
+    /// Serve the API over TLS (`None`: plain HTTP, the default).
+    pub tls: Option<TlsOptions>,
+    /// Close a connection that has been idle this long between requests (`None`: never, the
+    /// default). The real endpoint closes idle connections; a client must not count on one.
+    pub idle_timeout: Option<Duration>,
+    /// Watch name lookups (opens of `/etc/hosts`, `/etc/resolv.conf`) by every process, with
+    /// fanotify: root only; [`Fake::start`] fails where it cannot. See [`lookups`].
+    pub watch_lookups: bool,
 }
 
 impl Options {
@@ -95,6 +149,9 @@ impl Options {
             imds: ImdsMode::Optional,
             listen: "127.0.0.1:0".parse().unwrap(),
             faults: Vec::new(),
+            tls: None,
+            idle_timeout: None,
+            watch_lookups: false,
         }
     }
 }
@@ -104,6 +161,8 @@ pub struct Fake {
     addr: SocketAddr,
     shared: Arc<server::Shared>,
     snapshot_dir: PathBuf,
+    /// TLS mode: the endpoint's host name and the CA certificate (PEM).
+    tls: Option<(String, String, Option<PathBuf>)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -115,10 +174,36 @@ impl Fake {
         let listener = std::net::TcpListener::bind(options.listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let tls = match &options.tls {
+            None => None,
+            Some(t) => {
+                let mut ips: Vec<std::net::IpAddr> =
+                    vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+                if !addr.ip().is_unspecified() && !ips.contains(&addr.ip()) {
+                    ips.push(addr.ip());
+                }
+                let certs = tls::make(&t.names, &ips).map_err(std::io::Error::other)?;
+                if let Some(path) = &t.ca_file {
+                    std::fs::write(path, &certs.ca_pem)?;
+                }
+                let host = t
+                    .names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "localhost".into());
+                Some((host, certs, t.ca_file.clone()))
+            }
+        };
         let mut faults = fault::Faults::default();
         for f in options.faults {
             faults.add(f);
         }
+        let conns = conn::Registry::new();
+        let watch = if options.watch_lookups {
+            Some(lookups::Watch::start(conns.started())?)
+        } else {
+            None
+        };
         let shared = Arc::new(server::Shared {
             world: Mutex::new(api::World::new(
                 &options.seed,
@@ -128,9 +213,14 @@ impl Fake {
             )),
             faults: Mutex::new(faults),
             calls: Mutex::new(Vec::new()),
+            next_call: std::sync::atomic::AtomicU64::new(1),
             tokens: Mutex::new(HashSet::new()),
             credentials: options.credentials,
             imds: options.imds,
+            conns,
+            lookups: watch,
+            tls: tls.as_ref().map(|(_, c, _)| c.server.clone()),
+            idle_timeout: options.idle_timeout,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -153,6 +243,7 @@ impl Fake {
             addr,
             shared,
             snapshot_dir: options.snapshot_dir,
+            tls: tls.map(|(host, c, file)| (host, c.ca_pem, file)),
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -163,15 +254,88 @@ impl Fake {
         self.addr
     }
 
-    /// Its base URL (`http://127.0.0.1:PORT`), for `AWS_ENDPOINT_URL_LIGHTSAIL` and
-    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` alike.
+    /// The API's base URL, for `AWS_ENDPOINT_URL_LIGHTSAIL`: `http://127.0.0.1:PORT`, or in
+    /// TLS mode `https://NAME:PORT` (the first TLS name). Plain, it serves the metadata
+    /// service too.
     pub fn endpoint(&self) -> String {
+        match &self.tls {
+            None => format!("http://{}", self.addr),
+            Some((host, _, _)) => format!("https://{host}:{}", self.addr.port()),
+        }
+    }
+
+    /// The metadata service's base URL, for `AWS_EC2_METADATA_SERVICE_ENDPOINT`: always plain
+    /// `http://127.0.0.1:PORT` (the same port; the admin endpoint answers there too).
+    pub fn imds_endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// TLS mode: the CA certificate (PEM) clients must trust.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|(_, pem, _)| pem.as_str())
+    }
+
+    /// TLS mode: where the CA certificate was written, if [`TlsOptions::ca_file`] said.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.tls.as_ref().and_then(|(_, _, f)| f.as_deref())
+    }
+
+    /// Every TCP connection accepted so far, in order.
+    pub fn connections(&self) -> Vec<Connection> {
+        self.shared.conns.list()
+    }
+
+    /// Name lookups seen since the fake started (with [`Options::watch_lookups`]; empty
+    /// without), by every process: filter on the pid of the one under test.
+    pub fn lookups(&self) -> Vec<Lookup> {
+        self.shared
+            .lookups
+            .as_ref()
+            .map(lookups::Watch::seen)
+            .unwrap_or_default()
+    }
+
+    /// Connections accepted and TLS handshakes made since the fake started.
+    pub fn connection_stats(&self) -> ConnectionStats {
+        self.shared.conns.stats()
+    }
+
+    /// Starts an automatic snapshot of `resource` (an instance or a disk with the add-on) now:
+    /// for `duration` (then `Success`), or with `None` until [`Fake::end_auto_snapshot`].
+    /// Meanwhile manual snapshots of it are refused.
+    pub fn start_auto_snapshot(
+        &self,
+        resource: &str,
+        duration: Option<Duration>,
+    ) -> Result<(), String> {
+        self.shared.world.lock().unwrap().start_auto_snapshot(
+            resource,
+            std::time::SystemTime::now(),
+            duration,
+        )
+    }
+
+    /// Ends the automatic snapshot of `resource` in progress now, `Success` or `Failed`.
+    pub fn end_auto_snapshot(&self, resource: &str, status: &str) -> Result<(), String> {
+        self.shared.world.lock().unwrap().end_auto_snapshot(
+            resource,
+            std::time::SystemTime::now(),
+            status,
+        )
+    }
+
+    /// Every resource with the add-on, its runs and whether one is in progress.
+    pub fn auto_snapshots(&self) -> serde_json::Value {
+        self.shared
+            .world
+            .lock()
+            .unwrap()
+            .auto_snapshots(std::time::SystemTime::now())
     }
 
     /// Every request received so far, in order.
     pub fn calls(&self) -> Vec<Call> {
-        self.shared.calls.lock().unwrap().clone()
+        self.shared.calls()
     }
 
     /// Adds a fault, after those already in force.

@@ -1,5 +1,6 @@
 //! `fake-lightsail`: the fake Lightsail API and metadata service as a process, for the demo,
-//! the benchmark and by-hand use. Prints `listening on http://ADDR` once it serves, and exits
+//! the benchmark and by-hand use. Prints `listening on http://ADDR` once it serves (with
+//! `--tls`: `listening on https://NAME:PORT`, then `metadata on http://ADDR`), and exits
 //! cleanly on SIGTERM or SIGINT.
 
 use std::io::Write;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use fake_lightsail::{Fake, Fault, ImdsMode, Options, Seed};
+use fake_lightsail::{Fake, Fault, ImdsMode, Options, Seed, TlsOptions};
 
 /// A fake Amazon Lightsail API and instance metadata service (tests only).
 #[derive(Debug, Parser)]
@@ -44,6 +45,23 @@ struct Args {
     /// `snapshot-error`. More at run time: `POST /__admin/faults`.
     #[arg(long = "fault", value_parser = Fault::parse)]
     faults: Vec<Fault>,
+    /// Serve the API over TLS, with a certificate made now; the metadata service stays plain
+    /// HTTP on the same port.
+    #[arg(long, requires = "ca_file")]
+    tls: bool,
+    /// With --tls: where to write the CA certificate (PEM) clients must trust.
+    #[arg(long, requires = "tls")]
+    ca_file: Option<PathBuf>,
+    /// With --tls: a DNS name for the certificate (repeatable); the first is the endpoint's
+    /// host. Default: localhost. 127.0.0.1 and ::1 are always in it.
+    #[arg(long = "tls-name", requires = "tls")]
+    tls_names: Vec<String>,
+    /// Close connections idle this long between requests (`30s`, `500ms`); default: never.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Record name lookups by every process (opens of /etc/hosts, /etc/resolv.conf; root).
+    #[arg(long)]
+    watch_lookups: bool,
 }
 
 fn main() -> Result<()> {
@@ -56,9 +74,24 @@ fn main() -> Result<()> {
     options.credentials = vec![(args.access_key, args.secret_key)];
     options.imds = args.imds;
     options.faults = args.faults;
+    options.idle_timeout = args.idle_timeout;
+    options.watch_lookups = args.watch_lookups;
+    if args.tls {
+        let mut tls = TlsOptions {
+            ca_file: args.ca_file,
+            ..TlsOptions::default()
+        };
+        if !args.tls_names.is_empty() {
+            tls.names = args.tls_names;
+        }
+        options.tls = Some(tls);
+    }
     let fake = Fake::start(options).context("starting the fake Lightsail")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {}", fake.endpoint())?;
+    if fake.ca_pem().is_some() {
+        writeln!(out, "metadata on {}", fake.imds_endpoint())?;
+    }
     out.flush()?;
     drop(out);
 

@@ -7,12 +7,16 @@
 //! name = "web-1"
 //! instance_id = "i-0123456789abcdef0"
 //! system_disk = { name = "web-1-system", path = "/dev/xvda", size_gb = 40, backing = "/dev/loop3" }
+//! auto_snapshot = { time_of_day = "06:00" }   # the AutoSnapshot add-on, daily at 06:00 UTC
 //! [[disks]]
 //! name = "data-1"
 //! path = "/dev/xvdf"
 //! attached_to = "web-1"
 //! size_gb = 8
 //! backing = "/dev/loop4"           # optional: what CreateDiskSnapshot copies
+//! # The add-on, two earlier runs (newest first), and a run in progress from the start: for
+//! # 45 minutes, or "until-ended" (the admin endpoint or `Fake::end_auto_snapshot` ends it).
+//! auto_snapshot = { time_of_day = "23:00", history = ["Success", "Failed"], in_progress = "45m" }
 //! [[disk_snapshots]]               # optional: snapshots that exist before the run
 //! name = "old-1"
 //! disk = "data-1"
@@ -65,6 +69,49 @@ pub struct SeedInstance {
     pub zone: Option<String>,
     /// Its system disk (default: `<name>-system-disk` at `/dev/xvda`, 40 GB, no backing).
     pub system_disk: Option<SeedSystemDisk>,
+    /// The automatic snapshot add-on (of the instance: system volume and attached disks).
+    pub auto_snapshot: Option<SeedAutoSnapshot>,
+}
+
+/// The `AutoSnapshot` add-on of an instance or a block storage disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedAutoSnapshot {
+    /// The daily hour, `HH:00` UTC.
+    pub time_of_day: String,
+    /// Earlier runs, newest first, one a day: `Success`, `Failed` or `NotFound`.
+    #[serde(default)]
+    pub history: Vec<String>,
+    /// A run in progress from the start: for this long (`45m`, `30s`), or `until-ended`.
+    pub in_progress: Option<String>,
+}
+
+impl SeedAutoSnapshot {
+    /// `in_progress` as a duration: `None` for `until-ended`.
+    pub fn in_progress_duration(text: &str) -> Result<Option<std::time::Duration>> {
+        if text == "until-ended" {
+            return Ok(None);
+        }
+        humantime::parse_duration(text)
+            .map(Some)
+            .with_context(|| format!("in_progress {text:?}: a duration (45m) or until-ended"))
+    }
+
+    fn check(&self, resource: &str) -> Result<()> {
+        let mut probe = crate::auto::AutoSnapshots::default();
+        probe
+            .enable(
+                resource,
+                &self.time_of_day,
+                &self.history,
+                std::time::SystemTime::now(),
+            )
+            .map_err(|e| anyhow::anyhow!("{resource}: auto_snapshot: {e}"))?;
+        if let Some(d) = &self.in_progress {
+            Self::in_progress_duration(d).with_context(|| format!("{resource}: auto_snapshot"))?;
+        }
+        Ok(())
+    }
 }
 
 /// An instance's system disk.
@@ -101,6 +148,8 @@ pub struct SeedDisk {
     pub backing: Option<PathBuf>,
     /// EBS volume id for the support code (default: derived from the name).
     pub volume_id: Option<String>,
+    /// The automatic snapshot add-on.
+    pub auto_snapshot: Option<SeedAutoSnapshot>,
 }
 
 /// A disk snapshot that exists before the run.
@@ -180,6 +229,9 @@ impl Seed {
             if !disks.insert(d.name.as_str()) {
                 bail!("disk {} is seeded twice", d.name);
             }
+            if let Some(a) = &d.auto_snapshot {
+                a.check(&d.name)?;
+            }
             if let Some(to) = &d.attached_to {
                 if !names.contains(to.as_str()) {
                     bail!("disk {} is attached to {to}, which is not seeded", d.name);
@@ -187,6 +239,9 @@ impl Seed {
             }
         }
         for i in &self.instances {
+            if let Some(a) = &i.auto_snapshot {
+                a.check(&i.name)?;
+            }
             if let Some(s) = &i.system_disk {
                 if !disks.insert(s.name.as_str()) {
                     bail!("disk {} is seeded twice", s.name);
@@ -227,6 +282,12 @@ mod tests {
         assert_eq!(seed.instances[0].instance_id, "i-0123456789abcdef0");
         assert_eq!(seed.disks[0].attached_to.as_deref(), Some("web-1"));
         assert_eq!(seed.disk_snapshots[0].age, "40d");
+        let auto = seed.disks[0].auto_snapshot.as_ref().unwrap();
+        assert_eq!(auto.in_progress.as_deref(), Some("45m"));
+        assert_eq!(
+            SeedAutoSnapshot::in_progress_duration("until-ended").unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -234,5 +295,13 @@ mod tests {
         assert!(Seed::from_toml_str("[[disks]]\nname = \"d\"\nattached_to = \"nobody\"").is_err());
         assert!(Seed::from_toml_str("self_instance = \"x\"").is_err());
         assert!(Seed::from_toml_str("bogus = 1").is_err());
+        for bad in [
+            r#"auto_snapshot = { time_of_day = "6:30" }"#,
+            r#"auto_snapshot = { time_of_day = "06:00", history = ["InProgress"] }"#,
+            r#"auto_snapshot = { time_of_day = "06:00", in_progress = "soon" }"#,
+        ] {
+            let seed = format!("[[disks]]\nname = \"d\"\n{bad}");
+            assert!(Seed::from_toml_str(&seed).is_err(), "{bad}");
+        }
     }
 }

@@ -1,8 +1,14 @@
 //! The HTTP side: one listener serving the Lightsail JSON protocol (`POST /` with
 //! `X-Amz-Target`), the instance metadata service (`/latest/...`) and the admin endpoint
 //! (`/__admin/...`), with SigV4 checked and faults applied before an operation runs.
+//!
+//! In TLS mode the one port speaks both: a connection whose first byte opens a TLS handshake
+//! is served over TLS (the API and the admin endpoint), any other in plain HTTP (the metadata
+//! service, which is plain HTTP on a real instance, and the admin endpoint). The API refuses
+//! plain HTTP then, so a client cannot pass a TLS test without TLS.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::api::{epoch, ApiError, World};
 use crate::fault::{Fault, FaultKind, Faults};
-use crate::{sigv4, Call, ImdsMode};
+use crate::{conn, sigv4, Call, ImdsMode};
 
 /// The target prefix of every Lightsail operation.
 const TARGET_PREFIX: &str = "Lightsail_20161128.";
@@ -23,10 +29,66 @@ const TARGET_PREFIX: &str = "Lightsail_20161128.";
 pub(crate) struct Shared {
     pub world: Mutex<World>,
     pub faults: Mutex<Faults>,
-    pub calls: Mutex<Vec<Call>>,
+    /// Calls with their sequence numbers, by which an answer finds its call.
+    pub calls: Mutex<Vec<(u64, Call)>>,
+    pub next_call: AtomicU64,
     pub tokens: Mutex<HashSet<String>>,
     pub credentials: Vec<(String, String)>,
     pub imds: ImdsMode,
+    pub conns: conn::Registry,
+    /// TLS mode: the server configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long a connection may sit idle between requests before the fake closes it.
+    pub idle_timeout: Option<Duration>,
+    /// Name lookups, when watched.
+    pub lookups: Option<crate::lookups::Watch>,
+}
+
+impl Shared {
+    /// Records a call on arrival: its sequence number.
+    fn record(
+        &self,
+        operation: String,
+        body: Value,
+        received: SystemTime,
+        connection: Option<conn::RequestConnection>,
+    ) -> u64 {
+        let seq = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let call = Call {
+            operation,
+            body,
+            received_at_ms: epoch(received) * 1000.0,
+            received_mono_us: self.conns.mono_us(),
+            connection,
+            status: None,
+            error: None,
+        };
+        self.calls.lock().unwrap().push((seq, call));
+        seq
+    }
+
+    /// Notes how a recorded call was answered.
+    fn answered(&self, seq: u64, response: &Response<Full<Bytes>>) {
+        let mut calls = self.calls.lock().unwrap();
+        if let Some((_, call)) = calls.iter_mut().find(|(s, _)| *s == seq) {
+            call.status = Some(response.status().as_u16());
+            call.error = response
+                .headers()
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+        }
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
 }
 
 /// Closing the connection without an answer (the `Reset` fault).
@@ -79,15 +141,14 @@ fn api_error(err: &ApiError) -> Response<Full<Bytes>> {
     r
 }
 
-fn now_ms() -> f64 {
-    epoch(SystemTime::now()) * 1000.0
-}
-
-/// Serves one request.
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answer {
+/// Serves one request that came on connection `conn`.
+pub(crate) async fn handle(shared: Arc<Shared>, conn: u64, req: Request<Incoming>) -> Answer {
+    let connection = shared.conns.request(conn);
+    let tls = connection.as_ref().is_some_and(|c| c.tls);
     let path = req.uri().path().to_string();
     if path.starts_with("/latest/") {
-        return Ok(imds(&shared, &req, &path));
+        let answer = imds(&shared, &req, &path, connection);
+        return Ok(answer);
     }
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
@@ -97,10 +158,6 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Answe
     if let Some(admin) = path.strip_prefix("/__admin/") {
         return Ok(admin_request(&shared, parts.method.as_str(), admin, &body));
     }
-    api(&shared, &parts, &body).await
-}
-
-async fn api(shared: &Shared, parts: &hyper::http::request::Parts, body: &Bytes) -> Answer {
     let received = SystemTime::now();
     let target = parts
         .headers
@@ -112,17 +169,45 @@ async fn api(shared: &Shared, parts: &hyper::http::request::Parts, body: &Bytes)
         .strip_prefix(TARGET_PREFIX)
         .unwrap_or_default()
         .to_string();
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    shared.calls.lock().unwrap().push(Call {
-        operation: if operation.is_empty() {
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let seq = shared.record(
+        if operation.is_empty() {
             target.clone()
         } else {
             operation.clone()
         },
-        body: parsed.clone().unwrap_or(Value::Null),
-        received_at_ms: epoch(received) * 1000.0,
-    });
+        parsed.clone().unwrap_or(Value::Null),
+        received,
+        connection,
+    );
+    let answer = if shared.tls.is_some() && !tls {
+        Ok(respond(
+            400,
+            "text/plain",
+            "this fake serves the Lightsail API over https only (TLS mode)\n",
+        ))
+    } else {
+        api(
+            &shared, &parts, &body, received, &target, &operation, parsed,
+        )
+        .await
+    };
+    if let Ok(response) = &answer {
+        shared.answered(seq, response);
+    }
+    answer
+}
 
+async fn api(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+    received: SystemTime,
+    target: &str,
+    operation: &str,
+    parsed: Option<Value>,
+) -> Answer {
+    let operation = operation.to_string();
     let signed_for = match sigv4::verify(
         parts.method.as_str(),
         parts.uri.path(),
@@ -262,7 +347,38 @@ async fn api(shared: &Shared, parts: &hyper::http::request::Parts, body: &Bytes)
 }
 
 /// The instance metadata service: IMDSv2 tokens, and the few paths lightsnap reads.
-fn imds(shared: &Shared, req: &Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
+fn imds(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    path: &str,
+    connection: Option<conn::RequestConnection>,
+) -> Response<Full<Bytes>> {
+    let tls = connection.as_ref().is_some_and(|c| c.tls);
+    let token = req
+        .headers()
+        .get("x-aws-ec2-metadata-token")
+        .map(|_| true)
+        .unwrap_or(false);
+    let seq = shared.record(
+        format!("IMDS {} {path}", req.method()),
+        json!({ "token": token }),
+        SystemTime::now(),
+        connection,
+    );
+    let response = if tls {
+        respond(
+            400,
+            "text/plain",
+            "the metadata service is plain http, as on an instance\n",
+        )
+    } else {
+        imds_answer(shared, req, path)
+    };
+    shared.answered(seq, &response);
+    response
+}
+
+fn imds_answer(shared: &Shared, req: &Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -270,11 +386,6 @@ fn imds(shared: &Shared, req: &Request<Incoming>, path: &str) -> Response<Full<B
             .map(str::to_string)
     };
     let token = header("x-aws-ec2-metadata-token");
-    shared.calls.lock().unwrap().push(Call {
-        operation: format!("IMDS {} {path}", req.method()),
-        body: json!({ "token": token.is_some() }),
-        received_at_ms: now_ms(),
-    });
     let text = |status: u16, body: String| respond(status, "text/plain", body);
     if shared.imds == ImdsMode::Off {
         return text(404, "Not Found".into());
@@ -349,7 +460,7 @@ fn imds(shared: &Shared, req: &Request<Incoming>, path: &str) -> Response<Full<B
 fn admin_request(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
     let json_ok = |v: Value| respond(200, "application/json", v.to_string());
     match (method, path) {
-        ("GET", "calls") => json_ok(json!(*shared.calls.lock().unwrap())),
+        ("GET", "calls") => json_ok(json!(shared.calls())),
         ("DELETE", "calls") => {
             shared.calls.lock().unwrap().clear();
             json_ok(json!({}))
@@ -367,12 +478,118 @@ fn admin_request(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Resp
             json_ok(json!({}))
         }
         ("GET", "snapshots") => json_ok(shared.world.lock().unwrap().snapshots()),
+        ("GET", "connections") => {
+            let stats = shared.conns.stats();
+            json_ok(json!({
+                "connections": stats.connections,
+                "tls_handshakes": stats.tls_handshakes,
+                "failed_handshakes": stats.failed_handshakes,
+                "list": shared.conns.list(),
+            }))
+        }
+        ("GET", "lookups") => match &shared.lookups {
+            Some(w) => json_ok(json!(w.seen())),
+            None => respond(
+                404,
+                "text/plain",
+                "not watching lookups (--watch-lookups)\n",
+            ),
+        },
+        ("GET", "auto-snapshots") => json_ok(
+            shared
+                .world
+                .lock()
+                .unwrap()
+                .auto_snapshots(SystemTime::now()),
+        ),
+        ("POST", "auto-snapshots") => match auto_snapshot_request(shared, body) {
+            Ok(()) => json_ok(json!({})),
+            Err(e) => respond(400, "text/plain", format!("{e}\n")),
+        },
         _ => respond(
             404,
             "text/plain",
-            "admin endpoints: GET|DELETE calls, GET|POST|DELETE faults, GET snapshots\n",
+            "admin endpoints: GET|DELETE calls, GET|POST|DELETE faults, GET snapshots, \
+             GET connections, GET lookups, GET|POST auto-snapshots\n",
         ),
     }
+}
+
+/// `POST /__admin/auto-snapshots`: `{"resource": R, "action": "start", "seconds": N}` (no
+/// `seconds`: until ended) or `{"resource": R, "action": "end", "status": "Success"}`.
+fn auto_snapshot_request(shared: &Shared, body: &[u8]) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        resource: String,
+        action: String,
+        seconds: Option<f64>,
+        status: Option<String>,
+    }
+    let r: Req = serde_json::from_slice(body).map_err(|e| format!("not a request: {e}"))?;
+    let now = SystemTime::now();
+    let mut world = shared.world.lock().unwrap();
+    match r.action.as_str() {
+        "start" => {
+            let duration = match r.seconds {
+                None => None,
+                Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+                Some(s) => return Err(format!("seconds {s}: a number, 0 or more")),
+            };
+            world.start_auto_snapshot(&r.resource, now, duration)
+        }
+        "end" => {
+            world.end_auto_snapshot(&r.resource, now, r.status.as_deref().unwrap_or("Success"))
+        }
+        other => Err(format!("action {other:?}: start or end")),
+    }
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS).
+async fn serve_http<I>(io: I, shared: Arc<Shared>, id: u64)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let idle = shared.idle_timeout;
+    let service = hyper::service::service_fn(move |req| handle(shared.clone(), id, req));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // hyper times the wait for a request's head, which on a kept-alive connection starts
+    // when the previous answer is out: an idle timeout, as a real endpoint has one.
+    if let Some(t) = idle {
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(t);
+    }
+    let _ = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+}
+
+/// Serves one accepted connection: records it, and in TLS mode makes the handshake when
+/// the client opens with one.
+async fn connection(stream: tokio::net::TcpStream, client_port: u16, shared: Arc<Shared>) {
+    let id = shared.conns.accepted(client_port);
+    let _ = stream.set_nodelay(true);
+    let Some(config) = shared.tls.clone() else {
+        serve_http(stream, shared.clone(), id).await;
+        return shared.conns.closed(id);
+    };
+    // A TLS record starts with content type 22 (handshake); an HTTP request with a method.
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) if first[0] == 0x16 => {
+            match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
+                Ok(tls) => {
+                    shared.conns.handshake(id);
+                    serve_http(tls, shared.clone(), id).await;
+                }
+                Err(_) => shared.conns.handshake_failed(),
+            }
+        }
+        Ok(1) => serve_http(stream, shared.clone(), id).await,
+        _ => {}
+    }
+    shared.conns.closed(id);
 }
 
 /// Accepts connections until `stop` fires.
@@ -386,14 +603,9 @@ pub(crate) async fn serve(
             _ = &mut stop => return,
             a = listener.accept() => a,
         };
-        let Ok((stream, _)) = accepted else { continue };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
+        let Ok((stream, peer)) = accepted else {
+            continue;
+        };
+        tokio::spawn(connection(stream, peer.port(), shared.clone()));
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fake_lightsail::{Fake, Fault, FaultKind, Options, Seed};
+use fake_lightsail::{Fake, Fault, FaultKind, Options, Seed, TlsOptions};
 use serde_json::Value;
 
 const ACCOUNT: &str = "123456789012";
@@ -60,9 +60,19 @@ fn image_bytes(label: &str, len: usize) -> Vec<u8> {
 
 /// A fake (snapshots complete at once) whose data disk is backed by an image file.
 fn start_fake(dir: &Path) -> Fake {
+    start_fake_with(dir, |s| s, |_| {})
+}
+
+/// Like [`start_fake`], the seed's text passed through `edit`, the options through
+/// `configure`.
+fn start_fake_with(
+    dir: &Path,
+    edit: impl FnOnce(String) -> String,
+    configure: impl FnOnce(&mut Options),
+) -> Fake {
     let backing = dir.join("data-1.img");
     std::fs::write(&backing, image_bytes("data-1", (2 << 20) + 1234)).unwrap();
-    let seed = Seed::from_toml_str(&format!(
+    let seed = Seed::from_toml_str(&edit(format!(
         r#"
 account = "{ACCOUNT}"
 region = "{REGION}"
@@ -82,10 +92,11 @@ backing = "{}"
 name = "spare-1"
 "#,
         backing.display()
-    ))
+    )))
     .unwrap();
     let mut options = Options::new(seed, dir.join("snapshots"));
     options.snapshot_duration = Duration::ZERO;
+    configure(&mut options);
     Fake::start(options).unwrap()
 }
 
@@ -128,6 +139,10 @@ struct Cli {
     access_key: String,
     secret_key: String,
     region: &'static str,
+    /// `--ca-bundle` (TLS mode).
+    ca_bundle: Option<PathBuf>,
+    /// `AWS_CA_BUNDLE` (TLS mode).
+    ca_bundle_env: Option<PathBuf>,
 }
 
 impl Cli {
@@ -138,6 +153,8 @@ impl Cli {
             access_key: fake_lightsail::DEFAULT_ACCESS_KEY.into(),
             secret_key: fake_lightsail::DEFAULT_SECRET_KEY.into(),
             region: REGION,
+            ca_bundle: None,
+            ca_bundle_env: None,
         }
     }
 
@@ -160,9 +177,17 @@ impl Cli {
             .args(["--endpoint-url", &self.endpoint])
             .args(["--region", self.region, "--output", "json"])
             .args(["--cli-connect-timeout", "10", "--cli-read-timeout", "30"])
+            .args(
+                self.ca_bundle
+                    .iter()
+                    .flat_map(|p| [Path::new("--ca-bundle"), p]),
+            )
             .arg("lightsail")
             .args(args)
             .stdin(Stdio::null());
+        if let Some(p) = &self.ca_bundle_env {
+            cmd.env("AWS_CA_BUNDLE", p);
+        }
         run(cmd)
     }
 }
@@ -594,4 +619,146 @@ fn cli_retries_the_fakes_throttling_and_reports_injected_errors() {
     assert_eq!(op["status"], "Failed");
     assert_eq!(op["errorCode"], "DiskBusy");
     assert_eq!(op["errorDetails"], "the disk is busy");
+}
+
+#[test]
+fn cli_gets_auto_snapshots_and_is_refused_during_one() {
+    let Some(cli) = aws_cli() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let fake = start_fake_with(
+        dir.path(),
+        |seed| {
+            seed.replacen(
+                "size_gb = 32\n",
+                "size_gb = 32\nauto_snapshot = { time_of_day = \"07:00\", history = [\"Success\"], in_progress = \"until-ended\" }\n",
+                1,
+            )
+            .replacen(
+                &format!("instance_id = \"{WEB1_ID}\"\n"),
+                &format!("instance_id = \"{WEB1_ID}\"\nauto_snapshot = {{ time_of_day = \"06:00\" }}\n"),
+                1,
+            )
+        },
+        |_| {},
+    );
+    let cli = Cli::new(cli, &fake);
+
+    let out = cli
+        .lightsail(&["get-auto-snapshots", "--resource-name", "data-1"])
+        .json();
+    assert_eq!(out["resourceName"], "data-1");
+    assert_eq!(out["resourceType"], "Disk");
+    let runs = out["autoSnapshots"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{out}");
+    assert_eq!(runs[0]["status"], "InProgress");
+    assert_eq!(runs[1]["status"], "Success");
+    let t = runs[1]["createdAt"].as_f64().expect("epoch seconds");
+    let now = epoch_now();
+    assert!(
+        t < now && t > now - 2.0 * 86_400.0,
+        "yesterday at 07:00: {t}, now {now}"
+    );
+    for r in runs {
+        let date = r["date"].as_str().unwrap();
+        assert!(
+            date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+            "YYYY-MM-DD: {date}"
+        );
+    }
+    let out = cli.lightsail(&["get-disk", "--disk-name", "data-1"]).json();
+    assert_eq!(out["disk"]["addOns"][0]["name"], "AutoSnapshot");
+    assert_eq!(out["disk"]["addOns"][0]["status"], "Enabled");
+    assert_eq!(out["disk"]["addOns"][0]["snapshotTimeOfDay"], "07:00");
+
+    let create = [
+        "create-disk-snapshot",
+        "--disk-name",
+        "data-1",
+        "--disk-snapshot-name",
+        "m-1",
+    ];
+    let refused = cli.lightsail(&create);
+    refused.assert_service_error("CreateDiskSnapshot", "OperationFailureException");
+    assert!(
+        refused.stderr.contains(
+            "You cannot create manual snapshots when an automatic snapshot is being created"
+        ),
+        "{}",
+        refused.stderr
+    );
+    let last = fake.calls().pop().unwrap();
+    assert_eq!(last.error.as_deref(), Some("OperationFailureException"));
+
+    fake.end_auto_snapshot("data-1", "Success").unwrap();
+    let out = cli.lightsail(&create).json();
+    assert_eq!(out["operations"][0]["resourceName"], "m-1");
+
+    let out = cli
+        .lightsail(&["get-auto-snapshots", "--resource-name", "web-1"])
+        .json();
+    assert_eq!(out["resourceType"], "Instance");
+    assert_eq!(out["autoSnapshots"], serde_json::json!([]));
+    cli.lightsail(&["get-auto-snapshots", "--resource-name", "nope"])
+        .assert_service_error("GetAutoSnapshots", "NotFoundException");
+}
+
+#[test]
+fn cli_over_https_with_its_ca_bundle() {
+    let Some(cli_path) = aws_cli() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let fake = start_fake_with(
+        dir.path(),
+        |s| s,
+        |o| {
+            o.tls = Some(TlsOptions {
+                names: vec!["localhost".into()],
+                ca_file: Some(ca.clone()),
+            })
+        },
+    );
+    assert!(fake.endpoint().starts_with("https://localhost:"));
+    let flag = Cli {
+        ca_bundle: Some(ca.clone()),
+        ..Cli::new(cli_path.clone(), &fake)
+    };
+    let out = flag.lightsail(&["get-disks"]).json();
+    assert_eq!(names(&out["disks"]), ["data-1", "spare-1"]);
+    let env = Cli {
+        ca_bundle_env: Some(ca.clone()),
+        ..Cli::new(cli_path.clone(), &fake)
+    };
+    let out = env
+        .lightsail(&[
+            "create-disk-snapshot",
+            "--disk-name",
+            "data-1",
+            "--disk-snapshot-name",
+            "over-tls",
+        ])
+        .json();
+    assert_eq!(out["operations"][0]["resourceName"], "over-tls");
+    assert!(fake.snapshot_image("over-tls").is_file());
+
+    // One process, one connection, one handshake each.
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for c in &calls {
+        let conn = c.connection.as_ref().unwrap();
+        assert!(conn.tls && !conn.reused(), "{c:?}");
+        assert_eq!(c.status, Some(200));
+    }
+    assert_ne!(
+        calls[0].connection.as_ref().unwrap().id,
+        calls[1].connection.as_ref().unwrap().id
+    );
+    assert_eq!(fake.connection_stats().tls_handshakes, 2);
+
+    // Without the bundle the CLI does not trust the fake, and nothing reaches the API.
+    let untrusting = Cli::new(cli_path, &fake);
+    let run = untrusting.lightsail(&["get-disks"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("SSL"), "{}", run.stderr);
+    assert!(fake.connection_stats().failed_handshakes >= 1);
+    assert_eq!(fake.calls().len(), 2);
 }

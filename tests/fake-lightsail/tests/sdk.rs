@@ -19,6 +19,7 @@ use aws_sdk_lightsail::operation::create_disk_snapshot::CreateDiskSnapshotError;
 use aws_sdk_lightsail::operation::create_instance_snapshot::CreateInstanceSnapshotError;
 use aws_sdk_lightsail::operation::delete_disk_snapshot::DeleteDiskSnapshotError;
 use aws_sdk_lightsail::operation::delete_instance_snapshot::DeleteInstanceSnapshotError;
+use aws_sdk_lightsail::operation::get_auto_snapshots::GetAutoSnapshotsError;
 use aws_sdk_lightsail::operation::get_disk::GetDiskError;
 use aws_sdk_lightsail::operation::get_disk_snapshot::GetDiskSnapshotError;
 use aws_sdk_lightsail::operation::get_disk_snapshots::GetDiskSnapshotsError;
@@ -28,11 +29,11 @@ use aws_sdk_lightsail::operation::get_operation::GetOperationError;
 use aws_sdk_lightsail::operation::tag_resource::TagResourceError;
 use aws_sdk_lightsail::primitives::DateTime;
 use aws_sdk_lightsail::types::{
-    Disk, DiskSnapshotState, InstanceSnapshotState, Operation, OperationStatus, OperationType,
-    RegionName, ResourceType, Tag,
+    AutoSnapshotStatus, Disk, DiskSnapshotState, InstanceSnapshotState, Operation, OperationStatus,
+    OperationType, RegionName, ResourceType, Tag,
 };
 use aws_sdk_lightsail::Client;
-use fake_lightsail::{Fake, Fault, FaultKind, ImdsMode, Options, Seed};
+use fake_lightsail::{Fake, Fault, FaultKind, ImdsMode, Options, Seed, TlsOptions};
 
 const ACCOUNT: &str = "210987654321";
 const REGION: &str = "eu-west-2";
@@ -138,6 +139,15 @@ async fn start(configure: impl FnOnce(&mut Options)) -> Harness {
 
 /// Like [`start`], with disk snapshots that exist before the run (TOML appended to the seed).
 async fn start_with(extra_seed: &[&str], configure: impl FnOnce(&mut Options)) -> Harness {
+    start_edited(extra_seed, |s| s, configure).await
+}
+
+/// Like [`start_with`], the seed's text passed through `edit` first.
+async fn start_edited(
+    extra_seed: &[&str],
+    edit: impl FnOnce(String) -> String,
+    configure: impl FnOnce(&mut Options),
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("root.img"),
@@ -149,7 +159,7 @@ async fn start_with(extra_seed: &[&str], configure: impl FnOnce(&mut Options)) -
         image_bytes("data-1", 5 << 20 | 4097),
     )
     .unwrap();
-    let mut text = seed_toml(dir.path());
+    let mut text = edit(seed_toml(dir.path()));
     for s in extra_seed {
         text.push_str(s);
     }
@@ -157,6 +167,9 @@ async fn start_with(extra_seed: &[&str], configure: impl FnOnce(&mut Options)) -
     let mut options = Options::new(seed, dir.path().join("snapshots"));
     options.snapshot_duration = Duration::ZERO;
     configure(&mut options);
+    if let Some(tls) = &mut options.tls {
+        tls.ca_file = Some(dir.path().join("ca.pem"));
+    }
     let fake = Fake::start(options).unwrap();
     let client = sdk(&fake.endpoint(), fake_lightsail::DEFAULT_SECRET_KEY, None).await;
     Harness { fake, client, dir }
@@ -1751,6 +1764,509 @@ async fn admin_endpoint_lists_calls_and_sets_faults() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Automatic snapshots.
+
+/// The seed with the AutoSnapshot add-on on web-1 (one earlier run) and on data-1 (two
+/// earlier runs and one in progress until a test ends it).
+fn with_auto_snapshots(seed: String) -> String {
+    seed.replacen(
+        &format!("instance_id = \"{WEB1_ID}\"\n"),
+        &format!(
+            "instance_id = \"{WEB1_ID}\"\nauto_snapshot = {{ time_of_day = \"06:00\", history = [\"Success\"] }}\n"
+        ),
+        1,
+    )
+    .replacen(
+        &format!("volume_id = \"{DATA1_VOLUME}\"\n"),
+        &format!(
+            "volume_id = \"{DATA1_VOLUME}\"\nauto_snapshot = {{ time_of_day = \"07:00\", history = [\"Success\", \"Failed\"], in_progress = \"until-ended\" }}\n"
+        ),
+        1,
+    )
+}
+
+/// The UTC date of a timestamp, as `YYYY-MM-DD`.
+fn utc_date(t: &DateTime) -> String {
+    t.fmt(aws_sdk_lightsail::primitives::DateTimeFormat::DateTime)
+        .unwrap()[..10]
+        .to_string()
+}
+
+#[tokio::test]
+async fn auto_snapshots_add_ons_and_refusals_as_the_sdk_reads_them() {
+    let h = start_edited(&[], with_auto_snapshots, |_| {}).await;
+    let c = &h.client;
+    let addr = h.fake.addr();
+
+    // The add-on, where the service shows it.
+    let d = c.get_disk().disk_name("data-1").send().await.unwrap();
+    let add_on = &d.disk().unwrap().add_ons()[0];
+    assert_eq!(add_on.name(), Some("AutoSnapshot"));
+    assert_eq!(add_on.status(), Some("Enabled"));
+    assert_eq!(add_on.snapshot_time_of_day(), Some("07:00"));
+    let i = c
+        .get_instance()
+        .instance_name("web-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        i.instance().unwrap().add_ons()[0].snapshot_time_of_day(),
+        Some("06:00")
+    );
+    let disks = c.get_disks().send().await.unwrap();
+    assert!(disk(disks.disks(), "spare-1").add_ons().is_empty());
+
+    // A disk's automatic snapshots, newest first: one in progress, two before it.
+    let before = SystemTime::now();
+    let out = c
+        .get_auto_snapshots()
+        .resource_name("data-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.resource_name(), Some("data-1"));
+    assert_eq!(out.resource_type(), Some(&ResourceType::Disk));
+    let runs = out.auto_snapshots();
+    let statuses: Vec<_> = runs.iter().filter_map(|r| r.status()).collect();
+    assert_eq!(
+        statuses,
+        [
+            &AutoSnapshotStatus::InProgress,
+            &AutoSnapshotStatus::Success,
+            &AutoSnapshotStatus::Failed
+        ]
+    );
+    for r in runs {
+        assert_eq!(r.date(), Some(utc_date(r.created_at().unwrap()).as_str()));
+        assert!(r.from_attached_disks().is_empty(), "a disk's: {r:?}");
+    }
+    assert!(system_time(runs[0].created_at()) <= before);
+    assert!(runs[1].created_at().unwrap().secs() - runs[2].created_at().unwrap().secs() == 86_400);
+
+    // Meanwhile a manual snapshot of the disk is refused, and recorded as refused.
+    let err = refused!(c
+        .create_disk_snapshot()
+        .disk_name("data-1")
+        .disk_snapshot_name("manual-1"));
+    assert!(
+        matches!(err, CreateDiskSnapshotError::OperationFailureException(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.message().unwrap().contains(
+            "You cannot create manual snapshots when an automatic snapshot is being created"
+        ),
+        "{err:?}"
+    );
+    let refusal = h.fake.calls().pop().unwrap();
+    assert_eq!(refusal.operation, "CreateDiskSnapshot");
+    assert_eq!(refusal.status, Some(400));
+    assert_eq!(refusal.error.as_deref(), Some("OperationFailureException"));
+    assert!(h.fake.disk_snapshot("manual-1").is_none());
+
+    // The admin endpoint ends it: Success, and the manual snapshot goes through.
+    let state: serde_json::Value =
+        serde_json::from_str(&http(addr, "GET", "/__admin/auto-snapshots", &[], "").body).unwrap();
+    let data1 = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resourceName"] == "data-1")
+        .unwrap();
+    assert_eq!(data1["inProgress"], true);
+    let ended = http(
+        addr,
+        "POST",
+        "/__admin/auto-snapshots",
+        &[],
+        r#"{"resource": "data-1", "action": "end"}"#,
+    );
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    let out = c
+        .get_auto_snapshots()
+        .resource_name("data-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.auto_snapshots()[0].status(),
+        Some(&AutoSnapshotStatus::Success)
+    );
+    c.create_disk_snapshot()
+        .disk_name("data-1")
+        .disk_snapshot_name("manual-1")
+        .send()
+        .await
+        .unwrap();
+
+    // A run of zero seconds is over as soon as it starts: no waiting in tests.
+    let zero = http(
+        addr,
+        "POST",
+        "/__admin/auto-snapshots",
+        &[],
+        r#"{"resource": "data-1", "action": "start", "seconds": 0}"#,
+    );
+    assert_eq!(zero.status, 200, "{}", zero.body);
+    let out = c
+        .get_auto_snapshots()
+        .resource_name("data-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.auto_snapshots().len(), 4);
+    assert_eq!(
+        out.auto_snapshots()[0].status(),
+        Some(&AutoSnapshotStatus::Success)
+    );
+    let bad = http(
+        addr,
+        "POST",
+        "/__admin/auto-snapshots",
+        &[],
+        r#"{"resource": "spare-1", "action": "start"}"#,
+    );
+    assert_eq!(bad.status, 400, "spare-1 has no add-on: {}", bad.body);
+
+    // The instance's run holds up its system volume and instance snapshots, lists the disks
+    // attached to it, and leaves its block storage disks alone.
+    h.fake.start_auto_snapshot("web-1", None).unwrap();
+    let out = c
+        .get_auto_snapshots()
+        .resource_name("web-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.resource_type(), Some(&ResourceType::Instance));
+    let run = &out.auto_snapshots()[0];
+    assert_eq!(run.status(), Some(&AutoSnapshotStatus::InProgress));
+    let attached: Vec<_> = run
+        .from_attached_disks()
+        .iter()
+        .map(|d| (d.path().unwrap(), d.size_in_gb().unwrap()))
+        .collect();
+    assert_eq!(attached, [("/dev/xvdf", 16), ("/dev/xvdg", 8)]);
+    let err = refused!(c
+        .create_disk_snapshot()
+        .instance_name("web-1")
+        .disk_snapshot_name("root-1"));
+    assert!(
+        matches!(err, CreateDiskSnapshotError::OperationFailureException(_)),
+        "{err:?}"
+    );
+    let err = refused!(c
+        .create_instance_snapshot()
+        .instance_name("web-1")
+        .instance_snapshot_name("whole-1"));
+    assert!(
+        matches!(
+            err,
+            CreateInstanceSnapshotError::OperationFailureException(_)
+        ),
+        "{err:?}"
+    );
+    c.create_disk_snapshot()
+        .disk_name("data-1")
+        .disk_snapshot_name("manual-2")
+        .send()
+        .await
+        .unwrap();
+    h.fake.end_auto_snapshot("web-1", "Failed").unwrap();
+    c.create_instance_snapshot()
+        .instance_name("web-1")
+        .instance_snapshot_name("whole-1")
+        .send()
+        .await
+        .unwrap();
+    let refused: Vec<_> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.error.as_deref() == Some("OperationFailureException"))
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "CreateDiskSnapshot",
+            "CreateDiskSnapshot",
+            "CreateInstanceSnapshot"
+        ]
+    );
+
+    // Unknown resources, and system disks (no resource of their own), are not found.
+    for name in ["nope", "web-1-root"] {
+        let err = refused!(c.get_auto_snapshots().resource_name(name));
+        assert!(
+            matches!(err, GetAutoSnapshotsError::NotFoundException(_)),
+            "{name}: {err:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections and TLS.
+
+#[tokio::test]
+async fn every_request_records_the_connection_it_came_on() {
+    let h = start(|_| {}).await;
+    let c = &h.client;
+    c.get_disk().disk_name("data-1").send().await.unwrap();
+    c.create_disk_snapshot()
+        .disk_name("data-1")
+        .disk_snapshot_name("warm-1")
+        .send()
+        .await
+        .unwrap();
+    let other = sdk(&h.fake.endpoint(), fake_lightsail::DEFAULT_SECRET_KEY, None).await;
+    other.get_instances().send().await.unwrap();
+
+    let calls = h.fake.calls();
+    let on = |op: &str| {
+        let call = calls.iter().find(|c| c.operation == op).unwrap();
+        assert_eq!((call.status, call.error.as_deref()), (Some(200), None));
+        (call.connection.clone().unwrap(), call.received_mono_us)
+    };
+    let (warm, _) = on("GetDisk");
+    let (create, create_at) = on("CreateDiskSnapshot");
+    let (fresh, _) = on("GetInstances");
+    assert_eq!(warm.requests_before, 0);
+    assert!(!warm.reused(), "the first call opened its connection");
+    assert_eq!(create.id, warm.id, "the create came on the warm connection");
+    assert_eq!(create.client_port, warm.client_port);
+    assert_eq!(create.requests_before, 1);
+    assert!(create.reused());
+    assert!(create.accepted_mono_us <= create_at);
+    assert_ne!(fresh.id, warm.id, "another client, another connection");
+    assert!(!fresh.reused());
+    assert!(!warm.tls && warm.handshake_mono_us.is_none() && warm.handshake_unix_us.is_none());
+    assert_ne!(warm.client_port, h.fake.addr().port());
+    assert_eq!(
+        h.fake.connection_stats(),
+        fake_lightsail::ConnectionStats {
+            connections: 2,
+            tls_handshakes: 0,
+            failed_handshakes: 0
+        }
+    );
+
+    // The admin endpoint says the same, its own connection included.
+    let v: serde_json::Value =
+        serde_json::from_str(&http(h.fake.addr(), "GET", "/__admin/connections", &[], "").body)
+            .unwrap();
+    assert_eq!(v["connections"], 3);
+    assert_eq!(v["tls_handshakes"], 0);
+    assert_eq!(v["list"][0]["id"], warm.id);
+    assert_eq!(v["list"][0]["requests"], 2);
+    assert_eq!(v["list"][1]["requests"], 1);
+    let calls: Vec<fake_lightsail::Call> =
+        serde_json::from_str(&http(h.fake.addr(), "GET", "/__admin/calls", &[], "").body).unwrap();
+    assert_eq!(calls[1].connection.as_ref(), Some(&create));
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let idle = Duration::from_millis(150);
+    let h = start(|o| o.idle_timeout = Some(idle)).await;
+    let c = &h.client;
+    c.get_disk().disk_name("data-1").send().await.unwrap();
+    // Observed, not assumed: wait (bounded) for the fake to have closed it.
+    let started = Instant::now();
+    let closed = loop {
+        if let Some(t) = h.fake.connections()[0].closed_mono_us {
+            break t;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the idle connection was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let first = h.fake.calls()[0].clone();
+    assert!(closed >= first.received_mono_us + idle.as_micros() as u64);
+    c.get_disk().disk_name("data-1").send().await.unwrap();
+    let calls = h.fake.calls();
+    let again = calls.last().unwrap().connection.clone().unwrap();
+    assert_eq!(again.requests_before, 0, "a new connection after the close");
+    assert_ne!(again.id, first.connection.unwrap().id);
+}
+
+/// Environment of the [`tls_client`] child.
+const TLS_ENDPOINT: &str = "FAKE_LIGHTSAIL_TLS_ENDPOINT";
+const TLS_EXPECT: &str = "FAKE_LIGHTSAIL_TLS_EXPECT";
+
+/// Runs [`tls_client`] in a child process of this test binary, trusting `ca_file` through
+/// `SSL_CERT_FILE`: the SDK's HTTPS client reads that variable once per process (rustls-native-
+/// certs, cached), so setting it in this process would race the other tests.
+fn run_tls_client(endpoint: &str, ca_file: &Path, expect: &str) -> u32 {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "tls_client", "--ignored", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env("SSL_CERT_FILE", ca_file)
+        .env_remove("SSL_CERT_DIR")
+        .env(TLS_ENDPOINT, endpoint)
+        .env(TLS_EXPECT, expect)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "tls_client ({expect}) failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pid
+}
+
+/// Whether fanotify can be used here (root); in CI it must.
+fn can_watch_lookups() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: watching lookups needs it"
+        );
+        eprintln!("not checking name lookups: fanotify needs root");
+    }
+    root
+}
+
+/// The opens of /etc/hosts by `pid` the fake saw, once it has seen everything before now:
+/// this process opens the file as a marker and waits (bounded) for that event, which
+/// fanotify queues after every earlier one.
+fn hosts_lookups_by(fake: &Fake, pid: u32) -> Vec<fake_lightsail::Lookup> {
+    let me = std::process::id();
+    let before = fake.lookups().iter().filter(|l| l.pid == me).count();
+    drop(std::fs::File::open("/etc/hosts").unwrap());
+    let started = Instant::now();
+    while fake.lookups().iter().filter(|l| l.pid == me).count() <= before {
+        assert!(started.elapsed() < DEADLINE, "the marker open was not seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    fake.lookups()
+        .into_iter()
+        .filter(|l| l.pid == pid && l.path == "/etc/hosts")
+        .collect()
+}
+
+/// The child half of [`sdk_over_https_trusts_the_fake_through_ssl_cert_file`]; run alone it
+/// has nothing to talk to.
+#[tokio::test]
+#[ignore = "run by sdk_over_https_trusts_the_fake_through_ssl_cert_file, in a child process"]
+async fn tls_client() {
+    let endpoint = std::env::var(TLS_ENDPOINT).expect("the endpoint from the parent test");
+    let c = sdk(&endpoint, fake_lightsail::DEFAULT_SECRET_KEY, None).await;
+    match std::env::var(TLS_EXPECT).as_deref() {
+        Ok("trusted") => {
+            c.get_disk().disk_name("data-1").send().await.unwrap();
+            c.create_disk_snapshot()
+                .disk_name("data-1")
+                .disk_snapshot_name("over-tls")
+                .send()
+                .await
+                .unwrap();
+        }
+        Ok("untrusted") => {
+            let err = c.get_disk().disk_name("data-1").send().await.unwrap_err();
+            assert!(matches!(err, SdkError::DispatchFailure(_)), "{err:?}");
+        }
+        other => panic!("{TLS_EXPECT}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sdk_over_https_trusts_the_fake_through_ssl_cert_file() {
+    let tls = TlsOptions {
+        names: vec!["localhost".into(), "lightsail.test".into()],
+        ca_file: None,
+    };
+    let watch = can_watch_lookups();
+    let h = start(|o| {
+        o.tls = Some(tls);
+        o.watch_lookups = watch;
+    })
+    .await;
+    let port = h.fake.addr().port();
+    assert_eq!(h.fake.endpoint(), format!("https://localhost:{port}"));
+    assert_eq!(h.fake.imds_endpoint(), format!("http://127.0.0.1:{port}"));
+    let ca_file = h.fake.ca_file().unwrap().to_path_buf();
+    assert_eq!(
+        std::fs::read_to_string(&ca_file).unwrap(),
+        h.fake.ca_pem().unwrap()
+    );
+
+    let child = run_tls_client(&h.fake.endpoint(), &ca_file, "trusted");
+    let calls = h.fake.calls();
+    let ops: Vec<_> = calls.iter().map(|c| c.operation.as_str()).collect();
+    assert_eq!(ops, ["GetDisk", "CreateDiskSnapshot"]);
+    let warm = calls[0].connection.clone().unwrap();
+    let create = calls[1].connection.clone().unwrap();
+    assert!(warm.tls && !warm.reused());
+    let shook = warm.handshake_mono_us.unwrap();
+    assert!(warm.accepted_mono_us <= shook && shook <= calls[0].received_mono_us);
+    assert!(warm.handshake_unix_us.unwrap() >= warm.accepted_unix_us);
+    assert_eq!(create.id, warm.id, "no new connection for the create");
+    assert!(create.reused() && create.tls);
+    assert_eq!(calls[1].status, Some(200));
+    assert!(h.fake.snapshot_image("over-tls").is_file());
+    if watch {
+        // `localhost` is resolved through /etc/hosts: once, for the one connection, and not
+        // again for the create that came on it.
+        let lookups = hosts_lookups_by(&h.fake, child);
+        assert_eq!(lookups.len(), 1, "{lookups:?}");
+        assert!(lookups[0].mono_us < calls[1].received_mono_us);
+    }
+    assert_eq!(
+        h.fake.connection_stats(),
+        fake_lightsail::ConnectionStats {
+            connections: 1,
+            tls_handshakes: 1,
+            failed_handshakes: 0
+        }
+    );
+
+    // Trusting another CA, the client gets nowhere: the trust came from SSL_CERT_FILE.
+    let other = start(|o| o.tls = Some(TlsOptions::default())).await;
+    run_tls_client(
+        &h.fake.endpoint(),
+        other.fake.ca_file().unwrap(),
+        "untrusted",
+    );
+    let stats = h.fake.connection_stats();
+    assert!(stats.failed_handshakes >= 1, "{stats:?}");
+    assert_eq!(stats.tls_handshakes, 1);
+    assert_eq!(h.fake.calls().len(), 2, "nothing reached the API");
+
+    // Plain HTTP: the metadata service (and the admin endpoint), not the API.
+    let addr = h.fake.addr();
+    let id = imds_get(addr, "/latest/meta-data/instance-id", None);
+    assert_eq!((id.status, id.body.as_str()), (200, WEB1_ID));
+    let plain = sdk(
+        &h.fake.imds_endpoint(),
+        fake_lightsail::DEFAULT_SECRET_KEY,
+        None,
+    )
+    .await;
+    let err = plain
+        .get_disk()
+        .disk_name("data-1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+    let last = h.fake.calls().pop().unwrap();
+    assert_eq!(last.operation, "GetDisk");
+    assert_eq!(last.status, Some(400));
+    assert!(!last.connection.unwrap().tls);
+}
+
+// ---------------------------------------------------------------------------------------------
 // The binary.
 
 /// A child process killed if the test ends before it does.
@@ -1820,4 +2336,44 @@ async fn the_binary_serves_until_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn the_binary_serves_tls_with_the_metadata_service_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(&seed, seed_toml(dir.path())).unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    let child = Command::new(env!("CARGO_BIN_EXE_fake-lightsail"))
+        .args(["--listen", "127.0.0.1:0", "--state"])
+        .arg(&seed)
+        .arg("--snapshot-dir")
+        .arg(dir.path().join("snapshots"))
+        .args(["--tls", "--tls-name", "lightsail.test", "--ca-file"])
+        .arg(&ca_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for _ in 0..2 {
+            let _ = tx.send(lines.next().and_then(Result::ok).unwrap_or_default());
+        }
+    });
+    let first = rx.recv_timeout(DEADLINE).expect("a first line");
+    let second = rx.recv_timeout(DEADLINE).expect("a second line");
+    let port = first
+        .strip_prefix("listening on https://lightsail.test:")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    assert_eq!(second, format!("metadata on http://127.0.0.1:{port}"));
+    assert!(std::fs::read_to_string(&ca_file)
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let id = imds_get(addr, "/latest/meta-data/instance-id", None);
+    assert_eq!((id.status, id.body.as_str()), (200, WEB1_ID));
 }
