@@ -11,13 +11,20 @@ use common::*;
 /// The consistency test for one filesystem kind: a separate writer appends fsynced records all
 /// through the run; the image the fake copied at the call is fsck-clean and holds every record
 /// acknowledged before the call; the filesystem takes writes again afterwards.
-fn consistent_snapshot(kind: FsKind, test: &str) {
+/// Over TLS (`tls`), the endpoint is `https://localhost:PORT`, trusted through `SSL_CERT_FILE`,
+/// and the call inside the window must come on a connection opened before it.
+fn consistent_snapshot(kind: FsKind, tls: bool, test: &str) {
     if !root_or_skip(test) || !tool_or_skip(test, kind.mkfs_tool()) {
         return;
     }
     let scratch = Scratch::new();
     let fs = LoopFs::create(&scratch, "data", kind);
-    let fake = fake(&scratch, seed(&[("data-1", &fs.device)], None));
+    let seeded = seed(&[("data-1", &fs.device)], None);
+    let fake = if tls {
+        fake_tls(&scratch, seeded)
+    } else {
+        fake(&scratch, seeded)
+    };
     let mut writer = Writer::start(&fs.mount_point.join("records.log"), 20);
 
     let result = finish(
@@ -48,6 +55,12 @@ fn consistent_snapshot(kind: FsKind, test: &str) {
 
     let calls = create_calls(&fake);
     assert_eq!(calls.len(), 1, "one CreateDiskSnapshot call");
+    let conn = calls[0].connection.as_ref().expect("connection recorded");
+    assert_eq!(conn.tls, tls, "{conn:?}");
+    assert!(
+        conn.requests_before > 0,
+        "the call inside the window came on a fresh connection: {conn:?}"
+    );
     assert_eq!(calls[0].body["diskName"], "data-1");
     assert_eq!(calls[0].body["diskSnapshotName"], "snap-1");
     let tags = calls[0].body["tags"].as_array().expect("tags sent");
@@ -70,12 +83,22 @@ fn consistent_snapshot(kind: FsKind, test: &str) {
 
 #[test]
 fn ext4_snapshot_is_consistent() {
-    consistent_snapshot(FsKind::Ext4, "ext4_snapshot_is_consistent");
+    consistent_snapshot(FsKind::Ext4, false, "ext4_snapshot_is_consistent");
 }
 
 #[test]
 fn xfs_snapshot_is_consistent() {
-    consistent_snapshot(FsKind::Xfs, "xfs_snapshot_is_consistent");
+    consistent_snapshot(FsKind::Xfs, false, "xfs_snapshot_is_consistent");
+}
+
+#[test]
+fn ext4_snapshot_over_tls_is_consistent() {
+    consistent_snapshot(FsKind::Ext4, true, "ext4_snapshot_over_tls_is_consistent");
+}
+
+#[test]
+fn xfs_snapshot_over_tls_is_consistent() {
+    consistent_snapshot(FsKind::Xfs, true, "xfs_snapshot_over_tls_is_consistent");
 }
 
 /// Remounted as before: same source, type, per-mount and per-superblock options.

@@ -216,6 +216,25 @@ async fn run_plan<A: Lightsail>(
     }
 }
 
+/// Asks for every snapshot of the plan at once (read-only), refusing a name taken meanwhile.
+async fn warm_up<A: Lightsail>(api: &A, plan: &Plan) -> Result<()> {
+    let requests: Vec<SnapshotRequest> = plan.snapshots.iter().map(|s| s.request.clone()).collect();
+    let found = api
+        .warm_up(&requests)
+        .await
+        .context("the last calls before freezing")?;
+    for (s, found) in plan.snapshots.iter().zip(found) {
+        if found.is_some() {
+            fail!(
+                ExitCode::Usage,
+                "a snapshot named {} appeared while preparing; choose another --snapshot-name",
+                s.request.name
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Whether a run ended on a stop request.
 fn is_stopped(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<Stopped>())
@@ -264,7 +283,12 @@ async fn quiesce_and_snap<A: Lightsail>(
         syncfs(&f.located.mount.mount_point)
             .with_context(|| format!("syncfs on {}", f.located.mount.mount_point.display()))?;
     }
-    if let Err(e) = already_stopped(signals, BEFORE_FREEZE).await {
+    // The last warm-up, after the hooks and the flush (which may take long enough for an
+    // idle connection to be closed): one call per snapshot, all at once, so the pool holds a
+    // connection for each call the window will make together. It also checks once more that
+    // every name is still free. A stop request meanwhile ends the run here too.
+    let ready = unless_stopped(signals, BEFORE_FREEZE, warm_up(api, plan)).await;
+    if let Err(e) = ready {
         // Nothing is frozen: the record goes, the watchdog with it.
         run.undone()?;
         if let Err(w) = machine.finish() {

@@ -331,14 +331,33 @@ pub fn lightsnap(scratch: &Scratch, fake: &Fake) -> Command {
         .env("LIGHTSNAP_CONFINE_TO", scratch.path())
         .env("LIGHTSNAP_RUN_DIR", scratch.path().join("run"))
         .env("AWS_ENDPOINT_URL_LIGHTSAIL", fake.endpoint())
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.endpoint())
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.imds_endpoint())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", fake_lightsail::DEFAULT_ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", fake_lightsail::DEFAULT_SECRET_KEY)
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .stdin(Stdio::null());
+    // A fake over TLS is trusted the standard way, as a private CA would be.
+    if let Some(ca) = fake.ca_file() {
+        cmd.env("SSL_CERT_FILE", ca);
+    }
     cmd
+}
+
+/// Starts a fake Lightsail over TLS (`https://localhost:PORT`, a host name resolved through
+/// `/etc/hosts`), its CA in `scratch/ca.pem`, watching name lookups.
+pub fn fake_tls(scratch: &Scratch, seed: Seed) -> Fake {
+    let dir = scratch.path().join("snapshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut opts = Options::new(seed, dir);
+    opts.snapshot_duration = Duration::ZERO;
+    opts.tls = Some(fake_lightsail::TlsOptions {
+        names: vec!["localhost".into()],
+        ca_file: Some(scratch.path().join("ca.pem")),
+    });
+    opts.watch_lookups = true;
+    Fake::start(opts).expect("fake lightsail over TLS")
 }
 
 /// What a finished lightsnap run said.

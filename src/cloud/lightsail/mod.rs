@@ -232,6 +232,19 @@ pub trait Lightsail {
         kind: SnapshotKind,
         name: &str,
     ) -> Result<Option<SnapshotInfo>, ApiError>;
+    /// The last calls before the window, one per request, all at once: whether each snapshot
+    /// exists already, and connections ready for the create calls that follow (an
+    /// implementation may route each create call along the path its warm-up opened).
+    async fn warm_up(
+        &self,
+        requests: &[SnapshotRequest],
+    ) -> Result<Vec<Option<SnapshotInfo>>, ApiError> {
+        let mut found = Vec::new();
+        for r in requests {
+            found.push(self.get_snapshot(r.source.kind(), &r.name).await?);
+        }
+        Ok(found)
+    }
     /// CreateDiskSnapshot (CreateInstanceSnapshot for a whole instance), every attempt within
     /// `budget`.
     async fn create_snapshot(

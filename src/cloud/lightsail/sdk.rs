@@ -1,6 +1,7 @@
 //! [`Lightsail`] on the real SDK: configuration, the calls, and every SDK error sorted into
 //! an [`ApiErrorKind`].
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::meta::credentials::CredentialsProviderChain;
@@ -24,10 +25,21 @@ pub struct NoRegion;
 #[derive(Debug, Clone)]
 pub struct SdkLightsail {
     client: aws_sdk_lightsail::Client,
+    config: aws_config::SdkConfig,
+    /// The client each snapshot request of the window goes through, by snapshot name: see
+    /// [`Lightsail::warm_up`].
+    lanes: Arc<Mutex<Vec<(String, aws_sdk_lightsail::Client)>>>,
 }
 
 /// Timeouts for calls made outside the frozen window.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The connect timeout of every call, the one inside the window included. The SDK's HTTP
+/// client keeps one connector — one connection pool — per (connect timeout, read timeout)
+/// pair: a call made with other connector settings than the warm-up never gets the warm
+/// connection, and pays DNS, TCP and TLS while writes are paused. Per-call budgets change only
+/// the operation and attempt timeouts, which are not the connector's.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl SdkLightsail {
     /// Region, endpoint and credentials the standard way (`AWS_REGION`, `AWS_PROFILE`,
@@ -51,7 +63,7 @@ impl SdkLightsail {
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
+                    .connect_timeout(CONNECT_TIMEOUT)
                     .operation_timeout(PREPARE_TIMEOUT)
                     .build(),
             );
@@ -67,17 +79,21 @@ impl SdkLightsail {
         }
         Ok(Self {
             client: aws_sdk_lightsail::Client::new(&config),
+            config,
+            lanes: Arc::default(),
         })
     }
 }
 
-/// Timeouts and retries that fit every attempt of a call inside `budget`.
+/// Timeouts and retries that fit every attempt of a call inside `budget`, on the same
+/// connector as every other call (see [`CONNECT_TIMEOUT`]; an attempt is bounded by its own
+/// timeout, connecting included).
 fn budget_config(budget: Duration) -> aws_sdk_lightsail::config::Builder {
     let attempt = (budget / 2).max(Duration::from_millis(100));
     aws_sdk_lightsail::config::Builder::default()
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(attempt.min(Duration::from_secs(2)))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .operation_attempt_timeout(attempt)
                 .operation_timeout(budget)
                 .build(),
@@ -170,6 +186,34 @@ fn disk_info(d: &aws_sdk_lightsail::types::Disk) -> DiskInfo {
         is_attached: d.is_attached().unwrap_or(false),
         is_system_disk: d.is_system_disk().unwrap_or(false),
         support_code: d.support_code().map(str::to_string),
+    }
+}
+
+/// GetDiskSnapshot or GetInstanceSnapshot through `client`; `Ok(None)` when there is none.
+async fn get_snapshot(
+    client: &aws_sdk_lightsail::Client,
+    kind: SnapshotKind,
+    name: &str,
+) -> Result<Option<SnapshotInfo>, ApiError> {
+    let found = match kind {
+        SnapshotKind::Disk => client
+            .get_disk_snapshot()
+            .disk_snapshot_name(name)
+            .send()
+            .await
+            .map(|out| out.disk_snapshot().map(snapshot_info))
+            .map_err(|e| classify("GetDiskSnapshot", e)),
+        SnapshotKind::Instance => client
+            .get_instance_snapshot()
+            .instance_snapshot_name(name)
+            .send()
+            .await
+            .map(|out| out.instance_snapshot().map(instance_snapshot_info))
+            .map_err(|e| classify("GetInstanceSnapshot", e)),
+    };
+    match found {
+        Err(e) if e.kind == ApiErrorKind::NotFound => Ok(None),
+        other => other,
     }
 }
 
@@ -323,9 +367,17 @@ impl Lightsail for SdkLightsail {
         request: &SnapshotRequest,
         budget: Duration,
     ) -> Result<OperationInfo, ApiError> {
+        // The lane warmed up for this request, where there is one.
+        let lane = self
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(name, _)| *name == request.name)
+            .map(|(_, client)| client.clone());
+        let client = lane.as_ref().unwrap_or(&self.client);
         if let Source::Instance(instance) = &request.source {
-            let out = self
-                .client
+            let out = client
                 .create_instance_snapshot()
                 .instance_name(instance)
                 .instance_snapshot_name(&request.name)
@@ -337,8 +389,7 @@ impl Lightsail for SdkLightsail {
                 .map_err(|e| classify("CreateInstanceSnapshot", e))?;
             return operation_result("CreateInstanceSnapshot", out.operations());
         }
-        let mut call = self
-            .client
+        let mut call = client
             .create_disk_snapshot()
             .disk_snapshot_name(&request.name)
             .set_tags(Some(sdk_tags(&request.tags)));
@@ -371,28 +422,40 @@ impl Lightsail for SdkLightsail {
         kind: SnapshotKind,
         name: &str,
     ) -> Result<Option<SnapshotInfo>, ApiError> {
-        let found = match kind {
-            SnapshotKind::Disk => self
-                .client
-                .get_disk_snapshot()
-                .disk_snapshot_name(name)
-                .send()
-                .await
-                .map(|out| out.disk_snapshot().map(snapshot_info))
-                .map_err(|e| classify("GetDiskSnapshot", e)),
-            SnapshotKind::Instance => self
-                .client
-                .get_instance_snapshot()
-                .instance_snapshot_name(name)
-                .send()
-                .await
-                .map(|out| out.instance_snapshot().map(instance_snapshot_info))
-                .map_err(|e| classify("GetInstanceSnapshot", e)),
-        };
-        match found {
-            Err(e) if e.kind == ApiErrorKind::NotFound => Ok(None),
-            other => other,
-        }
+        get_snapshot(&self.client, kind, name).await
+    }
+
+    /// A lane per request: the first rides on the client discovery warmed, each other gets a
+    /// client of its own — its own connection pool — whose one connection this call opens
+    /// and uses. The window's calls, made together, then each find an idle connection (one
+    /// pool shared by calls made at once may open a new connection for the second one inside
+    /// the window, whatever the warm-up did).
+    async fn warm_up(
+        &self,
+        requests: &[SnapshotRequest],
+    ) -> Result<Vec<Option<SnapshotInfo>>, ApiError> {
+        let lanes: Vec<(String, aws_sdk_lightsail::Client)> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let client = if i == 0 {
+                    self.client.clone()
+                } else {
+                    aws_sdk_lightsail::Client::new(&self.config)
+                };
+                (r.name.clone(), client)
+            })
+            .collect();
+        let asked = lanes
+            .iter()
+            .zip(requests)
+            .map(|((_, client), r)| get_snapshot(client, r.source.kind(), &r.name));
+        let found = futures_util::future::join_all(asked)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.lanes.lock().unwrap_or_else(|p| p.into_inner()) = lanes;
+        Ok(found)
     }
 
     async fn get_snapshots(&self, kind: SnapshotKind) -> Result<Vec<SnapshotInfo>, ApiError> {

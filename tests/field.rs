@@ -1,0 +1,124 @@
+//! What the field sees that plain HTTP on localhost hides (issue 13): over TLS, with the
+//! endpoint a host name, the calls made inside the frozen window travel on connections opened
+//! and used before the first freeze — no new connection, no TLS handshake, no name lookup
+//! while writes are paused. Also: `--disk-name` must name this instance's disk behind the
+//! path, and Lightsail's automatic snapshots are waited out before freezing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Waits until the lookup watch has seen everything up to now (its own marker lookup).
+fn lookups_settled(fake: &Fake) {
+    let me = std::process::id();
+    let before = fake.lookups().iter().filter(|l| l.pid == me).count();
+    drop(std::fs::File::open("/etc/hosts").unwrap());
+    wait_until(
+        "the lookup watch to catch up",
+        Duration::from_secs(10),
+        || fake.lookups().iter().filter(|l| l.pid == me).count() > before,
+    );
+}
+
+/// One freeze-and-snap of every filesystem in `fss` over TLS; checks that nothing network
+/// happened between the last call before the window and the end of the run.
+fn snap_over_tls_and_check_the_window(scratch: &Scratch, fake: &Fake, round: u32, fss: &[&LoopFs]) {
+    // Names of their own: default names have a resolution of one second.
+    write_conf(
+        scratch,
+        "etc/lightsnap/config.toml",
+        &format!("name_template = \"{{disk}}-round{round}\"\n"),
+    );
+    let mut cmd = configured_lightsnap(scratch, fake);
+    cmd.arg("freeze-and-snap");
+    for fs in fss {
+        cmd.arg(&fs.mount_point);
+    }
+    let earlier = fake.calls().len();
+    let child = spawn(&mut cmd);
+    let pid = child.id();
+    let r = wait_result(child);
+    assert_eq!(r.code, 0, "{r:?}");
+    lookups_settled(fake);
+
+    let calls: Vec<fake_lightsail::Call> = fake.calls().split_off(earlier);
+    let creates: Vec<&fake_lightsail::Call> = calls
+        .iter()
+        .filter(|c| c.operation == "CreateDiskSnapshot")
+        .collect();
+    assert_eq!(creates.len(), fss.len(), "one call per disk: {r:?}");
+    let first_create = creates.iter().map(|c| c.received_mono_us).min().unwrap();
+    // The window opens after the last call before it returned: nothing may be opened or
+    // looked up after that call was received.
+    let last_before = calls
+        .iter()
+        .filter(|c| c.received_mono_us < first_create && !c.operation.starts_with("__"))
+        .map(|c| c.received_mono_us)
+        .max()
+        .expect("warm-up calls before the window");
+    // Each call on a connection opened (TCP and TLS) before the window: one the warm-up used,
+    // or one the pool opened for a warm-up call and kept.
+    for c in &creates {
+        let conn = c.connection.as_ref().expect("connection recorded");
+        assert!(conn.tls, "over TLS: {conn:?}");
+        let opened_before = conn.accepted_mono_us < last_before
+            && conn.handshake_mono_us.is_some_and(|h| h < last_before);
+        assert!(
+            opened_before,
+            "CreateDiskSnapshot {} came on a connection opened in the window: {conn:?} (last call before it at {last_before})",
+            c.body["diskSnapshotName"]
+        );
+    }
+    assert!(
+        creates
+            .iter()
+            .any(|c| c.connection.as_ref().is_some_and(|k| k.requests_before > 0)),
+        "no call on a connection the warm-up used: {creates:?}"
+    );
+    let late: Vec<_> = fake
+        .connections()
+        .into_iter()
+        .filter(|k| {
+            k.accepted_mono_us > last_before || k.handshake_mono_us.is_some_and(|h| h > last_before)
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "connections opened in the window: {late:?}"
+    );
+    let looked_up: Vec<_> = fake
+        .lookups()
+        .into_iter()
+        .filter(|l| l.pid == pid && l.mono_us > last_before)
+        .collect();
+    assert!(
+        looked_up.is_empty(),
+        "name lookups in the window: {looked_up:?}"
+    );
+    // It did look the name up, before: the watch sees lightsnap's lookups at all.
+    assert!(
+        fake.lookups().iter().any(|l| l.pid == pid),
+        "lightsnap resolved localhost through /etc/hosts before the window"
+    );
+}
+
+#[test]
+fn over_tls_the_calls_in_the_window_need_no_new_connection_handshake_or_lookup() {
+    let test = "over_tls_the_calls_in_the_window_need_no_new_connection_handshake_or_lookup";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let a = LoopFs::create(&scratch, "a", FsKind::Ext4);
+    let b = LoopFs::create(&scratch, "b", FsKind::Ext4);
+    let fake = fake_tls(
+        &scratch,
+        seed(&[("a-1", &a.device), ("b-1", &b.device)], None),
+    );
+    // One disk, then two called together (a warm connection each).
+    snap_over_tls_and_check_the_window(&scratch, &fake, 1, &[&a]);
+    snap_over_tls_and_check_the_window(&scratch, &fake, 2, &[&a, &b]);
+    assert!(!a.is_frozen() && !b.is_frozen());
+}
