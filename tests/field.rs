@@ -122,3 +122,77 @@ fn over_tls_the_calls_in_the_window_need_no_new_connection_handshake_or_lookup()
     snap_over_tls_and_check_the_window(&scratch, &fake, 2, &[&a, &b]);
     assert!(!a.is_frozen() && !b.is_frozen());
 }
+
+/// An instance `web-1` (this one) with data disk `data-1` behind the test's filesystem and a
+/// system disk at another device; an instance `web-2` with its own disk `web2-data`.
+fn two_instances(fs: &LoopFs) -> Seed {
+    Seed::from_toml_str(&format!(
+        "self_instance = \"{INSTANCE}\"\n\
+         [[instances]]\nname = \"{INSTANCE}\"\ninstance_id = \"{INSTANCE_ID}\"\n\
+         system_disk = {{ name = \"{INSTANCE}-system\", path = \"/dev/xvda\", size_gb = 1 }}\n\
+         [[instances]]\nname = \"web-2\"\ninstance_id = \"i-0fedcba9876543210\"\n\
+         [[disks]]\nname = \"data-1\"\npath = \"{d}\"\nattached_to = \"{INSTANCE}\"\nsize_gb = 1\nbacking = \"{d}\"\n\
+         [[disks]]\nname = \"web2-data\"\npath = \"/dev/xvdf\"\nattached_to = \"web-2\"\nsize_gb = 1\n",
+        d = fs.device.display()
+    ))
+    .expect("seed")
+}
+
+#[test]
+fn a_disk_name_that_is_not_the_disk_behind_the_path_is_refused_before_anything_is_frozen() {
+    let test =
+        "a_disk_name_that_is_not_the_disk_behind_the_path_is_refused_before_anything_is_frozen";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
+    let fake = fake(&scratch, two_instances(&fs));
+    let cases = [
+        // Another instance's disk: snapshotting it would freeze this filesystem for nothing.
+        (
+            "web2-data",
+            "attached to instance web-2, not to this instance (web-1)",
+        ),
+        // This instance's system disk, not the disk behind the path.
+        (
+            "web-1-system",
+            "is Lightsail disk data-1 of this instance, not web-1-system",
+        ),
+    ];
+    for (disk, says) in cases {
+        for command in ["freeze-and-snap", "plan"] {
+            let r = finish(
+                configured_lightsnap(&scratch, &fake)
+                    .args([command, "--disk-name", disk])
+                    .arg(&fs.mount_point),
+            );
+            assert_eq!(r.code, 8, "{command} --disk-name {disk}: {r:?}");
+            assert!(
+                r.stderr.contains(says),
+                "{command} --disk-name {disk}: {r:?}"
+            );
+            assert!(!fs.is_frozen());
+            assert!(create_calls(&fake).is_empty(), "{r:?}");
+        }
+    }
+    // The same from the configuration's mapping, for the timer's `run`.
+    write_conf(
+        &scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "[[snapshot]]\npath = \"{}\"\ndisk = \"web2-data\"\n",
+            fs.mount_point.display()
+        ),
+    );
+    let r = finish(configured_lightsnap(&scratch, &fake).arg("run"));
+    assert_eq!(r.code, 8, "{r:?}");
+    assert!(create_calls(&fake).is_empty(), "{r:?}");
+    // The right one is taken.
+    let r = finish(
+        configured_lightsnap(&scratch, &fake)
+            .args(["freeze-and-snap", "--disk-name", "data-1"])
+            .arg(&fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+}

@@ -29,6 +29,7 @@ Exit codes:
   5    busy (another run holds the lock, or the mount is in use)
   6    already frozen by someone else (left as it was)
   7    permission denied (not root, or outside LIGHTSNAP_CONFINE_TO)
+  8    the disk named is not the one behind the path
   10   Lightsail refused the request
   11   Lightsail refused the credentials
   12   Lightsail throttled, failed, or could not be reached

@@ -216,23 +216,7 @@ where
     ) -> Result<(Source, DiskInfo)> {
         let block_device = &ids.dev_path;
         if let Some(name) = disk_name {
-            let disk = match self.api.get_disk(name).await {
-                Ok(d) => d,
-                Err(e) if e.kind == ApiErrorKind::NotFound => fail!(
-                    ExitCode::NotFound,
-                    "there is no Lightsail disk named {name} in this region; check --disk-name and AWS_REGION ({})",
-                    e.message
-                ),
-                Err(e) => return Err(e).context(format!("looking up disk {name}")),
-            };
-            if !disk.is_attached {
-                fail!(
-                    ExitCode::NotFound,
-                    "Lightsail disk {name} is not attached to any instance, so it cannot be behind {}; check --disk-name",
-                    block_device.display()
-                );
-            }
-            return Ok((Source::Disk(name.to_string()), disk));
+            return self.named(name, ids).await;
         }
         let me = self.instance().await?;
         let Some(disk) = me.disks.iter().find(|d| is_disk(d, ids)).cloned() else {
@@ -253,6 +237,63 @@ where
             Source::SystemVolume(me.name.clone())
         } else {
             Source::Disk(disk.name.clone())
+        };
+        Ok((source, disk))
+    }
+}
+
+impl<'a, A, F> Discovery<'a, A, F>
+where
+    A: Lightsail,
+    F: std::future::Future<Output = Result<Identity>>,
+{
+    /// The disk an operator named for a whole disk: it must be attached to this instance, and
+    /// where discovery can tell which disk `ids` is, it must be that one. Where it cannot
+    /// (hardware it does not know), the name is taken with a warning.
+    async fn named(&mut self, name: &str, ids: &blockdev::DiskIds) -> Result<(Source, DiskInfo)> {
+        let block_device = &ids.dev_path;
+        let me = self.instance().await?.clone();
+        let Some(disk) = me.disks.iter().find(|d| d.name == name).cloned() else {
+            // Not one of this instance's disks: say where it is, if it is anywhere.
+            let disk = match self.api.get_disk(name).await {
+                Ok(d) => d,
+                Err(e) if e.kind == ApiErrorKind::NotFound => fail!(
+                    ExitCode::NotFound,
+                    "there is no Lightsail disk named {name} in this region; check --disk-name and AWS_REGION ({})",
+                    e.message
+                ),
+                Err(e) => return Err(e).context(format!("looking up disk {name}")),
+            };
+            let where_ = match (&disk.attached_to, disk.is_attached) {
+                (Some(other), true) => format!("attached to instance {other}"),
+                _ => "not attached to any instance".to_string(),
+            };
+            fail!(
+                ExitCode::WrongDisk,
+                "Lightsail disk {name} is {where_}, not to this instance ({}), so it cannot be behind {}; leave --disk-name out to find the disk by itself",
+                me.name,
+                block_device.display()
+            );
+        };
+        match me.disks.iter().find(|d| is_disk(d, ids)) {
+            Some(found) if found.name != name => fail!(
+                ExitCode::WrongDisk,
+                "{} is Lightsail disk {} of this instance, not {name}: --disk-name (or the configuration's disk) names another disk; leave it out to snapshot {}",
+                block_device.display(),
+                found.name,
+                found.name
+            ),
+            Some(_) => {}
+            None => tracing::warn!(
+                "which Lightsail disk {} is could not be verified (no device path, volume id or NVMe name matched a disk of {}): taking {name} as given",
+                block_device.display(),
+                me.name
+            ),
+        }
+        let source = if disk.is_system_disk {
+            Source::SystemVolume(me.name.clone())
+        } else {
+            Source::Disk(name.to_string())
         };
         Ok((source, disk))
     }
@@ -446,9 +487,25 @@ mod tests {
     }
 
     #[test]
-    fn a_named_disk_is_looked_up_not_discovered() {
-        let (source, _) = discover(Some("a-data"), "/dev/whatever").unwrap();
-        assert_eq!(source, Source::Disk("a-data".into()));
+    fn a_named_disk_must_be_this_instances_disk_behind_the_path() {
+        // The disk behind the path, named: taken.
+        let (source, _) = discover(Some("b-data"), "/dev/xvdf").unwrap();
+        assert_eq!(source, Source::Disk("b-data".into()));
+        // A device discovery cannot map: taken as given (with a warning).
+        let (source, _) = discover(Some("b-data"), "/dev/whatever").unwrap();
+        assert_eq!(source, Source::Disk("b-data".into()));
+        // Another instance's disk: refused, naming where it is.
+        let err = discover(Some("a-data"), "/dev/whatever").unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::WrongDisk);
+        assert!(err.to_string().contains("attached to instance a"), "{err}");
+        // This instance's system disk named for its data disk: refused, naming both.
+        let err = discover(Some("b-system"), "/dev/xvdf").unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::WrongDisk);
+        assert!(
+            err.to_string().contains("is Lightsail disk b-data")
+                && err.to_string().contains("not b-system"),
+            "{err}"
+        );
         let err = discover(Some("nope"), "/dev/xvdf").unwrap_err();
         assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
     }
