@@ -1,5 +1,7 @@
-//! [`Lightsail`] on the real SDK: configuration, the calls, and every SDK error sorted into
-//! an [`ApiErrorKind`].
+//! [`Lightsail`] on the real SDK: configuration (the region and endpoint checked before any
+//! call), the calls, and every SDK error sorted into an [`ApiErrorKind`] (`classify`).
+
+mod classify;
 
 use std::time::Duration;
 
@@ -7,7 +9,6 @@ use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_lightsail::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_lightsail::types::{OperationStatus, Tag};
 
 use super::{
@@ -17,13 +18,27 @@ use super::{
 
 /// No AWS region is configured anywhere.
 #[derive(Debug, thiserror::Error)]
-#[error("no AWS region: set AWS_REGION, `region` in the AWS profile, or --region")]
+#[error("no AWS region found: set --region, `region` in /etc/lightsnap/config.toml, AWS_REGION, or `region` in the AWS profile (on a Lightsail instance the metadata service gives it, if it can be reached)")]
 pub struct NoRegion;
 
 /// The real thing, on `aws-sdk-lightsail`.
 #[derive(Debug, Clone)]
 pub struct SdkLightsail {
     client: aws_sdk_lightsail::Client,
+    /// The endpoint calls go to, for messages.
+    endpoint: String,
+}
+
+/// The endpoint override from the environment, checked, with the variable that set it.
+fn endpoint_override() -> Result<Option<String>, crate::cloud::validate::InvalidInput> {
+    for var in ["AWS_ENDPOINT_URL_LIGHTSAIL", "AWS_ENDPOINT_URL"] {
+        if let Some(url) = std::env::var_os(var) {
+            let url = url.to_string_lossy().into_owned();
+            crate::cloud::validate::endpoint(var, &url)?;
+            return Ok(Some(url));
+        }
+    }
+    Ok(None)
 }
 
 /// Timeouts for calls made outside the frozen window.
@@ -55,18 +70,26 @@ impl SdkLightsail {
                     .operation_timeout(PREPARE_TIMEOUT)
                     .build(),
             );
+        let endpoint = endpoint_override()?;
         if let Some(region) = region {
+            crate::cloud::validate::region(&region)?;
             loader = loader.region(aws_config::Region::new(region));
         }
         if let Some(profile) = profile {
             loader = loader.profile_name(profile);
         }
         let config = loader.load().await;
-        if config.region().is_none() {
+        let Some(region) = config.region() else {
             return Err(NoRegion.into());
-        }
+        };
+        // From AWS_REGION or the profile: checked here, as --region is above.
+        crate::cloud::validate::region(region.as_ref())?;
+        let endpoint = endpoint
+            .or_else(|| config.endpoint_url().map(str::to_string))
+            .unwrap_or_else(|| format!("https://lightsail.{region}.amazonaws.com"));
         Ok(Self {
             client: aws_sdk_lightsail::Client::new(&config),
+            endpoint,
         })
     }
 }
@@ -88,78 +111,6 @@ fn budget_config(budget: Duration) -> aws_sdk_lightsail::config::Builder {
                 .with_initial_backoff(Duration::from_millis(20))
                 .with_max_backoff((budget / 10).max(Duration::from_millis(20))),
         )
-}
-
-fn classify<E>(
-    operation: &'static str,
-    err: SdkError<E, aws_sdk_lightsail::config::http::HttpResponse>,
-) -> ApiError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let message = DisplayErrorContext(&err).to_string();
-    let (kind, code) = match &err {
-        SdkError::TimeoutError(_) => (ApiErrorKind::Timeout, None),
-        SdkError::DispatchFailure(d) if d.is_timeout() => (ApiErrorKind::Timeout, None),
-        SdkError::DispatchFailure(_) => (ApiErrorKind::Network, None),
-        SdkError::ResponseError(r) => {
-            let kind = if r.raw().status().is_server_error() {
-                ApiErrorKind::Unavailable
-            } else {
-                ApiErrorKind::Network
-            };
-            (kind, None)
-        }
-        SdkError::ServiceError(s) => {
-            let code = s.err().code().map(str::to_string);
-            let kind = match code.as_deref() {
-                Some("InvalidInputException" | "OperationFailureException") => {
-                    ApiErrorKind::Rejected
-                }
-                Some("NotFoundException") => ApiErrorKind::NotFound,
-                Some(
-                    "AccessDeniedException"
-                    | "UnauthenticatedException"
-                    | "UnrecognizedClientException"
-                    | "InvalidSignatureException"
-                    | "ExpiredTokenException"
-                    | "ExpiredToken"
-                    | "MissingAuthenticationTokenException"
-                    | "InvalidClientTokenId"
-                    | "SignatureDoesNotMatch",
-                ) => ApiErrorKind::Auth,
-                Some(
-                    "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded",
-                ) => ApiErrorKind::Throttled,
-                // Documented as 400s, but they mean "not ready yet": try again later.
-                Some("AccountSetupInProgressException" | "RegionSetupInProgressException") => {
-                    ApiErrorKind::Unavailable
-                }
-                _ if s.raw().status().is_client_error() && code.is_some() => ApiErrorKind::Rejected,
-                _ => ApiErrorKind::Unavailable,
-            };
-            (kind, code)
-        }
-        _ => {
-            // Construction failures and credential errors surface here.
-            let kind = if message.contains("credentials") {
-                ApiErrorKind::Auth
-            } else {
-                ApiErrorKind::Network
-            };
-            (kind, None)
-        }
-    };
-    let message = match &err {
-        SdkError::ServiceError(s) => s.err().message().map(str::to_string).unwrap_or(message),
-        _ => message,
-    };
-    ApiError {
-        operation,
-        kind,
-        code,
-        message,
-    }
 }
 
 fn disk_info(d: &aws_sdk_lightsail::types::Disk) -> DiskInfo {
@@ -275,6 +226,24 @@ fn sdk_tags(tags: &[(String, String)]) -> Vec<Tag> {
         .collect()
 }
 
+impl SdkLightsail {
+    /// The [`ApiError`] of a failed call, in plain words naming this endpoint.
+    fn classify<E>(
+        &self,
+        operation: &'static str,
+        err: aws_sdk_lightsail::error::SdkError<E, aws_sdk_lightsail::config::http::HttpResponse>,
+    ) -> ApiError
+    where
+        E: aws_sdk_lightsail::error::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        classify::classify(operation, &self.endpoint, err)
+    }
+}
+
 impl Lightsail for SdkLightsail {
     async fn get_disk(&self, name: &str) -> Result<DiskInfo, ApiError> {
         let out = self
@@ -283,7 +252,7 @@ impl Lightsail for SdkLightsail {
             .disk_name(name)
             .send()
             .await
-            .map_err(|e| classify("GetDisk", e))?;
+            .map_err(|e| self.classify("GetDisk", e))?;
         out.disk().map(disk_info).ok_or_else(|| ApiError {
             operation: "GetDisk",
             kind: ApiErrorKind::NotFound,
@@ -300,7 +269,7 @@ impl Lightsail for SdkLightsail {
                 .set_page_token(token)
                 .send()
                 .await
-                .map_err(|e| classify("GetInstances", e))?;
+                .map_err(|e| self.classify("GetInstances", e))?;
             let items = out
                 .instances()
                 .iter()
@@ -334,7 +303,7 @@ impl Lightsail for SdkLightsail {
                 .config_override(budget_config(budget))
                 .send()
                 .await
-                .map_err(|e| classify("CreateInstanceSnapshot", e))?;
+                .map_err(|e| self.classify("CreateInstanceSnapshot", e))?;
             return operation_result("CreateInstanceSnapshot", out.operations());
         }
         let mut call = self
@@ -351,7 +320,7 @@ impl Lightsail for SdkLightsail {
             .config_override(budget_config(budget))
             .send()
             .await
-            .map_err(|e| classify("CreateDiskSnapshot", e))?;
+            .map_err(|e| self.classify("CreateDiskSnapshot", e))?;
         operation_result("CreateDiskSnapshot", out.operations())
     }
 
@@ -362,7 +331,7 @@ impl Lightsail for SdkLightsail {
             .set_tags(Some(sdk_tags(tags)))
             .send()
             .await
-            .map_err(|e| classify("TagResource", e))?;
+            .map_err(|e| self.classify("TagResource", e))?;
         Ok(())
     }
 
@@ -379,7 +348,7 @@ impl Lightsail for SdkLightsail {
                 .send()
                 .await
                 .map(|out| out.disk_snapshot().map(snapshot_info))
-                .map_err(|e| classify("GetDiskSnapshot", e)),
+                .map_err(|e| self.classify("GetDiskSnapshot", e)),
             SnapshotKind::Instance => self
                 .client
                 .get_instance_snapshot()
@@ -387,7 +356,7 @@ impl Lightsail for SdkLightsail {
                 .send()
                 .await
                 .map(|out| out.instance_snapshot().map(instance_snapshot_info))
-                .map_err(|e| classify("GetInstanceSnapshot", e)),
+                .map_err(|e| self.classify("GetInstanceSnapshot", e)),
         };
         match found {
             Err(e) if e.kind == ApiErrorKind::NotFound => Ok(None),
@@ -405,7 +374,7 @@ impl Lightsail for SdkLightsail {
                         .set_page_token(token)
                         .send()
                         .await
-                        .map_err(|e| classify("GetDiskSnapshots", e))?;
+                        .map_err(|e| self.classify("GetDiskSnapshots", e))?;
                     let items = out.disk_snapshots().iter().map(snapshot_info).collect();
                     Ok((items, out.next_page_token().map(str::to_string)))
                 }
@@ -416,7 +385,7 @@ impl Lightsail for SdkLightsail {
                         .set_page_token(token)
                         .send()
                         .await
-                        .map_err(|e| classify("GetInstanceSnapshots", e))?;
+                        .map_err(|e| self.classify("GetInstanceSnapshots", e))?;
                     let items = out
                         .instance_snapshots()
                         .iter()
@@ -438,7 +407,7 @@ impl Lightsail for SdkLightsail {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| classify("DeleteDiskSnapshot", e)),
+                .map_err(|e| self.classify("DeleteDiskSnapshot", e)),
             SnapshotKind::Instance => self
                 .client
                 .delete_instance_snapshot()
@@ -446,7 +415,7 @@ impl Lightsail for SdkLightsail {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| classify("DeleteInstanceSnapshot", e)),
+                .map_err(|e| self.classify("DeleteInstanceSnapshot", e)),
         }
     }
 }
