@@ -119,6 +119,16 @@ impl SnapArgs {
         paths: Vec<PathBuf>,
         disk_name: Option<String>,
     ) -> Result<(snap::Options, Settings)> {
+        // Two values for one key on the command line is a slip, not an override.
+        for (i, (key, _)) in self.tags.iter().enumerate() {
+            if self.tags[..i].iter().any(|(k, _)| k == key) {
+                return Err(validate::InvalidInput::Tag {
+                    tag: key.clone(),
+                    why: "the key is given twice with --tag".into(),
+                }
+                .into());
+            }
+        }
         let settings = config::load(&globals.config_root)?;
         // Tags merge: configuration, lightsnap's own, then flags, a later value winning.
         let mut tags = settings.tags.clone();
