@@ -420,6 +420,21 @@ fn unprivileged_rows() -> Vec<Row> {
             .unset("AWS_ACCESS_KEY_ID")
             .unset("AWS_SECRET_ACCESS_KEY"),
         row(
+            "no credentials, as JSON",
+            &["--output", "json", "list"],
+            11,
+            "no AWS credentials found",
+        )
+        .unset("AWS_ACCESS_KEY_ID")
+        .unset("AWS_SECRET_ACCESS_KEY"),
+        row(
+            "endpoint refusing connections, as JSON",
+            &["--output", "json", "list"],
+            12,
+            "refused the connection",
+        )
+        .env("AWS_ENDPOINT_URL_LIGHTSAIL", "{closed}"),
+        row(
             "a profile that does not exist",
             &["list"],
             11,

@@ -30,7 +30,7 @@ Exit codes:
   6    already frozen by someone else (left as it was)
   7    permission denied (not root, or outside LIGHTSNAP_CONFINE_TO)
   10   Lightsail refused the request
-  11   Lightsail refused the credentials
+  11   no AWS credentials found, or Lightsail refused them
   12   Lightsail throttled, failed, or could not be reached
   13   freeze deadline passed (thawed, call abandoned)
   14   partial or unverified result
