@@ -22,7 +22,7 @@ use crate::exit_code::{ExitCode, Failure};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Fragment {
-    #[serde(default, deserialize_with = "checked::positive_duration")]
+    #[serde(default, deserialize_with = "checked::freeze_timeout")]
     freeze_timeout: Option<String>,
     #[serde(default, deserialize_with = "checked::template")]
     name_template: Option<String>,
@@ -137,6 +137,14 @@ mod checked {
         if parse_duration(&text).map_err(D::Error::custom)?.is_zero() {
             return Err(D::Error::custom(format!("{text:?}: must be more than 0")));
         }
+        Ok(Some(text))
+    }
+
+    /// A duration within (0, [`validate::MAX_FREEZE_TIMEOUT`]].
+    pub fn freeze_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        let timeout = parse_duration(&text).map_err(D::Error::custom)?;
+        validate::freeze_timeout("freeze_timeout", timeout).map_err(D::Error::custom)?;
         Ok(Some(text))
     }
 
@@ -288,10 +296,7 @@ pub fn load(root: &Path) -> Result<Settings> {
 fn apply(settings: &mut Settings, tags: &mut BTreeMap<String, String>, f: Fragment) -> Result<()> {
     if let Some(t) = f.freeze_timeout {
         settings.freeze_timeout = duration("freeze_timeout", &t)?;
-        anyhow::ensure!(
-            !settings.freeze_timeout.is_zero(),
-            "freeze_timeout must be more than 0"
-        );
+        validate::freeze_timeout("freeze_timeout", settings.freeze_timeout)?;
     }
     if let Some(t) = f.name_template {
         check_template(&t)?;

@@ -782,7 +782,7 @@ fn names_are_checked_before_anything_is_frozen() {
         &[
             ("data-1", &fs.device),
             (&long_disk, &fs.device),
-            ("nocopy-1", Path::new("/dev/xvdz")),
+            ("nocopy-1", &fs.device),
         ],
         None,
     );

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{Globals, Output};
 use crate::cloud::lightsail::{SdkLightsail, SnapshotInfo};
+use crate::cloud::validate;
 use crate::config;
 use crate::exit_code::ExitCode;
 use crate::retention::is_own;
@@ -87,6 +88,9 @@ struct Listed {
 impl List {
     /// Runs it.
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
+        if let Some(disk) = &self.disk {
+            validate::name("disk name", disk)?;
+        }
         let settings = config::load(&globals.config_root)?;
         let region = self.region.clone().or(settings.region);
         crate::runtime()?.block_on(async {

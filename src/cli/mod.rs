@@ -31,7 +31,7 @@ Exit codes:
   7    permission denied (not root, or outside LIGHTSNAP_CONFINE_TO)
   8    the disk named is not the one behind the path
   10   Lightsail refused the request
-  11   Lightsail refused the credentials
+  11   no AWS credentials found, or Lightsail refused them
   12   Lightsail throttled, failed, or could not be reached
   13   freeze deadline passed (thawed, call abandoned)
   14   partial or unverified result
@@ -140,6 +140,18 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| format!("{e}: write a duration such as 500ms, 10s or 2m"))
 }
 
+/// Parses `--freeze-timeout`: a duration within
+/// [`MAX_FREEZE_TIMEOUT`](crate::cloud::validate::MAX_FREEZE_TIMEOUT).
+pub fn parse_freeze_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let timeout = parse_duration(text)?;
+    // clap names the option and the value already: only the bound broken.
+    crate::cloud::validate::freeze_timeout("--freeze-timeout", timeout).map_err(|e| match e {
+        crate::cloud::validate::InvalidInput::Duration { why, .. } => why,
+        other => other.to_string(),
+    })?;
+    Ok(timeout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +197,35 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
         assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
         assert!(parse_duration("10").is_err());
+    }
+
+    /// The maximum is one constant; the help of every command taking --freeze-timeout says it.
+    #[test]
+    fn the_freeze_timeout_help_states_the_maximum() {
+        use crate::cloud::validate::MAX_FREEZE_TIMEOUT;
+        let max = humantime::format_duration(MAX_FREEZE_TIMEOUT).to_string();
+        assert!(parse_freeze_timeout(&max).is_ok());
+        let err = parse_freeze_timeout("100000h").unwrap_err();
+        assert!(err.contains(&max), "{err}");
+        let mut cli = Cli::command();
+        for sub in ["freeze-and-snap", "snap-instance", "run", "plan"] {
+            let help = cli
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains(&format!("at most {max}")), "{sub}: {help}");
+        }
+    }
+
+    #[test]
+    fn the_tag_help_says_a_value_is_optional() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("freeze-and-snap")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("KEY alone or KEY="), "{help}");
     }
 }

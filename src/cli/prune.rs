@@ -14,6 +14,7 @@ use super::list::Entry;
 use super::snap_args::conclude;
 use super::{Globals, Output};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo};
+use crate::cloud::validate;
 use crate::config::{self, Retention};
 use crate::exit_code::ExitCode;
 use crate::fail;
@@ -23,10 +24,13 @@ use crate::retention::{self, Rule};
 #[derive(Debug, Args)]
 pub struct Prune {
     /// Keep this many newest snapshots per disk [default: retention.keep in the config].
+    /// With --older-than too, a snapshot is deleted only when both rules allow it: it is
+    /// beyond the N newest of its disk and older than DURATION (--dry-run says which rule
+    /// kept each one).
     #[arg(long, value_name = "N")]
     pub keep: Option<u32>,
     /// Delete snapshots older than this (`30d`, `12h`) [default: retention.older_than].
-    /// With --keep too, a snapshot goes only when it breaks both.
+    /// With --keep too, a snapshot is deleted only when both rules allow it.
     #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
     pub older_than: Option<Duration>,
     /// Only snapshots of this disk.
@@ -144,6 +148,9 @@ const STOPPED_PRUNING: &str = "while pruning; the snapshots not yet deleted are 
 impl Prune {
     /// Runs it.
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
+        if let Some(disk) = &self.disk {
+            validate::name("disk name", disk)?;
+        }
         let settings = config::load(&globals.config_root)?;
         let rule = rule_of(self.keep, self.older_than, &settings.retention);
         if rule == Rule::default() {
@@ -162,6 +169,9 @@ impl Prune {
                 .duration_since(SystemTime::UNIX_EPOCH)?
                 .as_secs_f64();
             let doomed = retention::select(&all, rule, self.disk.as_deref(), self.all, now);
+            if self.dry_run && output == Output::Human {
+                explain_combined(&all, rule, self.disk.as_deref(), self.all, now);
+            }
             let (pruned, result) = delete(&api, &doomed, self.dry_run, output, &mut signals).await;
             if output == Output::Human && pruned.deleted.is_empty() && pruned.failed.is_empty() {
                 println!("nothing to prune");
@@ -177,6 +187,48 @@ impl Prune {
             });
             conclude(doc, result, output)
         })
+    }
+}
+
+/// With both limits, a dry run says how they combine and which rule kept each snapshot the
+/// other alone would have deleted (or both, for one neither would).
+fn explain_combined(all: &[SnapshotInfo], rule: Rule, disk: Option<&str>, foreign: bool, now: f64) {
+    let (Some(keep), Some(older_than)) = (rule.keep, rule.older_than) else {
+        return;
+    };
+    let age = humantime::format_duration(older_than);
+    println!(
+        "rule: a snapshot is deleted only when both rules allow it: beyond the {keep} newest of its disk (--keep) and older than {age} (--older-than)"
+    );
+    let select = |r: Rule| retention::select(all, r, disk, foreign, now);
+    let names =
+        |v: Vec<&SnapshotInfo>| -> Vec<String> { v.iter().map(|s| s.name.clone()).collect() };
+    // Every snapshot prune may consider at all: `keep 0` selects each of them.
+    let eligible = select(Rule {
+        keep: Some(0),
+        older_than: None,
+    });
+    let doomed = names(select(rule));
+    let beyond_keep = names(select(Rule {
+        keep: Some(keep),
+        older_than: None,
+    }));
+    let too_old = names(select(Rule {
+        keep: None,
+        older_than: Some(older_than),
+    }));
+    for s in eligible.iter().filter(|s| !doomed.contains(&s.name)) {
+        let why = match (beyond_keep.contains(&s.name), too_old.contains(&s.name)) {
+            (true, _) => format!("newer than {age} (--older-than)"),
+            (false, true) => format!("among the {keep} newest of its disk (--keep)"),
+            (false, false) => format!("among the {keep} newest and newer than {age} (both)"),
+        };
+        println!(
+            "would keep {} ({} from {}): {why}",
+            s.name,
+            s.from.as_deref().unwrap_or("?"),
+            super::list::when(s.created_at)
+        );
     }
 }
 

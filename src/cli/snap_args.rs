@@ -23,16 +23,17 @@ pub struct SnapArgs {
     /// The snapshot name (default: from name_template, <disk>-<yyyymmdd-hhmmss> in UTC).
     #[arg(long, alias = "name", value_name = "NAME")]
     pub snapshot_name: Option<String>,
-    /// A tag for the snapshot, as KEY=VALUE; repeat for more.
-    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    /// A tag for the snapshot, as KEY=VALUE; KEY alone or KEY= gives a tag without a value
+    /// (Lightsail allows those). Repeat for more.
+    #[arg(long = "tag", value_name = "KEY[=VALUE]", value_parser = parse_tag)]
     pub tags: Vec<(String, String)>,
     /// How to pause writes: freeze (falling back to unmount where freezing is not
     /// supported), freeze only, or unmount.
     #[arg(long, value_enum, default_value_t = Method::Auto)]
     pub method: Method,
     /// The longest writes may be paused; past it the filesystem is thawed and the call
-    /// abandoned [default: 10s, or freeze_timeout in the configuration].
-    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    /// abandoned; at most 10m [default: 10s, or freeze_timeout in the configuration].
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_freeze_timeout)]
     pub freeze_timeout: Option<Duration>,
     /// Take the snapshot even if a filesystem cannot be frozen or unmounted (tagged
     /// lightsnap:consistency=crash).
@@ -118,6 +119,16 @@ impl SnapArgs {
         paths: Vec<PathBuf>,
         disk_name: Option<String>,
     ) -> Result<(snap::Options, Settings)> {
+        // Two values for one key on the command line is a slip, not an override.
+        for (i, (key, _)) in self.tags.iter().enumerate() {
+            if self.tags[..i].iter().any(|(k, _)| k == key) {
+                return Err(validate::InvalidInput::Tag {
+                    tag: key.clone(),
+                    why: "the key is given twice with --tag".into(),
+                }
+                .into());
+            }
+        }
         let settings = config::load(&globals.config_root)?;
         // Tags merge: configuration, lightsnap's own, then flags, a later value winning.
         let mut tags = settings.tags.clone();

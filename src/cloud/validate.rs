@@ -1,6 +1,10 @@
 //! The API's input rules, checked up front: the Rust SDK validates nothing on the client side,
 //! and an invalid name discovered by the service while a filesystem is frozen is a frozen
-//! window spent for nothing.
+//! window spent for nothing. Also the limits lightsnap sets on what it is given to reach the
+//! API (the freeze timeout, the region, the endpoint), so every command refuses the same
+//! input with the same sentence.
+
+use std::time::Duration;
 
 /// Longest resource name lightsnap will send.
 pub const MAX_NAME_LEN: usize = 255;
@@ -10,6 +14,9 @@ pub const MAX_TAG_KEY_LEN: usize = 128;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 /// Most tags on one resource.
 pub const MAX_TAGS: usize = 50;
+/// The longest `--freeze-timeout` / `freeze_timeout`: far above any API round trip, far below
+/// what applications whose writes are paused survive. The one place this limit is written.
+pub const MAX_FREEZE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// An input the API would refuse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +36,27 @@ pub enum InvalidInput {
         tag: String,
         /// What is wrong with it.
         why: String,
+    },
+    /// A duration out of its bounds.
+    #[error("{what} = {value}: {why}")]
+    Duration {
+        /// Which setting (`--freeze-timeout`).
+        what: &'static str,
+        /// The duration given.
+        value: String,
+        /// The bound it breaks.
+        why: String,
+    },
+    /// A region that cannot be one (it becomes part of the endpoint's host name).
+    #[error("region {0:?} is not an AWS region name: write it as AWS does, such as us-east-1 or eu-central-1")]
+    Region(String),
+    /// An endpoint override that is not an http(s) URL.
+    #[error("endpoint {url:?} (from {from}) is not a URL: write it as https://host[:port] or http://host[:port]")]
+    Endpoint {
+        /// The URL given.
+        url: String,
+        /// Where it came from (`AWS_ENDPOINT_URL_LIGHTSAIL`).
+        from: &'static str,
     },
 }
 
@@ -105,6 +133,59 @@ pub fn tags(tags: &[(String, String)]) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// Checks a freeze timeout (`what` says which setting): more than 0, at most
+/// [`MAX_FREEZE_TIMEOUT`].
+pub fn freeze_timeout(what: &'static str, timeout: Duration) -> Result<(), InvalidInput> {
+    let why = if timeout.is_zero() {
+        "must be more than 0".to_string()
+    } else if timeout > MAX_FREEZE_TIMEOUT {
+        format!(
+            "more than the maximum, {}: writes would stay paused that long if Lightsail did not answer",
+            humantime::format_duration(MAX_FREEZE_TIMEOUT)
+        )
+    } else {
+        return Ok(());
+    };
+    Err(InvalidInput::Duration {
+        what,
+        value: humantime::format_duration(timeout).to_string(),
+        why,
+    })
+}
+
+/// Checks a region name: it becomes a host label (`lightsail.REGION.amazonaws.com`), so
+/// lowercase letters, digits and inner '-' only.
+pub fn region(region: &str) -> Result<(), InvalidInput> {
+    let ok = !region.is_empty()
+        && region.len() <= 63
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !region.starts_with('-')
+        && !region.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput::Region(region.to_string()))
+    }
+}
+
+/// Checks an endpoint override (`from` names where it was set): `http://` or `https://` and
+/// a host.
+pub fn endpoint(from: &'static str, url: &str) -> Result<(), InvalidInput> {
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
+        _ => Err(InvalidInput::Endpoint {
+            url: url.to_string(),
+            from,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +222,37 @@ mod tests {
         assert!(tags(&twice).is_err());
         let many: Vec<_> = (0..51).map(|i| (format!("k{i}"), String::new())).collect();
         assert!(tags(&many).is_err());
+    }
+
+    #[test]
+    fn freeze_timeouts_are_bounded_and_say_the_bound() {
+        assert!(freeze_timeout("--freeze-timeout", Duration::from_millis(1)).is_ok());
+        assert!(freeze_timeout("--freeze-timeout", MAX_FREEZE_TIMEOUT).is_ok());
+        assert!(freeze_timeout("--freeze-timeout", Duration::ZERO).is_err());
+        let over = MAX_FREEZE_TIMEOUT + Duration::from_millis(1);
+        let text = freeze_timeout("--freeze-timeout", over)
+            .unwrap_err()
+            .to_string();
+        let max = humantime::format_duration(MAX_FREEZE_TIMEOUT).to_string();
+        assert!(text.contains(&max), "{text}");
+    }
+
+    #[test]
+    fn regions_and_endpoints_are_checked() {
+        for good in ["us-east-1", "eu-central-1", "ap-northeast-2"] {
+            assert!(region(good).is_ok(), "{good}");
+        }
+        for bad in ["", "us east 1", "US-EAST-1", "-us", "us-", "us.east"] {
+            assert!(region(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "http://127.0.0.1:8080",
+            "https://lightsail.us-east-1.amazonaws.com/",
+        ] {
+            assert!(endpoint("AWS_ENDPOINT_URL", good).is_ok(), "{good}");
+        }
+        for bad in ["", "not-a-url", "ftp://x", "http://", "https:// x"] {
+            assert!(endpoint("AWS_ENDPOINT_URL", bad).is_err(), "{bad:?}");
+        }
     }
 }

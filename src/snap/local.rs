@@ -33,9 +33,7 @@ pub fn validate_options(opts: &Options) -> Result<()> {
     let mut all = opts.tags.clone();
     all.push((CONSISTENCY_TAG.into(), String::new()));
     validate::tags(&all)?;
-    if opts.freeze_timeout.is_zero() {
-        fail!(ExitCode::Usage, "--freeze-timeout must be more than 0");
-    }
+    validate::freeze_timeout("--freeze-timeout", opts.freeze_timeout)?;
     if opts.paths.is_empty() {
         fail!(ExitCode::Usage, "give at least one path");
     }

@@ -275,8 +275,11 @@ where
                 block_device.display()
             );
         };
-        match me.disks.iter().find(|d| is_disk(d, ids)) {
-            Some(found) if found.name != name => fail!(
+        // Where several disks claim the device (the same path reported twice), any of them
+        // is taken.
+        let behind: Vec<&DiskInfo> = me.disks.iter().filter(|d| is_disk(d, ids)).collect();
+        match behind.first() {
+            Some(found) if !behind.iter().any(|d| d.name == name) => fail!(
                 ExitCode::WrongDisk,
                 "{} is Lightsail disk {} of this instance, not {name}: --disk-name (or the configuration's disk) names another disk; leave it out to snapshot {}",
                 block_device.display(),

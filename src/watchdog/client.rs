@@ -46,6 +46,8 @@ impl Watchdog {
             .process_group(0)
             .spawn()
             .context("starting the watchdog process")?;
+        // Tests prove a refused run never got this far from this line's absence (at debug).
+        tracing::debug!("watchdog started (pid {})", child.id());
         let to = child.stdin.take().context("watchdog stdin")?;
         let from = BufReader::new(child.stdout.take().context("watchdog stdout")?);
         let mut watchdog = Self {

@@ -1,5 +1,7 @@
-//! [`Lightsail`] on the real SDK: configuration, the calls, and every SDK error sorted into
-//! an [`ApiErrorKind`].
+//! [`Lightsail`] on the real SDK: configuration (the region and endpoint checked before any
+//! call), the calls, and every SDK error sorted into an [`ApiErrorKind`] (`classify`).
+
+mod classify;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +10,6 @@ use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_lightsail::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_lightsail::types::{OperationStatus, Tag};
 
 use super::{
@@ -18,7 +19,7 @@ use super::{
 
 /// No AWS region is configured anywhere.
 #[derive(Debug, thiserror::Error)]
-#[error("no AWS region: set AWS_REGION, `region` in the AWS profile, or --region")]
+#[error("no AWS region found: set --region, `region` in /etc/lightsnap/config.toml, AWS_REGION, or `region` in the AWS profile (on a Lightsail instance the metadata service gives it, if it can be reached)")]
 pub struct NoRegion;
 
 /// The real thing, on `aws-sdk-lightsail`.
@@ -29,6 +30,20 @@ pub struct SdkLightsail {
     /// The client each snapshot request of the window goes through, by snapshot name: see
     /// [`Lightsail::warm_up`].
     lanes: Arc<Mutex<Vec<(String, aws_sdk_lightsail::Client)>>>,
+    /// The endpoint calls go to, for messages.
+    endpoint: String,
+}
+
+/// The endpoint override from the environment, checked, with the variable that set it.
+fn endpoint_override() -> Result<Option<String>, crate::cloud::validate::InvalidInput> {
+    for var in ["AWS_ENDPOINT_URL_LIGHTSAIL", "AWS_ENDPOINT_URL"] {
+        if let Some(url) = std::env::var_os(var) {
+            let url = url.to_string_lossy().into_owned();
+            crate::cloud::validate::endpoint(var, &url)?;
+            return Ok(Some(url));
+        }
+    }
+    Ok(None)
 }
 
 /// Timeouts for calls made outside the frozen window.
@@ -67,20 +82,28 @@ impl SdkLightsail {
                     .operation_timeout(PREPARE_TIMEOUT)
                     .build(),
             );
+        let endpoint = endpoint_override()?;
         if let Some(region) = region {
+            crate::cloud::validate::region(&region)?;
             loader = loader.region(aws_config::Region::new(region));
         }
         if let Some(profile) = profile {
             loader = loader.profile_name(profile);
         }
         let config = loader.load().await;
-        if config.region().is_none() {
+        let Some(region) = config.region() else {
             return Err(NoRegion.into());
-        }
+        };
+        // From AWS_REGION or the profile: checked here, as --region is above.
+        crate::cloud::validate::region(region.as_ref())?;
+        let endpoint = endpoint
+            .or_else(|| config.endpoint_url().map(str::to_string))
+            .unwrap_or_else(|| format!("https://lightsail.{region}.amazonaws.com"));
         Ok(Self {
             client: aws_sdk_lightsail::Client::new(&config),
             config,
             lanes: Arc::default(),
+            endpoint,
         })
     }
 }
@@ -106,78 +129,6 @@ fn budget_config(budget: Duration) -> aws_sdk_lightsail::config::Builder {
         )
 }
 
-fn classify<E>(
-    operation: &'static str,
-    err: SdkError<E, aws_sdk_lightsail::config::http::HttpResponse>,
-) -> ApiError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let message = DisplayErrorContext(&err).to_string();
-    let (kind, code) = match &err {
-        SdkError::TimeoutError(_) => (ApiErrorKind::Timeout, None),
-        SdkError::DispatchFailure(d) if d.is_timeout() => (ApiErrorKind::Timeout, None),
-        SdkError::DispatchFailure(_) => (ApiErrorKind::Network, None),
-        SdkError::ResponseError(r) => {
-            let kind = if r.raw().status().is_server_error() {
-                ApiErrorKind::Unavailable
-            } else {
-                ApiErrorKind::Network
-            };
-            (kind, None)
-        }
-        SdkError::ServiceError(s) => {
-            let code = s.err().code().map(str::to_string);
-            let kind = match code.as_deref() {
-                Some("InvalidInputException" | "OperationFailureException") => {
-                    ApiErrorKind::Rejected
-                }
-                Some("NotFoundException") => ApiErrorKind::NotFound,
-                Some(
-                    "AccessDeniedException"
-                    | "UnauthenticatedException"
-                    | "UnrecognizedClientException"
-                    | "InvalidSignatureException"
-                    | "ExpiredTokenException"
-                    | "ExpiredToken"
-                    | "MissingAuthenticationTokenException"
-                    | "InvalidClientTokenId"
-                    | "SignatureDoesNotMatch",
-                ) => ApiErrorKind::Auth,
-                Some(
-                    "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded",
-                ) => ApiErrorKind::Throttled,
-                // Documented as 400s, but they mean "not ready yet": try again later.
-                Some("AccountSetupInProgressException" | "RegionSetupInProgressException") => {
-                    ApiErrorKind::Unavailable
-                }
-                _ if s.raw().status().is_client_error() && code.is_some() => ApiErrorKind::Rejected,
-                _ => ApiErrorKind::Unavailable,
-            };
-            (kind, code)
-        }
-        _ => {
-            // Construction failures and credential errors surface here.
-            let kind = if message.contains("credentials") {
-                ApiErrorKind::Auth
-            } else {
-                ApiErrorKind::Network
-            };
-            (kind, None)
-        }
-    };
-    let message = match &err {
-        SdkError::ServiceError(s) => s.err().message().map(str::to_string).unwrap_or(message),
-        _ => message,
-    };
-    ApiError {
-        operation,
-        kind,
-        code,
-        message,
-    }
-}
-
 fn disk_info(d: &aws_sdk_lightsail::types::Disk) -> DiskInfo {
     DiskInfo {
         name: d.name().unwrap_or_default().to_string(),
@@ -192,6 +143,7 @@ fn disk_info(d: &aws_sdk_lightsail::types::Disk) -> DiskInfo {
 /// GetDiskSnapshot or GetInstanceSnapshot through `client`; `Ok(None)` when there is none.
 async fn get_snapshot(
     client: &aws_sdk_lightsail::Client,
+    endpoint: &str,
     kind: SnapshotKind,
     name: &str,
 ) -> Result<Option<SnapshotInfo>, ApiError> {
@@ -202,14 +154,14 @@ async fn get_snapshot(
             .send()
             .await
             .map(|out| out.disk_snapshot().map(snapshot_info))
-            .map_err(|e| classify("GetDiskSnapshot", e)),
+            .map_err(|e| classify::classify("GetDiskSnapshot", endpoint, e)),
         SnapshotKind::Instance => client
             .get_instance_snapshot()
             .instance_snapshot_name(name)
             .send()
             .await
             .map(|out| out.instance_snapshot().map(instance_snapshot_info))
-            .map_err(|e| classify("GetInstanceSnapshot", e)),
+            .map_err(|e| classify::classify("GetInstanceSnapshot", endpoint, e)),
     };
     match found {
         Err(e) if e.kind == ApiErrorKind::NotFound => Ok(None),
@@ -319,6 +271,24 @@ fn sdk_tags(tags: &[(String, String)]) -> Vec<Tag> {
         .collect()
 }
 
+impl SdkLightsail {
+    /// The [`ApiError`] of a failed call, in plain words naming this endpoint.
+    fn classify<E>(
+        &self,
+        operation: &'static str,
+        err: aws_sdk_lightsail::error::SdkError<E, aws_sdk_lightsail::config::http::HttpResponse>,
+    ) -> ApiError
+    where
+        E: aws_sdk_lightsail::error::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        classify::classify(operation, &self.endpoint, err)
+    }
+}
+
 impl Lightsail for SdkLightsail {
     async fn get_disk(&self, name: &str) -> Result<DiskInfo, ApiError> {
         let out = self
@@ -327,7 +297,7 @@ impl Lightsail for SdkLightsail {
             .disk_name(name)
             .send()
             .await
-            .map_err(|e| classify("GetDisk", e))?;
+            .map_err(|e| self.classify("GetDisk", e))?;
         out.disk().map(disk_info).ok_or_else(|| ApiError {
             operation: "GetDisk",
             kind: ApiErrorKind::NotFound,
@@ -344,7 +314,7 @@ impl Lightsail for SdkLightsail {
                 .set_page_token(token)
                 .send()
                 .await
-                .map_err(|e| classify("GetInstances", e))?;
+                .map_err(|e| self.classify("GetInstances", e))?;
             let items = out
                 .instances()
                 .iter()
@@ -386,7 +356,7 @@ impl Lightsail for SdkLightsail {
                 .config_override(budget_config(budget))
                 .send()
                 .await
-                .map_err(|e| classify("CreateInstanceSnapshot", e))?;
+                .map_err(|e| self.classify("CreateInstanceSnapshot", e))?;
             return operation_result("CreateInstanceSnapshot", out.operations());
         }
         let mut call = client
@@ -402,7 +372,7 @@ impl Lightsail for SdkLightsail {
             .config_override(budget_config(budget))
             .send()
             .await
-            .map_err(|e| classify("CreateDiskSnapshot", e))?;
+            .map_err(|e| self.classify("CreateDiskSnapshot", e))?;
         operation_result("CreateDiskSnapshot", out.operations())
     }
 
@@ -413,7 +383,7 @@ impl Lightsail for SdkLightsail {
             .set_tags(Some(sdk_tags(tags)))
             .send()
             .await
-            .map_err(|e| classify("TagResource", e))?;
+            .map_err(|e| self.classify("TagResource", e))?;
         Ok(())
     }
 
@@ -422,7 +392,7 @@ impl Lightsail for SdkLightsail {
         kind: SnapshotKind,
         name: &str,
     ) -> Result<Option<SnapshotInfo>, ApiError> {
-        get_snapshot(&self.client, kind, name).await
+        get_snapshot(&self.client, &self.endpoint, kind, name).await
     }
 
     /// A lane per request: the first rides on the client discovery warmed, each other gets a
@@ -449,7 +419,7 @@ impl Lightsail for SdkLightsail {
         let asked = lanes
             .iter()
             .zip(requests)
-            .map(|((_, client), r)| get_snapshot(client, r.source.kind(), &r.name));
+            .map(|((_, client), r)| get_snapshot(client, &self.endpoint, r.source.kind(), &r.name));
         let found = futures_util::future::join_all(asked)
             .await
             .into_iter()
@@ -468,7 +438,7 @@ impl Lightsail for SdkLightsail {
                         .set_page_token(token)
                         .send()
                         .await
-                        .map_err(|e| classify("GetDiskSnapshots", e))?;
+                        .map_err(|e| self.classify("GetDiskSnapshots", e))?;
                     let items = out.disk_snapshots().iter().map(snapshot_info).collect();
                     Ok((items, out.next_page_token().map(str::to_string)))
                 }
@@ -479,7 +449,7 @@ impl Lightsail for SdkLightsail {
                         .set_page_token(token)
                         .send()
                         .await
-                        .map_err(|e| classify("GetInstanceSnapshots", e))?;
+                        .map_err(|e| self.classify("GetInstanceSnapshots", e))?;
                     let items = out
                         .instance_snapshots()
                         .iter()
@@ -501,7 +471,7 @@ impl Lightsail for SdkLightsail {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| classify("DeleteDiskSnapshot", e)),
+                .map_err(|e| self.classify("DeleteDiskSnapshot", e)),
             SnapshotKind::Instance => self
                 .client
                 .delete_instance_snapshot()
@@ -509,7 +479,7 @@ impl Lightsail for SdkLightsail {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| classify("DeleteInstanceSnapshot", e)),
+                .map_err(|e| self.classify("DeleteInstanceSnapshot", e)),
         }
     }
 }
