@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cloud::imds;
 use crate::cloud::lightsail::{ApiError, ApiErrorKind, Lightsail, SnapshotRequest, Source};
 use crate::cloud::validate;
+use crate::cloud::{ebs, imds};
 use crate::exit_code::ExitCode;
 use crate::fail;
 use crate::hooks::{HookEnv, Hooks};
@@ -321,7 +321,7 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &Local) -> Resul
         let disks = match plan::whole_disks(&blockdev::Root::default(), located) {
             Ok(d) if !d.is_empty() => d,
             // No sysfs view of it: the mount's own device is all there is to go on.
-            _ => vec![blockdev::DiskIds {
+            _ => vec![ebs::DiskIds {
                 name: located.block_device.display().to_string(),
                 dev_path: located.block_device.clone(),
                 volume_id: None,
@@ -452,7 +452,7 @@ pub async fn snap_instance<A: Lightsail>(
         let Ok(disks) = plan::whole_disks(&root, &located) else {
             continue;
         };
-        let ours: Vec<&blockdev::DiskIds> = disks
+        let ours: Vec<&ebs::DiskIds> = disks
             .iter()
             .filter(|ids| me.disks.iter().any(|d| plan::is_disk(d, ids)))
             .collect();

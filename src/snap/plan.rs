@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::cloud::ebs::{self, DiskIds};
 use crate::cloud::imds::Identity;
 use crate::cloud::lightsail::{ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, Source};
 use crate::exit_code::{ExitCode, Failure};
@@ -139,7 +140,7 @@ pub fn first_method(mount: &Mount, asked: Method) -> Result<Option<crate::runsta
 
 /// The whole disks under a located filesystem: its source device, every member of a
 /// multi-device btrfs, through partitions, device-mapper and md down to the disks.
-pub fn whole_disks(root: &blockdev::Root, located: &Located) -> Result<Vec<blockdev::DiskIds>> {
+pub fn whole_disks(root: &blockdev::Root, located: &Located) -> Result<Vec<DiskIds>> {
     let meta = std::fs::metadata(&located.block_device)
         .with_context(|| format!("reading {}", located.block_device.display()))?;
     let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
@@ -161,7 +162,7 @@ pub fn whole_disks(root: &blockdev::Root, located: &Located) -> Result<Vec<block
             }
         }
     }
-    Ok(disks.iter().map(|d| root.ids(d)).collect())
+    Ok(disks.iter().map(|d| ebs::disk_ids(root, d)).collect())
 }
 
 /// Finds the Lightsail disks behind block devices: the disk named by the operator, else the
@@ -212,7 +213,7 @@ where
     pub async fn source(
         &mut self,
         disk_name: Option<&str>,
-        ids: &blockdev::DiskIds,
+        ids: &DiskIds,
     ) -> Result<(Source, DiskInfo)> {
         let block_device = &ids.dev_path;
         if let Some(name) = disk_name {
@@ -282,7 +283,7 @@ pub fn this_instance<'a>(
 /// Whether a Lightsail disk is this whole disk: by device path (Xen `xvdf`, and plain paths
 /// such as the tests' loop devices), by EBS volume id (Nitro NVMe serial ↔ `supportCode`), or
 /// by the device name the NVMe controller reports.
-pub fn is_disk(disk: &DiskInfo, ids: &blockdev::DiskIds) -> bool {
+pub fn is_disk(disk: &DiskInfo, ids: &DiskIds) -> bool {
     if same_device(disk.path.as_deref(), &ids.dev_path) {
         return true;
     }
@@ -292,7 +293,7 @@ pub fn is_disk(disk: &DiskInfo, ids: &blockdev::DiskIds) -> bool {
         }
     }
     if let (Some(name), Some(path)) = (&ids.ebs_device_name, &disk.path) {
-        return blockdev::as_dev_path(name) == Path::new(path);
+        return ebs::as_dev_path(name) == Path::new(path);
     }
     false
 }
@@ -467,7 +468,7 @@ mod tests {
         let api = canned();
         crate::runtime().unwrap().block_on(async {
             let mut discovery = Discovery::new(&api, async { Ok(identity()) });
-            let ids = blockdev::DiskIds {
+            let ids = DiskIds {
                 name: dev.trim_start_matches("/dev/").into(),
                 dev_path: dev.into(),
                 volume_id: None,
@@ -506,7 +507,7 @@ mod tests {
             is_system_disk: false,
             support_code: Some("123456789012/vol-0123456789abcdef0".into()),
         };
-        let nvme = |volume_id: Option<&str>, name: Option<&str>| blockdev::DiskIds {
+        let nvme = |volume_id: Option<&str>, name: Option<&str>| DiskIds {
             name: "nvme1n1".into(),
             dev_path: "/dev/nvme1n1".into(),
             volume_id: volume_id.map(str::to_string),
