@@ -9,6 +9,7 @@ use super::fragments::Fragment;
 use super::{template, Settings, SnapshotEntry};
 use crate::cloud::validate;
 
+/// Lays fragment `f` over `settings`; its tags go into `tags`, checked as a whole at the end.
 pub(super) fn apply(
     settings: &mut Settings,
     tags: &mut BTreeMap<String, String>,
@@ -70,6 +71,7 @@ pub(super) fn apply(
     Ok(())
 }
 
+/// A duration setting, its key named in the error.
 fn duration(key: &str, text: &str) -> Result<Duration> {
     humantime::parse_duration(text).with_context(|| {
         format!("{key} = {text:?}: write a duration such as 500ms, 10s, 2m or 30d")

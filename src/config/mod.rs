@@ -6,7 +6,6 @@
 //! directory in name order. A fragment must be owned by root and not writable by group or
 //! others (lightsnap runs as root and freezes filesystems on its say-so); unknown keys and bad
 //! values are errors naming the file and line. Command-line flags override the settings.
-
 //!
 //! Three steps, one module each: `fragments` finds the files and reads each into the raw types
 //! TOML gives, checking every value as it is read; `merge` lays them over the defaults in

@@ -14,7 +14,7 @@ pub(super) fn check(template: &str) -> Result<()> {
 
 /// The conversions a `{utc:FORMAT}` may use: each writes digits only, so a name stays one
 /// Lightsail accepts. Checked here rather than left to jiff, which would also take `%a`, `%Z`
-/// and others (letters, signs and spaces), and writes a bad directive out as it is.
+/// and others (letters, signs and spaces a name may not have).
 const CONVERSIONS: [char; 6] = ['Y', 'm', 'd', 'H', 'M', 'S'];
 
 /// Renders a name template: `{disk}` and `{utc:FORMAT}` with `%Y %m %d %H %M %S`.
