@@ -2,7 +2,8 @@
 //! devices (one filesystem, two Lightsail disks), bind mounts, nested mounts, several paths at
 //! once, whole-instance snapshots, `plan` touching nothing, and the errors of "who am I".
 //! (LVM, md and NVMe, which this kernel lacks, are tested on sysfs fixture trees in
-//! `src/kernel/blockdev.rs`.) Root only; CI runs them as root.
+//! `src/kernel/blockdev.rs`, and what NVMe serials and vendor data mean on EBS in
+//! `src/cloud/ebs.rs`.) Root only; CI runs them as root.
 
 mod common;
 

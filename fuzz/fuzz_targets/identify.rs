@@ -1,16 +1,16 @@
-//! `parse_identify` on arbitrary bytes: never panics, and whatever it returns obeys what the
-//! rest of lightsnap relies on (text fields are printable ASCII, the attachment name is usable
-//! as a path).
+//! `parse_identify` (the kernel side) and `attachment_name` (what the EBS vendor area means)
+//! on arbitrary bytes: never panic, and whatever they return obeys what the rest of lightsnap
+//! relies on (text fields are printable ASCII, the attachment name is usable as a path).
 #![no_main]
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use lightsnap::kernel::blockdev::{
-    as_dev_path, parse_identify, volume_id_from_serial, IDENTIFY_LEN,
-};
+use lightsnap::cloud::ebs::{as_dev_path, attachment_name, volume_id_from_serial};
+use lightsnap::kernel::blockdev::{parse_identify, IDENTIFY_LEN, VENDOR_SPECIFIC};
 
-/// The NVMe Identify Controller fields, as `blockdev.rs` documents them.
+/// The NVMe Identify Controller fields, as `blockdev.rs` documents them, and the attachment
+/// name at the start of the vendor-specific area, as `ebs.rs` does.
 const FIELDS: [(&str, std::ops::Range<usize>); 3] = [
     ("serial", 4..24),
     ("model", 24..64),
@@ -24,11 +24,14 @@ fuzz_target!(|data: &[u8]| {
     let Some(id) = parsed else { return };
     // Only the 4096 bytes of the structure count.
     assert_eq!(parse_identify(&data[..IDENTIFY_LEN]).as_ref(), Some(&id));
+    // The vendor-specific area is handed on as it is.
+    assert_eq!(id.vendor_specific, &data[VENDOR_SPECIFIC]);
+    let device_name = attachment_name(&id.vendor_specific);
 
     let fields = [
         Some(id.serial.as_str()),
         Some(id.model.as_str()),
-        id.device_name.as_deref(),
+        device_name.as_deref(),
     ];
     for ((what, range), value) in FIELDS.into_iter().zip(fields) {
         let Some(value) = value else { continue };
@@ -50,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(value, std::str::from_utf8(raw).unwrap().trim(), "{what}");
         }
     }
-    if let Some(name) = &id.device_name {
+    if let Some(name) = &device_name {
         // The attachment name is never empty nor a guess with '?' in it, and it always means
         // an absolute path.
         assert!(

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use lightsnap::kernel::blockdev::{as_dev_path, volume_id_from_serial};
+use lightsnap::cloud::ebs::{as_dev_path, volume_id_from_serial};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

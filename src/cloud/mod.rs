@@ -1,7 +1,9 @@
 //! The cloud side: the Lightsail API ([`lightsail`]), the instance metadata service
-//! ([`imds`]), and the API's own input rules checked before anything is frozen
-//! ([`validate`]). Nothing here touches the kernel.
+//! ([`imds`]), the API's own input rules checked before anything is frozen ([`validate`]),
+//! and what the kernel's raw facts about a disk mean on Lightsail's EBS volumes ([`ebs`]).
+//! Nothing here touches the kernel: `ebs` interprets what `crate::kernel::blockdev` reads.
 
+pub mod ebs;
 pub mod imds;
 pub mod lightsail;
 pub mod validate;

@@ -1,5 +1,6 @@
-//! Block devices: from a mount's source to the whole disks underneath it, and what identifies
-//! each disk to Lightsail.
+//! Block devices: from a mount's source to the whole disks underneath it, and the raw facts
+//! each disk states about itself (its serial, its controller's Identify data, its udev by-id
+//! link names). What those facts mean to a cloud is for `crate::cloud` to say.
 //!
 //! Everything is read through a [`Root`] directory (`/` in production), so that layouts this
 //! machine's kernel cannot make (device-mapper/LVM, md RAID, NVMe) are tested on fixture trees
@@ -7,18 +8,18 @@
 //! - `/sys/dev/block/MAJ:MIN` links to the device's directory, named by its kernel name;
 //! - a partition's directory has a `partition` file, and its parent directory is the disk;
 //! - device-mapper and md devices list what they are built on in `slaves/`;
-//! - an NVMe namespace's controller serial is `device/serial`: on Nitro, EBS volumes show
-//!   `vol0abc...` for volume `vol-0abc...`; the same serial, and the device name the volume
-//!   was attached as, are in the controller's Identify data (an ioctl on the device, or a
-//!   fixture file `identify/<name>` under a test root); udev's `/dev/disk/by-id/` links name
-//!   the serial too;
+//! - an NVMe namespace's controller serial is `device/serial`; the same serial, the model and a
+//!   vendor-specific area are in the controller's Identify data (an ioctl on the device, or a
+//!   fixture file `identify/<name>` under a test root); udev's `/dev/disk/by-id/` link names
+//!   carry the model and serial too;
 //! - a multi-device btrfs lists its members in `/sys/fs/btrfs/<fsid>/devices/`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// Where sysfs and /dev are read from.
+/// A sysfs-and-/dev root: where sysfs, `/dev` and the NVMe Identify data are read from
+/// (`/` in production, a fixture tree in tests).
 #[derive(Debug, Clone)]
 pub struct Root(PathBuf);
 
@@ -29,14 +30,35 @@ impl Default for Root {
 }
 
 impl Root {
+    /// A root directory other than `/` (fixture trees in tests).
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self(path.into())
+    }
+
     fn is_live(&self) -> bool {
         self.0 == Path::new("/")
+    }
+
+    fn path(&self, abs: &str) -> PathBuf {
+        self.0.join(abs.trim_start_matches('/'))
+    }
+
+    fn read(&self, abs: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(abs))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// The serial number sysfs shows for disk `name` (`/sys/class/block/<name>/device/serial`,
+    /// trimmed), if it shows one.
+    pub fn serial(&self, name: &str) -> Option<String> {
+        self.read(&format!("/sys/class/block/{name}/device/serial"))
     }
 
     /// The Identify Controller data of NVMe disk `name`: from the device itself, or from a
     /// fixture file under a test root. `None` for anything else, or when it cannot be read
     /// (not root, not NVMe).
-    fn identify(&self, name: &str) -> Option<Identify> {
+    pub fn identify(&self, name: &str) -> Option<Identify> {
         if !name.starts_with("nvme") {
             return None;
         }
@@ -49,6 +71,24 @@ impl Root {
         parse_identify(&data)
     }
 
+    /// The names of the `/dev/disk/by-id/` links that point at disk `name`
+    /// (`nvme-<model>_<serial>`, with udev's underscores for spaces), sorted.
+    pub fn by_id_links(&self, name: &str) -> Vec<String> {
+        let Ok(links) = std::fs::read_dir(self.path("/dev/disk/by-id")) else {
+            return Vec::new();
+        };
+        let mut found: Vec<String> = links
+            .flatten()
+            .filter(|l| {
+                std::fs::read_link(l.path())
+                    .is_ok_and(|target| target.file_name().is_some_and(|f| f == name))
+            })
+            .map(|l| l.file_name().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        found
+    }
+
     /// The file behind loop device `name` (`/sys/block/loopN/loop/backing_file`), if it is
     /// one.
     pub fn loop_backing_file(&self, name: &str) -> Option<PathBuf> {
@@ -58,51 +98,6 @@ impl Root {
         self.read(&format!("/sys/block/{name}/loop/backing_file"))
             .filter(|f| !f.is_empty())
             .map(PathBuf::from)
-    }
-
-    /// The EBS volume id a `/dev/disk/by-id/` link to disk `name` carries
-    /// (`nvme-Amazon_Elastic_Block_Store_vol0abc...`).
-    fn volume_id_by_link(&self, name: &str) -> Option<String> {
-        let links = std::fs::read_dir(self.path("/dev/disk/by-id")).ok()?;
-        links.flatten().find_map(|l| {
-            let target = std::fs::read_link(l.path()).ok()?;
-            if target.file_name()? != name {
-                return None;
-            }
-            let link = l.file_name().to_string_lossy().into_owned();
-            let serial = link.rsplit('_').next()?;
-            volume_id_from_serial(serial)
-        })
-    }
-}
-
-/// What identifies a whole disk to Lightsail.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct DiskIds {
-    /// Kernel name (`xvdf`, `nvme1n1`, `loop3`).
-    pub name: String,
-    /// `/dev/<name>`.
-    pub dev_path: PathBuf,
-    /// The EBS volume id, where the device says (`vol-0abc...`, from an NVMe serial).
-    pub volume_id: Option<String>,
-    /// The device name the EBS NVMe controller reports in its vendor data (`/dev/xvdf`).
-    pub ebs_device_name: Option<String>,
-}
-
-impl Root {
-    /// A root directory other than `/` (fixture trees in tests).
-    pub fn at(path: impl Into<PathBuf>) -> Self {
-        Self(path.into())
-    }
-
-    fn path(&self, abs: &str) -> PathBuf {
-        self.0.join(abs.trim_start_matches('/'))
-    }
-
-    fn read(&self, abs: &str) -> Option<String> {
-        std::fs::read_to_string(self.path(abs))
-            .ok()
-            .map(|s| s.trim().to_string())
     }
 
     /// The kernel name of block device `major:minor`.
@@ -187,134 +182,96 @@ impl Root {
         }
         vec![member.to_string()]
     }
-
-    /// What identifies disk `name`: the volume id from the sysfs serial, else from the
-    /// Identify data, else from a by-id link; the attachment name from the Identify data.
-    pub fn ids(&self, name: &str) -> DiskIds {
-        let serial = self.read(&format!("/sys/class/block/{name}/device/serial"));
-        let identify = self.identify(name);
-        let volume_id = serial
-            .as_deref()
-            .and_then(volume_id_from_serial)
-            .or_else(|| {
-                identify
-                    .as_ref()
-                    .and_then(|i| volume_id_from_serial(&i.serial))
-            })
-            .or_else(|| self.volume_id_by_link(name));
-        DiskIds {
-            name: name.to_string(),
-            dev_path: PathBuf::from("/dev").join(name),
-            volume_id,
-            ebs_device_name: identify.and_then(|i| i.device_name),
-        }
-    }
-}
-
-/// `vol0abc...` (an EBS NVMe serial) → `vol-0abc...`.
-pub fn volume_id_from_serial(serial: &str) -> Option<String> {
-    let s = serial.trim();
-    let rest = s.strip_prefix("vol")?;
-    let rest = rest.strip_prefix('-').unwrap_or(rest);
-    (!rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()))
-        .then(|| format!("vol-{rest}"))
 }
 
 /// Offsets in the 4096-byte NVMe Identify Controller data (NVMe base spec, figure "Identify
-/// Controller Data Structure"): serial number bytes 4..24, model number 24..64; the EBS
-/// controller puts the block device name it was attached as at the start of the
-/// vendor-specific area, byte 3072, 32 bytes.
-const SERIAL: std::ops::Range<usize> = 4..24;
-const MODEL: std::ops::Range<usize> = 24..64;
-const VENDOR_NAME: std::ops::Range<usize> = 3072..3104;
+/// Controller Data Structure"): serial number bytes 4..24, model number 24..64, and the
+/// vendor-specific area 3072..4096, whose layout is the vendor's.
+pub const SERIAL: std::ops::Range<usize> = 4..24;
+/// See [`SERIAL`].
+pub const MODEL: std::ops::Range<usize> = 24..64;
+/// See [`SERIAL`].
+pub const VENDOR_SPECIFIC: std::ops::Range<usize> = 3072..4096;
 
-/// What the Identify Controller data of an EBS NVMe device says.
+/// What an NVMe controller's Identify data says, as the spec lays it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identify {
-    /// Serial number (`vol0abc...`).
+    /// Serial number, as text ([`ascii_field`]).
     pub serial: String,
-    /// Model (`Amazon Elastic Block Store`).
+    /// Model number, as text ([`ascii_field`]).
     pub model: String,
-    /// The attachment device name from the vendor-specific area (`/dev/xvdf` or `sdf`).
-    pub device_name: Option<String>,
+    /// The vendor-specific area, bytes 3072..4096, as they are.
+    pub vendor_specific: Vec<u8>,
 }
 
 /// The size of Identify Controller data.
 pub const IDENTIFY_LEN: usize = 4096;
 
-/// Parses Identify Controller data; `None` when it is not the whole 4096 bytes.
+/// Parses Identify Controller data; `None` when it is not the whole 4096 bytes. Only the
+/// first 4096 bytes count.
 pub fn parse_identify(data: &[u8]) -> Option<Identify> {
-    if data.len() < IDENTIFY_LEN {
-        return None;
-    }
-    let text = |r: std::ops::Range<usize>| -> Option<String> {
-        let bytes = data.get(r)?;
-        let s: String = bytes
-            .iter()
-            .take_while(|&&b| b != 0)
-            .map(|&b| {
-                if b.is_ascii_graphic() || b == b' ' {
-                    b as char
-                } else {
-                    '?'
-                }
-            })
-            .collect();
-        Some(s.trim().to_string())
-    };
-    let serial = text(SERIAL)?;
-    let model = text(MODEL)?;
-    let device_name = text(VENDOR_NAME).filter(|n| !n.is_empty() && !n.contains('?'));
+    let data = data.get(..IDENTIFY_LEN)?;
     Some(Identify {
-        serial,
-        model,
-        device_name,
+        serial: ascii_field(&data[SERIAL]),
+        model: ascii_field(&data[MODEL]),
+        vendor_specific: data[VENDOR_SPECIFIC].to_vec(),
     })
 }
 
-/// The `/dev/...` path a Lightsail `Disk.path` means for a vendor device name: `sdf` and
-/// `/dev/sdf` both mean `/dev/sdf`.
-pub fn as_dev_path(name: &str) -> PathBuf {
-    if name.starts_with('/') {
-        PathBuf::from(name)
-    } else {
-        Path::new("/dev").join(name)
-    }
+/// An ASCII text field of NVMe data: up to the first NUL, each byte that is not printable
+/// ASCII shown as `?`, space padding trimmed.
+pub fn ascii_field(bytes: &[u8]) -> String {
+    let s: String = bytes
+        .iter()
+        .take_while(|&&b| b != 0)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    s.trim().to_string()
 }
 
+/// Fixture sysfs trees and Identify data, for the tests here and of what reads through a
+/// [`Root`].
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixture {
     use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
+
+    use super::{Root, MODEL, SERIAL, VENDOR_SPECIFIC};
 
     /// A fixture sysfs tree: `/sys/devices/...` directories, `/sys/class/block` and
     /// `/sys/dev/block` links, as the kernel lays them out.
-    struct Tree(tempfile::TempDir);
+    pub(crate) struct Tree(tempfile::TempDir);
 
     impl Tree {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             Self(tempfile::tempdir().unwrap())
         }
-        fn root(&self) -> Root {
+        pub(crate) fn root(&self) -> Root {
             Root::at(self.0.path())
         }
-        fn p(&self, abs: &str) -> PathBuf {
+        pub(crate) fn p(&self, abs: &str) -> PathBuf {
             self.0.path().join(abs.trim_start_matches('/'))
         }
         /// A block device whose sysfs directory is `dir` (absolute, under /sys/devices).
-        fn device(&self, name: &str, dir: &str, dev: &str) {
+        pub(crate) fn device(&self, name: &str, dir: &str, dev: &str) {
             std::fs::create_dir_all(self.p(dir)).unwrap();
             std::fs::create_dir_all(self.p("/sys/class/block")).unwrap();
             std::fs::create_dir_all(self.p("/sys/dev/block")).unwrap();
             symlink(self.p(dir), self.p(&format!("/sys/class/block/{name}"))).unwrap();
             symlink(self.p(dir), self.p(&format!("/sys/dev/block/{dev}"))).unwrap();
         }
-        fn partition(&self, name: &str, disk_dir: &str, dev: &str) {
+        pub(crate) fn partition(&self, name: &str, disk_dir: &str, dev: &str) {
             let dir = format!("{disk_dir}/{name}");
             self.device(name, &dir, dev);
             std::fs::write(self.p(&format!("{dir}/partition")), "1\n").unwrap();
         }
-        fn slave(&self, dir: &str, of: &str) {
+        pub(crate) fn slave(&self, dir: &str, of: &str) {
             std::fs::create_dir_all(self.p(&format!("{dir}/slaves"))).unwrap();
             symlink(
                 self.p(&format!("/sys/class/block/{of}")),
@@ -322,11 +279,40 @@ mod tests {
             )
             .unwrap();
         }
-        fn write(&self, abs: &str, text: &str) {
+        pub(crate) fn write(&self, abs: &str, data: impl AsRef<[u8]>) {
             std::fs::create_dir_all(self.p(abs).parent().unwrap()).unwrap();
-            std::fs::write(self.p(abs), text).unwrap();
+            std::fs::write(self.p(abs), data).unwrap();
+        }
+        /// A `/dev/disk/by-id/<link>` symlink to disk `name`, relative as udev makes it.
+        pub(crate) fn by_id(&self, link: &str, name: &str) {
+            std::fs::create_dir_all(self.p("/dev/disk/by-id")).unwrap();
+            symlink(
+                format!("../../{name}"),
+                self.p(&format!("/dev/disk/by-id/{link}")),
+            )
+            .unwrap();
         }
     }
+
+    /// Identify Controller data with this serial and model (space-padded, as controllers
+    /// write them) and `vendor` at the start of the vendor-specific area.
+    pub(crate) fn identify(serial: &str, model: &str, vendor: &[u8]) -> Vec<u8> {
+        let mut data = vec![0u8; 4096];
+        let pad = |r: std::ops::Range<usize>, s: &[u8], d: &mut Vec<u8>| {
+            d[r.clone()].fill(b' ');
+            d[r.start..r.start + s.len()].copy_from_slice(s);
+        };
+        pad(SERIAL, serial.as_bytes(), &mut data);
+        pad(MODEL, model.as_bytes(), &mut data);
+        data[VENDOR_SPECIFIC.start..VENDOR_SPECIFIC.start + vendor.len()].copy_from_slice(vendor);
+        data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{identify, Tree};
+    use super::*;
 
     #[test]
     fn xen_disk_and_partition() {
@@ -337,7 +323,7 @@ mod tests {
         assert_eq!(r.name_of((202, 81)).unwrap(), "xvdf1");
         assert_eq!(r.disks_under("xvdf1").unwrap(), vec!["xvdf"]);
         assert_eq!(r.disks_under("xvdf").unwrap(), vec!["xvdf"]);
-        assert_eq!(r.ids("xvdf").dev_path, Path::new("/dev/xvdf"));
+        assert_eq!(r.serial("xvdf"), None);
         assert!(r.name_of((1, 1)).is_err());
     }
 
@@ -354,15 +340,12 @@ mod tests {
     }
 
     #[test]
-    fn md_raid1_over_nvme_with_volume_ids() {
+    fn md_raid1_over_nvme_with_serials() {
         let t = Tree::new();
-        for (i, serial) in [(1, "vol0123456789abcdef0"), (2, "vol0fedcba9876543210")] {
+        for (i, serial) in [(1, "SERIAL-ONE"), (2, "serial two")] {
             let dir = format!("/sys/devices/pci0000:00/nvme/nvme{i}/nvme{i}n1");
             t.device(&format!("nvme{i}n1"), &dir, &format!("259:{i}"));
-            t.write(
-                &format!("/sys/devices/pci0000:00/nvme/nvme{i}/nvme{i}n1/device/serial"),
-                &format!("{serial}\n"),
-            );
+            t.write(&format!("{dir}/device/serial"), format!("{serial}  \n"));
         }
         t.device("md0", "/sys/devices/virtual/block/md0", "9:0");
         t.slave("/sys/devices/virtual/block/md0", "nvme1n1");
@@ -370,10 +353,9 @@ mod tests {
         let r = t.root();
         let disks = r.disks_under("md0").unwrap();
         assert_eq!(disks, vec!["nvme1n1", "nvme2n1"]);
-        assert_eq!(
-            r.ids("nvme1n1").volume_id.as_deref(),
-            Some("vol-0123456789abcdef0")
-        );
+        assert_eq!(r.serial("nvme1n1").as_deref(), Some("SERIAL-ONE"));
+        assert_eq!(r.serial("nvme2n1").as_deref(), Some("serial two"));
+        assert_eq!(r.serial("md0"), None);
     }
 
     #[test]
@@ -386,89 +368,53 @@ mod tests {
     }
 
     #[test]
-    fn serials_become_volume_ids() {
-        assert_eq!(
-            volume_id_from_serial("vol0abc123"),
-            Some("vol-0abc123".into())
-        );
-        assert_eq!(
-            volume_id_from_serial("vol-0abc123"),
-            Some("vol-0abc123".into())
-        );
-        assert_eq!(
-            volume_id_from_serial("  vol0abc  "),
-            Some("vol-0abc".into())
-        );
-        assert_eq!(volume_id_from_serial("AWS1234"), None);
-        assert_eq!(volume_id_from_serial("vol"), None);
-    }
-
-    fn identify_fixture(serial: &str, model: &str, name: &[u8]) -> Vec<u8> {
-        let mut data = vec![0u8; 4096];
-        let pad = |r: std::ops::Range<usize>, s: &[u8], d: &mut Vec<u8>| {
-            d[r.clone()].fill(b' ');
-            d[r.start..r.start + s.len()].copy_from_slice(s);
-        };
-        pad(SERIAL, serial.as_bytes(), &mut data);
-        pad(MODEL, model.as_bytes(), &mut data);
-        data[VENDOR_NAME.start..VENDOR_NAME.start + name.len()].copy_from_slice(name);
-        data
-    }
-
-    #[test]
-    fn identify_data_as_ebs_lays_it_out() {
-        let data = identify_fixture(
-            "vol0123456789abcdef0",
-            "Amazon Elastic Block Store",
-            b"/dev/xvdf",
-        );
+    fn identify_data_as_the_spec_lays_it_out() {
+        let data = identify("S123 ", "Some Vendor NVMe", b"vendor\0bytes");
         let id = parse_identify(&data).unwrap();
-        assert_eq!(id.serial, "vol0123456789abcdef0");
-        assert_eq!(id.model, "Amazon Elastic Block Store");
-        assert_eq!(id.device_name.as_deref(), Some("/dev/xvdf"));
-        let bare = identify_fixture("vol0aa", "Amazon Elastic Block Store", b"sdf");
-        let id = parse_identify(&bare).unwrap();
-        assert_eq!(
-            as_dev_path(id.device_name.as_deref().unwrap()),
-            Path::new("/dev/sdf")
-        );
+        assert_eq!(id.serial, "S123");
+        assert_eq!(id.model, "Some Vendor NVMe");
+        assert_eq!(id.vendor_specific.len(), 1024);
+        assert_eq!(&id.vendor_specific[..12], b"vendor\0bytes");
         assert!(parse_identify(&data[..100]).is_none());
-        let none = identify_fixture("vol0aa", "Amazon EC2 NVMe Instance Storage", b"");
-        assert_eq!(parse_identify(&none).unwrap().device_name, None);
+        assert!(parse_identify(&data[..IDENTIFY_LEN - 1]).is_none());
+        let mut longer = data.clone();
+        longer.extend_from_slice(b"ignored");
+        assert_eq!(parse_identify(&longer), Some(id));
     }
 
-    /// A Nitro instance whose sysfs shows no serial: the Identify data gives the volume id
-    /// and the name the volume was attached as; a disk with neither is found by its by-id link.
     #[test]
-    fn nitro_ids_from_identify_data_and_by_id_links() {
+    fn ascii_fields_stop_at_nul_and_mark_the_unprintable() {
+        assert_eq!(ascii_field(b"  abc  "), "abc");
+        assert_eq!(ascii_field(b"ab\0cd"), "ab");
+        assert_eq!(ascii_field(b"a\x01b\xff"), "a?b?");
+        assert_eq!(ascii_field(b""), "");
+    }
+
+    /// On a test root, Identify data comes from `identify/<name>`, and only for NVMe names;
+    /// by-id links are found by where they point.
+    #[test]
+    fn identify_data_and_by_id_links_from_a_fixture_root() {
         let t = Tree::new();
         t.device("nvme1n1", "/sys/devices/pci/nvme/nvme1/nvme1n1", "259:1");
-        t.device("nvme2n1", "/sys/devices/pci/nvme/nvme2/nvme2n1", "259:2");
-        t.write("/identify/nvme1n1", "");
-        std::fs::write(
-            t.p("/identify/nvme1n1"),
-            identify_fixture(
-                "vol0123456789abcdef0",
-                "Amazon Elastic Block Store",
-                b"/dev/xvdf",
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(t.p("/dev/disk/by-id")).unwrap();
-        symlink(
-            "../../nvme2n1",
-            t.p("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0fedcba9876543210"),
-        )
-        .unwrap();
+        t.write("/identify/nvme1n1", identify("S1", "Model One", b"v"));
+        t.write("/identify/xvdg", identify("S2", "Model Two", b""));
+        t.by_id("nvme-Model_One_S1", "nvme1n1");
+        t.by_id("nvme-Model_One_S1_1", "nvme1n1");
+        t.by_id("nvme-Model_Two_S2", "nvme2n1");
         let r = t.root();
-        let one = r.ids("nvme1n1");
-        assert_eq!(one.volume_id.as_deref(), Some("vol-0123456789abcdef0"));
-        assert_eq!(one.ebs_device_name.as_deref(), Some("/dev/xvdf"));
-        let two = r.ids("nvme2n1");
-        assert_eq!(two.volume_id.as_deref(), Some("vol-0fedcba9876543210"));
-        assert_eq!(two.ebs_device_name, None);
-        let xen = r.ids("xvdg");
-        assert_eq!((xen.volume_id, xen.ebs_device_name), (None, None));
+        let one = r.identify("nvme1n1").unwrap();
+        assert_eq!(
+            (one.serial.as_str(), one.model.as_str()),
+            ("S1", "Model One")
+        );
+        assert_eq!(r.identify("nvme2n1"), None, "no data for it");
+        assert_eq!(r.identify("xvdg"), None, "not an NVMe name");
+        assert_eq!(
+            r.by_id_links("nvme1n1"),
+            vec!["nvme-Model_One_S1", "nvme-Model_One_S1_1"]
+        );
+        assert_eq!(r.by_id_links("nvme2n1"), vec!["nvme-Model_Two_S2"]);
+        assert!(r.by_id_links("xvdg").is_empty());
     }
 
     /// A cheap fuzz: arbitrary bytes of every length never make the parsers panic.
@@ -487,7 +433,6 @@ mod tests {
             let parsed = parse_identify(&data);
             assert_eq!(parsed.is_some(), len >= IDENTIFY_LEN, "round {round}");
             let text = String::from_utf8_lossy(&data[..len.min(40)]).into_owned();
-            let _ = volume_id_from_serial(&text);
             let _ = crate::kernel::mountinfo::parse(&text);
         }
     }

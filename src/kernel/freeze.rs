@@ -137,8 +137,8 @@ impl From<OutsideOrOpen> for ThawError {
     }
 }
 
-/// Thaws the filesystem at `mount_point` by hand (`lightsnap thaw PATH`); `Ok(true)` when it
-/// was frozen, `Ok(false)` when it was not.
+/// FITHAW on the filesystem at `mount_point`, by hand (`lightsnap thaw PATH`); `Ok(true)`
+/// when it was frozen, `Ok(false)` when it was not.
 pub fn thaw_path(mount_point: &Path) -> Result<bool, ThawError> {
     let handle = MountHandle::open(mount_point)?;
     match handle.thaw() {

@@ -3,7 +3,7 @@
 //! Request codes as in `<linux/fs.h>`: `FIFREEZE = _IOWR('X', 119, int)`,
 //! `FITHAW = _IOWR('X', 120, int)`. The kernel ignores the argument, but the macros want one.
 //! And from `<linux/nvme_ioctl.h>`: `NVME_IOCTL_ADMIN_CMD = _IOWR('N', 0x41, struct
-//! nvme_admin_cmd)`, for the Identify Controller data of an EBS NVMe device.
+//! nvme_admin_cmd)`, for the Identify Controller data of an NVMe device.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 

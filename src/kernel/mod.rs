@@ -1,9 +1,11 @@
 //! The kernel side: everything lightsnap asks of the Linux kernel directly.
 //!
-//! Mount table parsing ([`mountinfo`]), FIFREEZE/FITHAW ([`freeze`], built on the raw ioctls
-//! in a private module), the unmount/remount fallback ([`unmount`]), finding who holds a mount
+//! Mount table parsing ([`mountinfo`]), the disks under a mount and the raw facts they state
+//! about themselves ([`blockdev`]), FIFREEZE/FITHAW ([`freeze`], built on the raw ioctls in a
+//! private module), the unmount/remount fallback ([`unmount`]), finding who holds a mount
 //! ([`holders`]), the `rcu_expedited` switch ([`rcu`]), and the confinement guard ([`guard`]) every freeze, thaw and unmount passes.
-//! Nothing here talks to the network or knows about Lightsail.
+//! Nothing here talks to the network or knows which cloud it runs in: what a disk's serial or
+//! vendor data mean there is for `crate::cloud` to say.
 
 pub mod blockdev;
 pub mod freeze;

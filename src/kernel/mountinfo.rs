@@ -4,6 +4,11 @@
 //! needs and mounts lacks: the device number (to freeze a filesystem mounted twice only once),
 //! the per-mount and per-superblock options separately (to remount exactly as before, and to
 //! tell a read-only superblock from a read-only bind mount), and the parent mount.
+//!
+//! Parsed here, not with the `procfs` crate that `holders` walks `/proc` with: its `MountInfo`
+//! keeps both option lists in hash maps, losing the order a remount must give back, reads a
+//! source of `none` as no source at all, and leaves the kernel's octal escapes (`\040`) in
+//! paths.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -302,6 +307,21 @@ mod tests {
         assert!(
             parse("43 22 7:5 / vart/with\\040space rw master:3 - fuseblk /sys/loop5 rw\n").is_err()
         );
+    }
+
+    /// Why this module parses mountinfo itself (see its header): where the `procfs` crate's
+    /// parser differs from what lightsnap needs. Should a later procfs agree, use it.
+    #[test]
+    fn procfs_mountinfo_is_not_enough_for_a_remount() {
+        let line = "43 22 7:5 / /mnt/with\\040space rw,noatime - tmpfs none rw,size=1024k,mode=755";
+        let theirs = procfs::process::MountInfo::from_line(line).unwrap();
+        let ours = &parse(line).unwrap()[0];
+        assert_eq!(ours.mount_point, Path::new("/mnt/with space"));
+        assert_eq!(theirs.mount_point, Path::new("/mnt/with\\040space"));
+        assert_eq!(ours.source, "none");
+        assert_eq!(theirs.mount_source, None);
+        assert_eq!(ours.super_options, "rw,size=1024k,mode=755");
+        let _: &std::collections::HashMap<String, Option<String>> = &theirs.super_options;
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::local::plan_local;
 use super::plan::{self};
 use super::report::find_snapshot;
 use super::{LocalPlan, Options, Plan, Snapshot};
+use crate::cloud::ebs;
 use crate::cloud::imds;
 use crate::cloud::lightsail::{Lightsail, SnapshotRequest, Source};
 use crate::cloud::validate;
@@ -39,7 +40,7 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &LocalPlan) -> R
         let disks = match plan::whole_disks(&blockdev::Root::default(), located) {
             Ok(d) if !d.is_empty() => d,
             // No sysfs view of it: the mount's own device is all there is to go on.
-            _ => vec![blockdev::DiskIds {
+            _ => vec![ebs::DiskIds {
                 name: located.block_device.display().to_string(),
                 dev_path: located.block_device.clone(),
                 volume_id: None,
@@ -146,7 +147,7 @@ pub(super) async fn instance_plan<A: Lightsail>(
         let Ok(disks) = plan::whole_disks(&root, &located) else {
             continue;
         };
-        let ours: Vec<&blockdev::DiskIds> = disks
+        let ours: Vec<&ebs::DiskIds> = disks
             .iter()
             .filter(|ids| me.disks.iter().any(|d| plan::is_disk(d, ids)))
             .collect();

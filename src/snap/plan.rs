@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::cloud::ebs::{self, DiskIds};
 use crate::cloud::imds::Identity;
 use crate::cloud::lightsail::{ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, Source};
 use crate::exit_code::{ExitCode, Failure};
@@ -139,7 +140,7 @@ pub fn first_method(mount: &Mount, asked: Method) -> Result<Option<crate::runsta
 
 /// The whole disks under a located filesystem: its source device, every member of a
 /// multi-device btrfs, through partitions, device-mapper and md down to the disks.
-pub fn whole_disks(root: &blockdev::Root, located: &Located) -> Result<Vec<blockdev::DiskIds>> {
+pub fn whole_disks(root: &blockdev::Root, located: &Located) -> Result<Vec<DiskIds>> {
     let meta = std::fs::metadata(&located.block_device)
         .with_context(|| format!("reading {}", located.block_device.display()))?;
     let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
@@ -161,7 +162,7 @@ pub fn whole_disks(root: &blockdev::Root, located: &Located) -> Result<Vec<block
             }
         }
     }
-    Ok(disks.iter().map(|d| root.ids(d)).collect())
+    Ok(disks.iter().map(|d| ebs::disk_ids(root, d)).collect())
 }
 
 /// Finds the Lightsail disks behind block devices: the disk named by the operator, else the
@@ -212,7 +213,7 @@ where
     pub async fn source(
         &mut self,
         disk_name: Option<&str>,
-        ids: &blockdev::DiskIds,
+        ids: &DiskIds,
     ) -> Result<(Source, DiskInfo)> {
         let block_device = &ids.dev_path;
         if let Some(name) = disk_name {
@@ -250,7 +251,7 @@ where
     /// The disk an operator named for a whole disk: it must be attached to this instance, and
     /// where discovery can tell which disk `ids` is, it must be that one. Where it cannot
     /// (hardware it does not know), the name is taken with a warning.
-    async fn named(&mut self, name: &str, ids: &blockdev::DiskIds) -> Result<(Source, DiskInfo)> {
+    async fn named(&mut self, name: &str, ids: &DiskIds) -> Result<(Source, DiskInfo)> {
         let block_device = &ids.dev_path;
         let me = self.instance().await?.clone();
         let Some(disk) = me.disks.iter().find(|d| d.name == name).cloned() else {
@@ -326,7 +327,7 @@ pub fn this_instance<'a>(
 /// Whether a Lightsail disk is this whole disk: by device path (Xen `xvdf`, and plain paths
 /// such as the tests' loop devices), by EBS volume id (Nitro NVMe serial ↔ `supportCode`), or
 /// by the device name the NVMe controller reports.
-pub fn is_disk(disk: &DiskInfo, ids: &blockdev::DiskIds) -> bool {
+pub fn is_disk(disk: &DiskInfo, ids: &DiskIds) -> bool {
     if same_device(disk.path.as_deref(), &ids.dev_path) {
         return true;
     }
@@ -336,7 +337,7 @@ pub fn is_disk(disk: &DiskInfo, ids: &blockdev::DiskIds) -> bool {
         }
     }
     if let (Some(name), Some(path)) = (&ids.ebs_device_name, &disk.path) {
-        return blockdev::as_dev_path(name) == Path::new(path);
+        return ebs::as_dev_path(name) == Path::new(path);
     }
     false
 }
@@ -360,156 +361,4 @@ pub fn source_label(source: &Source) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cloud::lightsail::fake::FakeLightsail;
-
-    fn instance(name: &str, code: &str, disks: &[(&str, &str, bool)]) -> InstanceInfo {
-        InstanceInfo {
-            name: name.into(),
-            support_code: Some(code.into()),
-            disks: disks
-                .iter()
-                .map(|(n, p, sys)| DiskInfo {
-                    name: n.to_string(),
-                    path: Some(p.to_string()),
-                    attached_to: Some(name.into()),
-                    is_attached: true,
-                    is_system_disk: *sys,
-                    support_code: None,
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn the_instance_is_found_by_support_code_suffix() {
-        let list = vec![
-            instance("a", "1234/i-0aaa", &[]),
-            instance("b", "1234/i-0bbb", &[]),
-        ];
-        let id = Identity {
-            instance_id: "i-0bbb".into(),
-            region: "us-east-1".into(),
-            availability_zone: "us-east-1a".into(),
-        };
-        assert_eq!(this_instance(&list, &id).unwrap().name, "b");
-        let other = Identity {
-            instance_id: "i-0ccc".into(),
-            ..id
-        };
-        let err = this_instance(&list, &other).unwrap_err();
-        assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
-    }
-
-    fn identity() -> Identity {
-        Identity {
-            instance_id: "i-0bbb".into(),
-            region: "us-east-1".into(),
-            availability_zone: "us-east-1a".into(),
-        }
-    }
-
-    fn canned() -> FakeLightsail {
-        FakeLightsail {
-            instances: vec![
-                instance("a", "1234/i-0aaa", &[("a-data", "/dev/xvdf", false)]),
-                instance(
-                    "b",
-                    "1234/i-0bbb",
-                    &[
-                        ("b-system", "/dev/xvda", true),
-                        ("b-data", "/dev/xvdf", false),
-                    ],
-                ),
-            ],
-            ..FakeLightsail::default()
-        }
-    }
-
-    fn discover(disk: Option<&str>, dev: &str) -> Result<(Source, DiskInfo)> {
-        let api = canned();
-        crate::runtime().unwrap().block_on(async {
-            let mut discovery = Discovery::new(&api, async { Ok(identity()) });
-            let ids = blockdev::DiskIds {
-                name: dev.trim_start_matches("/dev/").into(),
-                dev_path: dev.into(),
-                volume_id: None,
-                ebs_device_name: None,
-            };
-            discovery.source(disk, &ids).await
-        })
-    }
-
-    #[test]
-    fn discovery_matches_this_instances_disk_by_path() {
-        let (source, disk) = discover(None, "/dev/xvdf").unwrap();
-        assert_eq!(
-            source,
-            Source::Disk("b-data".into()),
-            "b is this instance, not a"
-        );
-        assert_eq!(disk.name, "b-data");
-        let (source, _) = discover(None, "/dev/xvda").unwrap();
-        assert_eq!(source, Source::SystemVolume("b".into()));
-        let err = discover(None, "/dev/xvdz").unwrap_err();
-        assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
-        assert!(err.to_string().contains("b-data at /dev/xvdf"), "{err}");
-    }
-
-    /// Nitro: the kernel calls the disk `nvme1n1`, Lightsail calls it `/dev/xvdf`; the
-    /// volume id (NVMe serial ↔ `supportCode`) or the attachment name (Identify data ↔
-    /// `path`) tie them together.
-    #[test]
-    fn nvme_disks_match_by_volume_id_or_attachment_name() {
-        let disk = DiskInfo {
-            name: "data-1".into(),
-            path: Some("/dev/xvdf".into()),
-            attached_to: Some("b".into()),
-            is_attached: true,
-            is_system_disk: false,
-            support_code: Some("123456789012/vol-0123456789abcdef0".into()),
-        };
-        let nvme = |volume_id: Option<&str>, name: Option<&str>| blockdev::DiskIds {
-            name: "nvme1n1".into(),
-            dev_path: "/dev/nvme1n1".into(),
-            volume_id: volume_id.map(str::to_string),
-            ebs_device_name: name.map(str::to_string),
-        };
-        assert!(is_disk(&disk, &nvme(Some("vol-0123456789abcdef0"), None)));
-        assert!(is_disk(&disk, &nvme(None, Some("/dev/xvdf"))));
-        assert!(!is_disk(&disk, &nvme(Some("vol-0fffffffffffffff0"), None)));
-        assert!(!is_disk(&disk, &nvme(None, Some("/dev/xvdg"))));
-        assert!(!is_disk(&disk, &nvme(None, None)));
-        let sdf = DiskInfo {
-            path: Some("/dev/sdf".into()),
-            support_code: None,
-            ..disk.clone()
-        };
-        assert!(is_disk(&sdf, &nvme(None, Some("sdf"))));
-    }
-
-    #[test]
-    fn a_named_disk_must_be_this_instances_disk_behind_the_path() {
-        // The disk behind the path, named: taken.
-        let (source, _) = discover(Some("b-data"), "/dev/xvdf").unwrap();
-        assert_eq!(source, Source::Disk("b-data".into()));
-        // A device discovery cannot map: taken as given (with a warning).
-        let (source, _) = discover(Some("b-data"), "/dev/whatever").unwrap();
-        assert_eq!(source, Source::Disk("b-data".into()));
-        // Another instance's disk: refused, naming where it is.
-        let err = discover(Some("a-data"), "/dev/whatever").unwrap_err();
-        assert_eq!(ExitCode::of(&err), ExitCode::WrongDisk);
-        assert!(err.to_string().contains("attached to instance a"), "{err}");
-        // This instance's system disk named for its data disk: refused, naming both.
-        let err = discover(Some("b-system"), "/dev/xvdf").unwrap_err();
-        assert_eq!(ExitCode::of(&err), ExitCode::WrongDisk);
-        assert!(
-            err.to_string().contains("is Lightsail disk b-data")
-                && err.to_string().contains("not b-system"),
-            "{err}"
-        );
-        let err = discover(Some("nope"), "/dev/xvdf").unwrap_err();
-        assert_eq!(ExitCode::of(&err), ExitCode::NotFound);
-    }
-}
+mod tests;

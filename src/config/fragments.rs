@@ -1,0 +1,214 @@
+//! The raw TOML fragments, as written: where they are, who may write them, and the types
+//! they are read into, with each value checked as it is read so that an error names its file,
+//! line and column.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::exit_code::{ExitCode, Failure};
+
+/// One fragment, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Fragment {
+    #[serde(default, deserialize_with = "checked::freeze_timeout")]
+    pub(super) freeze_timeout: Option<String>,
+    #[serde(default, deserialize_with = "checked::template")]
+    pub(super) name_template: Option<String>,
+    #[serde(default, deserialize_with = "checked::absolute_path")]
+    pub(super) hook_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "checked::positive_duration")]
+    pub(super) hook_timeout: Option<String>,
+    pub(super) expedite_freeze: Option<bool>,
+    pub(super) region: Option<String>,
+    pub(super) profile: Option<String>,
+    #[serde(default, deserialize_with = "checked::tags")]
+    pub(super) tags: BTreeMap<String, String>,
+    pub(super) retention: Option<RetentionFragment>,
+    #[serde(default)]
+    pub(super) snapshot: Vec<SnapshotFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetentionFragment {
+    pub(super) keep: Option<u32>,
+    #[serde(default, deserialize_with = "checked::duration")]
+    pub(super) older_than: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SnapshotFragment {
+    #[serde(deserialize_with = "checked::required_absolute_path")]
+    pub(super) path: PathBuf,
+    #[serde(default, deserialize_with = "checked::disk_name")]
+    pub(super) disk: Option<String>,
+}
+
+/// Values checked while the TOML is read, so that a bad one is reported with its file, line
+/// and column, as a misspelt key is.
+mod checked {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use serde::de::{Deserializer, Error};
+    use serde::Deserialize;
+
+    use crate::cloud::validate;
+    use crate::config::{template, RESERVED_TAG_PREFIX};
+
+    fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+        humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?}: {e}: write a duration such as 500ms, 10s, 2m or 30d"))
+    }
+
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map_err(D::Error::custom)?;
+        Ok(Some(text))
+    }
+
+    /// A duration within (0, [`validate::MAX_FREEZE_TIMEOUT`]].
+    pub fn freeze_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        let timeout = parse_duration(&text).map_err(D::Error::custom)?;
+        validate::freeze_timeout("freeze_timeout", timeout).map_err(D::Error::custom)?;
+        Ok(Some(text))
+    }
+
+    pub fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        if parse_duration(&text).map_err(D::Error::custom)?.is_zero() {
+            return Err(D::Error::custom(format!("{text:?}: must be more than 0")));
+        }
+        Ok(Some(text))
+    }
+
+    pub fn template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        template::check(&text).map_err(|e| D::Error::custom(format!("{e:#}")))?;
+        Ok(Some(text))
+    }
+
+    pub fn required_absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let path = PathBuf::deserialize(d)?;
+        if !path.is_absolute() {
+            return Err(D::Error::custom(format!(
+                "{} must be an absolute path",
+                path.display()
+            )));
+        }
+        Ok(path)
+    }
+
+    pub fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        required_absolute_path(d).map(Some)
+    }
+
+    pub fn disk_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let name = String::deserialize(d)?;
+        validate::name("disk name", &name).map_err(D::Error::custom)?;
+        Ok(Some(name))
+    }
+
+    /// A tag key, checked on its own so that an error points at it.
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    struct Key(String);
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let key = String::deserialize(d)?;
+            validate::parse_tag(&format!("{key}=")).map_err(D::Error::custom)?;
+            if key.starts_with(RESERVED_TAG_PREFIX) {
+                return Err(D::Error::custom(format!(
+                    "tag {key:?}: keys starting with {RESERVED_TAG_PREFIX} are lightsnap's own"
+                )));
+            }
+            Ok(Key(key))
+        }
+    }
+
+    /// A tag value, checked on its own so that an error points at it.
+    struct Value(String);
+
+    impl<'de> Deserialize<'de> for Value {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let value = String::deserialize(d)?;
+            validate::parse_tag(&format!("k={value}")).map_err(D::Error::custom)?;
+            Ok(Value(value))
+        }
+    }
+
+    pub fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        Ok(BTreeMap::<Key, Value>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| (k.0, v.0))
+            .collect())
+    }
+}
+
+/// The fragment files under `root` (`/` in production), in the order they apply.
+pub fn fragment_paths(root: &Path) -> Result<Vec<PathBuf>> {
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
+    let dir = |d: PathBuf, files: &mut Vec<PathBuf>| -> Result<()> {
+        let mut found: Vec<PathBuf> = match std::fs::read_dir(&d) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", d.display())),
+        };
+        found.sort();
+        files.extend(found);
+        Ok(())
+    };
+    let mut files = Vec::new();
+    dir(at("/usr/lib/lightsnap/config.d"), &mut files)?;
+    let main = at("/etc/lightsnap/config.toml");
+    if main.exists() {
+        files.push(main);
+    }
+    dir(at("/etc/lightsnap/config.d"), &mut files)?;
+    dir(at("/run/lightsnap/config.d"), &mut files)?;
+    Ok(files)
+}
+
+/// Reads and parses one fragment file, refusing it unless root owns it and only root may
+/// write it.
+pub(super) fn read(path: &Path) -> Result<Fragment> {
+    check_owner(path)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        Failure::new(
+            ExitCode::Usage,
+            format!("{}: {}", path.display(), e.to_string().trim_end()),
+        )
+        .into()
+    })
+}
+
+/// Refuses a fragment not owned by root or writable by group or others.
+fn check_owner(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(Failure::new(
+            ExitCode::Permission,
+            format!(
+                "{}: refusing a configuration file not owned by root or writable by group/others (owner uid {}, mode {:o}); fix with: chown root:root {0} && chmod go-w {0}",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Merging: each fragment, in order, laid over the settings so far, key by key.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::fragments::Fragment;
+use super::{template, Settings, SnapshotEntry};
+use crate::cloud::validate;
+
+/// Lays fragment `f` over `settings`; its tags go into `tags`, checked as a whole at the end.
+pub(super) fn apply(
+    settings: &mut Settings,
+    tags: &mut BTreeMap<String, String>,
+    f: Fragment,
+) -> Result<()> {
+    if let Some(t) = f.freeze_timeout {
+        settings.freeze_timeout = duration("freeze_timeout", &t)?;
+        validate::freeze_timeout("freeze_timeout", settings.freeze_timeout)?;
+    }
+    if let Some(t) = f.name_template {
+        template::check(&t)?;
+        settings.name_template = t;
+    }
+    if let Some(d) = f.hook_dir {
+        settings.hook_dir = d;
+    }
+    if let Some(e) = f.expedite_freeze {
+        settings.expedite_freeze = e;
+    }
+    if let Some(t) = f.hook_timeout {
+        settings.hook_timeout = duration("hook_timeout", &t)?;
+    }
+    if f.region.is_some() {
+        settings.region = f.region;
+    }
+    if f.profile.is_some() {
+        settings.profile = f.profile;
+    }
+    for (k, v) in f.tags {
+        let (k, v) = validate::parse_tag(&format!("{k}={v}"))?;
+        tags.insert(k, v);
+    }
+    if let Some(r) = f.retention {
+        if r.keep.is_some() {
+            settings.retention.keep = r.keep;
+        }
+        if let Some(o) = r.older_than {
+            settings.retention.older_than = Some(duration("retention.older_than", &o)?);
+        }
+    }
+    for s in f.snapshot {
+        anyhow::ensure!(
+            s.path.is_absolute(),
+            "snapshot path {} must be absolute",
+            s.path.display()
+        );
+        if let Some(d) = &s.disk {
+            validate::name("disk name", d)?;
+        }
+        settings.snapshots.retain(|e| e.path != s.path);
+        settings.snapshots.push(SnapshotEntry {
+            path: s.path,
+            disk: s.disk,
+        });
+    }
+    Ok(())
+}
+
+/// A duration setting, its key named in the error.
+fn duration(key: &str, text: &str) -> Result<Duration> {
+    humantime::parse_duration(text).with_context(|| {
+        format!("{key} = {text:?}: write a duration such as 500ms, 10s, 2m or 30d")
+    })
+}

@@ -1,0 +1,129 @@
+//! Configuration: TOML fragments → one merged input → validated settings.
+//!
+//! Fragments are read in this order, later ones overriding earlier ones key by key:
+//! `/usr/lib/lightsnap/config.d/*.toml` (vendor), `/etc/lightsnap/config.toml`,
+//! `/etc/lightsnap/config.d/*.toml` (admin), `/run/lightsnap/config.d/*.toml` (runtime), each
+//! directory in name order. A fragment must be owned by root and not writable by group or
+//! others (lightsnap runs as root and freezes filesystems on its say-so); unknown keys and bad
+//! values are errors naming the file and line. Command-line flags override the settings.
+//!
+//! Three steps, one module each: `fragments` finds the files and reads each into the raw types
+//! TOML gives, checking every value as it is read; `merge` lays them over the defaults in
+//! order; [`load`] here validates the result into the [`Settings`] the rest of lightsnap uses.
+//! The snapshot name template ([`render_name`]) is in `template`.
+
+mod fragments;
+mod merge;
+mod template;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cloud::validate;
+use crate::exit_code::{ExitCode, Failure};
+
+pub use fragments::fragment_paths;
+pub use template::render_name;
+
+/// Retention: what `prune` (and the timer) keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep at most this many of lightsnap's completed snapshots per disk.
+    pub keep: Option<u32>,
+    /// Delete lightsnap's completed snapshots older than this.
+    pub older_than: Option<Duration>,
+}
+
+/// A path to snapshot (by the timer), and optionally the disk behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    /// The path.
+    pub path: PathBuf,
+    /// The Lightsail disk behind it, if given (else found by itself).
+    pub disk: Option<String>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// How long writes may be paused.
+    pub freeze_timeout: Duration,
+    /// Snapshot name template.
+    pub name_template: String,
+    /// Where hooks live.
+    pub hook_dir: PathBuf,
+    /// How long one hook may run, per phase.
+    pub hook_timeout: Duration,
+    /// Expedite the kernel's RCU grace periods during the freeze calls.
+    pub expedite_freeze: bool,
+    /// AWS region override.
+    pub region: Option<String>,
+    /// AWS profile.
+    pub profile: Option<String>,
+    /// Tags added to every snapshot.
+    pub tags: Vec<(String, String)>,
+    /// Retention.
+    pub retention: Retention,
+    /// What the timer snapshots, and path → disk mappings.
+    pub snapshots: Vec<SnapshotEntry>,
+    /// The files the settings came from, in order.
+    pub sources: Vec<PathBuf>,
+}
+
+/// The default name template.
+pub const DEFAULT_NAME_TEMPLATE: &str = "{disk}-{utc:%Y%m%d-%H%M%S}";
+
+/// Tag keys lightsnap sets itself (`lightsnap:consistency`, `lightsnap:host`,
+/// `lightsnap:version`, `lightsnap:trigger`): refused from the configuration and `--tag`.
+pub const RESERVED_TAG_PREFIX: &str = "lightsnap:";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            freeze_timeout: Duration::from_secs(10),
+            name_template: DEFAULT_NAME_TEMPLATE.to_string(),
+            hook_dir: PathBuf::from("/etc/lightsnap/hooks.d"),
+            hook_timeout: Duration::from_secs(60),
+            expedite_freeze: false,
+            region: None,
+            profile: None,
+            tags: Vec::new(),
+            retention: Retention::default(),
+            snapshots: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// The disk configured for a mount point or path, if any.
+    pub fn disk_for(&self, paths: &[&Path]) -> Option<&str> {
+        self.snapshots
+            .iter()
+            .find(|e| paths.contains(&e.path.as_path()))
+            .and_then(|e| e.disk.as_deref())
+    }
+}
+
+/// Loads, merges and validates every fragment under `root`.
+pub fn load(root: &Path) -> Result<Settings> {
+    let mut settings = Settings {
+        hook_dir: root.join("etc/lightsnap/hooks.d"),
+        ..Settings::default()
+    };
+    let mut tags: BTreeMap<String, String> = BTreeMap::new();
+    for path in fragment_paths(root)? {
+        let fragment = fragments::read(&path)?;
+        merge::apply(&mut settings, &mut tags, fragment)
+            .map_err(|e| Failure::new(ExitCode::Usage, format!("{}: {e:#}", path.display())))?;
+        settings.sources.push(path);
+    }
+    settings.tags = tags.into_iter().collect();
+    validate::tags(&settings.tags).map_err(|e| Failure::new(ExitCode::Usage, e.to_string()))?;
+    Ok(settings)
+}
