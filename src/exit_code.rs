@@ -50,6 +50,10 @@ pub enum ExitCode {
     /// A hook failed or timed out (a failing pre-freeze hook stops the run before anything
     /// is frozen).
     HookFailed = 16,
+    /// Lightsail was making an automatic snapshot of a target and refuses manual ones until
+    /// it is done: it did not finish within `--auto-snapshot-wait` (nothing was frozen, or
+    /// everything was thawed).
+    AutoSnapshot = 17,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).
@@ -135,6 +139,9 @@ impl ExitCode {
 
     /// The code for an API failure class.
     pub fn of_api(e: &ApiError) -> ExitCode {
+        if e.auto_snapshot_in_progress() {
+            return ExitCode::AutoSnapshot;
+        }
         match e.kind {
             ApiErrorKind::Rejected | ApiErrorKind::OperationFailed => ExitCode::ApiRejected,
             ApiErrorKind::NotFound => ExitCode::NotFound,

@@ -173,9 +173,7 @@ pub async fn run_one<S: Stop>(
     if let Some(r) = ctx.result {
         cmd.env("LIGHTSNAP_RESULT", r);
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting hook {}", hook.display()))?;
+    let mut child = spawn(&mut cmd).with_context(|| format!("starting hook {}", hook.display()))?;
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     // std has no async wait: a thread waits, and says so through a channel.
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -215,6 +213,23 @@ pub async fn run_one<S: Stop>(
         .into());
     }
     Ok(())
+}
+
+/// Starts a hook. ETXTBSY ("text file busy") is retried a few times: a hook just written is
+/// still open for writing in any process forked meanwhile (by another thread), until that
+/// process execs and its close-on-exec descriptors go.
+fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut pause = Duration::from_millis(5);
+    for _ in 0..6 {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    cmd.spawn()
 }
 
 /// The hooks of a run: pre-freeze in order, and post-thaw in reverse for those that ran.

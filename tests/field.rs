@@ -196,3 +196,123 @@ fn a_disk_name_that_is_not_the_disk_behind_the_path_is_refused_before_anything_i
     );
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+/// This instance with disk `data-1` behind the test's filesystem, its automatic snapshot
+/// add-on on (daily at 06:00 UTC).
+fn auto_snapshotted(fs: &LoopFs) -> Seed {
+    Seed::from_toml_str(&format!(
+        "self_instance = \"{INSTANCE}\"\n\
+         [[instances]]\nname = \"{INSTANCE}\"\ninstance_id = \"{INSTANCE_ID}\"\n\
+         [[disks]]\nname = \"data-1\"\npath = \"{d}\"\nattached_to = \"{INSTANCE}\"\nsize_gb = 1\nbacking = \"{d}\"\n\
+         auto_snapshot = {{ time_of_day = \"06:00\" }}\n",
+        d = fs.device.display()
+    ))
+    .expect("seed")
+}
+
+/// The create calls the fake answered, and those it refused.
+fn creates(fake: &Fake) -> (usize, usize) {
+    let calls = create_calls(fake);
+    let refused = calls.iter().filter(|c| c.error.is_some()).count();
+    (calls.len() - refused, refused)
+}
+
+#[test]
+fn an_automatic_snapshot_in_progress_is_waited_out_before_the_one_freeze() {
+    let test = "an_automatic_snapshot_in_progress_is_waited_out_before_the_one_freeze";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
+    let fake = fake(&scratch, auto_snapshotted(&fs));
+    // plan says when the add-on runs.
+    let r = finish(
+        configured_lightsnap(&scratch, &fake)
+            .arg("plan")
+            .arg(&fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("automatic snapshots of data-1 daily at 06:00 UTC"),
+        "{r:?}"
+    );
+    // One in progress for a few seconds: waited out, then one freeze, one call.
+    fake.start_auto_snapshot("data-1", Some(Duration::from_secs(2)))
+        .unwrap();
+    let r = finish(
+        configured_lightsnap(&scratch, &fake)
+            .arg("freeze-and-snap")
+            .arg(&fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("waiting for it before freezing"), "{r:?}");
+    assert_eq!(
+        creates(&fake),
+        (1, 0),
+        "exactly one call, none refused: {r:?}"
+    );
+    let looks = fake
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "GetAutoSnapshots")
+        .count();
+    assert!(
+        looks >= 2,
+        "it looked until the automatic snapshot was done: {looks}"
+    );
+    assert_eq!(r.stdout.matches("writes paused").count(), 1, "{r:?}");
+    assert!(!fs.is_frozen());
+}
+
+#[test]
+fn an_automatic_snapshot_with_auto_snapshot_wait_0_fails_at_once_with_nothing_frozen() {
+    let test = "an_automatic_snapshot_with_auto_snapshot_wait_0_fails_at_once_with_nothing_frozen";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
+    let fake = fake(&scratch, auto_snapshotted(&fs));
+    fake.start_auto_snapshot("data-1", None).unwrap();
+    let r = finish(
+        configured_lightsnap(&scratch, &fake)
+            .args(["freeze-and-snap", "--auto-snapshot-wait", "0"])
+            .arg(&fs.mount_point),
+    );
+    assert_eq!(r.code, 17, "{r:?}");
+    assert!(r.stderr.contains("nothing was frozen"), "{r:?}");
+    assert_eq!(creates(&fake), (0, 0));
+    assert!(!fs.is_frozen());
+}
+
+#[test]
+fn refused_for_an_automatic_snapshot_begun_meanwhile_it_thaws_waits_and_tries_once_more() {
+    let test =
+        "refused_for_an_automatic_snapshot_begun_meanwhile_it_thaws_waits_and_tries_once_more";
+    let Some(s) = OneDisk::new(test) else {
+        return;
+    };
+    s.fake.add_fault(Fault {
+        operation: Some("CreateDiskSnapshot".into()),
+        kind: FaultKind::Error {
+            code: "OperationFailureException".into(),
+            message: Some(
+                "You cannot create manual snapshots when an automatic snapshot is being created"
+                    .into(),
+            ),
+            status: None,
+        },
+        count: Some(1),
+    });
+    let r = finish(
+        configured_lightsnap(&s.scratch, &s.fake)
+            .args(["freeze-and-snap", "--disk-name", "data-1"])
+            .arg(&s.fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("began meanwhile"), "{r:?}");
+    assert_eq!(creates(&s.fake), (1, 1), "refused once, then taken: {r:?}");
+    assert!(!s.fs.is_frozen());
+}

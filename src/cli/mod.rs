@@ -9,6 +9,7 @@ mod run;
 mod snap_args;
 mod snap_instance;
 mod thaw;
+mod timer;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,7 @@ Exit codes:
   14   partial or unverified result
   15   --wait gave up while a snapshot was still pending
   16   a hook failed or timed out (pre-freeze: nothing was frozen)
+  17   an automatic snapshot was being made and did not finish in --auto-snapshot-wait
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
 /// Consistent snapshots of Amazon Lightsail disks from inside the instance.

@@ -5,7 +5,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::Output;
-use crate::cloud::lightsail::{Lightsail, Source};
+use crate::cloud::lightsail::{AutoSnapshotAddOn, Lightsail, Source};
 use crate::exit_code::ExitCode;
 use crate::snap::{self, plan::CONSISTENCY_TAG, Filesystem, LocalPlan, Options, Plan, Snapshot};
 
@@ -28,6 +28,8 @@ struct PlannedSnapshot<'a> {
     mount_points: Vec<&'a std::path::Path>,
     block_devices: &'a [std::path::PathBuf],
     api_call: serde_json::Value,
+    /// Lightsail's automatic snapshot add-on of what it is of (`null`: none).
+    auto_snapshot: Option<&'a AutoSnapshotAddOn>,
 }
 
 fn method(f: &Filesystem) -> &'static str {
@@ -66,6 +68,30 @@ fn api_call(t: &Snapshot) -> serde_json::Value {
             "tags": tags,
         }),
     }
+}
+
+/// What `plan` says of an enabled automatic snapshot add-on, warning when the packaged timer
+/// may fire inside its hour.
+fn auto_snapshot_line(source: &Source, a: &AutoSnapshotAddOn) -> Option<String> {
+    if !a.is_enabled() {
+        return None;
+    }
+    let at = a.time_of_day.as_deref().unwrap_or("?");
+    let mut line = format!(
+        "  automatic snapshots of {} daily at {at} UTC: Lightsail refuses manual ones for up to 45 minutes from then (a run waits, --auto-snapshot-wait)",
+        crate::snap::auto_resource(source)
+    );
+    if let Some(w) = super::timer::window(std::path::Path::new("/")) {
+        if super::timer::meets_auto_snapshot(w, at) {
+            line.push_str(&format!(
+                "\n  warning: lightsnap-snapshot.timer may fire then ({:02}:{:02} plus up to {} min): move one of them",
+                w.start / 60,
+                w.start % 60,
+                w.length
+            ));
+        }
+    }
+    Some(line)
 }
 
 /// Plans and prints.
@@ -108,6 +134,7 @@ pub fn print(plan: &Plan, hooks: &[std::path::PathBuf], output: Output) -> Resul
                 .collect(),
             block_devices: &s.devices,
             api_call: api_call(s),
+            auto_snapshot: s.auto_snapshot.as_ref(),
         })
         .collect();
     match output {
@@ -156,6 +183,12 @@ pub fn print(plan: &Plan, hooks: &[std::path::PathBuf], output: Output) -> Resul
                     s.source,
                     s.api_call
                 );
+                if let Some(line) = s
+                    .auto_snapshot
+                    .and_then(|a| auto_snapshot_line(s.source, a))
+                {
+                    println!("{line}");
+                }
             }
         }
     }

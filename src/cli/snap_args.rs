@@ -57,6 +57,11 @@ pub struct SnapArgs {
     /// How long --wait follows them.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = super::parse_duration, requires = "wait")]
     pub wait_timeout: Duration,
+    /// How long to wait, before freezing, while Lightsail makes an automatic snapshot of a
+    /// target (it refuses manual ones meanwhile, for up to 45 minutes from its hour); 0: fail
+    /// at once (exit 17).
+    #[arg(long, value_name = "DURATION", default_value = "50m", value_parser = super::parse_duration)]
+    pub auto_snapshot_wait: Duration,
     /// Print the plan (path → mount → method → disk → API call) and stop: no freeze, no
     /// lock, no API writes.
     #[arg(long)]
@@ -151,6 +156,7 @@ impl SnapArgs {
             disk_map: settings.snapshots.clone(),
             hook_dir: settings.hook_dir.clone(),
             hook_timeout: settings.hook_timeout,
+            auto_snapshot_wait: self.auto_snapshot_wait,
         };
         Ok((opts, settings))
     }

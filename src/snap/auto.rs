@@ -5,7 +5,10 @@
 //! `--auto-snapshot-wait` — and, refused all the same (one began in between), thaws, waits,
 //! and tries once more.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the same as std's when running, and the one paused tests move.
+use tokio::time::Instant;
 
 use anyhow::Result;
 
@@ -110,4 +113,128 @@ pub async fn wait_out<A: Lightsail, S: Stop>(
 /// A duration to the second, for messages.
 fn round(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::lightsail::fake::FakeLightsail;
+    use crate::cloud::lightsail::{ApiErrorKind, AutoSnapshotAddOn, SnapshotRequest};
+    use crate::runstate::Quiesce;
+    use crate::signals::Never;
+    use crate::snap::testing::filesystem;
+    use crate::snap::Snapshot;
+
+    /// A plan of one snapshot of `source`, whose add-on is `enabled` or absent.
+    fn plan(source: Source, enabled: bool) -> Plan {
+        Plan {
+            filesystems: vec![filesystem(
+                "/data",
+                "/dev/xvdf",
+                "ext4",
+                0,
+                Some(Quiesce::Freeze),
+            )],
+            snapshots: vec![Snapshot {
+                request: SnapshotRequest {
+                    source,
+                    name: "s-1".into(),
+                    tags: Vec::new(),
+                },
+                filesystems: vec![0],
+                devices: Vec::new(),
+                auto_snapshot: enabled.then(|| AutoSnapshotAddOn {
+                    status: "Enabled".into(),
+                    time_of_day: Some("06:00".into()),
+                }),
+            }],
+        }
+    }
+
+    fn busy(api: &FakeLightsail, resource: &str, looks: u32) {
+        api.auto_in_progress
+            .lock()
+            .unwrap()
+            .insert(resource.into(), looks);
+    }
+
+    fn looks(api: &FakeLightsail) -> Vec<String> {
+        api.log()
+            .into_iter()
+            .filter(|l| l.starts_with("GetAutoSnapshots"))
+            .collect()
+    }
+
+    const LIMIT: Duration = Duration::from_secs(50 * 60);
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_wait_polls_until_the_automatic_snapshot_is_done() {
+        let api = FakeLightsail::default();
+        busy(&api, "data-1", 3);
+        let p = plan(Source::Disk("data-1".into()), true);
+        wait_out(&api, &p, false, LIMIT, &mut Never).await.unwrap();
+        assert_eq!(looks(&api).len(), 4, "three busy looks, then done");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_wait_of_zero_fails_at_once_with_its_exit_code() {
+        let api = FakeLightsail::default();
+        busy(&api, "web-1", 1);
+        let p = plan(Source::SystemVolume("web-1".into()), true);
+        let e = wait_out(&api, &p, false, Duration::ZERO, &mut Never)
+            .await
+            .unwrap_err();
+        assert_eq!(ExitCode::of(&e), ExitCode::AutoSnapshot);
+        assert!(e.to_string().contains("automatic snapshot of web-1"), "{e}");
+        assert!(e.to_string().contains("--auto-snapshot-wait is 0"), "{e}");
+        assert_eq!(looks(&api), ["GetAutoSnapshots web-1"], "the instance's");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_wait_gives_up_at_its_limit() {
+        let api = FakeLightsail::default();
+        busy(&api, "data-1", u32::MAX);
+        let p = plan(Source::Disk("data-1".into()), true);
+        let started = tokio::time::Instant::now();
+        let e = wait_out(&api, &p, false, Duration::from_secs(600), &mut Never)
+            .await
+            .unwrap_err();
+        assert_eq!(ExitCode::of(&e), ExitCode::AutoSnapshot);
+        assert!(e.to_string().contains("waited 10m"), "{e}");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(600),
+            "to the limit, not past it"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_wait_asks_only_where_the_add_on_is_on_unless_refused() {
+        let api = FakeLightsail::default();
+        let p = plan(Source::Disk("data-1".into()), false);
+        wait_out(&api, &p, false, LIMIT, &mut Never).await.unwrap();
+        assert!(looks(&api).is_empty());
+        // After a refusal every resource is asked about, add-on known or not.
+        wait_out(&api, &p, true, LIMIT, &mut Never).await.unwrap();
+        assert_eq!(looks(&api), ["GetAutoSnapshots data-1"]);
+    }
+
+    #[test]
+    fn auto_refusal_is_told_from_other_rejections() {
+        let refusal = |message: &str| -> anyhow::Error {
+            anyhow::Error::new(ApiError {
+                operation: "CreateDiskSnapshot",
+                kind: ApiErrorKind::Rejected,
+                code: Some("OperationFailureException".into()),
+                message: message.into(),
+            })
+            .context("no snapshot was taken")
+        };
+        let e = refusal(
+            "You cannot create manual snapshots when an automatic snapshot is being created",
+        );
+        assert!(is_refusal(&e));
+        assert_eq!(ExitCode::of(&e), ExitCode::AutoSnapshot);
+        assert!(!is_refusal(&refusal("bad tag")));
+    }
 }

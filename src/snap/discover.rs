@@ -73,15 +73,23 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &LocalPlan) -> R
                         s.devices.push(ids.dev_path.clone());
                     }
                 }
-                None => snapshots.push(Snapshot {
-                    request: SnapshotRequest {
-                        source,
-                        name: String::new(),
-                        tags: opts.tags.clone(),
-                    },
-                    filesystems: vec![index],
-                    devices: vec![ids.dev_path.clone()],
-                }),
+                None => {
+                    // A system volume's automatic snapshots are its instance's.
+                    let auto_snapshot = match &source {
+                        Source::Disk(_) => disk.auto_snapshot.clone(),
+                        _ => discovery.instance().await?.auto_snapshot.clone(),
+                    };
+                    snapshots.push(Snapshot {
+                        request: SnapshotRequest {
+                            source,
+                            name: String::new(),
+                            tags: opts.tags.clone(),
+                        },
+                        filesystems: vec![index],
+                        devices: vec![ids.dev_path.clone()],
+                        auto_snapshot,
+                    })
+                }
             }
         }
     }
@@ -193,6 +201,7 @@ pub(super) async fn instance_plan<A: Lightsail>(
             request,
             filesystems: (0..local.filesystems.len()).collect(),
             devices,
+            auto_snapshot: me.auto_snapshot.clone(),
         }],
         filesystems: local.filesystems,
     };

@@ -7,6 +7,7 @@
 //! [`window`], which quiesces, calls and undoes through the [`machine`]; [`report`] reads
 //! what came of it. [`plan`] holds the planning vocabulary and the discovery helpers.
 
+mod auto;
 mod discover;
 mod local;
 mod machine;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cloud::lightsail::{Lightsail, SnapshotRequest};
+use crate::cloud::lightsail::{AutoSnapshotAddOn, Lightsail, SnapshotRequest};
 use crate::exit_code::ExitCode;
 use crate::fail;
 use crate::hooks::{HookEnv, Hooks};
@@ -33,6 +34,7 @@ use crate::signals::{already_stopped, unless_stopped, Signals, Stopped, BEFORE_F
 use machine::Machine;
 use plan::{Located, Method};
 
+pub use auto::resource as auto_resource;
 pub use discover::plan;
 pub use local::{plan_local, validate_options, LocalPlan};
 pub use report::{find_snapshot, Report, SnapshotReport};
@@ -72,6 +74,9 @@ pub struct Options {
     pub hook_dir: PathBuf,
     /// How long one hook may run.
     pub hook_timeout: Duration,
+    /// How long to wait, before freezing, for Lightsail's automatic snapshot of a target to
+    /// finish (zero: fail at once).
+    pub auto_snapshot_wait: Duration,
 }
 
 /// A filesystem to quiesce: the unit of freezing (a superblock, however many paths or mounts
@@ -99,6 +104,9 @@ pub struct Snapshot {
     /// The whole block devices behind it, as this instance sees them (`/dev/xvdf`,
     /// `/dev/nvme1n1`).
     pub devices: Vec<PathBuf>,
+    /// The automatic snapshot add-on of the disk (or, for a system volume or a whole
+    /// instance, of the instance), if it has one.
+    pub auto_snapshot: Option<AutoSnapshotAddOn>,
 }
 
 /// Everything a run will do.
@@ -180,9 +188,23 @@ async fn run_plan<A: Lightsail>(
             .collect(),
         result: None,
     };
+    // Lightsail refuses manual snapshots while it makes an automatic one: wait that out
+    // before anything else, the hooks included.
+    auto::wait_out(api, plan, false, opts.auto_snapshot_wait, signals).await?;
     let result = match hooks.pre_freeze(&env, signals).await {
         Ok(()) => {
-            let result = quiesce_and_snap(api, opts, plan, mounts, signals, run).await;
+            let mut result = quiesce_and_snap(api, opts, plan, mounts, signals, run).await;
+            if result.as_ref().is_err_and(auto::is_refusal) {
+                // One began after the look: thawed already; wait for it, then once more.
+                tracing::warn!(
+                    "Lightsail refused the snapshot: an automatic snapshot began meanwhile; the filesystems are thawed; waiting for it to finish, then trying once more"
+                );
+                result =
+                    match auto::wait_out(api, plan, true, opts.auto_snapshot_wait, signals).await {
+                        Ok(()) => quiesce_and_snap(api, opts, plan, mounts, signals, run).await,
+                        Err(e) => Err(e),
+                    };
+            }
             let stopped = result.as_ref().is_err_and(is_stopped);
             if result.is_err() && !stopped {
                 env.result = Some("failure");

@@ -39,6 +39,8 @@ pub(crate) struct FakeLightsail {
     pub budgets: Mutex<Vec<Duration>>,
     /// Notified when a create call starts (a permit is kept if nobody waits yet).
     pub started: tokio::sync::Notify,
+    /// Resources with an automatic snapshot in progress: how many more looks see it so.
+    pub auto_in_progress: Mutex<HashMap<String, u32>>,
 }
 
 impl FakeLightsail {
@@ -158,6 +160,18 @@ impl Lightsail for FakeLightsail {
         };
         self.note(format!("end {}", request.name));
         result
+    }
+
+    async fn auto_snapshot_in_progress(&self, resource: &str) -> Result<bool, ApiError> {
+        self.note(format!("GetAutoSnapshots {resource}"));
+        let mut busy = self.auto_in_progress.lock().unwrap();
+        Ok(match busy.get_mut(resource) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        })
     }
 
     async fn tag_resource(&self, name: &str, tags: &[(String, String)]) -> Result<(), ApiError> {

@@ -26,6 +26,25 @@ pub struct DiskInfo {
     pub is_system_disk: bool,
     /// `<account>/vol-...`.
     pub support_code: Option<String>,
+    /// Its automatic snapshot add-on, if it has one.
+    pub auto_snapshot: Option<AutoSnapshotAddOn>,
+}
+
+/// The AutoSnapshot add-on of a disk or instance: a daily snapshot, made from its hour for up
+/// to 45 minutes, during which Lightsail refuses manual snapshots of that resource.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AutoSnapshotAddOn {
+    /// `Enabled`, `Disabled`, ...
+    pub status: String,
+    /// `HH:00`, UTC.
+    pub time_of_day: Option<String>,
+}
+
+impl AutoSnapshotAddOn {
+    /// Whether it makes snapshots.
+    pub fn is_enabled(&self) -> bool {
+        self.status.eq_ignore_ascii_case("enabled")
+    }
 }
 
 /// A Lightsail instance, as far as lightsnap cares.
@@ -37,6 +56,8 @@ pub struct InstanceInfo {
     pub support_code: Option<String>,
     /// Its disks, the system disk included.
     pub disks: Vec<DiskInfo>,
+    /// Its automatic snapshot add-on (which covers its system volume), if it has one.
+    pub auto_snapshot: Option<AutoSnapshotAddOn>,
 }
 
 /// What a disk snapshot is taken of.
@@ -190,6 +211,15 @@ impl ApiError {
         self.kind == ApiErrorKind::Rejected && self.message.contains("already exist")
     }
 
+    /// Whether the service refused a manual snapshot because an automatic snapshot of the same
+    /// resource is being created.
+    pub fn auto_snapshot_in_progress(&self) -> bool {
+        matches!(
+            self.kind,
+            ApiErrorKind::Rejected | ApiErrorKind::OperationFailed
+        ) && self.message.contains("automatic snapshot")
+    }
+
     /// Whether the request may have reached the service and taken effect anyway.
     pub fn is_ambiguous(&self) -> bool {
         matches!(
@@ -252,6 +282,9 @@ pub trait Lightsail {
         request: &SnapshotRequest,
         budget: Duration,
     ) -> Result<OperationInfo, ApiError>;
+    /// GetAutoSnapshots: whether an automatic snapshot of `resource` (a disk, or an instance)
+    /// is being created now.
+    async fn auto_snapshot_in_progress(&self, resource: &str) -> Result<bool, ApiError>;
     /// TagResource.
     async fn tag_resource(&self, name: &str, tags: &[(String, String)]) -> Result<(), ApiError>;
     /// GetDiskSnapshots or GetInstanceSnapshots, every page.

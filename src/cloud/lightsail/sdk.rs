@@ -13,8 +13,8 @@ use aws_config::BehaviorVersion;
 use aws_sdk_lightsail::types::{OperationStatus, Tag};
 
 use super::{
-    ApiError, ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, OperationInfo, SnapshotInfo,
-    SnapshotKind, SnapshotRequest, Source,
+    ApiError, ApiErrorKind, AutoSnapshotAddOn, DiskInfo, InstanceInfo, Lightsail, OperationInfo,
+    SnapshotInfo, SnapshotKind, SnapshotRequest, Source,
 };
 
 /// No AWS region is configured anywhere.
@@ -137,7 +137,19 @@ fn disk_info(d: &aws_sdk_lightsail::types::Disk) -> DiskInfo {
         is_attached: d.is_attached().unwrap_or(false),
         is_system_disk: d.is_system_disk().unwrap_or(false),
         support_code: d.support_code().map(str::to_string),
+        auto_snapshot: auto_snapshot_add_on(d.add_ons()),
     }
+}
+
+/// The AutoSnapshot add-on among a resource's add-ons.
+fn auto_snapshot_add_on(add_ons: &[aws_sdk_lightsail::types::AddOn]) -> Option<AutoSnapshotAddOn> {
+    add_ons
+        .iter()
+        .find(|a| a.name() == Some("AutoSnapshot"))
+        .map(|a| AutoSnapshotAddOn {
+            status: a.status().unwrap_or_default().to_string(),
+            time_of_day: a.snapshot_time_of_day().map(str::to_string),
+        })
 }
 
 /// GetDiskSnapshot or GetInstanceSnapshot through `client`; `Ok(None)` when there is none.
@@ -325,6 +337,7 @@ impl Lightsail for SdkLightsail {
                         .hardware()
                         .map(|h| h.disks().iter().map(disk_info).collect())
                         .unwrap_or_default(),
+                    auto_snapshot: auto_snapshot_add_on(i.add_ons()),
                 })
                 .collect();
             Ok((items, out.next_page_token().map(str::to_string)))
@@ -374,6 +387,20 @@ impl Lightsail for SdkLightsail {
             .await
             .map_err(|e| self.classify("CreateDiskSnapshot", e))?;
         operation_result("CreateDiskSnapshot", out.operations())
+    }
+
+    async fn auto_snapshot_in_progress(&self, resource: &str) -> Result<bool, ApiError> {
+        let out = self
+            .client
+            .get_auto_snapshots()
+            .resource_name(resource)
+            .send()
+            .await
+            .map_err(|e| self.classify("GetAutoSnapshots", e))?;
+        Ok(out
+            .auto_snapshots()
+            .iter()
+            .any(|a| a.status() == Some(&aws_sdk_lightsail::types::AutoSnapshotStatus::InProgress)))
     }
 
     async fn tag_resource(&self, name: &str, tags: &[(String, String)]) -> Result<(), ApiError> {

@@ -16,8 +16,10 @@ fn instance(name: &str, code: &str, disks: &[(&str, &str, bool)]) -> InstanceInf
                 is_attached: true,
                 is_system_disk: *sys,
                 support_code: None,
+                auto_snapshot: None,
             })
             .collect(),
+        auto_snapshot: None,
     }
 }
 
@@ -108,6 +110,7 @@ fn nvme_disks_match_by_volume_id_or_attachment_name() {
         is_attached: true,
         is_system_disk: false,
         support_code: Some("123456789012/vol-0123456789abcdef0".into()),
+        auto_snapshot: None,
     };
     let nvme = |volume_id: Option<&str>, name: Option<&str>| DiskIds {
         name: "nvme1n1".into(),

@@ -28,6 +28,7 @@ fn options() -> Options {
         disk_map: Vec::new(),
         hook_dir: "/etc/lightsnap/hooks.d".into(),
         hook_timeout: Duration::from_secs(60),
+        auto_snapshot_wait: Duration::ZERO,
     }
 }
 
@@ -42,6 +43,7 @@ fn plan() -> Plan {
         },
         filesystems: vec![on],
         devices: Vec::new(),
+        auto_snapshot: None,
     };
     Plan {
         filesystems: vec![fs("/a"), fs("/b")],

@@ -134,6 +134,7 @@ fn plan(filesystems: Vec<Filesystem>, snapshots: &[(&str, &[usize])]) -> Plan {
                 },
                 filesystems: on.to_vec(),
                 devices: Vec::new(),
+                auto_snapshot: None,
             })
             .collect(),
     }
