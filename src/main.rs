@@ -1,7 +1,7 @@
 //! The `lightsnap` binary: logging, parse, dispatch, exit code. Nothing else.
 
 use clap::Parser;
-use lightsnap::cli::{Cli, Output};
+use lightsnap::cli::{self, Cli, Output};
 use lightsnap::exit_code::ExitCode;
 use lightsnap::{logbuf, watchdog};
 
@@ -13,15 +13,27 @@ fn main() {
     {
         watchdog::run();
     }
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            std::process::exit(if e.use_stderr() {
-                ExitCode::Usage.code()
-            } else {
-                0
-            });
+            if !e.use_stderr() {
+                std::process::exit(0);
+            }
+            // A usage error is a JSON document too when one was asked for.
+            if cli::json_asked(&args) {
+                // clap's message without its usage and help lines, on one line.
+                let detail = e.to_string();
+                let said: Vec<&str> = detail
+                    .lines()
+                    .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
+                    .map(|l| l.trim().trim_start_matches("error: "))
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                let _ = cli::print_json(cli::error_json(&said.join(" "), ExitCode::Usage));
+            }
+            std::process::exit(ExitCode::Usage.code());
         }
     };
     init_logging(cli.verbose);
@@ -33,10 +45,7 @@ fn main() {
             let code = ExitCode::of(&e);
             eprintln!("lightsnap: error: {e:#}");
             if json {
-                let doc = serde_json::json!({
-                    "error": { "message": format!("{e:#}"), "exit_code": code.code() }
-                });
-                println!("{doc}");
+                let _ = cli::print_json(cli::error_json(&format!("{e:#}"), code));
             }
             code
         }

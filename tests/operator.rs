@@ -281,6 +281,10 @@ fn normalise(v: &mut Value, scratch: &str) {
 /// Compares a JSON document, normalised, with `tests/golden/<name>.json`; with
 /// `UPDATE_GOLDEN=1`, writes it instead.
 fn golden(name: &str, doc: &Value, scratch: &Scratch) {
+    assert_eq!(
+        doc["schema"], 1,
+        "every JSON document carries its schema: {doc}"
+    );
     let mut doc = doc.clone();
     normalise(&mut doc, &scratch.path().display().to_string());
     let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
@@ -976,6 +980,81 @@ fn freeze_and_snap_json_is_one_stable_document() {
     let doc = json_doc(&r);
     assert_eq!(doc["error"]["exit_code"], 2);
     golden("error", &doc, &s.scratch);
+
+    // So is a command line that cannot be parsed, when JSON was asked for.
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
+        "--output",
+        "json",
+        "freeze-and-snap",
+    ]));
+    assert_eq!(r.code, 2, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["error"]["exit_code"], 2);
+    golden("usage-error", &doc, &s.scratch);
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
+        "prune",
+        "--keep",
+        "many",
+        "--output=json",
+    ]));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(json_doc(&r)["error"]["exit_code"], 2, "{r:?}");
+}
+
+#[test]
+fn plan_thaw_and_snap_instance_json_are_stable_documents() {
+    let Some(s) = setup("plan_thaw_and_snap_instance_json_are_stable_documents") else {
+        return;
+    };
+    let r = finish(
+        configured_lightsnap(&s.scratch, &s.fake)
+            .args([
+                "plan",
+                "--disk-name",
+                "data-1",
+                "--snapshot-name",
+                "planned-1",
+            ])
+            .args(["--output", "json"])
+            .arg(&s.fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["snapshots"][0]["api_call"]["diskName"], "data-1");
+    golden("plan", &doc, &s.scratch);
+
+    run(Command::new("fsfreeze").arg("-f").arg(&s.fs.mount_point));
+    let r = finish(
+        configured_lightsnap(&s.scratch, &s.fake)
+            .args(["thaw", "--output", "json"])
+            .arg(&s.fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!s.fs.is_frozen());
+    let doc = json_doc(&r);
+    golden("thaw", &doc, &s.scratch);
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
+        "thaw",
+        "--recover",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    golden("thaw-recover", &json_doc(&r), &s.scratch);
+
+    // The whole instance: this instance's one disk is the test's filesystem.
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
+        "snap-instance",
+        "--snapshot-name",
+        "whole-1",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["snapshots"][0]["name"], "whole-1");
+    golden("snap-instance", &doc, &s.scratch);
+    assert!(!s.fs.is_frozen());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ fn print(snaps: &[SnapshotInfo], output: Output) -> Result<()> {
         let doc = Listed {
             snapshots: snaps.iter().map(Entry::of).collect(),
         };
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        super::print_json(&doc)?;
         return Ok(());
     }
     println!(

@@ -136,6 +136,35 @@ impl Cli {
     }
 }
 
+/// The version of every `--output json` document's layout: members are only ever added; a
+/// change that renames or removes one raises it.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// Prints one `--output json` document on stdout, with its `schema` member.
+pub fn print_json(doc: impl serde::Serialize) -> Result<()> {
+    let mut doc = serde_json::to_value(doc)?;
+    if let Some(map) = doc.as_object_mut() {
+        map.insert("schema".into(), JSON_SCHEMA.into());
+    }
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+/// The error document of a failed command, for `--output json`.
+pub fn error_json(message: &str, code: ExitCode) -> serde_json::Value {
+    serde_json::json!({ "error": { "message": message, "exit_code": code.code() } })
+}
+
+/// Whether `--output json` is on a command line that could not be parsed: its usage error is
+/// a JSON document too.
+pub fn json_asked(args: &[std::ffi::OsString]) -> bool {
+    args.iter()
+        .zip(args.iter().skip(1).map(Some).chain(std::iter::once(None)))
+        .any(|(a, next)| {
+            a == "--output=json" || (a == "--output" && next.is_some_and(|n| n == "json"))
+        })
+}
+
 /// Parses a duration written as `500ms`, `10s`, `2m`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text)

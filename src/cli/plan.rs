@@ -138,14 +138,11 @@ pub fn print(plan: &Plan, hooks: &[std::path::PathBuf], output: Output) -> Resul
         })
         .collect();
     match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "filesystems": filesystems,
-                "snapshots": snapshots,
-                "hooks": hooks,
-            }))?
-        ),
+        Output::Json => super::print_json(serde_json::json!({
+            "filesystems": filesystems,
+            "snapshots": snapshots,
+            "hooks": hooks,
+        }))?,
         Output::Human => {
             for f in &filesystems {
                 let paths: Vec<String> = f.paths.iter().map(|p| p.display().to_string()).collect();

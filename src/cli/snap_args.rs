@@ -285,13 +285,10 @@ pub fn conclude(
             let code = ExitCode::of(e);
             crate::logbuf::release();
             eprintln!("lightsnap: error: {e:#}");
-            doc["error"] = serde_json::json!({
-                "message": format!("{e:#}"),
-                "exit_code": code.code(),
-            });
+            doc["error"] = super::error_json(&format!("{e:#}"), code)["error"].take();
             code
         }
     };
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    super::print_json(doc)?;
     Ok(code)
 }

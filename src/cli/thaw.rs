@@ -67,7 +67,7 @@ impl Thaw {
         };
         // On failure the error (with what was done before it) is main's to print.
         if result.is_ok() && globals.output == Output::Json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            super::print_json(&report)?;
         }
         result
     }
