@@ -560,3 +560,97 @@ fn who_am_i_fails_clearly() {
     );
     assert!(!fs.is_frozen());
 }
+
+/// An ext4 filesystem on a fresh zram device (a block device that is no loop device over a
+/// file, and no disk of the fake instance), mounted in the scratch directory; removed on drop.
+struct Zram {
+    index: String,
+    mount_point: PathBuf,
+}
+
+impl Zram {
+    fn create(scratch: &Scratch, name: &str) -> Option<Self> {
+        let index = std::fs::read_to_string("/sys/class/zram-control/hot_add").ok()?;
+        let index = index.trim().to_string();
+        let zram = Zram {
+            index,
+            mount_point: scratch.path().join(name),
+        };
+        std::fs::write(format!("/sys/block/zram{}/disksize", zram.index), "64M").unwrap();
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(zram.device()));
+        std::fs::create_dir_all(&zram.mount_point).unwrap();
+        run(Command::new("mount")
+            .arg(zram.device())
+            .arg(&zram.mount_point));
+        Some(zram)
+    }
+
+    fn device(&self) -> PathBuf {
+        PathBuf::from(format!("/dev/zram{}", self.index))
+    }
+}
+
+impl Drop for Zram {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mount_point).status();
+        let _ = std::fs::write("/sys/class/zram-control/hot_remove", &self.index);
+    }
+}
+
+#[test]
+fn snap_instance_refuses_a_mount_it_cannot_trace_unless_excluded() {
+    let test = "snap_instance_refuses_a_mount_it_cannot_trace_unless_excluded";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let data = LoopFs::create(&scratch, "data", FsKind::Ext4);
+    let fake = fake(&scratch, seed_toml(&[("data-1", &data.device)], None, None));
+    let Some(stray) = Zram::create(&scratch, "stray") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test} needs zram (/sys/class/zram-control), which CI's kernel has"
+        );
+        eprintln!("skipping {test}: this kernel has no zram");
+        return;
+    };
+    let stray_point = stray.mount_point.display().to_string();
+    let r =
+        finish(lightsnap(&scratch, &fake).args(["snap-instance", "--snapshot-name", "whole-1"]));
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains(&stray_point) && r.stderr.contains("--exclude"),
+        "names the mount and what to do: {r:?}"
+    );
+    assert!(fake
+        .calls()
+        .iter()
+        .all(|c| c.operation != "CreateInstanceSnapshot"));
+    assert!(!data.is_frozen());
+
+    // Excluded on the command line: the rest is snapshotted.
+    let r = finish(lightsnap(&scratch, &fake).args([
+        "snap-instance",
+        "--snapshot-name",
+        "whole-2",
+        "--exclude",
+        &format!("{}/st*", scratch.path().display()),
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let call = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "CreateInstanceSnapshot")
+        .expect("the instance snapshot");
+    assert_eq!(call.body["instanceSnapshotName"], "whole-2");
+    assert!(
+        r.stdout.contains(&data.mount_point.display().to_string()),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains(&stray_point), "{r:?}");
+    // A bad pattern is a usage error.
+    let r = finish(lightsnap(&scratch, &fake).args(["snap-instance", "--exclude", "relative/*"]));
+    assert_eq!(r.code, 2, "{r:?}");
+}

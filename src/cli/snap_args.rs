@@ -157,6 +157,7 @@ impl SnapArgs {
             hook_dir: settings.hook_dir.clone(),
             hook_timeout: settings.hook_timeout,
             auto_snapshot_wait: self.auto_snapshot_wait,
+            exclude: settings.exclude.clone(),
         };
         Ok((opts, settings))
     }

@@ -16,12 +16,24 @@ pub struct SnapInstance {
     /// Options shared with freeze-and-snap.
     #[command(flatten)]
     pub snap: SnapArgs,
+    /// Leave out the mounts whose mount point matches GLOB (`*` stays within one path
+    /// component: /mnt/* is each mount directly under /mnt); repeatable, added to the
+    /// configuration's `exclude`. A mount on a block device that cannot be traced to a disk
+    /// of this instance is refused unless excluded.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
 }
 
 impl SnapInstance {
     /// Runs it.
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
-        let (opts, settings) = self.snap.options(globals, Vec::new(), None)?;
+        let (mut opts, settings) = self.snap.options(globals, Vec::new(), None)?;
+        for pattern in &self.exclude {
+            crate::config::exclude_pattern(pattern).map_err(|e| {
+                crate::exit_code::Failure::new(ExitCode::Usage, format!("--exclude: {e:#}"))
+            })?;
+        }
+        opts.exclude.extend(self.exclude.iter().cloned());
         let output = globals.output;
         crate::runtime()?.block_on(async move {
             let mut signals = Signals::install()?;

@@ -31,6 +31,8 @@ pub(super) struct Fragment {
     pub(super) retention: Option<RetentionFragment>,
     #[serde(default)]
     pub(super) snapshot: Vec<SnapshotFragment>,
+    #[serde(default, deserialize_with = "checked::globs")]
+    pub(super) exclude: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +73,15 @@ mod checked {
         let text = String::deserialize(d)?;
         parse_duration(&text).map_err(D::Error::custom)?;
         Ok(Some(text))
+    }
+
+    /// Mount point patterns (`exclude`), each a valid glob.
+    pub fn globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let all = Vec::<String>::deserialize(d)?;
+        for g in &all {
+            crate::config::exclude_pattern(g).map_err(|e| D::Error::custom(format!("{e:#}")))?;
+        }
+        Ok(all)
     }
 
     /// A duration within (0, [`validate::MAX_FREEZE_TIMEOUT`]].

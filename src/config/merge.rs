@@ -35,6 +35,8 @@ pub(super) fn apply(
     if f.region.is_some() {
         settings.region = f.region;
     }
+    // Later fragments add to the list (a drop-in excludes one more mount).
+    settings.exclude.extend(f.exclude);
     if f.profile.is_some() {
         settings.profile = f.profile;
     }

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cloud::validate;
 use crate::exit_code::{ExitCode, Failure};
@@ -71,12 +71,36 @@ pub struct Settings {
     pub retention: Retention,
     /// What the timer snapshots, and path → disk mappings.
     pub snapshots: Vec<SnapshotEntry>,
+    /// Mount point patterns `snap-instance` leaves out (`exclude = ["/mnt/scratch*"]`).
+    pub exclude: Vec<String>,
     /// The files the settings came from, in order.
     pub sources: Vec<PathBuf>,
 }
 
 /// The default name template.
 pub const DEFAULT_NAME_TEMPLATE: &str = "{disk}-{utc:%Y%m%d-%H%M%S}";
+
+/// A mount point pattern of `exclude` / `--exclude`: a glob whose `*` does not cross `/`
+/// (`/mnt/*` is each mount directly under /mnt; `/mnt/**` everything below it).
+pub fn exclude_pattern(text: &str) -> Result<glob::Pattern> {
+    anyhow::ensure!(
+        text.starts_with('/'),
+        "exclude pattern {text:?} must be an absolute mount point pattern, such as /mnt/*"
+    );
+    glob::Pattern::new(text)
+        .with_context(|| format!("exclude pattern {text:?} is not a valid glob"))
+}
+
+/// Whether `mount_point` matches one of `patterns`.
+pub fn excluded(mount_point: &std::path::Path, patterns: &[glob::Pattern]) -> bool {
+    let options = glob::MatchOptions {
+        require_literal_separator: true,
+        ..glob::MatchOptions::new()
+    };
+    patterns
+        .iter()
+        .any(|p| p.matches_path_with(mount_point, options))
+}
 
 /// Tag keys lightsnap sets itself (`lightsnap:consistency`, `lightsnap:host`,
 /// `lightsnap:version`, `lightsnap:trigger`): refused from the configuration and `--tag`.
@@ -95,6 +119,7 @@ impl Default for Settings {
             tags: Vec::new(),
             retention: Retention::default(),
             snapshots: Vec::new(),
+            exclude: Vec::new(),
             sources: Vec::new(),
         }
     }

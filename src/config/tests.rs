@@ -248,3 +248,34 @@ fn no_files_means_defaults() {
         Settings::default()
     );
 }
+
+#[test]
+fn exclude_patterns_add_up_across_fragments_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(r, "etc/lightsnap/config.toml", "exclude = [\"/mnt/*\"]\n");
+    write(
+        r,
+        "etc/lightsnap/config.d/10.toml",
+        "exclude = [\"/media/usb\"]\n",
+    );
+    let s = load(r).unwrap();
+    assert_eq!(s.exclude, ["/mnt/*", "/media/usb"]);
+    let patterns: Vec<glob::Pattern> = s
+        .exclude
+        .iter()
+        .map(|p| crate::config::exclude_pattern(p).unwrap())
+        .collect();
+    assert!(crate::config::excluded(Path::new("/mnt/a"), &patterns));
+    assert!(
+        !crate::config::excluded(Path::new("/mnt/a/b"), &patterns),
+        "* stays in one component"
+    );
+    assert!(!crate::config::excluded(Path::new("/data"), &patterns));
+    write(r, "etc/lightsnap/config.d/20.toml", "exclude = [\"mnt\"]\n");
+    let err = load(r).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("must be an absolute mount point pattern"),
+        "{err:#}"
+    );
+}

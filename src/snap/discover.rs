@@ -142,31 +142,105 @@ pub(super) async fn instance_plan<A: Lightsail>(
     let me = discovery.instance().await?.clone();
     let mounts = mountinfo::read()?;
     let root = blockdev::Root::default();
-    // Every mount on a block device whose disks are this instance's.
+    let patterns: Vec<glob::Pattern> = opts
+        .exclude
+        .iter()
+        .map(|p| crate::config::exclude_pattern(p))
+        .collect::<Result<_>>()?;
+    let confine = crate::kernel::guard::confinement();
+    // Every mount on a block device whose disks are this instance's. A mount on a block
+    // device that cannot be traced to one of them is refused (it could be on a disk of this
+    // instance that discovery does not recognise: left out, it would be inconsistent in the
+    // snapshot), unless excluded; what is plainly on no Lightsail disk is only listed.
     let mut paths = Vec::new();
     let mut devices: Vec<PathBuf> = Vec::new();
+    let mut untraceable: Vec<String> = Vec::new();
+    let mut elsewhere: Vec<String> = Vec::new();
     for m in &mounts {
-        let Ok(located) = plan::locate(&m.mount_point, &mounts) else {
+        let point = &m.mount_point;
+        if crate::config::excluded(point, &patterns) {
+            continue;
+        }
+        let Ok(located) = plan::locate(point, &mounts) else {
+            elsewhere.push(format!(
+                "{} ({}, not on a block device)",
+                point.display(),
+                m.fstype
+            ));
             continue;
         };
         if located.mount.id != m.id {
             continue; // hidden by a later mount on the same point
         }
-        let Ok(disks) = plan::whole_disks(&root, &located) else {
+        if confine.as_ref().is_some_and(|c| !point.starts_with(c)) {
+            elsewhere.push(format!(
+                "{} (outside LIGHTSNAP_CONFINE_TO)",
+                point.display()
+            ));
             continue;
+        }
+        let disks = match plan::whole_disks(&root, &located) {
+            Ok(d) => d,
+            Err(e) => {
+                untraceable.push(format!("{} ({:#})", point.display(), e));
+                continue;
+            }
         };
         let ours: Vec<&ebs::DiskIds> = disks
             .iter()
             .filter(|ids| me.disks.iter().any(|d| plan::is_disk(d, ids)))
             .collect();
         if !ours.is_empty() {
-            paths.push(m.mount_point.clone());
+            paths.push(point.clone());
             for ids in ours {
                 if !devices.contains(&ids.dev_path) {
                     devices.push(ids.dev_path.clone());
                 }
             }
+            continue;
         }
+        let device = located.block_device.display().to_string();
+        let name = located
+            .block_device
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(file) = root.loop_backing_file(&name) {
+            elsewhere.push(format!(
+                "{} (a loop device over {})",
+                point.display(),
+                file.display()
+            ));
+            continue;
+        }
+        let on: Vec<String> = disks
+            .iter()
+            .map(|d| d.dev_path.display().to_string())
+            .collect();
+        untraceable.push(format!(
+            "{} ({} on {}, which is none of {}'s disks as far as lightsnap can tell)",
+            point.display(),
+            m.fstype,
+            if on.is_empty() {
+                device
+            } else {
+                on.join(" + ")
+            },
+            me.name
+        ));
+    }
+    if !elsewhere.is_empty() {
+        tracing::info!(
+            "not on a Lightsail disk, left out: {}",
+            elsewhere.join(", ")
+        );
+    }
+    if !untraceable.is_empty() {
+        fail!(
+            ExitCode::Unsupported,
+            "snap-instance cannot tell which Lightsail disk these mounts are on, so it cannot make them consistent in the instance snapshot: {}; if they are not on this instance's disks, leave them out with --exclude GLOB (or exclude = [...] in the configuration)",
+            untraceable.join("; ")
+        );
     }
     if paths.is_empty() {
         fail!(

@@ -77,6 +77,8 @@ pub struct Options {
     /// How long to wait, before freezing, for Lightsail's automatic snapshot of a target to
     /// finish (zero: fail at once).
     pub auto_snapshot_wait: Duration,
+    /// Mount point patterns `snap-instance` leaves out.
+    pub exclude: Vec<String>,
 }
 
 /// A filesystem to quiesce: the unit of freezing (a superblock, however many paths or mounts

@@ -29,6 +29,7 @@ fn options() -> Options {
         hook_dir: "/etc/lightsnap/hooks.d".into(),
         hook_timeout: Duration::from_secs(60),
         auto_snapshot_wait: Duration::ZERO,
+        exclude: Vec::new(),
     }
 }
 
