@@ -106,14 +106,15 @@ fn a_stop_request_during_discovery_ends_the_run_before_anything_is_frozen() {
     else {
         return;
     };
+    // Discovery asks which instance this is (the named disk must be one of its disks).
     s.fake.add_fault(Fault {
-        operation: Some("GetDisk".into()),
+        operation: Some("GetInstances".into()),
         kind: FaultKind::Hang,
         count: None,
     });
     let child = spawn(&mut snap(&s, &[]));
-    wait_until("the GetDisk call", Duration::from_secs(30), || {
-        s.fake.calls().iter().any(|c| c.operation == "GetDisk")
+    wait_until("the GetInstances call", Duration::from_secs(30), || {
+        s.fake.calls().iter().any(|c| c.operation == "GetInstances")
     });
     let (r, took) = stop(child, Signal::SIGINT);
     assert_eq!(r.code, 130, "{r:?}");
