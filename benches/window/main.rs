@@ -19,14 +19,15 @@
 //! is 0 unless the set-up itself could not be made.
 //!
 //! Modules: `stats` (percentiles, formatting), `rig` (the machine under test: the contenders,
-//! the writer, FIFREEZE alone, the rcu guard), `sections` (the four experiments), `report`
-//! (BENCHMARKS.md, the goals).
+//! the writer, FIFREEZE alone, the rcu guard), `sections` (the four experiments), `goals` (the
+//! goals, the headline, why a goal was missed), `report` (BENCHMARKS.md).
 //!
 //! Run without `--scratch` (as `cargo test --all-targets` runs every bench target) it only
 //! says so and exits: it needs root and makes loop devices.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod goals;
 mod report;
 mod rig;
 mod sections;
@@ -272,8 +273,8 @@ fn measure(cfg: &Cfg) -> Result<()> {
     {
         eprintln!("{}", goals.trim());
     }
-    if let Some(h) = report::headline(cfg, &results) {
-        log(&report::headline_log(&h));
+    if let Some(h) = goals::headline(cfg, &results) {
+        log(&goals::headline_log(&h));
     }
     if !rig.rcu.left_on.is_empty() {
         log(&format!(
