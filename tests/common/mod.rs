@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 pub use fake_lightsail::{Fake, Fault, FaultKind, Options, Seed};
 
+/// The writer's record format, shared with the writer itself.
+#[path = "../writer/record.rs"]
+pub mod record;
+
 /// Whether root-only tests can run. In CI they must: there, not being root fails the test.
 pub fn root_or_skip(test: &str) -> bool {
     if nix::unistd::Uid::effective().is_root() {
@@ -80,6 +84,16 @@ impl Scratch {
         Self { dir }
     }
 
+    /// A new scratch directory inside `parent` (the benchmark's, under the directory
+    /// `scripts/bench` cleans up after).
+    pub fn new_in(parent: &Path) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lightsnap-bench-")
+            .tempdir_in(parent)
+            .expect("scratch dir");
+        Self { dir }
+    }
+
     /// Its path.
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -128,11 +142,23 @@ pub struct LoopFs {
 impl LoopFs {
     /// Makes, attaches and mounts a filesystem named `name` in `scratch`.
     pub fn create(scratch: &Scratch, name: &str, kind: FsKind) -> Self {
+        Self::create_sized(scratch, name, kind, kind.size_mb() << 20, &[])
+    }
+
+    /// [`LoopFs::create`] with the image's size in bytes and extra `mkfs` options (the
+    /// benchmark's larger filesystems, ext4 initialised eagerly).
+    pub fn create_sized(
+        scratch: &Scratch,
+        name: &str,
+        kind: FsKind,
+        bytes: u64,
+        mkfs_options: &[&str],
+    ) -> Self {
         let image = scratch.path().join(format!("{name}.img"));
         let mount_point = scratch.path().join(name);
         std::fs::create_dir_all(&mount_point).unwrap();
         let file = std::fs::File::create(&image).unwrap();
-        file.set_len(kind.size_mb() << 20).unwrap();
+        file.set_len(bytes).unwrap();
         drop(file);
         let mut mkfs = Command::new(kind.mkfs_tool());
         match kind {
@@ -141,7 +167,7 @@ impl LoopFs {
             FsKind::Btrfs => mkfs.args(["-q", "-f"]),
             FsKind::Ntfs => mkfs.args(["-q", "-F", "-f"]),
         };
-        run(mkfs.arg(&image));
+        run(mkfs.args(mkfs_options).arg(&image));
         let out = run(Command::new("losetup")
             .args(["--find", "--show"])
             .arg(&image));
@@ -433,9 +459,8 @@ pub struct Writer {
 impl Writer {
     /// Starts writing to `file` and returns once `warmup` records are acknowledged.
     pub fn start(file: &Path, warmup: usize) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/writer.py");
-        let mut child = Command::new("python3")
-            .arg(script)
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lightsnap-writer"))
+            .arg("acks")
             .arg(file)
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
@@ -555,9 +580,8 @@ pub fn check_records(text: &str, acks: &[(u64, f64)], cut: f64) -> usize {
     let mut count = 0u64;
     for line in text.lines() {
         let (body, digest) = line.rsplit_once(' ').expect("record has a checksum");
-        let want = sha256_hex(body.as_bytes());
         assert_eq!(
-            &want[..16],
+            record::checksum(body.as_bytes()),
             digest,
             "record {count} is torn or corrupt: {line:?}"
         );
@@ -665,11 +689,6 @@ pub fn xfs_check_raw(image: &Path) {
         text.contains("Phase 7"),
         "xfs_repair -n did not run through: {text}"
     );
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The device number of a path, for checking two paths are on one filesystem.
