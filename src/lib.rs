@@ -27,3 +27,18 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
+
+/// Helpers shared by the unit tests of several modules.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A xorshift64 generator for the cheap fuzz tests: the same sequence on every run.
+    pub(crate) fn xorshift() -> impl FnMut() -> u64 {
+        let mut state: u64 = 0x9e3779b97f4a7c15;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+}

@@ -201,13 +201,7 @@ mod tests {
     /// id is always `vol-` and something.
     #[test]
     fn interpreters_survive_arbitrary_bytes() {
-        let mut state: u64 = 0x9e3779b97f4a7c15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift();
         for round in 0..2000 {
             let len = (next() % 64) as usize;
             let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();

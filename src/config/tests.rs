@@ -43,13 +43,7 @@ fn templates_render() {
 /// spread of instants up to the year 9999.
 #[test]
 fn utc_fields_agree_with_rfc3339() {
-    let mut state: u64 = 0x9e3779b97f4a7c15;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = crate::testing::xorshift();
     let mut times: Vec<Duration> = [0, 951_782_400, 1_709_164_799, 1_735_689_599, 1_735_689_600]
         .into_iter()
         .map(Duration::from_secs)

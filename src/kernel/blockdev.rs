@@ -420,13 +420,7 @@ mod tests {
     /// A cheap fuzz: arbitrary bytes of every length never make the parsers panic.
     #[test]
     fn parsers_survive_arbitrary_bytes() {
-        let mut state: u64 = 0x9e3779b97f4a7c15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testing::xorshift();
         for round in 0..2000 {
             let len = (next() % 4200) as usize;
             let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();

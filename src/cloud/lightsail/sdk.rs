@@ -2,6 +2,7 @@
 //! call), the calls, and every SDK error sorted into an [`ApiErrorKind`] (`classify`).
 
 mod classify;
+mod convert;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,11 +11,15 @@ use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_lightsail::types::{OperationStatus, Tag};
+
+use convert::{
+    auto_snapshot_add_on, disk_info, instance_snapshot_info, operation_result, sdk_tags,
+    snapshot_info,
+};
 
 use super::{
-    ApiError, ApiErrorKind, AutoSnapshotAddOn, DiskInfo, InstanceInfo, Lightsail, OperationInfo,
-    SnapshotInfo, SnapshotKind, SnapshotRequest, Source,
+    ApiError, ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, OperationInfo, SnapshotInfo,
+    SnapshotKind, SnapshotRequest, Source,
 };
 
 /// No AWS region is configured anywhere.
@@ -129,29 +134,6 @@ fn budget_config(budget: Duration) -> aws_sdk_lightsail::config::Builder {
         )
 }
 
-fn disk_info(d: &aws_sdk_lightsail::types::Disk) -> DiskInfo {
-    DiskInfo {
-        name: d.name().unwrap_or_default().to_string(),
-        path: d.path().map(str::to_string),
-        attached_to: d.attached_to().map(str::to_string),
-        is_attached: d.is_attached().unwrap_or(false),
-        is_system_disk: d.is_system_disk().unwrap_or(false),
-        support_code: d.support_code().map(str::to_string),
-        auto_snapshot: auto_snapshot_add_on(d.add_ons()),
-    }
-}
-
-/// The AutoSnapshot add-on among a resource's add-ons.
-fn auto_snapshot_add_on(add_ons: &[aws_sdk_lightsail::types::AddOn]) -> Option<AutoSnapshotAddOn> {
-    add_ons
-        .iter()
-        .find(|a| a.name() == Some("AutoSnapshot"))
-        .map(|a| AutoSnapshotAddOn {
-            status: a.status().unwrap_or_default().to_string(),
-            time_of_day: a.snapshot_time_of_day().map(str::to_string),
-        })
-}
-
 /// GetDiskSnapshot or GetInstanceSnapshot through `client`; `Ok(None)` when there is none.
 async fn get_snapshot(
     client: &aws_sdk_lightsail::Client,
@@ -181,72 +163,6 @@ async fn get_snapshot(
     }
 }
 
-/// A create call's operations: the first one's id and status, or the error of one that
-/// reports `Failed`.
-fn operation_result(
-    operation: &'static str,
-    ops: &[aws_sdk_lightsail::types::Operation],
-) -> Result<OperationInfo, ApiError> {
-    if let Some(failed) = ops
-        .iter()
-        .find(|o| o.status() == Some(&OperationStatus::Failed))
-    {
-        return Err(ApiError {
-            operation,
-            kind: ApiErrorKind::OperationFailed,
-            code: failed.error_code().map(str::to_string),
-            message: failed
-                .error_details()
-                .unwrap_or("the operation reports status Failed")
-                .to_string(),
-        });
-    }
-    let op = ops.first();
-    Ok(OperationInfo {
-        id: op.and_then(|o| o.id()).map(str::to_string),
-        status: op.and_then(|o| o.status()).map(|s| s.as_str().to_string()),
-    })
-}
-
-/// A [`SnapshotInfo`] from the SDK's `DiskSnapshot` or `InstanceSnapshot`, which share these
-/// accessors but no trait.
-macro_rules! snapshot_info {
-    ($s:expr, from: $from:expr, instance: $instance:expr) => {{
-        let s = $s;
-        SnapshotInfo {
-            name: s.name().unwrap_or_default().to_string(),
-            state: s
-                .state()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            progress: s.progress().map(str::to_string),
-            tags: tags_of(s.tags()),
-            created_at: s.created_at().map(|t| t.as_secs_f64()),
-            from: $from,
-            size_gb: s.size_in_gb(),
-            is_from_auto_snapshot: s.is_from_auto_snapshot().unwrap_or(false),
-            instance: $instance,
-        }
-    }};
-}
-
-fn snapshot_info(s: &aws_sdk_lightsail::types::DiskSnapshot) -> SnapshotInfo {
-    snapshot_info!(
-        s,
-        // A system volume's snapshot names its instance: that is what `{disk}` and `--disk`
-        // call `<instance>-system` (its own disk name is Lightsail's, not the operator's).
-        from: s
-            .from_instance_name()
-            .map(|i| format!("{i}-system"))
-            .or_else(|| s.from_disk_name().map(str::to_string)),
-        instance: false
-    )
-}
-
-fn instance_snapshot_info(s: &aws_sdk_lightsail::types::InstanceSnapshot) -> SnapshotInfo {
-    snapshot_info!(s, from: s.from_instance_name().map(str::to_string), instance: true)
-}
-
 /// Every page of a list operation: `page` fetches the page after a token (none: the first)
 /// and returns its items and the next token. The SDK has no paginators for Lightsail.
 async fn every_page<T, F, Fut>(mut page: F) -> Result<Vec<T>, ApiError>
@@ -264,23 +180,6 @@ where
             _ => return Ok(all),
         }
     }
-}
-
-fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
-    tags.iter()
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_string(),
-                t.value().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn sdk_tags(tags: &[(String, String)]) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
 }
 
 impl SdkLightsail {
