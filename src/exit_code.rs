@@ -116,6 +116,12 @@ impl ExitCode {
             if let Some(e) = cause.downcast_ref::<crate::signals::Stopped>() {
                 return e.code;
             }
+            if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
+                return match e {
+                    crate::config::ConfigError::Invalid(_) => ExitCode::Usage,
+                    crate::config::ConfigError::Unsafe { .. } => ExitCode::Permission,
+                };
+            }
             if let Some(e) = cause.downcast_ref::<HookError>() {
                 return match e {
                     HookError::NotExecutable { .. } => ExitCode::Usage,

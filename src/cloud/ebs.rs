@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::kernel::blockdev::{ascii_field, Root};
+use crate::kernel::blockdev::{ascii_field, SysfsRoot};
 
 /// What identifies a whole disk to Lightsail.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -28,7 +28,7 @@ pub struct DiskIds {
 /// What identifies disk `name` (a kernel name) under `root`: the volume id from the sysfs
 /// serial, else from the Identify data, else from a by-id link; the attachment name from the
 /// Identify data.
-pub fn disk_ids(root: &Root, name: &str) -> DiskIds {
+pub fn disk_ids(root: &SysfsRoot, name: &str) -> DiskIds {
     let identify = root.identify(name);
     let volume_id = root
         .serial(name)

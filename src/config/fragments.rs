@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::exit_code::{ExitCode, Failure};
+use super::ConfigError;
 
 /// One fragment, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -198,11 +198,7 @@ pub(super) fn read(path: &Path) -> Result<Fragment> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).map_err(|e| {
-        Failure::new(
-            ExitCode::Usage,
-            format!("{}: {}", path.display(), e.to_string().trim_end()),
-        )
-        .into()
+        ConfigError::Invalid(format!("{}: {}", path.display(), e.to_string().trim_end())).into()
     })
 }
 
@@ -210,15 +206,11 @@ pub(super) fn read(path: &Path) -> Result<Fragment> {
 fn check_owner(path: &Path) -> Result<()> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-        return Err(Failure::new(
-            ExitCode::Permission,
-            format!(
-                "{}: refusing a configuration file not owned by root or writable by group/others (owner uid {}, mode {:o}); fix with: chown root:root {0} && chmod go-w {0}",
-                path.display(),
-                meta.uid(),
-                meta.mode() & 0o7777
-            ),
-        )
+        return Err(ConfigError::Unsafe {
+            path: path.to_path_buf(),
+            uid: meta.uid(),
+            mode: meta.mode() & 0o7777,
+        }
         .into());
     }
     Ok(())

@@ -25,7 +25,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::cloud::validate;
-use crate::exit_code::{ExitCode, Failure};
 
 pub use fragments::fragment_paths;
 pub use template::render_name;
@@ -102,6 +101,25 @@ pub fn excluded(mount_point: &std::path::Path, patterns: &[glob::Pattern]) -> bo
         .any(|p| p.matches_path_with(mount_point, options))
 }
 
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A fragment that is not valid: its path, and what is wrong (file, line and column
+    /// where TOML says).
+    #[error("{0}")]
+    Invalid(String),
+    /// A fragment anyone but root could have written.
+    #[error("{}: refusing a configuration file not owned by root or writable by group/others (owner uid {uid}, mode {mode:o}); fix with: chown root:root {0} && chmod go-w {0}", path.display())]
+    Unsafe {
+        /// The fragment.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
 /// Tag keys lightsnap sets itself (`lightsnap:consistency`, `lightsnap:host`,
 /// `lightsnap:version`, `lightsnap:trigger`): refused from the configuration and `--tag`.
 pub const RESERVED_TAG_PREFIX: &str = "lightsnap:";
@@ -145,10 +163,10 @@ pub fn load(root: &Path) -> Result<Settings> {
     for path in fragment_paths(root)? {
         let fragment = fragments::read(&path)?;
         merge::apply(&mut settings, &mut tags, fragment)
-            .map_err(|e| Failure::new(ExitCode::Usage, format!("{}: {e:#}", path.display())))?;
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e:#}", path.display())))?;
         settings.sources.push(path);
     }
     settings.tags = tags.into_iter().collect();
-    validate::tags(&settings.tags).map_err(|e| Failure::new(ExitCode::Usage, e.to_string()))?;
+    validate::tags(&settings.tags).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     Ok(settings)
 }

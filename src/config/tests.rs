@@ -2,6 +2,7 @@
 //! line, the packaged file, and the name template.
 
 use super::*;
+use crate::exit_code::ExitCode;
 
 fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
     let p = root.join(rel);

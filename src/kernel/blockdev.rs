@@ -2,7 +2,7 @@
 //! each disk states about itself (its serial, its controller's Identify data, its udev by-id
 //! link names). What those facts mean to a cloud is for `crate::cloud` to say.
 //!
-//! Everything is read through a [`Root`] directory (`/` in production), so that layouts this
+//! Everything is read through a [`SysfsRoot`] directory (`/` in production), so that layouts this
 //! machine's kernel cannot make (device-mapper/LVM, md RAID, NVMe) are tested on fixture trees
 //! laid out as sysfs documents them:
 //! - `/sys/dev/block/MAJ:MIN` links to the device's directory, named by its kernel name;
@@ -21,15 +21,15 @@ use anyhow::{Context, Result};
 /// A sysfs-and-/dev root: where sysfs, `/dev` and the NVMe Identify data are read from
 /// (`/` in production, a fixture tree in tests).
 #[derive(Debug, Clone)]
-pub struct Root(PathBuf);
+pub struct SysfsRoot(PathBuf);
 
-impl Default for Root {
+impl Default for SysfsRoot {
     fn default() -> Self {
         Self(PathBuf::from("/"))
     }
 }
 
-impl Root {
+impl SysfsRoot {
     /// A root directory other than `/` (fixture trees in tests).
     pub fn at(path: impl Into<PathBuf>) -> Self {
         Self(path.into())
@@ -236,13 +236,13 @@ pub fn ascii_field(bytes: &[u8]) -> String {
 }
 
 /// Fixture sysfs trees and Identify data, for the tests here and of what reads through a
-/// [`Root`].
+/// [`SysfsRoot`].
 #[cfg(test)]
 pub(crate) mod fixture {
     use std::os::unix::fs::symlink;
     use std::path::PathBuf;
 
-    use super::{Root, MODEL, SERIAL, VENDOR_SPECIFIC};
+    use super::{SysfsRoot, MODEL, SERIAL, VENDOR_SPECIFIC};
 
     /// A fixture sysfs tree: `/sys/devices/...` directories, `/sys/class/block` and
     /// `/sys/dev/block` links, as the kernel lays them out.
@@ -252,8 +252,8 @@ pub(crate) mod fixture {
         pub(crate) fn new() -> Self {
             Self(tempfile::tempdir().unwrap())
         }
-        pub(crate) fn root(&self) -> Root {
-            Root::at(self.0.path())
+        pub(crate) fn root(&self) -> SysfsRoot {
+            SysfsRoot::at(self.0.path())
         }
         pub(crate) fn p(&self, abs: &str) -> PathBuf {
             self.0.path().join(abs.trim_start_matches('/'))

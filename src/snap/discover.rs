@@ -37,7 +37,7 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &LocalPlan) -> R
             .find(|e| fs.paths.contains(&e.path) || e.path == mount.mount_point)
             .and_then(|e| e.disk.as_deref());
         let named = opts.disk_name.as_deref().or(configured);
-        let disks = match plan::whole_disks(&blockdev::Root::default(), located) {
+        let disks = match plan::whole_disks(&blockdev::SysfsRoot::default(), located) {
             Ok(d) if !d.is_empty() => d,
             // No sysfs view of it: the mount's own device is all there is to go on.
             _ => vec![ebs::DiskIds {
@@ -141,7 +141,7 @@ pub(super) async fn instance_plan<A: Lightsail>(
     });
     let me = discovery.instance().await?.clone();
     let mounts = mountinfo::read()?;
-    let root = blockdev::Root::default();
+    let root = blockdev::SysfsRoot::default();
     let patterns: Vec<glob::Pattern> = opts
         .exclude
         .iter()

@@ -101,7 +101,7 @@ pub fn plan_local(opts: &Options) -> Result<LocalPlan> {
     }
     filesystems
         .sort_by_key(|f| std::cmp::Reverse(f.located.mount.mount_point.components().count()));
-    assign_waves(&mut filesystems, &blockdev::Root::default());
+    assign_waves(&mut filesystems, &blockdev::SysfsRoot::default());
     Ok(LocalPlan {
         filesystems,
         mounts,
@@ -111,7 +111,7 @@ pub fn plan_local(opts: &Options) -> Result<LocalPlan> {
 /// Sets each filesystem's freezing wave. Freezing one flushes it to its device; if that device
 /// is a file on another filesystem of the group (a loop device), or the filesystem is reached
 /// through another's mount, the other must still take writes: it goes in a later wave.
-fn assign_waves(filesystems: &mut [Filesystem], root: &blockdev::Root) {
+fn assign_waves(filesystems: &mut [Filesystem], root: &blockdev::SysfsRoot) {
     let homes: Vec<Option<PathBuf>> = filesystems
         .iter()
         .map(|f| {
@@ -170,7 +170,7 @@ mod tests {
         let backing = sys.path().join("sys/block/loop7/loop/backing_file");
         std::fs::create_dir_all(backing.parent().unwrap()).unwrap();
         std::fs::write(&backing, "/srv/images/db.img\n").unwrap();
-        let root = blockdev::Root::at(sys.path());
+        let root = blockdev::SysfsRoot::at(sys.path());
 
         let mut group = vec![
             fs("/data/www", "/dev/xvdg"),

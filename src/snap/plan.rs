@@ -140,7 +140,7 @@ pub fn first_method(mount: &Mount, asked: Method) -> Result<Option<crate::runsta
 
 /// The whole disks under a located filesystem: its source device, every member of a
 /// multi-device btrfs, through partitions, device-mapper and md down to the disks.
-pub fn whole_disks(root: &blockdev::Root, located: &Located) -> Result<Vec<DiskIds>> {
+pub fn whole_disks(root: &blockdev::SysfsRoot, located: &Located) -> Result<Vec<DiskIds>> {
     let meta = std::fs::metadata(&located.block_device)
         .with_context(|| format!("reading {}", located.block_device.display()))?;
     let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
