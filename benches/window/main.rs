@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! window --scratch DIR --bin DIR --aws AWS --out BENCHMARKS.md [--results FILE] [--quick]
-//!        [--runs N] [--naive-runs N] [--expedite-runs N] [--only latency|dirty|disks|breakdown]
+//!        [--runs N] [--naive-runs N] [--expedite-runs N]
+//!        [--only latency|dirty|disks|breakdown|tls]
 //! ```
 //!
 //! Measures how long writes are paused by `lightsnap freeze-and-snap` (as it runs, and with
@@ -13,13 +14,14 @@
 //! process) with injected CreateDiskSnapshot latency, while `lightsnap-writer latencies`
 //! appends and fsyncs and records the latency of every write; and FIFREEZE by itself (called
 //! from here, plain and with rcu_expedited on, and inside lightsnap's watchdog under strace) to
-//! tell the kernel's share of the window from lightsnap's. `/sys/kernel/rcu_expedited` is
+//! tell the kernel's share of the window from lightsnap's; and lightsnap's window with the
+//! endpoint over TLS against plain HTTP. `/sys/kernel/rcu_expedited` is
 //! checked after every `--expedite-freeze` run and left as found. It measures, it does not
 //! judge: a failed run is counted and reported, a missed goal is reported, and the exit status
 //! is 0 unless the set-up itself could not be made.
 //!
 //! Modules: `stats` (percentiles, formatting), `rig` (the machine under test: the contenders,
-//! the writer, FIFREEZE alone, the rcu guard), `sections` (the four experiments), `goals` (the
+//! the writer, FIFREEZE alone, the rcu guard), `sections` (the five experiments), `goals` (the
 //! goals, the headline, why a goal was missed), `report` (BENCHMARKS.md).
 //!
 //! Run without `--scratch` (as `cargo test --all-targets` runs every bench target) it only
@@ -40,7 +42,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 /// The sections `--only` may name, in the order they run.
-pub const SECTIONS: [&str; 4] = ["latency", "dirty", "disks", "breakdown"];
+pub const SECTIONS: [&str; 5] = ["latency", "dirty", "disks", "breakdown", "tls"];
 
 /// What to measure and how often.
 #[derive(Debug, Clone)]
@@ -61,6 +63,9 @@ pub struct Cfg {
     pub disk_latencies: Vec<u64>,
     pub breakdown_runs: usize,
     pub disk_counts: Vec<usize>,
+    /// Section 5: runs per endpoint (plain HTTP, TLS) and the injected latency.
+    pub tls_runs: usize,
+    pub tls_latency: u64,
     pub latencies: Vec<u64>,
     pub fstypes: Vec<common::FsKind>,
     pub dirty_latency: u64,
@@ -138,6 +143,11 @@ fn parse_args() -> Result<Option<Cfg>> {
         } else {
             (30, 30, 3, vec![0, 256, 1024], 15, vec![0, 50], 20)
         };
+    // Section 5 compares two medians 2 ms apart: a few more runs than section 1's rows in
+    // quick mode (each is cheap), as many as section 1's otherwise; --runs sets both.
+    let tls_runs = runs
+        .filter(|&n| n > 0)
+        .unwrap_or(if quick { 5 } else { d_runs });
     let runs = runs.filter(|&n| n > 0).unwrap_or(d_runs);
     let naive_runs = runs.min(naive_runs.filter(|&n| n > 0).unwrap_or(d_naive));
     // --expedite-freeze: as many runs as lightsnap's own in each section unless told otherwise.
@@ -163,6 +173,8 @@ fn parse_args() -> Result<Option<Cfg>> {
         disk_latencies,
         breakdown_runs,
         disk_counts: vec![1, 2, 4, 8],
+        tls_runs,
+        tls_latency: 50,
         latencies: vec![0, 50, 200],
         fstypes: vec![common::FsKind::Ext4, common::FsKind::Xfs],
         dirty_latency: 50,
@@ -266,10 +278,11 @@ fn measure(cfg: &Cfg) -> Result<()> {
         let json = serde_json::json!({ "facts": facts, "quick": cfg.quick, "results": results });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
+    // The goals section: up to the next heading.
     if let Some(goals) = text
-        .split("## 1.")
-        .next()
-        .and_then(|t| t.split("## Goals").nth(1))
+        .split("## Goals")
+        .nth(1)
+        .and_then(|t| t.split("\n## ").next())
     {
         eprintln!("{}", goals.trim());
     }

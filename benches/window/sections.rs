@@ -1,5 +1,5 @@
-//! The four experiments: the window against API latency, with dirty data, for several disks,
-//! and where lightsnap's window goes (strace). Each makes its filesystems, fake and writer,
+//! The five experiments: the window against API latency, with dirty data, for several disks,
+//! where lightsnap's window goes (strace), and the endpoint over TLS against plain HTTP. Each makes its filesystems, fake and writer,
 //! interleaves the contenders, and unmakes all of it on the way out, early returns included.
 
 use std::collections::BTreeMap;
@@ -62,7 +62,15 @@ pub struct Results {
     pub disks: Option<Disks>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Section>,
 }
+
+/// Section 5's two endpoints: the tag of their runs and how the report names them.
+pub const TLS_ENDPOINTS: [(&str, &str); 2] = [
+    ("lightsnap-http", "plain HTTP (`http://127.0.0.1:PORT`)"),
+    ("lightsnap-tls", "TLS (`https://localhost:PORT`)"),
+];
 
 pub fn fs_name(kind: FsKind) -> &'static str {
     match kind {
@@ -92,6 +100,10 @@ pub fn run_all(rig: &mut Rig, results: &mut Results) -> Result<()> {
     if wants("breakdown") {
         rig.others.section = "4".into();
         results.breakdown = Some(breakdown(rig)?);
+    }
+    if wants("tls") {
+        rig.others.section = "5".into();
+        results.tls = Some(over_tls(rig)?);
     }
     Ok(())
 }
@@ -605,4 +617,53 @@ fn breakdown(rig: &mut Rig) -> Result<Outcome> {
         runs,
         typical_write_ms: None,
     }))
+}
+
+/// lightsnap with the endpoint over plain HTTP and over TLS, interleaved (ext4, L =
+/// `tls_latency`): two fakes with the same disk, one each way; per run its window and whether
+/// its CreateDiskSnapshot came on a connection opened and used before (lightsnap warms one up
+/// after the hooks and syncfs: over TLS a fresh one would put a TCP and TLS handshake in the
+/// window).
+fn over_tls(rig: &mut Rig) -> Result<Section> {
+    let cfg = rig.cfg.clone();
+    let lat = cfg.tls_latency;
+    log(&format!(
+        "tls: ext4, L = {lat} ms, {} lightsnap runs over plain HTTP and over TLS each",
+        cfg.tls_runs
+    ));
+    let fs = rig.make_fs("tls", FsKind::Ext4, 1 << 30);
+    let mut plain = rig.fake(&[&fs])?;
+    let mut tls = rig.fake_tls(&[&fs])?;
+    plain.set_latency(lat);
+    tls.set_latency(lat);
+    let mut writer = rig.writer(&fs, "tls")?;
+    // One discarded warm-up each.
+    rig.run_lightsnap(&plain, &[&fs], lat, &[], TLS_ENDPOINTS[0].0, &[])?;
+    rig.run_lightsnap(&tls, &[&fs], lat, &[], TLS_ENDPOINTS[1].0, &[])?;
+    let mut runs = Vec::new();
+    for i in 0..cfg.tls_runs {
+        let mut order = [0, 1];
+        rig.rng.shuffle(&mut order);
+        for k in order {
+            let fake = if k == 0 { &plain } else { &tls };
+            let tag = TLS_ENDPOINTS[k].0;
+            rig.settle()?;
+            let since = fake.call_count();
+            let mut r = rig.run_lightsnap(fake, &[&fs], lat, &[], tag, &[])?;
+            if let [Some(conn)] = fake.create_connections_since(since).as_slice() {
+                r.preopened = Some(conn.requests_before > 0);
+                r.create_tls = Some(conn.tls);
+            }
+            runs.push(r);
+        }
+        if (i + 1) % 10 == 0 {
+            log(&format!("  tls: {}/{} rounds", i + 1, cfg.tls_runs));
+        }
+    }
+    writer.stop();
+    writer.stalls(&mut runs);
+    Ok(Section {
+        runs,
+        typical_write_ms: writer.typical(),
+    })
 }
