@@ -229,7 +229,7 @@ fn main() {
 }
 
 /// What `cargo test` runs of this target (a `harness = false` target has no `#[test]`s): the
-/// percentiles against numpy's, and strace's two ways of printing an ioctl.
+/// percentiles against numpy's, strace's two ways of printing an ioctl, and section 5's counts.
 fn self_check() {
     use stats::{fmt_ratio, pct};
     let v = [4.0, 1.0, 3.0, 2.0].map(Some);
@@ -251,6 +251,36 @@ fn self_check() {
         (got[0] - 31.25).abs() < 1e-9 && (got[1] - 2.5).abs() < 1e-9,
         "{got:?}"
     );
+    // Section 5: windows from the runs that succeeded, the pre-opened count over every run (a
+    // failed one, or one whose call came on a fresh connection, is not counted).
+    let run = |tag: &str, rc: i32, window: Option<f64>, preopened: Option<bool>| rig::Run {
+        tag: tag.into(),
+        rc,
+        window_ms: window,
+        preopened,
+        create_tls: preopened.map(|_| tag.ends_with("tls")),
+        ..rig::Run::default()
+    };
+    let (http, tls) = (sections::TLS_ENDPOINTS[0].0, sections::TLS_ENDPOINTS[1].0);
+    let results = sections::Results {
+        tls: Some(sections::Section {
+            runs: vec![
+                run(http, 0, Some(50.0), Some(true)),
+                run(tls, 0, Some(51.0), Some(true)),
+                run(tls, 0, Some(55.0), Some(false)),
+                run(http, 0, Some(52.0), Some(true)),
+                run(tls, 1, None, None),
+            ],
+            typical_write_ms: None,
+        }),
+        ..sections::Results::default()
+    };
+    let rows = goals::tls_rows(&results).expect("section 5 rows");
+    let counts = |r: &goals::TlsRow| (r.n, r.failed, r.preopened, r.over_tls);
+    assert_eq!(counts(&rows[0]), (2, 0, 2, 0));
+    assert_eq!(counts(&rows[1]), (3, 1, 1, 2));
+    assert_eq!(rows[1].window.0, Some(53.0));
+    assert_eq!(goals::tls_difference(&rows), Some(2.0));
 }
 
 fn measure(cfg: &Cfg) -> Result<()> {
