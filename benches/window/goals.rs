@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::rig::{cores, Facts, Run, CONFIGS, EXP, EXP_FLAG};
-use crate::sections::{Outcome, Results, Section, TLS_ENDPOINTS};
+use crate::sections::{tls_tag, Outcome, Results, Section, TLS_ENDPOINTS};
 use crate::stats::{f1, fmt, fmt_ratio, max, med, med_p95, min, pct};
 use crate::Cfg;
 
@@ -97,7 +97,7 @@ fn disk_alone(dk: &Section, tag: &str, k: usize) -> Option<f64> {
         .map(|r| r.freeze_call_ms))
 }
 
-/// Whether this run measured the configuration at all (section 1 or 3).
+/// Whether this run measured the configuration at all (section 1, 3 or 5).
 pub fn measured(results: &Results, tag: &str) -> bool {
     results
         .latency
@@ -107,6 +107,7 @@ pub fn measured(results: &Results, tag: &str) -> bool {
             .disks
             .as_ref()
             .is_some_and(|d| !runs_of(&d.section, tag, None).is_empty())
+        || tls_rows(results, tag).is_some()
 }
 
 pub fn disk_goal_latency(cfg: &Cfg) -> u64 {
@@ -139,29 +140,29 @@ pub struct TlsRow {
     pub over_tls: usize,
 }
 
-/// Section 5's rows, plain HTTP first; `None` when it did not run.
-pub fn tls_rows(results: &Results) -> Option<Vec<TlsRow>> {
+/// Section 5's rows of one configuration (`lightsnap`, `lightsnap-exp`), plain HTTP first;
+/// `None` when the section did not run it.
+pub fn tls_rows(results: &Results, config: &str) -> Option<Vec<TlsRow>> {
     let data = results.tls.as_ref()?;
-    Some(
-        TLS_ENDPOINTS
-            .iter()
-            .map(|&(tag, name)| {
-                let runs = runs_of(data, tag, None);
-                let ok: Vec<&&Run> = runs.iter().filter(|r| r.ok()).collect();
-                let m90 = |v: Vec<Option<f64>>| (med(v.iter().copied()), pct(v, 90.0));
-                TlsRow {
-                    name,
-                    n: runs.len(),
-                    failed: runs.len() - ok.len(),
-                    window: m90(ok.iter().map(|r| r.window_ms).collect()),
-                    stall: m90(ok.iter().map(|r| r.stall_ms).collect()),
-                    wall: m90(ok.iter().map(|r| r.wall_ms).collect()),
-                    preopened: runs.iter().filter(|r| r.preopened == Some(true)).count(),
-                    over_tls: runs.iter().filter(|r| r.create_tls == Some(true)).count(),
-                }
-            })
-            .collect(),
-    )
+    let rows: Vec<TlsRow> = TLS_ENDPOINTS
+        .iter()
+        .map(|&(endpoint, name)| {
+            let runs = runs_of(data, &tls_tag(config, endpoint), None);
+            let ok: Vec<&&Run> = runs.iter().filter(|r| r.ok()).collect();
+            let m90 = |v: Vec<Option<f64>>| (med(v.iter().copied()), pct(v, 90.0));
+            TlsRow {
+                name,
+                n: runs.len(),
+                failed: runs.len() - ok.len(),
+                window: m90(ok.iter().map(|r| r.window_ms).collect()),
+                stall: m90(ok.iter().map(|r| r.stall_ms).collect()),
+                wall: m90(ok.iter().map(|r| r.wall_ms).collect()),
+                preopened: runs.iter().filter(|r| r.preopened == Some(true)).count(),
+                over_tls: runs.iter().filter(|r| r.create_tls == Some(true)).count(),
+            }
+        })
+        .collect();
+    rows.iter().any(|r| r.n > 0).then_some(rows)
 }
 
 /// TLS's median window − plain HTTP's, when both were measured.
@@ -348,12 +349,11 @@ pub fn evaluate(cfg: &Cfg, results: &Results) -> Vec<Goal> {
         }
     };
 
-    // Section 5 runs lightsnap as it runs by default only.
     let tls = |tag: &str| {
-        let Some(rows) = tls_rows(results) else {
+        let Some(rows) = tls_rows(results, tag) else {
             return not_measured();
         };
-        let Some(diff) = tls_difference(&rows).filter(|_| tag != EXP) else {
+        let Some(diff) = tls_difference(&rows) else {
             return not_measured();
         };
         Verdict {
@@ -727,17 +727,19 @@ pub fn goal_notes(cfg: &Cfg, results: &Results, goals: &[Goal], facts: &Facts) -
         }
     }
 
-    if missed("tls", "lightsnap") {
-        if let Some(rows) = tls_rows(results) {
+    for (tag, _) in CONFIGS.iter().filter(|(t, _)| missed("tls", t)) {
+        if let Some(rows) = tls_rows(results, tag) {
             let spread = |r: &TlsRow| match r.window {
                 (Some(m), Some(p)) => Some(p - m),
                 _ => None,
             };
             notes.push(format!(
-                "**Over TLS**: the median window was {} ms longer than over plain HTTP. CreateDiskSnapshot came on a pre-opened \
-                 connection in {} of {} TLS runs (a fresh one would put a TCP connect and a TLS handshake in the window) and in {} \
-                 of {} plain ones; p90 − median of the windows: {} ms over TLS, {} ms over plain HTTP (the runs' own spread, \
-                 against which a {GOAL_TLS_MS:.0} ms difference is to be judged); writer's longest stall (median) {} ms against {} ms.",
+                "**Over TLS**, {}: the median window was {} ms longer than over plain HTTP. CreateDiskSnapshot came on a \
+                 pre-opened connection in {} of {} TLS runs (a fresh one would put a TCP connect and a TLS handshake in the \
+                 window) and in {} of {} plain ones; p90 − median of the windows: {} ms over TLS, {} ms over plain HTTP (the \
+                 runs' own spread, against which a {GOAL_TLS_MS:.0} ms difference is to be judged); writer's longest stall \
+                 (median) {} ms against {} ms.",
+                label(tag),
                 f1(tls_difference(&rows)),
                 rows[1].preopened,
                 rows[1].n,
@@ -798,7 +800,7 @@ pub fn headline(cfg: &Cfg, results: &Results) -> Option<Headline> {
         exp_ms: ex.window.0.filter(|&v| v != 0.0),
         stall_exp_ms: ex.stall.0,
         alone_exp_ms: alone_ms(data, EXP),
-        tls: tls_rows(results).and_then(|rows| {
+        tls: tls_rows(results, "lightsnap").and_then(|rows| {
             Some((
                 rows[1].window.0?,
                 rows[0].window.0?,

@@ -63,8 +63,10 @@ pub struct Cfg {
     pub disk_latencies: Vec<u64>,
     pub breakdown_runs: usize,
     pub disk_counts: Vec<usize>,
-    /// Section 5: runs per endpoint (plain HTTP, TLS) and the injected latency.
+    /// Section 5: runs per endpoint (plain HTTP, TLS) of lightsnap and of lightsnap
+    /// --expedite-freeze, and the injected latency.
     pub tls_runs: usize,
+    pub tls_exp_runs: usize,
     pub tls_latency: u64,
     pub latencies: Vec<u64>,
     pub fstypes: Vec<common::FsKind>,
@@ -153,6 +155,7 @@ fn parse_args() -> Result<Option<Cfg>> {
     // --expedite-freeze: as many runs as lightsnap's own in each section unless told otherwise.
     let exp_runs = runs.min(expedite_runs.unwrap_or(runs));
     let disk_exp_runs = disk_runs.min(expedite_runs.unwrap_or(disk_runs));
+    let tls_exp_runs = tls_runs.min(expedite_runs.unwrap_or(tls_runs));
     if only.is_empty() {
         only = SECTIONS.iter().map(|s| s.to_string()).collect();
     }
@@ -174,6 +177,7 @@ fn parse_args() -> Result<Option<Cfg>> {
         breakdown_runs,
         disk_counts: vec![1, 2, 4, 8],
         tls_runs,
+        tls_exp_runs,
         tls_latency: 50,
         latencies: vec![0, 50, 200],
         fstypes: vec![common::FsKind::Ext4, common::FsKind::Xfs],
@@ -261,21 +265,23 @@ fn self_check() {
         create_tls: preopened.map(|_| tag.ends_with("tls")),
         ..rig::Run::default()
     };
-    let (http, tls) = (sections::TLS_ENDPOINTS[0].0, sections::TLS_ENDPOINTS[1].0);
+    let tag = |endpoint: usize| sections::tls_tag("lightsnap", sections::TLS_ENDPOINTS[endpoint].0);
+    let (http, tls) = (tag(0), tag(1));
     let results = sections::Results {
         tls: Some(sections::Section {
             runs: vec![
-                run(http, 0, Some(50.0), Some(true)),
-                run(tls, 0, Some(51.0), Some(true)),
-                run(tls, 0, Some(55.0), Some(false)),
-                run(http, 0, Some(52.0), Some(true)),
-                run(tls, 1, None, None),
+                run(&http, 0, Some(50.0), Some(true)),
+                run(&tls, 0, Some(51.0), Some(true)),
+                run(&tls, 0, Some(55.0), Some(false)),
+                run(&http, 0, Some(52.0), Some(true)),
+                run(&tls, 1, None, None),
             ],
             typical_write_ms: None,
         }),
         ..sections::Results::default()
     };
-    let rows = goals::tls_rows(&results).expect("section 5 rows");
+    assert!(goals::tls_rows(&results, rig::EXP).is_none());
+    let rows = goals::tls_rows(&results, "lightsnap").expect("section 5 rows");
     let counts = |r: &goals::TlsRow| (r.n, r.failed, r.preopened, r.over_tls);
     assert_eq!(counts(&rows[0]), (2, 0, 2, 0));
     assert_eq!(counts(&rows[1]), (3, 1, 1, 2));

@@ -66,11 +66,17 @@ pub struct Results {
     pub tls: Option<Section>,
 }
 
-/// Section 5's two endpoints: the tag of their runs and how the report names them.
+/// Section 5's two endpoints: the suffix of their runs' tags and how the report names them.
 pub const TLS_ENDPOINTS: [(&str, &str); 2] = [
-    ("lightsnap-http", "plain HTTP (`http://127.0.0.1:PORT`)"),
-    ("lightsnap-tls", "TLS (`https://localhost:PORT`)"),
+    ("http", "plain HTTP (`http://127.0.0.1:PORT`)"),
+    ("tls", "TLS (`https://localhost:PORT`)"),
 ];
+
+/// The tag of a section-5 run: the configuration's (`lightsnap`, `lightsnap-exp`), then the
+/// endpoint's.
+pub fn tls_tag(config: &str, endpoint: &str) -> String {
+    format!("{config}-{endpoint}")
+}
 
 pub fn fs_name(kind: FsKind) -> &'static str {
     match kind {
@@ -620,16 +626,17 @@ fn breakdown(rig: &mut Rig) -> Result<Outcome> {
 }
 
 /// lightsnap with the endpoint over plain HTTP and over TLS, interleaved (ext4, L =
-/// `tls_latency`): two fakes with the same disk, one each way; per run its window and whether
-/// its CreateDiskSnapshot came on a connection opened and used before (lightsnap warms one up
-/// after the hooks and syncfs: over TLS a fresh one would put a TCP and TLS handshake in the
-/// window).
+/// `tls_latency`), as it runs and with --expedite-freeze (whose FIFREEZE, a millisecond or two
+/// instead of some tens, leaves less noise around the difference): two fakes with the same
+/// disk, one each way; per run its window and whether its CreateDiskSnapshot came on a
+/// connection opened and used before (lightsnap warms one up after the hooks and syncfs: over
+/// TLS a fresh one would put a TCP and TLS handshake in the window).
 fn over_tls(rig: &mut Rig) -> Result<Section> {
     let cfg = rig.cfg.clone();
     let lat = cfg.tls_latency;
     log(&format!(
-        "tls: ext4, L = {lat} ms, {} lightsnap runs over plain HTTP and over TLS each",
-        cfg.tls_runs
+        "tls: ext4, L = {lat} ms, {} lightsnap + {} {EXP_FLAG} runs over plain HTTP and over TLS each",
+        cfg.tls_runs, cfg.tls_exp_runs
     ));
     let fs = rig.make_fs("tls", FsKind::Ext4, 1 << 30);
     let mut plain = rig.fake(&[&fs])?;
@@ -637,19 +644,34 @@ fn over_tls(rig: &mut Rig) -> Result<Section> {
     plain.set_latency(lat);
     tls.set_latency(lat);
     let mut writer = rig.writer(&fs, "tls")?;
-    // One discarded warm-up each.
-    rig.run_lightsnap(&plain, &[&fs], lat, &[], TLS_ENDPOINTS[0].0, &[])?;
-    rig.run_lightsnap(&tls, &[&fs], lat, &[], TLS_ENDPOINTS[1].0, &[])?;
+    let mut configs = vec!["lightsnap"];
+    if cfg.tls_exp_runs > 0 {
+        configs.push(EXP);
+    }
+    // One discarded warm-up of each.
+    for &config in &configs {
+        for (k, fake) in [&plain, &tls].into_iter().enumerate() {
+            let extra: &[&str] = if config == EXP { &[EXP_FLAG] } else { &[] };
+            let tag = tls_tag(config, TLS_ENDPOINTS[k].0);
+            rig.run_lightsnap(fake, &[&fs], lat, extra, &tag, &[])?;
+        }
+    }
     let mut runs = Vec::new();
     for i in 0..cfg.tls_runs {
-        let mut order = [0, 1];
+        let mut order: Vec<(&str, usize)> = Vec::new();
+        for &config in &configs {
+            if config == "lightsnap" || i < cfg.tls_exp_runs {
+                order.extend([(config, 0), (config, 1)]);
+            }
+        }
         rig.rng.shuffle(&mut order);
-        for k in order {
+        for (config, k) in order {
             let fake = if k == 0 { &plain } else { &tls };
-            let tag = TLS_ENDPOINTS[k].0;
+            let extra: &[&str] = if config == EXP { &[EXP_FLAG] } else { &[] };
+            let tag = tls_tag(config, TLS_ENDPOINTS[k].0);
             rig.settle()?;
             let since = fake.call_count();
-            let mut r = rig.run_lightsnap(fake, &[&fs], lat, &[], tag, &[])?;
+            let mut r = rig.run_lightsnap(fake, &[&fs], lat, extra, &tag, &[])?;
             if let [Some(conn)] = fake.create_connections_since(since).as_slice() {
                 r.preopened = Some(conn.requests_before > 0);
                 r.create_tls = Some(conn.tls);
