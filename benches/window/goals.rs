@@ -750,6 +750,15 @@ pub fn goal_notes(cfg: &Cfg, results: &Results, goals: &[Goal], facts: &Facts) -
                 f1(rows[1].stall.0),
                 f1(rows[0].stall.0),
             ));
+            // The other configuration's difference, where measured: with --expedite-freeze the
+            // FIFREEZE call (and its spread) is a millisecond or two, so what is left of a
+            // difference there is the endpoint's.
+            let other = if *tag == EXP { "lightsnap" } else { EXP };
+            if let Some(d) = tls_rows(results, other).and_then(|r| tls_difference(&r)) {
+                if let Some(last) = notes.last_mut() {
+                    let _ = write!(last, " {}, in the same rounds: {d:+.1} ms.", label(other));
+                }
+            }
         }
     }
 
