@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! window --scratch DIR --bin DIR --aws AWS --out BENCHMARKS.md [--results FILE] [--quick]
-//!        [--runs N] [--naive-runs N] [--expedite-runs N] [--only latency|dirty|disks|breakdown]
+//!        [--runs N] [--naive-runs N] [--expedite-runs N]
+//!        [--only latency|dirty|disks|breakdown|tls]
 //! ```
 //!
 //! Measures how long writes are paused by `lightsnap freeze-and-snap` (as it runs, and with
@@ -13,13 +14,14 @@
 //! process) with injected CreateDiskSnapshot latency, while `lightsnap-writer latencies`
 //! appends and fsyncs and records the latency of every write; and FIFREEZE by itself (called
 //! from here, plain and with rcu_expedited on, and inside lightsnap's watchdog under strace) to
-//! tell the kernel's share of the window from lightsnap's. `/sys/kernel/rcu_expedited` is
+//! tell the kernel's share of the window from lightsnap's; and lightsnap's window with the
+//! endpoint over TLS against plain HTTP. `/sys/kernel/rcu_expedited` is
 //! checked after every `--expedite-freeze` run and left as found. It measures, it does not
 //! judge: a failed run is counted and reported, a missed goal is reported, and the exit status
 //! is 0 unless the set-up itself could not be made.
 //!
 //! Modules: `stats` (percentiles, formatting), `rig` (the machine under test: the contenders,
-//! the writer, FIFREEZE alone, the rcu guard), `sections` (the four experiments), `goals` (the
+//! the writer, FIFREEZE alone, the rcu guard), `sections` (the five experiments), `goals` (the
 //! goals, the headline, why a goal was missed), `report` (BENCHMARKS.md).
 //!
 //! Run without `--scratch` (as `cargo test --all-targets` runs every bench target) it only
@@ -40,7 +42,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 /// The sections `--only` may name, in the order they run.
-pub const SECTIONS: [&str; 4] = ["latency", "dirty", "disks", "breakdown"];
+pub const SECTIONS: [&str; 5] = ["latency", "dirty", "disks", "breakdown", "tls"];
 
 /// What to measure and how often.
 #[derive(Debug, Clone)]
@@ -61,6 +63,11 @@ pub struct Cfg {
     pub disk_latencies: Vec<u64>,
     pub breakdown_runs: usize,
     pub disk_counts: Vec<usize>,
+    /// Section 5: runs per endpoint (plain HTTP, TLS) of lightsnap and of lightsnap
+    /// --expedite-freeze, and the injected latency.
+    pub tls_runs: usize,
+    pub tls_exp_runs: usize,
+    pub tls_latency: u64,
     pub latencies: Vec<u64>,
     pub fstypes: Vec<common::FsKind>,
     pub dirty_latency: u64,
@@ -138,11 +145,17 @@ fn parse_args() -> Result<Option<Cfg>> {
         } else {
             (30, 30, 3, vec![0, 256, 1024], 15, vec![0, 50], 20)
         };
+    // Section 5 compares two medians 2 ms apart: a few more runs than section 1's rows in
+    // quick mode (each is cheap), as many as section 1's otherwise; --runs sets both.
+    let tls_runs = runs
+        .filter(|&n| n > 0)
+        .unwrap_or(if quick { 5 } else { d_runs });
     let runs = runs.filter(|&n| n > 0).unwrap_or(d_runs);
     let naive_runs = runs.min(naive_runs.filter(|&n| n > 0).unwrap_or(d_naive));
     // --expedite-freeze: as many runs as lightsnap's own in each section unless told otherwise.
     let exp_runs = runs.min(expedite_runs.unwrap_or(runs));
     let disk_exp_runs = disk_runs.min(expedite_runs.unwrap_or(disk_runs));
+    let tls_exp_runs = tls_runs.min(expedite_runs.unwrap_or(tls_runs));
     if only.is_empty() {
         only = SECTIONS.iter().map(|s| s.to_string()).collect();
     }
@@ -163,6 +176,9 @@ fn parse_args() -> Result<Option<Cfg>> {
         disk_latencies,
         breakdown_runs,
         disk_counts: vec![1, 2, 4, 8],
+        tls_runs,
+        tls_exp_runs,
+        tls_latency: 50,
         latencies: vec![0, 50, 200],
         fstypes: vec![common::FsKind::Ext4, common::FsKind::Xfs],
         dirty_latency: 50,
@@ -217,7 +233,7 @@ fn main() {
 }
 
 /// What `cargo test` runs of this target (a `harness = false` target has no `#[test]`s): the
-/// percentiles against numpy's, and strace's two ways of printing an ioctl.
+/// percentiles against numpy's, strace's two ways of printing an ioctl, and section 5's counts.
 fn self_check() {
     use stats::{fmt_ratio, pct};
     let v = [4.0, 1.0, 3.0, 2.0].map(Some);
@@ -239,6 +255,38 @@ fn self_check() {
         (got[0] - 31.25).abs() < 1e-9 && (got[1] - 2.5).abs() < 1e-9,
         "{got:?}"
     );
+    // Section 5: windows from the runs that succeeded, the pre-opened count over every run (a
+    // failed one, or one whose call came on a fresh connection, is not counted).
+    let run = |tag: &str, rc: i32, window: Option<f64>, preopened: Option<bool>| rig::Run {
+        tag: tag.into(),
+        rc,
+        window_ms: window,
+        preopened,
+        create_tls: preopened.map(|_| tag.ends_with("tls")),
+        ..rig::Run::default()
+    };
+    let tag = |endpoint: usize| sections::tls_tag("lightsnap", sections::TLS_ENDPOINTS[endpoint].0);
+    let (http, tls) = (tag(0), tag(1));
+    let results = sections::Results {
+        tls: Some(sections::Section {
+            runs: vec![
+                run(&http, 0, Some(50.0), Some(true)),
+                run(&tls, 0, Some(51.0), Some(true)),
+                run(&tls, 0, Some(55.0), Some(false)),
+                run(&http, 0, Some(52.0), Some(true)),
+                run(&tls, 1, None, None),
+            ],
+            typical_write_ms: None,
+        }),
+        ..sections::Results::default()
+    };
+    assert!(goals::tls_rows(&results, rig::EXP).is_none());
+    let rows = goals::tls_rows(&results, "lightsnap").expect("section 5 rows");
+    let counts = |r: &goals::TlsRow| (r.n, r.failed, r.preopened, r.over_tls);
+    assert_eq!(counts(&rows[0]), (2, 0, 2, 0));
+    assert_eq!(counts(&rows[1]), (3, 1, 1, 2));
+    assert_eq!(rows[1].window.0, Some(53.0));
+    assert_eq!(goals::tls_difference(&rows), Some(2.0));
 }
 
 fn measure(cfg: &Cfg) -> Result<()> {
@@ -266,10 +314,11 @@ fn measure(cfg: &Cfg) -> Result<()> {
         let json = serde_json::json!({ "facts": facts, "quick": cfg.quick, "results": results });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
+    // The goals section: up to the next heading.
     if let Some(goals) = text
-        .split("## 1.")
-        .next()
-        .and_then(|t| t.split("## Goals").nth(1))
+        .split("## Goals")
+        .nth(1)
+        .and_then(|t| t.split("\n## ").next())
     {
         eprintln!("{}", goals.trim());
     }

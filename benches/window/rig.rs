@@ -1,5 +1,5 @@
 //! The machine under test: the scratch directory and what is made in it (through
-//! `tests/common`), the fake Lightsail, the writer, the two contenders (lightsnap and the naive
+//! `tests/common`), the fake Lightsail (plain HTTP or TLS), the writer, the two contenders (lightsnap and the naive
 //! script), FIFREEZE alone, the `rcu_expedited` guard and the look for other work.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::common::{self, Fake, Fault, FaultKind, LoopFs, Options, Scratch, Seed};
 use crate::stats::{med, Rng};
 use crate::{log, Cfg};
+use fake_lightsail::{RequestConnection, TlsOptions};
 
 /// The opt-in configuration's tag and flag.
 pub const EXP: &str = "lightsnap-exp";
@@ -50,6 +51,11 @@ pub struct Run {
     pub samples: Option<u64>,
     pub rcu_share: Option<f64>,
     pub flush_share: Option<f64>,
+    /// Section 5: whether the run's CreateDiskSnapshot came on a connection that had served
+    /// requests before it (`requests_before > 0`, as the fake saw it).
+    pub preopened: Option<bool>,
+    /// Section 5: whether that connection had made a TLS handshake.
+    pub create_tls: Option<bool>,
     #[serde(skip)]
     pub stdout: String,
     #[serde(skip)]
@@ -265,6 +271,23 @@ impl Rig {
 
     /// The fake Lightsail with `filesystems` attached to the instance it says we are.
     pub fn fake(&self, filesystems: &[&BenchFs]) -> Result<BenchFake> {
+        self.fake_with(filesystems, None)
+    }
+
+    /// The same over TLS: `https://localhost:PORT` with a certificate made at its start, its
+    /// CA written to the scratch directory for `SSL_CERT_FILE` (see [`Rig::env`]); the metadata
+    /// service stays plain HTTP, as the real one is.
+    pub fn fake_tls(&self, filesystems: &[&BenchFs]) -> Result<BenchFake> {
+        self.fake_with(
+            filesystems,
+            Some(TlsOptions {
+                names: vec!["localhost".into()],
+                ca_file: Some(self.root().join("ca.pem")),
+            }),
+        )
+    }
+
+    fn fake_with(&self, filesystems: &[&BenchFs], tls: Option<TlsOptions>) -> Result<BenchFake> {
         let mut toml = String::from(
             "self_instance = \"bench-1\"\n[[instances]]\nname = \"bench-1\"\ninstance_id = \"i-0be4c11a2b3c4d5e6\"\n",
         );
@@ -280,6 +303,7 @@ impl Rig {
         let seed = Seed::from_toml_str(&toml).map_err(|e| anyhow::anyhow!("seed: {e}"))?;
         let mut opts = Options::new(seed, self.root().join("snapshots"));
         opts.snapshot_duration = Duration::from_millis(1000);
+        opts.tls = tls;
         let fake = Fake::start(opts).context("starting the fake Lightsail")?;
         Ok(BenchFake {
             fake,
@@ -312,15 +336,16 @@ impl Rig {
     }
 
     /// The environment of every contender: the fake's endpoint and credentials, lightsnap
-    /// confined to the scratch directory with its configuration there.
+    /// confined to the scratch directory with its configuration there; over TLS, the fake's
+    /// CA trusted the standard way (`SSL_CERT_FILE`), as a private CA would be.
     pub fn env(&self, fake: &BenchFake) -> Vec<(String, String)> {
         let root = self.root().display().to_string();
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
-        vec![
+        let mut env: Vec<(String, String)> = vec![
             ("AWS_ENDPOINT_URL_LIGHTSAIL".into(), fake.fake.endpoint()),
             (
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT".into(),
-                fake.fake.endpoint(),
+                fake.fake.imds_endpoint(),
             ),
             ("AWS_REGION".into(), "us-east-1".into()),
             ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
@@ -342,7 +367,11 @@ impl Rig {
                 "PATH".into(),
                 format!("/usr/local/sbin:/usr/sbin:/sbin:{path}"),
             ),
-        ]
+        ];
+        if let Some(ca) = fake.fake.ca_file() {
+            env.push(("SSL_CERT_FILE".into(), ca.display().to_string()));
+        }
+        env
     }
 
     /// Runs `argv` under `/usr/bin/time -v`: its result with wall time and peak RSS.
@@ -572,6 +601,18 @@ impl BenchFake {
     /// How many calls it has received so far.
     pub fn call_count(&self) -> usize {
         self.fake.calls().len()
+    }
+
+    /// The connections the CreateDiskSnapshot calls after the first `since` came on, as they
+    /// stood when each call arrived (`None` where the fake recorded none).
+    pub fn create_connections_since(&self, since: usize) -> Vec<Option<RequestConnection>> {
+        self.fake
+            .calls()
+            .into_iter()
+            .skip(since)
+            .filter(|c| c.operation == "CreateDiskSnapshot")
+            .map(|c| c.connection)
+            .collect()
     }
 
     /// When the CreateDiskSnapshot calls after the first `since` arrived (unix ms).

@@ -1,5 +1,5 @@
-//! The four experiments: the window against API latency, with dirty data, for several disks,
-//! and where lightsnap's window goes (strace). Each makes its filesystems, fake and writer,
+//! The five experiments: the window against API latency, with dirty data, for several disks,
+//! where lightsnap's window goes (strace), and the endpoint over TLS against plain HTTP. Each makes its filesystems, fake and writer,
 //! interleaves the contenders, and unmakes all of it on the way out, early returns included.
 
 use std::collections::BTreeMap;
@@ -62,6 +62,20 @@ pub struct Results {
     pub disks: Option<Disks>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Section>,
+}
+
+/// Section 5's two endpoints: the suffix of their runs' tags and how the report names them.
+pub const TLS_ENDPOINTS: [(&str, &str); 2] = [
+    ("http", "plain HTTP (`http://127.0.0.1:PORT`)"),
+    ("tls", "TLS (`https://localhost:PORT`)"),
+];
+
+/// The tag of a section-5 run: the configuration's (`lightsnap`, `lightsnap-exp`), then the
+/// endpoint's.
+pub fn tls_tag(config: &str, endpoint: &str) -> String {
+    format!("{config}-{endpoint}")
 }
 
 pub fn fs_name(kind: FsKind) -> &'static str {
@@ -92,6 +106,10 @@ pub fn run_all(rig: &mut Rig, results: &mut Results) -> Result<()> {
     if wants("breakdown") {
         rig.others.section = "4".into();
         results.breakdown = Some(breakdown(rig)?);
+    }
+    if wants("tls") {
+        rig.others.section = "5".into();
+        results.tls = Some(over_tls(rig)?);
     }
     Ok(())
 }
@@ -605,4 +623,69 @@ fn breakdown(rig: &mut Rig) -> Result<Outcome> {
         runs,
         typical_write_ms: None,
     }))
+}
+
+/// lightsnap with the endpoint over plain HTTP and over TLS, interleaved (ext4, L =
+/// `tls_latency`), as it runs and with --expedite-freeze (whose FIFREEZE, a millisecond or two
+/// instead of some tens, leaves less noise around the difference): two fakes with the same
+/// disk, one each way; per run its window and whether its CreateDiskSnapshot came on a
+/// connection opened and used before (lightsnap warms one up after the hooks and syncfs: over
+/// TLS a fresh one would put a TCP and TLS handshake in the window).
+fn over_tls(rig: &mut Rig) -> Result<Section> {
+    let cfg = rig.cfg.clone();
+    let lat = cfg.tls_latency;
+    log(&format!(
+        "tls: ext4, L = {lat} ms, {} lightsnap + {} {EXP_FLAG} runs over plain HTTP and over TLS each",
+        cfg.tls_runs, cfg.tls_exp_runs
+    ));
+    let fs = rig.make_fs("tls", FsKind::Ext4, 1 << 30);
+    let mut plain = rig.fake(&[&fs])?;
+    let mut tls = rig.fake_tls(&[&fs])?;
+    plain.set_latency(lat);
+    tls.set_latency(lat);
+    let mut writer = rig.writer(&fs, "tls")?;
+    let mut configs = vec!["lightsnap"];
+    if cfg.tls_exp_runs > 0 {
+        configs.push(EXP);
+    }
+    // One discarded warm-up of each.
+    for &config in &configs {
+        for (k, fake) in [&plain, &tls].into_iter().enumerate() {
+            let extra: &[&str] = if config == EXP { &[EXP_FLAG] } else { &[] };
+            let tag = tls_tag(config, TLS_ENDPOINTS[k].0);
+            rig.run_lightsnap(fake, &[&fs], lat, extra, &tag, &[])?;
+        }
+    }
+    let mut runs = Vec::new();
+    for i in 0..cfg.tls_runs {
+        let mut order: Vec<(&str, usize)> = Vec::new();
+        for &config in &configs {
+            if config == "lightsnap" || i < cfg.tls_exp_runs {
+                order.extend([(config, 0), (config, 1)]);
+            }
+        }
+        rig.rng.shuffle(&mut order);
+        for (config, k) in order {
+            let fake = if k == 0 { &plain } else { &tls };
+            let extra: &[&str] = if config == EXP { &[EXP_FLAG] } else { &[] };
+            let tag = tls_tag(config, TLS_ENDPOINTS[k].0);
+            rig.settle()?;
+            let since = fake.call_count();
+            let mut r = rig.run_lightsnap(fake, &[&fs], lat, extra, &tag, &[])?;
+            if let [Some(conn)] = fake.create_connections_since(since).as_slice() {
+                r.preopened = Some(conn.requests_before > 0);
+                r.create_tls = Some(conn.tls);
+            }
+            runs.push(r);
+        }
+        if (i + 1) % 10 == 0 {
+            log(&format!("  tls: {}/{} rounds", i + 1, cfg.tls_runs));
+        }
+    }
+    writer.stop();
+    writer.stalls(&mut runs);
+    Ok(Section {
+        runs,
+        typical_write_ms: writer.typical(),
+    })
 }
