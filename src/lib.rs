@@ -13,6 +13,7 @@ pub mod cloud;
 pub mod config;
 pub mod exit_code;
 pub mod hooks;
+pub mod journal;
 pub mod kernel;
 pub mod logbuf;
 pub mod retention;

@@ -285,7 +285,7 @@ pub fn conclude(
         Err(e) => {
             let code = ExitCode::of(e);
             crate::logbuf::release();
-            eprintln!("lightsnap: error: {e:#}");
+            crate::journal::error_line(&format!("{e:#}"), code.code());
             doc["error"] = super::error_json(&format!("{e:#}"), code)["error"].take();
             code
         }
