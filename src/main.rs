@@ -45,6 +45,7 @@ fn main() {
             let code = ExitCode::of(&e);
             journal::error_line(&format!("{e:#}"), code.code());
             if json {
+                cli::quiet::restore();
                 let _ = cli::print_json(cli::error_json(&format!("{e:#}"), code));
             }
             code

@@ -86,3 +86,48 @@ fn a_journal_stream_of_another_file_is_ignored() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("lightsnap: error:"));
     assert!(journal_entries(&socket).is_empty());
 }
+
+/// `--quiet`: a successful snapshot prints nothing on stdout (cron mails only failures); a
+/// failure still says why on stderr, and with --output json still prints its document.
+#[test]
+fn quiet_prints_nothing_on_success() {
+    let Some(s) = OneDisk::new("quiet_prints_nothing_on_success") else {
+        return;
+    };
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
+        "freeze-and-snap",
+        "--quiet",
+        "--snapshot-name",
+        "quiet-1",
+        s.fs.mount_point.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "", "{r:?}");
+    assert_eq!(create_calls(&s.fake).len(), 1, "{r:?}");
+
+    // Without --quiet the same run says what it took.
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
+        "freeze-and-snap",
+        "--snapshot-name",
+        "loud-1",
+        s.fs.mount_point.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("snapshot loud-1"), "{r:?}");
+
+    // A failure (the name is taken) is said on stderr, and as a document with --output json.
+    let r = finish(configured_lightsnap(&s.scratch, &s.fake).args([
+        "freeze-and-snap",
+        "-q",
+        "--snapshot-name",
+        "quiet-1",
+        "--output",
+        "json",
+        s.fs.mount_point.to_str().unwrap(),
+    ]));
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("lightsnap: error:"), "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["error"]["exit_code"], r.code, "{doc}");
+    assert!(!s.fs.is_frozen());
+}

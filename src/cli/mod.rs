@@ -5,6 +5,7 @@ mod generate;
 mod list;
 mod plan;
 mod prune;
+pub mod quiet;
 mod run;
 mod snap_args;
 mod snap_instance;

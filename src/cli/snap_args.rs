@@ -66,6 +66,11 @@ pub struct SnapArgs {
     /// lock, no API writes.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print nothing on stdout when the run succeeds (for cron, which mails any output);
+    /// errors and warnings still go to stderr, and with --output json a failure's document
+    /// is still printed.
+    #[arg(short, long)]
+    pub quiet: bool,
     /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
     #[arg(long)]
     pub region: Option<String>,
@@ -135,6 +140,10 @@ impl SnapArgs {
             }
         }
         let settings = config::load(&globals.config_root)?;
+        // Every command taking these options starts here: silenced before anything prints.
+        if self.quiet {
+            super::quiet::silence()?;
+        }
         // Tags merge: configuration, lightsnap's own, then flags, a later value winning.
         let mut tags = settings.tags.clone();
         for (k, v) in own_tags(self.trigger).into_iter().chain(self.tags.clone()) {
@@ -285,6 +294,7 @@ pub fn conclude(
         Err(e) => {
             let code = ExitCode::of(e);
             crate::logbuf::release();
+            super::quiet::restore();
             crate::journal::error_line(&format!("{e:#}"), code.code());
             doc["error"] = super::error_json(&format!("{e:#}"), code)["error"].take();
             code
