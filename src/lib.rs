@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod journal;
 pub mod kernel;
 pub mod logbuf;
+pub mod monitor;
 pub mod retention;
 pub mod runstate;
 pub mod signals;

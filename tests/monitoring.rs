@@ -131,3 +131,110 @@ fn quiet_prints_nothing_on_success() {
     assert_eq!(doc["error"]["exit_code"], r.code, "{doc}");
     assert!(!s.fs.is_frozen());
 }
+
+/// The state file of a target, as JSON.
+fn state_of(scratch: &Scratch, target: &std::path::Path) -> serde_json::Value {
+    let path = lightsnap::monitor::state::file_of(
+        &scratch.path().join("state"),
+        &target.display().to_string(),
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn snap_named(s: &OneDisk, name: &str, extra: &[&str]) -> RunResult {
+    finish(
+        configured_lightsnap(&s.scratch, &s.fake)
+            .args(["freeze-and-snap", "--snapshot-name", name])
+            .args(extra)
+            .arg(&s.fs.mount_point),
+    )
+}
+
+/// After a success the state file says so; after a failure it keeps the last success and
+/// counts the failures; a malformed file is reported and replaced.
+#[test]
+fn the_state_file_keeps_the_last_success_through_failures() {
+    let Some(s) = OneDisk::new("the_state_file_keeps_the_last_success_through_failures") else {
+        return;
+    };
+    let r = snap_named(&s, "state-1", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let st = state_of(&s.scratch, &s.fs.mount_point);
+    assert_eq!(st["target"], s.fs.mount_point.display().to_string());
+    assert_eq!(st["kind"], "disk");
+    assert_eq!(st["disk"], "data-1");
+    assert_eq!(st["last_success"]["snapshot"], "state-1");
+    assert_eq!(st["last_success"]["consistency"], "frozen");
+    assert!(st["last_success"]["window_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(st["last_attempt"]["result"], "success");
+    assert_eq!(st["last_attempt"]["exit_code"], 0);
+    assert_eq!(st["consecutive_failures"], 0);
+
+    // The same name again: Lightsail refuses it; twice, to count.
+    for n in 1..=2 {
+        let r = snap_named(&s, "state-1", &[]);
+        assert_ne!(r.code, 0, "{r:?}");
+        let st = state_of(&s.scratch, &s.fs.mount_point);
+        assert_eq!(st["last_attempt"]["result"], "failure", "{st}");
+        assert_eq!(st["last_attempt"]["exit_code"], r.code, "{st}");
+        let said = st["last_attempt"]["message"].as_str().unwrap();
+        assert!(
+            !said.is_empty() && r.stderr.contains(said),
+            "{said:?} vs {r:?}"
+        );
+        assert_eq!(st["last_success"]["snapshot"], "state-1", "{st}");
+        assert_eq!(st["consecutive_failures"], n, "{st}");
+    }
+    // With --output json the error is folded into the document: still recorded.
+    let r = snap_named(&s, "state-1", &["--output", "json"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    let st = state_of(&s.scratch, &s.fs.mount_point);
+    assert_eq!(st["consecutive_failures"], 3, "{st}");
+    assert_eq!(
+        st["last_attempt"]["message"],
+        json_doc(&r)["error"]["message"],
+        "{st}"
+    );
+
+    // A malformed state file: reported, replaced, the run not failed for it.
+    let file = lightsnap::monitor::state::file_of(
+        &s.scratch.path().join("state"),
+        &s.fs.mount_point.display().to_string(),
+    );
+    std::fs::write(&file, "{ this is not json").unwrap();
+    let r = snap_named(&s, "state-2", &["-v"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("malformed"), "{r:?}");
+    assert!(r.stderr.contains(&file.display().to_string()), "{r:?}");
+    let st = state_of(&s.scratch, &s.fs.mount_point);
+    assert_eq!(st["last_success"]["snapshot"], "state-2", "{st}");
+    assert_eq!(st["consecutive_failures"], 0, "{st}");
+}
+
+/// A state_dir lightsnap cannot write in is refused at the start, naming it, before anything
+/// is frozen or asked of Lightsail.
+#[test]
+fn an_unwritable_state_dir_is_refused_before_freezing() {
+    let Some(s) = OneDisk::new("an_unwritable_state_dir_is_refused_before_freezing") else {
+        return;
+    };
+    // A file where the directory should be: not writable even by root.
+    let blocker = s.scratch.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let state_dir = blocker.join("state");
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("state_dir = \"{}\"\n", state_dir.display()),
+    );
+    let r = finish(
+        configured_lightsnap(&s.scratch, &s.fake)
+            .env_remove("LIGHTSNAP_STATE_DIR")
+            .args(["freeze-and-snap", "--snapshot-name", "never"])
+            .arg(&s.fs.mount_point),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains(&state_dir.display().to_string()), "{r:?}");
+    s.assert_untouched(&r);
+}

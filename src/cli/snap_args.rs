@@ -181,6 +181,24 @@ impl SnapArgs {
         settings: &Settings,
         then: impl AsyncFnOnce(&SdkLightsail, Report, &mut Signals) -> Result<ExitCode>,
     ) -> Result<ExitCode> {
+        if self.dry_run {
+            return self.freeze_and_snap_watched(output, opts, settings, None, then);
+        }
+        let targets = crate::monitor::path_targets(&opts.paths);
+        let monitor = crate::monitor::Monitor::start(settings, targets)?;
+        let result = self.freeze_and_snap_watched(output, opts, settings, Some(&monitor), then);
+        monitor.finish(&result);
+        result
+    }
+
+    fn freeze_and_snap_watched(
+        &self,
+        output: Output,
+        opts: &snap::Options,
+        settings: &Settings,
+        monitor: Option<&crate::monitor::Monitor>,
+        then: impl AsyncFnOnce(&SdkLightsail, Report, &mut Signals) -> Result<ExitCode>,
+    ) -> Result<ExitCode> {
         let local = snap::plan_local(opts)?;
         crate::runtime()?.block_on(async move {
             let mut signals = Signals::install()?;
@@ -189,6 +207,9 @@ impl SnapArgs {
                 return super::plan::print_plan(&api, opts, &local, output).await;
             }
             let report = snap::freeze_and_snap(&api, opts, local, &mut signals).await?;
+            if let Some(m) = monitor {
+                m.taken(&report);
+            }
             then(&api, report, &mut signals).await
         })
     }
@@ -295,6 +316,7 @@ pub fn conclude(
             let code = ExitCode::of(e);
             crate::logbuf::release();
             super::quiet::restore();
+            crate::monitor::note_error(&format!("{e:#}"));
             crate::journal::error_line(&format!("{e:#}"), code.code());
             doc["error"] = super::error_json(&format!("{e:#}"), code)["error"].take();
             code
