@@ -238,3 +238,103 @@ fn an_unwritable_state_dir_is_refused_before_freezing() {
     assert!(r.stderr.contains(&state_dir.display().to_string()), "{r:?}");
     s.assert_untouched(&r);
 }
+
+fn lightsnap_in(s: &OneDisk, args: &[&str]) -> RunResult {
+    finish(configured_lightsnap(&s.scratch, &s.fake).args(args))
+}
+
+/// After a success `status` shows it and `check` passes while it is fresh and fails once
+/// it is older than --max-age; after a failure `status` shows the failure and keeps the last
+/// success.
+#[test]
+fn status_and_check_follow_the_runs() {
+    let Some(s) = OneDisk::new("status_and_check_follow_the_runs") else {
+        return;
+    };
+    let mp = s.fs.mount_point.display().to_string();
+    // Nothing recorded yet: nothing to vouch for.
+    let r = lightsnap_in(&s, &["check", "--max-age", "1h", &mp]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.starts_with("CRITICAL"), "{r:?}");
+    assert!(r.stdout.contains("no run recorded"), "{r:?}");
+    let r = lightsnap_in(&s, &["status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("no snapshot run recorded"), "{r:?}");
+
+    assert_eq!(snap_named(&s, "st-1", &[]).code, 0);
+    let r = lightsnap_in(&s, &["status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("{mp} (disk data-1): last success")),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("snapshot st-1 (frozen)"), "{r:?}");
+
+    for args in [
+        vec!["check", "--max-age", "1h", &mp],
+        vec!["check", "--max-age", "1h", "--disk", "data-1"],
+        vec!["check", "--max-age", "1h"],
+    ] {
+        let r = lightsnap_in(&s, &args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        assert!(r.stdout.starts_with("OK: 1 target(s)"), "{args:?}: {r:?}");
+    }
+    // The run took longer than a millisecond (a freeze alone takes tens): stale at 1ms.
+    let r = lightsnap_in(&s, &["check", "--max-age", "1ms", &mp]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.starts_with("CRITICAL: 1 of 1 target(s)"), "{r:?}");
+    assert!(r.stdout.contains(&format!("\n{mp}: last success")), "{r:?}");
+    // A disk nothing was recorded for is stale too.
+    let r = lightsnap_in(
+        &s,
+        &[
+            "check",
+            "--max-age",
+            "1h",
+            "--disk",
+            "data-1",
+            "--disk",
+            "other-9",
+        ],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("disk other-9: no run recorded for disk other-9"),
+        "{r:?}"
+    );
+
+    // A failure: shown, the last success kept, the check still fresh on it.
+    let failed = snap_named(&s, "st-1", &[]);
+    assert_ne!(failed.code, 0);
+    let r = lightsnap_in(&s, &["status"]);
+    assert!(r.stdout.contains("snapshot st-1 (frozen)"), "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("FAILED (exit {})", failed.code)),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("1 failure(s) in a row"), "{r:?}");
+    assert_eq!(lightsnap_in(&s, &["check", "--max-age", "1h", &mp]).code, 0);
+
+    // JSON: the state, the age, and with --refresh what Lightsail has.
+    let r = lightsnap_in(&s, &["status", "--output", "json", "--refresh"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["schema"], 1);
+    let t = &doc["targets"][0];
+    assert_eq!(t["target"], mp.as_str());
+    assert_eq!(t["last_success"]["snapshot"], "st-1");
+    assert_eq!(t["last_attempt"]["result"], "failure");
+    assert_eq!(t["consecutive_failures"], 1);
+    assert!(
+        t["last_success_age_seconds"].as_f64().unwrap() >= 0.0,
+        "{doc}"
+    );
+    assert_eq!(t["lightsail_newest"]["name"], "st-1", "{doc}");
+    let r = lightsnap_in(&s, &["check", "--max-age", "1ms", "--output", "json", &mp]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["targets"][0]["fresh"], false);
+}
