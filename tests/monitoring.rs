@@ -338,3 +338,215 @@ fn status_and_check_follow_the_runs() {
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["targets"][0]["fresh"], false);
 }
+
+/// The metrics file read back by a Prometheus text-format parser: every sample line must
+/// parse (the parser skips what it cannot read, so the count is compared) and be a gauge.
+fn metrics(path: &std::path::Path) -> Vec<prometheus_parse::Sample> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample_lines = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count();
+    assert_eq!(
+        scrape.samples.len(),
+        sample_lines,
+        "unparsed lines in:\n{text}"
+    );
+    for s in &scrape.samples {
+        assert!(
+            matches!(s.value, prometheus_parse::Value::Gauge(_)),
+            "{}: not a gauge in:\n{text}",
+            s.metric
+        );
+        assert!(
+            scrape.docs.contains_key(&s.metric),
+            "{} has no HELP",
+            s.metric
+        );
+    }
+    scrape.samples
+}
+
+fn gauge(samples: &[prometheus_parse::Sample], name: &str, target: &str) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get("target") == Some(target))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) => v,
+            _ => unreachable!(),
+        })
+}
+
+/// The pings the fake received: (method, path, body).
+fn pings(fake: &fake_lightsail::Fake) -> Vec<(String, String, String)> {
+    fake.calls()
+        .into_iter()
+        .filter_map(|c| {
+            let rest = c.operation.strip_prefix("PING ")?.to_string();
+            let (method, path) = rest.split_once(' ')?;
+            let body = c.body["body"].as_str().unwrap_or_default().to_string();
+            Some((method.to_string(), path.to_string(), body))
+        })
+        .collect()
+}
+
+/// After a success the metrics file and the success ping say so; after a failure the fail
+/// ping carries the exit code and the metrics show the failure beside the last success.
+#[test]
+fn metrics_and_pings_follow_the_runs() {
+    let Some(s) = OneDisk::new("metrics_and_pings_follow_the_runs") else {
+        return;
+    };
+    let mp = s.fs.mount_point.display().to_string();
+    let prom_dir = s.scratch.path().join("textfile");
+    std::fs::create_dir_all(&prom_dir).unwrap();
+    let prom = prom_dir.join("lightsnap.prom");
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "metrics_file = \"{}\"\nping_url = \"{}/ping/abc-123\"\n",
+            prom.display(),
+            s.fake.endpoint()
+        ),
+    );
+    let r = snap_named(&s, "m-1", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let m = metrics(&prom);
+    assert_eq!(gauge(&m, "lightsnap_last_run_success", &mp), Some(1.0));
+    assert_eq!(gauge(&m, "lightsnap_consecutive_failures", &mp), Some(0.0));
+    let window = gauge(&m, "lightsnap_frozen_window_seconds", &mp).unwrap();
+    let st = state_of(&s.scratch, &s.fs.mount_point);
+    assert_eq!(
+        window,
+        st["last_success"]["window_ms"].as_f64().unwrap() / 1000.0
+    );
+    let success_at = gauge(&m, "lightsnap_last_success_timestamp_seconds", &mp).unwrap();
+    assert_eq!(success_at, st["last_success"]["time"].as_f64().unwrap());
+    assert_eq!(
+        gauge(&m, "lightsnap_last_attempt_timestamp_seconds", &mp),
+        Some(success_at)
+    );
+    let sample = m
+        .iter()
+        .find(|x| x.metric == "lightsnap_last_run_success")
+        .unwrap();
+    assert_eq!(sample.labels.get("disk"), Some("data-1"));
+    assert_eq!(sample.labels.get("kind"), Some("disk"));
+    assert_eq!(
+        pings(&s.fake),
+        vec![
+            ("GET".into(), "/ping/abc-123/start".into(), String::new()),
+            ("GET".into(), "/ping/abc-123".into(), String::new()),
+        ]
+    );
+    // No temporary file left in node_exporter's directory.
+    assert_eq!(std::fs::read_dir(&prom_dir).unwrap().count(), 1);
+
+    let before = pings(&s.fake).len();
+    let r = snap_named(&s, "m-1", &[]);
+    assert_ne!(r.code, 0, "{r:?}");
+    let m = metrics(&prom);
+    assert_eq!(gauge(&m, "lightsnap_last_run_success", &mp), Some(0.0));
+    assert_eq!(gauge(&m, "lightsnap_consecutive_failures", &mp), Some(1.0));
+    assert_eq!(
+        gauge(&m, "lightsnap_last_success_timestamp_seconds", &mp),
+        Some(success_at)
+    );
+    assert!(gauge(&m, "lightsnap_last_attempt_timestamp_seconds", &mp).unwrap() > success_at);
+    let p = pings(&s.fake)[before..].to_vec();
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0].1, "/ping/abc-123/start");
+    assert_eq!(
+        (p[1].0.as_str(), p[1].1.as_str()),
+        ("POST", "/ping/abc-123/fail")
+    );
+    assert!(p[1].2.contains(&format!("exit {}", r.code)), "{p:?}");
+}
+
+/// A ping that cannot be delivered is a warning: the run succeeds.
+#[test]
+fn an_unreachable_ping_url_never_fails_a_run() {
+    let Some(s) = OneDisk::new("an_unreachable_ping_url_never_fails_a_run") else {
+        return;
+    };
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("ping_url = \"http://127.0.0.1:{port}/ping/x\"\n"),
+    );
+    let r = snap_named(&s, "p-1", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("ping"),
+        "the failed ping is not reported: {r:?}"
+    );
+    assert_eq!(create_calls(&s.fake).len(), 1);
+}
+
+/// A metrics_file whose directory does not exist is refused before anything is frozen, and a
+/// metrics_file or ping_url that cannot be right is refused as the configuration is read.
+#[test]
+fn bad_monitoring_settings_are_refused_before_freezing() {
+    let Some(s) = OneDisk::new("bad_monitoring_settings_are_refused_before_freezing") else {
+        return;
+    };
+    let missing = s.scratch.path().join("no-such-dir");
+    for (conf, names) in [
+        (
+            format!("metrics_file = \"{}/x.prom\"\n", missing.display()),
+            missing.display().to_string(),
+        ),
+        (
+            "metrics_file = \"/tmp/x.txt\"\n".to_string(),
+            ".prom".to_string(),
+        ),
+        (
+            "ping_url = \"hc-ping.com/abc\"\n".to_string(),
+            "http".to_string(),
+        ),
+    ] {
+        write_conf(&s.scratch, "etc/lightsnap/config.toml", &conf);
+        let r = snap_named(&s, "never", &[]);
+        assert_eq!(r.code, 2, "{conf}: {r:?}");
+        assert!(r.stderr.contains(&names), "{conf}: {r:?}");
+        s.assert_untouched(&r);
+    }
+}
+
+/// Pings over https:// (as to hc-ping.com), the server's certificate checked against the
+/// system's trust store (here the fake's CA, through SSL_CERT_FILE as a private CA would be).
+#[test]
+fn pings_go_over_https() {
+    let Some(s) = OneDisk::new("pings_go_over_https") else {
+        return;
+    };
+    let tls_dir = Scratch::new();
+    let pinged = fake_tls(&tls_dir, seed(&[], None));
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("ping_url = \"{}/ping/tls\"\n", pinged.endpoint()),
+    );
+    assert!(pinged.endpoint().starts_with("https://"));
+    let r = finish(
+        configured_lightsnap(&s.scratch, &s.fake)
+            .env("SSL_CERT_FILE", pinged.ca_file().unwrap())
+            .args(["freeze-and-snap", "--snapshot-name", "tls-1"])
+            .arg(&s.fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("ping"), "{r:?}");
+    let p: Vec<String> = pings(&pinged)
+        .into_iter()
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(p, vec!["GET /ping/tls/start", "GET /ping/tls"]);
+}
