@@ -644,3 +644,104 @@ fn status_and_check_json_match_their_golden_files() {
     assert_eq!(r.code, 2, "{r:?}");
     golden("check", &json_doc(&r), &s.scratch);
 }
+
+/// `run` (the timer) records each configured path, and `check` with no target checks them.
+#[test]
+fn run_records_each_configured_path_and_check_defaults_to_them() {
+    let Some(s) = OneDisk::new("run_records_each_configured_path_and_check_defaults_to_them")
+    else {
+        return;
+    };
+    let mp = s.fs.mount_point.display().to_string();
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("[[snapshot]]\npath = \"{mp}\"\ndisk = \"data-1\"\n"),
+    );
+    // Configured but never run: CRITICAL, not OK.
+    let r = lightsnap_in(&s, &["check", "--max-age", "1d"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("{mp}: no run recorded")),
+        "{r:?}"
+    );
+    let r = lightsnap_in(
+        &s,
+        &[
+            "run",
+            "--trigger",
+            "timer",
+            "--snapshot-name",
+            "timer-1",
+            "-q",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "", "{r:?}");
+    let st = state_of(&s.scratch, &s.fs.mount_point);
+    assert_eq!(st["last_success"]["snapshot"], "timer-1", "{st}");
+    let r = lightsnap_in(&s, &["check", "--max-age", "1d"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("OK: 1 target(s)"), "{r:?}");
+}
+
+/// On the journal, each snapshot is an entry with its MESSAGE_ID and fields (what
+/// `journalctl MESSAGE_ID=...` finds), and a run's success one more.
+#[test]
+fn each_snapshot_is_a_journal_entry_with_its_fields() {
+    let Some(s) = OneDisk::new("each_snapshot_is_a_journal_entry_with_its_fields") else {
+        return;
+    };
+    let socket_path = s.scratch.path().join("journal.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let stderr_path = s.scratch.path().join("stderr");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let meta = stderr.metadata().unwrap();
+    let r = finish(
+        configured_lightsnap(&s.scratch, &s.fake)
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .env("LIGHTSNAP_JOURNAL_SOCKET", &socket_path)
+            .args(["-v", "freeze-and-snap", "--snapshot-name", "j-1"])
+            .arg(&s.fs.mount_point)
+            .stderr(stderr),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let entries = journal_entries(&socket);
+    let with = |id: &str| -> Vec<&Vec<String>> {
+        entries
+            .iter()
+            .filter(|e| e.contains(&format!("MESSAGE_ID={id}")))
+            .collect()
+    };
+    let snaps = with(lightsnap::journal::MESSAGE_SNAPSHOT);
+    assert_eq!(snaps.len(), 1, "{entries:?}");
+    let e = snaps[0];
+    for field in [
+        "LIGHTSNAP_SNAPSHOT=j-1",
+        "LIGHTSNAP_DISK=data-1",
+        "PRIORITY=6",
+    ] {
+        assert!(e.contains(&field.to_string()), "{field} missing: {e:?}");
+    }
+    let window = e
+        .iter()
+        .find_map(|f| f.strip_prefix("LIGHTSNAP_WINDOW_MS="))
+        .unwrap();
+    let st = state_of(&s.scratch, &s.fs.mount_point);
+    assert_eq!(
+        window.parse::<f64>().unwrap(),
+        st["last_success"]["window_ms"].as_f64().unwrap()
+    );
+    assert_eq!(
+        with(lightsnap::journal::MESSAGE_SUCCEEDED).len(),
+        1,
+        "{entries:?}"
+    );
+    assert!(with(lightsnap::journal::MESSAGE_FAILED).is_empty());
+    // Every entry has a priority and lightsnap's identifier; nothing went to stderr.
+    assert!(entries
+        .iter()
+        .all(|e| e.iter().any(|f| f.starts_with("PRIORITY="))
+            && e.contains(&"SYSLOG_IDENTIFIER=lightsnap".to_string())));
+    assert_eq!(std::fs::read_to_string(&stderr_path).unwrap(), "");
+}

@@ -65,6 +65,9 @@ pub struct Monitor {
     targets: Vec<String>,
     started: (f64, String),
     report: RefCell<Option<Report>>,
+    /// Off for a run that is not root's: it is refused (exit 7) before anything is done, and
+    /// must say so rather than that it cannot write the state.
+    enabled: bool,
 }
 
 impl Monitor {
@@ -73,8 +76,11 @@ impl Monitor {
     /// ping. Called before anything is frozen.
     pub fn start(settings: &Settings, targets: Vec<String>) -> Result<Self> {
         let state_dir = state_dir(settings);
-        state::check_writable(&state_dir, "state_dir", true)?;
-        if let Some(m) = &settings.metrics_file {
+        let enabled = nix::unistd::Uid::effective().is_root();
+        if enabled {
+            state::check_writable(&state_dir, "state_dir", true)?;
+        }
+        if let (true, Some(m)) = (enabled, &settings.metrics_file) {
             let dir = m.parent().unwrap_or(Path::new("/"));
             state::check_writable(dir, "the directory of metrics_file", false)?;
         }
@@ -85,8 +91,9 @@ impl Monitor {
             targets,
             started: state::now(),
             report: RefCell::new(None),
+            enabled,
         };
-        if let Some(url) = &monitor.ping_url {
+        if let (true, Some(url)) = (enabled, &monitor.ping_url) {
             ping::send(url, ping::Kind::Start, "");
         }
         Ok(monitor)
@@ -101,6 +108,9 @@ impl Monitor {
     /// metrics file, the success or fail ping. Never fails the run: what cannot be written
     /// is a warning.
     pub fn finish(&self, result: &Result<ExitCode>) {
+        if !self.enabled {
+            return;
+        }
         let (code, message) = match result {
             Ok(code) => {
                 let noted = NOTED_ERROR.lock().unwrap_or_else(|p| p.into_inner()).take();
