@@ -63,9 +63,17 @@ fn init_logging(verbose: u8) {
         1 => "lightsnap=info",
         _ => "lightsnap=debug",
     };
+    let on_journal = journal::stderr_is_journal();
+    // On the journal a run's outcome and its snapshots are always logged (what
+    // `journalctl MESSAGE_ID=...` finds), whatever the verbosity.
+    let level = if on_journal && verbose == 0 {
+        "lightsnap=warn,lightsnap::monitor=info"
+    } else {
+        level
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    if journal::stderr_is_journal() {
+    if on_journal {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
         journal::activate();

@@ -686,7 +686,7 @@ fn run_records_each_configured_path_and_check_defaults_to_them() {
 }
 
 /// On the journal, each snapshot is an entry with its MESSAGE_ID and fields (what
-/// `journalctl MESSAGE_ID=...` finds), and a run's success one more.
+/// `journalctl MESSAGE_ID=...` finds), and a run's success one more — without -v too.
 #[test]
 fn each_snapshot_is_a_journal_entry_with_its_fields() {
     let Some(s) = OneDisk::new("each_snapshot_is_a_journal_entry_with_its_fields") else {
@@ -701,7 +701,7 @@ fn each_snapshot_is_a_journal_entry_with_its_fields() {
         configured_lightsnap(&s.scratch, &s.fake)
             .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
             .env("LIGHTSNAP_JOURNAL_SOCKET", &socket_path)
-            .args(["-v", "freeze-and-snap", "--snapshot-name", "j-1"])
+            .args(["freeze-and-snap", "--snapshot-name", "j-1"])
             .arg(&s.fs.mount_point)
             .stderr(stderr),
     );
