@@ -23,6 +23,8 @@ pub fn release() {
     let _ = io::stderr().write_all(&buffer);
     buffer.clear();
     buffer.shrink_to_fit();
+    drop(buffer);
+    crate::journal::release_held();
 }
 
 /// Whether output is being held.

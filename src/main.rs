@@ -3,7 +3,7 @@
 use clap::Parser;
 use lightsnap::cli::{self, Cli, Output};
 use lightsnap::exit_code::ExitCode;
-use lightsnap::{logbuf, watchdog};
+use lightsnap::{journal, logbuf, watchdog};
 
 fn main() {
     // The watchdog is this binary too; it runs before anything else is set up.
@@ -43,8 +43,9 @@ fn main() {
         Err(e) => {
             logbuf::release();
             let code = ExitCode::of(&e);
-            eprintln!("lightsnap: error: {e:#}");
+            journal::error_line(&format!("{e:#}"), code.code());
             if json {
+                cli::quiet::restore();
                 let _ = cli::print_json(cli::error_json(&format!("{e:#}"), code));
             }
             code
@@ -53,16 +54,35 @@ fn main() {
     std::process::exit(code.code());
 }
 
-/// Logs to stderr through the holding writer; no timestamps (the journal adds its own).
-/// `RUST_LOG` overrides the verbosity flags.
+/// Logs to stderr through the holding writer; no timestamps (the journal adds its own); or,
+/// when stderr is the journal, to the journal with priorities and fields. `RUST_LOG`
+/// overrides the verbosity flags.
 fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "lightsnap=warn",
         1 => "lightsnap=info",
         _ => "lightsnap=debug",
     };
+    let on_journal = journal::stderr_is_journal();
+    // On the journal a run's outcome and its snapshots are always logged (what
+    // `journalctl MESSAGE_ID=...` finds), whatever the verbosity.
+    let level = if on_journal && verbose == 0 {
+        "lightsnap=warn,lightsnap::monitor=info"
+    } else {
+        level
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    if on_journal {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        journal::activate();
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journal::JournalLayer)
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(logbuf::LogWriter)

@@ -225,6 +225,8 @@ const MAN_PAGES: &[&str] = &[
     "lightsnap-thaw",
     "lightsnap-list",
     "lightsnap-prune",
+    "lightsnap-status",
+    "lightsnap-check",
 ];
 
 const UNITS: &[&str] = &[

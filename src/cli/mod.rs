@@ -1,13 +1,16 @@
 //! The command line: one clap enum, one file per subcommand, each with `run(self)`.
 
+mod check;
 mod freeze_and_snap;
 mod generate;
 mod list;
 mod plan;
 mod prune;
+pub mod quiet;
 mod run;
 mod snap_args;
 mod snap_instance;
+mod status;
 mod thaw;
 mod timer;
 
@@ -24,7 +27,7 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
   1    unexpected failure
-  2    usage error or invalid input (nothing was touched)
+  2    usage error or invalid input (nothing was touched); check: CRITICAL (a target is stale)
   3    path, disk or instance not found
   4    not a filesystem on a block device
   5    busy (another run holds the lock, or the mount is in use)
@@ -107,6 +110,11 @@ pub enum Command {
     List(list::List),
     /// Delete old snapshots: lightsnap's own, completed, beyond --keep or --older-than.
     Prune(prune::Prune),
+    /// Show each snapshot target's last success and last attempt (from the state files).
+    Status(status::Status),
+    /// Exit 0 (OK) if every target has a success younger than --max-age, else 2 (CRITICAL):
+    /// a monitoring-plugins (Nagios) check.
+    Check(check::Check),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true, name = "__generate")]
     Generate(generate::Generate),
@@ -131,6 +139,8 @@ impl Cli {
             Command::Thaw(c) => c.run(&globals),
             Command::List(c) => c.run(&globals),
             Command::Prune(c) => c.run(&globals),
+            Command::Status(c) => c.run(&globals),
+            Command::Check(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }

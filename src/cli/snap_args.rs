@@ -66,6 +66,11 @@ pub struct SnapArgs {
     /// lock, no API writes.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print nothing on stdout when the run succeeds (for cron, which mails any output);
+    /// errors and warnings still go to stderr, and with --output json a failure's document
+    /// is still printed.
+    #[arg(short, long)]
+    pub quiet: bool,
     /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
     #[arg(long)]
     pub region: Option<String>,
@@ -135,6 +140,10 @@ impl SnapArgs {
             }
         }
         let settings = config::load(&globals.config_root)?;
+        // Every command taking these options starts here: silenced before anything prints.
+        if self.quiet {
+            super::quiet::silence()?;
+        }
         // Tags merge: configuration, lightsnap's own, then flags, a later value winning.
         let mut tags = settings.tags.clone();
         for (k, v) in own_tags(self.trigger).into_iter().chain(self.tags.clone()) {
@@ -172,6 +181,24 @@ impl SnapArgs {
         settings: &Settings,
         then: impl AsyncFnOnce(&SdkLightsail, Report, &mut Signals) -> Result<ExitCode>,
     ) -> Result<ExitCode> {
+        if self.dry_run {
+            return self.freeze_and_snap_watched(output, opts, settings, None, then);
+        }
+        let targets = crate::monitor::path_targets(&opts.paths);
+        let monitor = crate::monitor::Monitor::start(settings, targets)?;
+        let result = self.freeze_and_snap_watched(output, opts, settings, Some(&monitor), then);
+        monitor.finish(&result);
+        result
+    }
+
+    fn freeze_and_snap_watched(
+        &self,
+        output: Output,
+        opts: &snap::Options,
+        settings: &Settings,
+        monitor: Option<&crate::monitor::Monitor>,
+        then: impl AsyncFnOnce(&SdkLightsail, Report, &mut Signals) -> Result<ExitCode>,
+    ) -> Result<ExitCode> {
         let local = snap::plan_local(opts)?;
         crate::runtime()?.block_on(async move {
             let mut signals = Signals::install()?;
@@ -180,6 +207,9 @@ impl SnapArgs {
                 return super::plan::print_plan(&api, opts, &local, output).await;
             }
             let report = snap::freeze_and_snap(&api, opts, local, &mut signals).await?;
+            if let Some(m) = monitor {
+                m.taken(&report);
+            }
             then(&api, report, &mut signals).await
         })
     }
@@ -285,7 +315,9 @@ pub fn conclude(
         Err(e) => {
             let code = ExitCode::of(e);
             crate::logbuf::release();
-            eprintln!("lightsnap: error: {e:#}");
+            super::quiet::restore();
+            crate::monitor::note_error(&format!("{e:#}"));
+            crate::journal::error_line(&format!("{e:#}"), code.code());
             doc["error"] = super::error_json(&format!("{e:#}"), code)["error"].take();
             code
         }

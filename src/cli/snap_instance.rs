@@ -35,13 +35,35 @@ impl SnapInstance {
         }
         opts.exclude.extend(self.exclude.iter().cloned());
         let output = globals.output;
+        if self.snap.dry_run {
+            return self.snap_instance(output, &opts, &settings, None);
+        }
+        let targets = vec![crate::monitor::INSTANCE_TARGET.to_string()];
+        let monitor = crate::monitor::Monitor::start(&settings, targets)?;
+        let result = self.snap_instance(output, &opts, &settings, Some(&monitor));
+        monitor.finish(&result);
+        result
+    }
+
+    fn snap_instance(
+        &self,
+        output: crate::cli::Output,
+        opts: &snap::Options,
+        settings: &crate::config::Settings,
+        monitor: Option<&crate::monitor::Monitor>,
+    ) -> Result<ExitCode> {
         crate::runtime()?.block_on(async move {
             let mut signals = Signals::install()?;
-            let api = self.snap.api(&settings).await?;
+            let api = self.snap.api(settings).await?;
             let (plan, report) =
-                snap::snap_instance(&api, &opts, &mut signals, self.snap.dry_run).await?;
+                snap::snap_instance(&api, opts, &mut signals, self.snap.dry_run).await?;
             match report {
-                Some(report) => self.snap.finish(&api, &report, output, &mut signals).await,
+                Some(report) => {
+                    if let Some(m) = monitor {
+                        m.taken(&report);
+                    }
+                    self.snap.finish(&api, &report, output, &mut signals).await
+                }
                 None => crate::hooks::discover(&opts.hook_dir)
                     .and_then(|hooks| super::plan::print(&plan, &hooks, output))
                     .map(|()| ExitCode::Success),

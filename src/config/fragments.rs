@@ -33,6 +33,12 @@ pub(super) struct Fragment {
     pub(super) snapshot: Vec<SnapshotFragment>,
     #[serde(default, deserialize_with = "checked::globs")]
     pub(super) exclude: Vec<String>,
+    #[serde(default, deserialize_with = "checked::absolute_path")]
+    pub(super) state_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "checked::metrics_file")]
+    pub(super) metrics_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "checked::ping_url")]
+    pub(super) ping_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +125,25 @@ mod checked {
 
     pub fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
         required_absolute_path(d).map(Some)
+    }
+
+    /// node_exporter's textfile collector reads `*.prom` files only.
+    pub fn metrics_file<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        let path = required_absolute_path(d)?;
+        if path.extension().is_none_or(|x| x != "prom") {
+            return Err(D::Error::custom(format!(
+                "{} must end in .prom (node_exporter's textfile collector reads only those)",
+                path.display()
+            )));
+        }
+        Ok(Some(path))
+    }
+
+    /// An http:// or https:// URL, without a trailing slash (`/start`, `/fail` are added).
+    pub fn ping_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let url = String::deserialize(d)?;
+        crate::monitor::ping::check_url(&url).map_err(|e| D::Error::custom(format!("{e:#}")))?;
+        Ok(Some(url.trim_end_matches('/').to_string()))
     }
 
     pub fn disk_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

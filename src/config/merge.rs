@@ -37,6 +37,15 @@ pub(super) fn apply(
     }
     // Later fragments add to the list (a drop-in excludes one more mount).
     settings.exclude.extend(f.exclude);
+    if let Some(d) = f.state_dir {
+        settings.state_dir = d;
+    }
+    if f.metrics_file.is_some() {
+        settings.metrics_file = f.metrics_file;
+    }
+    if f.ping_url.is_some() {
+        settings.ping_url = f.ping_url;
+    }
     if f.profile.is_some() {
         settings.profile = f.profile;
     }

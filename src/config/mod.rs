@@ -72,9 +72,18 @@ pub struct Settings {
     pub snapshots: Vec<SnapshotEntry>,
     /// Mount point patterns `snap-instance` leaves out (`exclude = ["/mnt/scratch*"]`).
     pub exclude: Vec<String>,
+    /// Where each run target's state file is kept (`state_dir`).
+    pub state_dir: PathBuf,
+    /// The Prometheus textfile metrics file, if any (`metrics_file`, a `.prom`).
+    pub metrics_file: Option<PathBuf>,
+    /// The dead-man's-switch ping URL, if any (`ping_url`, healthchecks.io style).
+    pub ping_url: Option<String>,
     /// The files the settings came from, in order.
     pub sources: Vec<PathBuf>,
 }
+
+/// The default `state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/lightsnap";
 
 /// The default name template.
 pub const DEFAULT_NAME_TEMPLATE: &str = "{disk}-{utc:%Y%m%d-%H%M%S}";
@@ -138,6 +147,9 @@ impl Default for Settings {
             retention: Retention::default(),
             snapshots: Vec::new(),
             exclude: Vec::new(),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            metrics_file: None,
+            ping_url: None,
             sources: Vec::new(),
         }
     }

@@ -356,6 +356,8 @@ pub fn lightsnap(scratch: &Scratch, fake: &Fake) -> Command {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LIGHTSNAP_CONFINE_TO", scratch.path())
         .env("LIGHTSNAP_RUN_DIR", scratch.path().join("run"))
+        // The state files of the runs (never the machine's /var/lib/lightsnap).
+        .env("LIGHTSNAP_STATE_DIR", scratch.path().join("state"))
         .env("AWS_ENDPOINT_URL_LIGHTSAIL", fake.endpoint())
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.imds_endpoint())
         .env("AWS_REGION", "us-east-1")

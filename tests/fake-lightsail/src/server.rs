@@ -158,6 +158,20 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: u64, req: Request<Incoming
     if let Some(admin) = path.strip_prefix("/__admin/") {
         return Ok(admin_request(&shared, parts.method.as_str(), admin, &body));
     }
+    // A dead-man's-switch service (healthchecks.io style): every request under /ping/ is
+    // recorded as the call `PING <method> <path>`, its body as `{"body": text}`, and answered
+    // 200.
+    if path.starts_with("/ping/") {
+        let seq = shared.record(
+            format!("PING {} {path}", parts.method),
+            json!({ "body": String::from_utf8_lossy(&body) }),
+            SystemTime::now(),
+            connection,
+        );
+        let response = respond(200, "text/plain", "OK");
+        shared.answered(seq, &response);
+        return Ok(response);
+    }
     let received = SystemTime::now();
     let target = parts
         .headers

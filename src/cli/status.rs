@@ -1,0 +1,156 @@
+//! `lightsnap status`: what the state files say of each run target — its last success and how
+//! old it is, its last attempt and how it ended, the newest snapshot lightsnap knows of; with
+//! `--refresh`, also the newest snapshot Lightsail has of each (read-only calls).
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::{Globals, Output};
+use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo, SnapshotKind};
+use crate::config;
+use crate::exit_code::ExitCode;
+use crate::monitor::{self, state, state::TargetState};
+
+/// Show the last success and the last attempt of each snapshot target.
+#[derive(Debug, Args)]
+pub struct Status {
+    /// Also ask Lightsail for the newest snapshot of each target (read-only calls).
+    #[arg(long)]
+    pub refresh: bool,
+    /// The AWS region for --refresh (default: AWS_REGION, the profile, or the instance
+    /// metadata).
+    #[arg(long, requires = "refresh")]
+    pub region: Option<String>,
+}
+
+/// Seconds since the epoch, now.
+pub(super) fn now() -> f64 {
+    state::now().0
+}
+
+/// How long ago `time` was, for people: `3h 2m`.
+pub(super) fn ago(now: f64, time: f64) -> String {
+    let secs = (now - time).max(0.0) as u64;
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+impl Status {
+    /// Runs it.
+    pub fn run(self, globals: &Globals) -> Result<ExitCode> {
+        let settings = config::load(&globals.config_root)?;
+        let dir = monitor::state_dir(&settings);
+        let states = state::read_all(&dir)?;
+        let newest = if self.refresh {
+            crate::runtime()?.block_on(async {
+                let api = SdkLightsail::from_env(
+                    self.region.clone().or(settings.region.clone()),
+                    settings.profile.clone(),
+                )
+                .await?;
+                newest_snapshots(&api, &states).await
+            })?
+        } else {
+            vec![None; states.len()]
+        };
+        let now = now();
+        if globals.output == Output::Json {
+            let targets: Vec<Value> = states
+                .iter()
+                .zip(&newest)
+                .map(|(s, n)| {
+                    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+                    v["last_success_age_seconds"] = s
+                        .last_success
+                        .as_ref()
+                        .map(|x| json!((now - x.time).max(0.0).round()))
+                        .unwrap_or(Value::Null);
+                    if self.refresh {
+                        v["lightsail_newest"] = n.as_ref().map_or(Value::Null, |i| {
+                            json!({ "name": i.name, "state": i.state, "created_at": i.created_at })
+                        });
+                    }
+                    v
+                })
+                .collect();
+            super::print_json(json!({ "state_dir": dir, "targets": targets }))?;
+            return Ok(ExitCode::Success);
+        }
+        if states.is_empty() {
+            println!("no snapshot run recorded in {}", dir.display());
+        }
+        for (s, n) in states.iter().zip(&newest) {
+            println!("{}", line(s, now));
+            if let Some(i) = n {
+                println!("  newest in Lightsail: {} ({})", i.name, i.state);
+            } else if self.refresh {
+                println!("  newest in Lightsail: none found");
+            }
+        }
+        Ok(ExitCode::Success)
+    }
+}
+
+/// One target's line.
+fn line(s: &TargetState, now: f64) -> String {
+    let what = match &s.disk {
+        Some(d) => format!("{} ({} {d})", s.target, s.kind),
+        None => s.target.clone(),
+    };
+    let success = match &s.last_success {
+        Some(x) => format!(
+            "last success {} ({} ago), snapshot {} ({})",
+            x.time_utc,
+            ago(now, x.time),
+            x.snapshot,
+            x.consistency
+        ),
+        None => "never succeeded".to_string(),
+    };
+    let attempt = match &s.last_attempt {
+        Some(a) if a.result == "success" => format!("last attempt {}: success", a.time_utc),
+        Some(a) => format!(
+            "last attempt {}: FAILED (exit {}): {}; {} failure(s) in a row",
+            a.time_utc, a.exit_code, a.message, s.consecutive_failures
+        ),
+        None => "no attempt".to_string(),
+    };
+    format!("{what}: {success}; {attempt}")
+}
+
+/// The newest snapshot Lightsail has of each target whose disk is known.
+async fn newest_snapshots<A: Lightsail>(
+    api: &A,
+    states: &[TargetState],
+) -> Result<Vec<Option<SnapshotInfo>>> {
+    let mut disks: Option<Vec<SnapshotInfo>> = None;
+    let mut instances: Option<Vec<SnapshotInfo>> = None;
+    let mut out = Vec::new();
+    for s in states {
+        let Some(disk) = &s.disk else {
+            out.push(None);
+            continue;
+        };
+        let (kind, cache) = if s.kind == "instance" {
+            (SnapshotKind::Instance, &mut instances)
+        } else {
+            (SnapshotKind::Disk, &mut disks)
+        };
+        if cache.is_none() {
+            *cache = Some(api.get_snapshots(kind).await?);
+        }
+        let newest = cache
+            .as_ref()
+            .into_iter()
+            .flatten()
+            .filter(|i| i.from.as_deref() == Some(disk.as_str()))
+            .max_by(|a, b| {
+                a.created_at
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.created_at.unwrap_or(0.0))
+            })
+            .cloned();
+        out.push(newest);
+    }
+    Ok(out)
+}

@@ -1,0 +1,222 @@
+//! The state file of each run target under `state_dir`: its last attempt, its last success
+//! and how many runs in a row have failed, as JSON, replaced atomically (a temporary file in
+//! the same directory, synced, renamed over the old one, the directory synced) after every
+//! run — never while anything is frozen. A malformed file is reported and replaced.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// What a state file holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetState {
+    /// The target: the path given (or configured), or `instance` for `snap-instance`.
+    pub target: String,
+    /// `disk`, `system-volume` or `instance`; empty until a snapshot says which.
+    #[serde(default)]
+    pub kind: String,
+    /// The Lightsail disk (or instance) name, once a snapshot said it.
+    #[serde(default)]
+    pub disk: Option<String>,
+    /// The last run that included this target.
+    #[serde(default)]
+    pub last_attempt: Option<Attempt>,
+    /// The last run that succeeded for it.
+    #[serde(default)]
+    pub last_success: Option<Success>,
+    /// Runs in a row that failed (0 after a success).
+    #[serde(default)]
+    pub consecutive_failures: u32,
+}
+
+/// One run, as it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When it started, seconds since the epoch.
+    pub time: f64,
+    /// The same, in RFC 3339 (UTC), for people reading the file.
+    pub time_utc: String,
+    /// `success` or `failure`.
+    pub result: String,
+    /// The exit code.
+    pub exit_code: i32,
+    /// The error, empty on success.
+    pub message: String,
+}
+
+/// The last success.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Success {
+    /// When the run started, seconds since the epoch.
+    pub time: f64,
+    /// The same, in RFC 3339 (UTC).
+    pub time_utc: String,
+    /// The snapshot taken.
+    pub snapshot: String,
+    /// How it was made consistent (`frozen`, `unmounted`, `readonly`, `crash`).
+    pub consistency: String,
+    /// How long writes were paused, in milliseconds.
+    pub window_ms: f64,
+}
+
+/// The state file of `target` in `dir`: `target` with every byte but letters and digits
+/// written `_XX`, so that no two targets share a file (`/a-b` and `/a/b` stay apart).
+pub fn file_of(dir: &Path, target: &str) -> PathBuf {
+    let mut name = String::from("target-");
+    for b in target.bytes() {
+        if b.is_ascii_alphanumeric() {
+            name.push(b as char);
+        } else {
+            name.push_str(&format!("_{b:02x}"));
+        }
+    }
+    name.push_str(".json");
+    dir.join(name)
+}
+
+/// Reads a state file: `None` if there is none; a malformed one is reported (a warning
+/// naming the file and why) and read as none, to be replaced.
+pub fn read(path: &Path) -> Option<TargetState> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!("state file {}: {e}; replacing it", path.display());
+            return None;
+        }
+    };
+    match serde_json::from_str(&text) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "state file {} is malformed ({e}); replacing it",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Every state file in `dir`, in name order (malformed ones reported and left out).
+pub fn read_all(dir: &Path) -> Result<Vec<TargetState>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading state_dir {}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("target-") && n.ends_with(".json"))
+        })
+        .collect();
+    paths.sort();
+    Ok(paths.iter().filter_map(|p| read(p)).collect())
+}
+
+/// Writes `contents` to `path` atomically: a temporary file beside it, synced, renamed over
+/// it, the directory synced.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
+}
+
+/// Refuses a directory lightsnap cannot write in (made first if `create`), naming it: checked
+/// at the start of a run, before anything is frozen, by writing and removing a file there.
+pub fn check_writable(dir: &Path, what: &str, create: bool) -> Result<()> {
+    let probe = || -> std::io::Result<()> {
+        if create {
+            std::fs::create_dir_all(dir)?;
+        }
+        let p = dir.join(format!(".lightsnap-probe.{}", std::process::id()));
+        std::fs::write(&p, b"")?;
+        std::fs::remove_file(&p)
+    };
+    probe().map_err(|e| {
+        crate::exit_code::Failure::new(
+            crate::exit_code::ExitCode::Usage,
+            format!(
+                "{what} {}: not a directory lightsnap can write in ({e}); nothing was frozen",
+                dir.display()
+            ),
+        )
+        .into()
+    })
+}
+
+/// Seconds since the epoch, and the same in RFC 3339.
+pub fn now() -> (f64, String) {
+    let t = std::time::SystemTime::now();
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    (secs, humantime::format_rfc3339_seconds(t).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_get_distinct_file_names() {
+        let d = Path::new("/s");
+        assert_eq!(file_of(d, "/data"), Path::new("/s/target-_2fdata.json"));
+        assert_ne!(file_of(d, "/a-b"), file_of(d, "/a/b"));
+        assert_eq!(file_of(d, "instance"), Path::new("/s/target-instance.json"));
+    }
+
+    #[test]
+    fn a_state_file_is_replaced_atomically_and_a_malformed_one_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file_of(dir.path(), "/data");
+        assert_eq!(read(&p), None);
+        let s = TargetState {
+            target: "/data".into(),
+            consecutive_failures: 3,
+            ..TargetState::default()
+        };
+        write_atomically(&p, &serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(read(&p), Some(s.clone()));
+        assert_eq!(read_all(dir.path()).unwrap(), vec![s]);
+        // No temporary file left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        std::fs::write(&p, "{ not json").unwrap();
+        assert_eq!(read(&p), None);
+        assert!(read_all(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let e = check_writable(&file.join("state"), "state_dir", true).unwrap_err();
+        assert!(
+            format!("{e:#}").contains(&file.display().to_string()),
+            "{e:#}"
+        );
+        assert_eq!(
+            crate::exit_code::ExitCode::of(&e),
+            crate::exit_code::ExitCode::Usage
+        );
+        check_writable(&dir.path().join("new/state"), "state_dir", true).unwrap();
+    }
+}
