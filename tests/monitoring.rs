@@ -556,67 +556,6 @@ fn pings_go_over_https() {
 // others (same directory, same UPDATE_GOLDEN=1)
 // ---------------------------------------------------------------------------------------
 
-/// Keys whose values change from run to run: replaced by a placeholder of the same type.
-const VOLATILE: &[&str] = &[
-    "time",
-    "time_utc",
-    "window_ms",
-    "last_success_age_seconds",
-    "created_at",
-];
-
-fn normalise(v: &mut serde_json::Value, scratch: &str) {
-    use serde_json::{json, Value};
-    match v {
-        Value::Object(map) => {
-            for (k, x) in map.iter_mut() {
-                if VOLATILE.contains(&k.as_str()) {
-                    *x = match x {
-                        Value::Null => Value::Null,
-                        Value::Number(n) if n.is_f64() => json!(0.0),
-                        Value::Number(_) => json!(0),
-                        _ => json!(format!("<{k}>")),
-                    };
-                } else {
-                    normalise(x, scratch);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|x| normalise(x, scratch)),
-        Value::String(s) => *s = s.replace(scratch, "<scratch>"),
-        _ => {}
-    }
-}
-
-fn golden(name: &str, doc: &serde_json::Value, scratch: &Scratch) {
-    assert_eq!(
-        doc["schema"], 1,
-        "every JSON document carries its schema: {doc}"
-    );
-    let mut doc = doc.clone();
-    normalise(&mut doc, &scratch.path().display().to_string());
-    let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.json"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v != "0") {
-        std::fs::write(&path, &text).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with UPDATE_GOLDEN=1 to write it",
-            path.display()
-        )
-    });
-    assert_eq!(
-        want,
-        text,
-        "the --output json schema of {name} changed (golden file {}): if that is intended, rerun with UPDATE_GOLDEN=1 and say so in the README's JSON section",
-        path.display()
-    );
-}
-
 #[test]
 fn status_and_check_json_match_their_golden_files() {
     let Some(s) = OneDisk::new("status_and_check_json_match_their_golden_files") else {

@@ -831,3 +831,93 @@ pub fn remaining(fake: &Fake) -> Vec<String> {
     names.sort();
     names
 }
+
+// ---------------------------------------------------------------------------------------
+// Golden files: the --output json schema, pinned in tests/golden (UPDATE_GOLDEN=1 rewrites)
+// ---------------------------------------------------------------------------------------
+
+/// Keys whose values change from run to run; their values are replaced by a placeholder of
+/// the same JSON type.
+pub const VOLATILE: &[&str] = &[
+    "created_at",
+    "operation_id",
+    "window_ms",
+    "elapsed_s",
+    "lightsnap:host",
+    "lightsnap:version",
+    "time",
+    "time_utc",
+    "last_success_age_seconds",
+];
+
+/// Replaces `/dev/loopN` by `/dev/loopN` with the number left out.
+pub fn without_loop_numbers(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("/dev/loop") {
+        out.push_str(&rest[..i + "/dev/loop".len()]);
+        rest = &rest[i + "/dev/loop".len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 {
+            out.push('N');
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+pub fn normalise(v: &mut serde_json::Value, scratch: &str) {
+    use serde_json::{json, Value};
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                if VOLATILE.contains(&k.as_str()) {
+                    *x = match x {
+                        Value::Null => Value::Null,
+                        Value::Number(n) if n.is_f64() => json!(0.0),
+                        Value::Number(_) => json!(0),
+                        _ => json!(format!("<{k}>")),
+                    };
+                } else {
+                    normalise(x, scratch);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| normalise(x, scratch)),
+        Value::String(s) => *s = without_loop_numbers(&s.replace(scratch, "<scratch>")),
+        _ => {}
+    }
+}
+
+/// Compares a JSON document, normalised, with `tests/golden/<name>.json`; with
+/// `UPDATE_GOLDEN=1`, writes it instead.
+pub fn golden(name: &str, doc: &serde_json::Value, scratch: &Scratch) {
+    assert_eq!(
+        doc["schema"], 1,
+        "every JSON document carries its schema: {doc}"
+    );
+    let mut doc = doc.clone();
+    normalise(&mut doc, &scratch.path().display().to_string());
+    let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v != "0") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to write it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        want,
+        text,
+        "the --output json schema of {name} changed (golden file {}): if that is intended, rerun with UPDATE_GOLDEN=1 and say so in the README's JSON section",
+        path.display()
+    );
+}
