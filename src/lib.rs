@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod exit_code;
+pub mod files;
 pub mod hooks;
 pub mod journal;
 pub mod kernel;

@@ -71,12 +71,7 @@ fn record_path(run_dir: &Path) -> PathBuf {
 /// Writes the record (atomically: a half-written record would be worse than none).
 pub fn write_record(run_dir: &Path, record: &Record) -> Result<()> {
     fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    let path = record_path(run_dir);
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(record)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::files::write_atomically(&record_path(run_dir), &serde_json::to_vec_pretty(record)?)
 }
 
 /// Reads the record, if there is one.

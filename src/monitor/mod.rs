@@ -133,7 +133,7 @@ impl Monitor {
             self.update(&mut s, code, &message, report.as_ref());
             match serde_json::to_vec_pretty(&s) {
                 Ok(bytes) => {
-                    if let Err(e) = state::write_atomically(&path, &bytes) {
+                    if let Err(e) = crate::files::write_atomically(&path, &bytes) {
                         tracing::warn!("{e:#}");
                     }
                 }
@@ -160,7 +160,7 @@ impl Monitor {
         if let Some(file) = &self.metrics_file {
             // Every target lightsnap knows of, not only this run's: the file is rewritten whole.
             let all = state::read_all(&self.state_dir).unwrap_or(states);
-            if let Err(e) = state::write_atomically(file, metrics::render(&all).as_bytes()) {
+            if let Err(e) = crate::files::write_atomically(file, metrics::render(&all).as_bytes()) {
                 tracing::warn!("metrics_file: {e:#}");
             }
         }

@@ -3,7 +3,6 @@
 //! the same directory, synced, renamed over the old one, the directory synced) after every
 //! run — never while anything is frozen. A malformed file is reported and replaced.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -119,25 +118,6 @@ pub fn read_all(dir: &Path) -> Result<Vec<TargetState>> {
     Ok(paths.iter().filter_map(|p| read(p)).collect())
 }
 
-/// Writes `contents` to `path` atomically: a temporary file beside it, synced, renamed over
-/// it, the directory synced.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("writing {}", path.display()))
-}
-
 /// Refuses a directory lightsnap cannot write in (made first if `create`), naming it: checked
 /// at the start of a run, before anything is frozen, by writing and removing a file there.
 pub fn check_writable(dir: &Path, what: &str, create: bool) -> Result<()> {
@@ -193,7 +173,7 @@ mod tests {
             consecutive_failures: 3,
             ..TargetState::default()
         };
-        write_atomically(&p, &serde_json::to_vec(&s).unwrap()).unwrap();
+        crate::files::write_atomically(&p, &serde_json::to_vec(&s).unwrap()).unwrap();
         assert_eq!(read(&p), Some(s.clone()));
         assert_eq!(read_all(dir.path()).unwrap(), vec![s]);
         // No temporary file left beside it.

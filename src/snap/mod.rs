@@ -279,9 +279,8 @@ async fn quiesce_and_snap<A: Lightsail>(
         unmount_fallback: opts.method == Method::Auto,
         allow_crash_consistent: opts.allow_crash_consistent,
     };
-    // Our own descriptors and the watchdog, which does the freezing; the recovery record;
-    // then flush, so the freeze has little left to write. A stop request in the meantime ends
-    // the run before anything is frozen.
+    // Our own descriptors and the watchdog, which does the freezing; the recovery record. A
+    // stop request already made ends the run before the watchdog starts.
     already_stopped(signals, BEFORE_FREEZE).await?;
     let mut machine = Machine::start(
         plan,
@@ -303,15 +302,19 @@ async fn quiesce_and_snap<A: Lightsail>(
             .collect(),
         rcu_expedited: rcu::would_turn_on(opts.expedite_freeze),
     })?;
-    for f in fss.iter().filter(|f| opts.syncfs && f.quiesce.is_some()) {
-        syncfs(&f.located.mount.mount_point)
-            .with_context(|| format!("syncfs on {}", f.located.mount.mount_point.display()))?;
+    // Then flush, so the freeze has little left to write; and the last warm-up, after the
+    // hooks and the flush (which may take long enough for an idle connection to be closed):
+    // one call per snapshot, all at once, so the pool holds a connection for each call the
+    // window will make together. It also checks once more that every name is still free. A
+    // stop request meanwhile ends the run here too.
+    let ready = async {
+        for f in fss.iter().filter(|f| opts.syncfs && f.quiesce.is_some()) {
+            let point = &f.located.mount.mount_point;
+            syncfs(point).with_context(|| format!("syncfs on {}", point.display()))?;
+        }
+        unless_stopped(signals, BEFORE_FREEZE, warm_up(api, plan)).await
     }
-    // The last warm-up, after the hooks and the flush (which may take long enough for an
-    // idle connection to be closed): one call per snapshot, all at once, so the pool holds a
-    // connection for each call the window will make together. It also checks once more that
-    // every name is still free. A stop request meanwhile ends the run here too.
-    let ready = unless_stopped(signals, BEFORE_FREEZE, warm_up(api, plan)).await;
+    .await;
     if let Err(e) = ready {
         // Nothing is frozen: the record goes, the watchdog with it.
         run.undone()?;
