@@ -125,6 +125,7 @@ impl Monitor {
         };
         let ok = code == ExitCode::Success;
         let report = self.report.borrow();
+        let _lock = state::lock(&self.state_dir);
         let mut states = Vec::new();
         for target in &self.targets {
             let path = state::file_of(&self.state_dir, target);
