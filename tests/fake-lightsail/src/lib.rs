@@ -403,6 +403,12 @@ impl Fake {
         self.shared.world.lock().unwrap().disk_view(name)
     }
 
+    /// Every disk of every region (system disks too), as the admin endpoint's `GET disks`
+    /// lists them: GetDisk's shape plus `region`, `device`, `link` and `copy`.
+    pub fn disks(&self) -> serde_json::Value {
+        self.shared.world.lock().unwrap().all_disks()
+    }
+
     /// Attach mode: `(loop device, link in the attach directory)` of an attached restored
     /// disk of the home region.
     pub fn attached_device(&self, disk: &str) -> Option<(PathBuf, PathBuf)> {

@@ -518,6 +518,14 @@ fn admin_request(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Resp
             json_ok(json!({}))
         }
         ("GET", "snapshots") => json_ok(shared.world.lock().unwrap().snapshots()),
+        ("GET", "disks") => json_ok(shared.world.lock().unwrap().all_disks()),
+        ("GET", p) if p.starts_with("snapshots/") => {
+            let region = &p["snapshots/".len()..];
+            match shared.world.lock().unwrap().region(region) {
+                Some(w) => json_ok(w.snapshots()),
+                None => respond(404, "text/plain", format!("region {region} is not served\n")),
+            }
+        }
         ("GET", "connections") => {
             let stats = shared.conns.stats();
             json_ok(json!({
@@ -549,7 +557,7 @@ fn admin_request(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Resp
         _ => respond(
             404,
             "text/plain",
-            "admin endpoints: GET|DELETE calls, GET|POST|DELETE faults, GET snapshots, \
+            "admin endpoints: GET|DELETE calls, GET|POST|DELETE faults, GET snapshots[/REGION], GET disks, \
              GET connections, GET lookups, GET|POST auto-snapshots\n",
         ),
     }

@@ -4,7 +4,7 @@
 //! copy of the snapshot image, as root) and its corruption on request; and CopySnapshot sent
 //! to another region's endpoint, served from that region's own state.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -910,4 +910,149 @@ async fn a_copy_starts_pending_and_takes_its_name_at_once() {
         .target_snapshot_name("copy"));
     assert_eq!(code, "InvalidInputException", "{message}");
     assert!(message.contains("already exists"), "{message}");
+}
+
+/// Kills the child if the test fails before it stops it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` on the fake's admin endpoint, as JSON.
+fn admin_get(endpoint: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let addr = endpoint.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test]
+async fn the_binary_in_attach_mode_releases_its_loop_devices_on_sigterm() {
+    use std::io::BufRead;
+    if !can_attach() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data-1.img");
+    std::fs::write(&data, image_bytes("bin", 1 << 20)).unwrap();
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(
+        &seed,
+        format!(
+            "region = \"{REGION}\"\nregions = [\"{OTHER}\"]\n[[instances]]\nname = \"web-1\"\n\
+             instance_id = \"i-0123456789abcdef0\"\nzone = \"{ZONE}\"\n[[disks]]\n\
+             name = \"data-1\"\npath = \"/dev/xvdf\"\nattached_to = \"web-1\"\nbacking = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let devdir = dir.path().join("dev");
+    let child = Command::new(env!("CARGO_BIN_EXE_fake-lightsail"))
+        .arg("--state")
+        .arg(&seed)
+        .arg("--snapshot-dir")
+        .arg(dir.path().join("snapshots"))
+        .args(["--snapshot-duration-ms", "0", "--disk-pending-reads", "0"])
+        .arg("--attach-dir")
+        .arg(&devdir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(
+            fake_lightsail::DEFAULT_ACCESS_KEY,
+            fake_lightsail::DEFAULT_SECRET_KEY,
+            None,
+            None,
+            "fake-lightsail-tests",
+        ))
+        .load()
+        .await;
+    let client = Client::new(&config);
+    client
+        .create_disk_snapshot()
+        .disk_name("data-1")
+        .disk_snapshot_name("s1")
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_disk_from_snapshot()
+        .disk_name("r1")
+        .disk_snapshot_name("s1")
+        .availability_zone(ZONE)
+        .size_in_gb(8)
+        .send()
+        .await
+        .unwrap();
+    client
+        .attach_disk()
+        .disk_name("r1")
+        .instance_name("web-1")
+        .disk_path("/dev/xvdg")
+        .send()
+        .await
+        .unwrap();
+    let disks = admin_get(&endpoint, "/__admin/disks");
+    let r1 = disks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "r1")
+        .unwrap()
+        .clone();
+    assert_eq!(r1["region"], REGION);
+    assert_eq!(r1["state"], "in-use");
+    assert_eq!(r1["link"], devdir.join("xvdg").display().to_string());
+    let copy = PathBuf::from(r1["copy"].as_str().unwrap());
+    assert_eq!(loops_over(&copy), [r1["device"].as_str().unwrap()]);
+    assert!(is_block_device(&devdir.join("xvdg")));
+    let west = admin_get(&endpoint, &format!("/__admin/snapshots/{OTHER}"));
+    assert_eq!(west["diskSnapshots"], serde_json::json!([]));
+
+    assert_eq!(
+        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    // No sleep: the exit is waited for on a thread of its own, within a bound.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.0.wait());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("fake-lightsail stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(loops_over(&copy).is_empty(), "no loop device left");
+    assert!(
+        devdir.join("xvdg").symlink_metadata().is_err(),
+        "no link left"
+    );
 }

@@ -250,6 +250,29 @@ impl Worlds {
         })
     }
 
+    /// Every disk of every region, for the admin endpoint: as GetDisk shows it (system disks
+    /// too), with `region`, and in attach mode `device` (the loop device), `link` and
+    /// `copy` (`null` when there are none).
+    pub(crate) fn all_disks(&self) -> Value {
+        let mut out = Vec::new();
+        for region in self.served() {
+            let w = self.region(&region).expect("served");
+            for d in &w.disks {
+                let mut v = w.disk_json(d);
+                v["region"] = Value::from(region.as_str());
+                let e = d.device.as_ref();
+                v["device"] = e.map_or(Value::Null, |e| e.device.display().to_string().into());
+                v["link"] = e.map_or(Value::Null, |e| e.link.display().to_string().into());
+                v["copy"] = d
+                    .copy
+                    .as_ref()
+                    .map_or(Value::Null, |c| c.display().to_string().into());
+                out.push(v);
+            }
+        }
+        Value::Array(out)
+    }
+
     /// Removes every link and loop device of every region (the fake is stopping).
     pub(crate) fn release_devices(&mut self) {
         self.home.release_devices();
