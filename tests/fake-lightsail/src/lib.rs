@@ -12,6 +12,9 @@
 //! - [`lookups`]: name lookups by any process (opens of `/etc/hosts`), through fanotify.
 //! - `auto`: Lightsail's automatic snapshots (the add-on, `GetAutoSnapshots`, a run in
 //!   progress refusing manual snapshots).
+//! - `api::disks`: restores and attachments (CreateDiskFromSnapshot, AttachDisk, DetachDisk,
+//!   DeleteDisk); `attach`: the test-only attach mode (loop devices over restored disks).
+//! - `api::regions`: one state per region, chosen by the signature's scope; CopySnapshot.
 //!
 //! A disk may name a *backing* block device or image file: CreateDiskSnapshot copies its
 //! bytes into `<snapshot dir>/<name>.img` before it answers, since the point in time of a real
