@@ -602,6 +602,29 @@ async fn attach_mode_exposes_a_loop_device_over_a_copy_and_cleans_up() {
     attach(&h, "scratch-2", "/dev/xvdn").await;
     let copy = h.fake.disk_copy("scratch-2").unwrap();
     assert_eq!(loops_over(&copy).len(), 1);
+    // One directory stands for every instance's /dev: a second disk at the same path on
+    // another instance is refused rather than sharing the link.
+    h.client
+        .create_disk_from_snapshot()
+        .disk_name("elsewhere")
+        .disk_snapshot_name("snap-1")
+        .availability_zone("eu-west-2a")
+        .size_in_gb(16)
+        .send()
+        .await
+        .unwrap();
+    let (code, message) = refused!(h
+        .client
+        .attach_disk()
+        .disk_name("elsewhere")
+        .instance_name("web-2")
+        .disk_path("/dev/xvdn"));
+    assert_eq!(code, "InvalidInputException", "{message}");
+    assert!(message.contains("attach mode"), "{message}");
+    assert_eq!(
+        std::fs::read_link(devdir.join("xvdn")).unwrap(),
+        h.fake.attached_device("scratch-2").unwrap().0
+    );
     drop(h.fake);
     assert!(loops_over(&copy).is_empty(), "released on drop");
     assert!(devdir.join("xvdn").symlink_metadata().is_err());

@@ -247,7 +247,22 @@ impl World {
             self.disks[i].corrupt = false;
         }
         let base = path.rsplit('/').next().unwrap_or(path);
-        crate::attach::expose(&copy, &dir.join(base))
+        let link = dir.join(base);
+        // One directory stands for every instance's /dev: two disks at one path on two
+        // instances would share a link.
+        if let Some(other) = self
+            .disks
+            .iter()
+            .find(|d| d.device.as_ref().is_some_and(|e| e.link == link))
+        {
+            return Err(ApiError::invalid(format!(
+                "the fake's attach mode: {} is the device of disk {} already (attach mode has one device directory for \
+                 every instance)",
+                link.display(),
+                other.name
+            )));
+        }
+        crate::attach::expose(&copy, &link)
             .map(Some)
             .map_err(failed)
     }
