@@ -61,6 +61,10 @@ pub struct Seed {
     /// Disk snapshots that already exist.
     #[serde(default)]
     pub disk_snapshots: Vec<SeedSnapshot>,
+    /// Disk snapshots that already exist in another region served, by region (old copies
+    /// made there by CopySnapshot; `disk` names the source region's disk).
+    #[serde(default)]
+    pub region_disk_snapshots: BTreeMap<String, Vec<SeedSnapshot>>,
 }
 
 /// An instance.
@@ -272,7 +276,16 @@ impl Seed {
                 bail!("self_instance {me} is not seeded");
             }
         }
-        for s in &self.disk_snapshots {
+        for r in self.region_disk_snapshots.keys() {
+            if r == &self.region || !regions.contains(r.as_str()) {
+                bail!("region_disk_snapshots: {r} is not one of regions");
+            }
+        }
+        let everywhere = self
+            .disk_snapshots
+            .iter()
+            .chain(self.region_disk_snapshots.values().flatten());
+        for s in everywhere {
             humantime::parse_duration(&s.age)
                 .with_context(|| format!("snapshot {}: age {:?}", s.name, s.age))?;
             if !["completed", "pending", "error"].contains(&s.state.as_str()) {
@@ -320,6 +333,13 @@ mod tests {
         );
         assert!(Seed::from_toml_str("regions = [\"a\", \"a\"]").is_err());
         assert!(Seed::from_toml_str("regions = [\"Not A Region\"]").is_err());
+        let elsewhere = "[[region_disk_snapshots.us-west-2]]\nname = \"s\"\ndisk = \"d\"";
+        assert!(
+            Seed::from_toml_str(elsewhere).is_err(),
+            "a region not served"
+        );
+        let served = format!("regions = [\"us-west-2\"]\n{elsewhere}");
+        assert!(Seed::from_toml_str(&served).is_ok());
         for bad in [
             r#"auto_snapshot = { time_of_day = "6:30" }"#,
             r#"auto_snapshot = { time_of_day = "06:00", history = ["InProgress"] }"#,

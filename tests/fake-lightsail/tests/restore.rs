@@ -76,6 +76,11 @@ name = "spare-1"
 name = "still-pending"
 disk = "data-1"
 state = "pending"
+[[region_disk_snapshots.{OTHER}]]
+name = "old-copy"
+disk = "data-1"
+age = "40d"
+tags = {{ "lightsnap:version" = "0" }}
 "#,
         data.display()
     ))
@@ -801,7 +806,16 @@ async fn copies_go_to_the_region_the_request_is_signed_for() {
         .iter()
         .map(|s| s.name().unwrap())
         .collect();
-    assert_eq!(names, ["snap-1-copy"]);
+    assert_eq!(
+        names,
+        ["old-copy", "snap-1-copy"],
+        "the seeded copy, then the new one"
+    );
+    let old = &listed.disk_snapshots()[0];
+    let age = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::try_from(*old.created_at().unwrap()).unwrap())
+        .unwrap();
+    assert!(age > Duration::from_secs(39 * 86400), "{age:?}");
     west.tag_resource()
         .resource_name("snap-1-copy")
         .tags(tag("lightsnap:version", "1"))
@@ -887,10 +901,13 @@ async fn copies_are_pending_first_and_refused_as_the_service_does() {
         assert_eq!(got, code, "{message}");
         assert!(message.contains(words), "{words:?} not in {message:?}");
     }
-    assert!(h.fake.snapshots_in(OTHER)["diskSnapshots"]
+    let west_names: Vec<_> = h.fake.snapshots_in(OTHER)["diskSnapshots"]
         .as_array()
         .unwrap()
-        .is_empty());
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(west_names, ["old-copy"], "nothing was copied");
     // A region the seed does not list is not served at all.
     let east = client(&h.fake, "us-east-1").await;
     let (code, _) = refused!(east.get_disk_snapshots());

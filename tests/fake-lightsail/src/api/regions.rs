@@ -73,11 +73,18 @@ impl Worlds {
         home.configure_disks(attach_dir.clone(), disk_pending_reads);
         let mut others = BTreeMap::new();
         for region in &seed.regions {
-            let empty = Seed::from_toml_str(&format!(
+            // Only its snapshots: instances, disks and the metadata service are the home
+            // region's.
+            let mut empty = Seed::from_toml_str(&format!(
                 "account = {:?}\nregion = {region:?}",
                 seed.account
             ))
             .expect("a valid empty seed");
+            empty.disk_snapshots = seed
+                .region_disk_snapshots
+                .get(region)
+                .cloned()
+                .unwrap_or_default();
             let mut w = World::new(
                 &empty,
                 snapshot_dir.join(region),
