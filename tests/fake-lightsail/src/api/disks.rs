@@ -13,9 +13,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use super::{
-    check_name, image_file_name, parse_tags, required, str_member, ApiError, Disk, Outcome, World,
-};
+use super::{check_name, image_file_name, parse_tags, required, ApiError, Disk, Outcome, World};
 
 /// Availability zone letters a region is taken to have.
 const ZONE_LETTERS: &str = "abcdef";
@@ -302,7 +300,7 @@ impl World {
                 "The disk {name} is attached to instance {to}: detach it before deleting it"
             )));
         }
-        let _ = str_member(body, "forceDeleteAddOns");
+        // forceDeleteAddOns: the fake's restored disks have no add-ons to delete.
         let disk = self.disks.remove(i);
         if let Some(copy) = &disk.copy {
             let _ = std::fs::remove_file(copy);
