@@ -29,6 +29,14 @@ pub(crate) struct Exposed {
 impl Drop for Exposed {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.link);
+        // The agent under test sets the device read-only (BLKROSET) while it checks it, and a
+        // killed agent leaves it so. That flag belongs to /dev/loopN, not to its file: the next
+        // `losetup --find` anywhere on the machine (another test's filesystem) would get a
+        // read-only device. A real detached disk takes its flag with it; put it back here.
+        let _ = Command::new("blockdev")
+            .arg("--setrw")
+            .arg(&self.device)
+            .output();
         // A device still mounted by a test is only marked for autoclear by the kernel: it goes
         // when the last user lets go.
         let out = Command::new("losetup").arg("-d").arg(&self.device).output();
