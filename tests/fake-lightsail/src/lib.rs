@@ -241,6 +241,8 @@ impl Fake {
             lookups: watch,
             tls: tls.as_ref().map(|(_, c, _)| c.server.clone()),
             idle_timeout: options.idle_timeout,
+            copying: Mutex::new(HashSet::new()),
+            copied: tokio::sync::Notify::new(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

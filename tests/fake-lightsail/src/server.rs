@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
-use crate::api::{epoch, ApiError, Worlds};
+use crate::api::{epoch, ApiError, Outcome, Worlds};
 use crate::fault::{Fault, FaultKind, Faults};
 use crate::{conn, sigv4, Call, ImdsMode};
 
@@ -43,6 +43,11 @@ pub(crate) struct Shared {
     pub idle_timeout: Option<Duration>,
     /// Name lookups, when watched.
     pub lookups: Option<crate::lookups::Watch>,
+    /// Snapshots `(region, name)` whose bytes are being copied, and the signal that one
+    /// copy is over: a retry of a create call that finds its name taken waits for the first
+    /// attempt's copy before it answers.
+    pub copying: Mutex<HashSet<(String, String)>>,
+    pub copied: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -224,7 +229,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: u64, req: Request<Incoming
 
 #[allow(clippy::too_many_arguments)]
 async fn api(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     seq: u64,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
@@ -331,11 +336,40 @@ async fn api(
             .region_mut(&region)
             .expect("a served region")
             .corrupt_next = false;
+        // Marked while the world is still locked, so a retry cannot see the name taken
+        // before it is marked.
+        if let Ok(Outcome {
+            created: Some((_, name)),
+            copies,
+            ..
+        }) = &outcome
+        {
+            if !copies.is_empty() {
+                let mark = (region.clone(), name.clone());
+                shared.copying.lock().unwrap().insert(mark);
+            }
+        }
         outcome
     };
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
+            // Lightsail's point in time is the call, the fake's is its copy: a retry answered
+            // "already exists" while the first attempt's copy is still running would let the
+            // client thaw before the bytes are taken. Wait for that copy first.
+            let name = ["diskSnapshotName", "instanceSnapshotName"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(Value::as_str));
+            if let Some(name) = name {
+                let mark = (region.clone(), name.to_string());
+                loop {
+                    let copied = shared.copied.notified();
+                    if !shared.copying.lock().unwrap().contains(&mark) {
+                        break;
+                    }
+                    copied.await;
+                }
+            }
             if let Some(delay) = latency {
                 tokio::time::sleep(delay).await;
             }
@@ -345,17 +379,30 @@ async fn api(
     // The point in time of a snapshot is the call: copy before answering.
     if !outcome.copies.is_empty() {
         let copies = outcome.copies.clone();
+        let mark = outcome
+            .created
+            .as_ref()
+            .map(|(_, n)| (region.clone(), n.clone()));
+        let waiters = Arc::clone(shared);
         let copied = tokio::task::spawn_blocking(move || {
-            for job in &copies {
-                crate::copy::copy_image(&job.from, &job.to).map_err(|e| {
-                    format!(
-                        "copying {} to {}: {e}",
-                        job.from.display(),
-                        job.to.display()
-                    )
-                })?;
+            let copied = copies.iter().try_for_each(|job| {
+                crate::copy::copy_image(&job.from, &job.to)
+                    .map(drop)
+                    .map_err(|e| {
+                        format!(
+                            "copying {} to {}: {e}",
+                            job.from.display(),
+                            job.to.display()
+                        )
+                    })
+            });
+            // Here, not after the await: a client that gave up drops this request's future,
+            // and a retry waiting for the copy must still hear of its end.
+            if let Some(mark) = mark {
+                waiters.copying.lock().unwrap().remove(&mark);
+                waiters.copied.notify_waiters();
             }
-            Ok::<(), String>(())
+            copied
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
