@@ -2425,7 +2425,16 @@ async fn a_retried_create_is_answered_after_the_first_attempts_copy() {
     let image = image_bytes("data-1", 3 << 20);
     let writer = std::thread::spawn({
         let path = h.data_image();
-        move || std::fs::write(path, image).unwrap()
+        // Read and write: the fake opens its source twice (O_DIRECT, refused on a FIFO once
+        // paired, then plain), and between the two a write-only end would get EPIPE.
+        move || {
+            let mut fifo = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .unwrap();
+            fifo.write_all(&image).unwrap();
+        }
     });
     let (first, _) = first.await.unwrap();
     let (retry, after_copy) = retry.await.unwrap();
