@@ -73,6 +73,9 @@ pub enum Phase {
     FreezeFail,
     /// After everything is thawed.
     PostThaw,
+    /// `lightsnap verify`: a restored snapshot is mounted read-only at
+    /// `LIGHTSNAP_VERIFY_MOUNT`, for an application check against it.
+    Verify,
 }
 
 impl Phase {
@@ -82,6 +85,7 @@ impl Phase {
             Phase::PreFreeze => "pre-freeze",
             Phase::FreezeFail => "freeze-fail",
             Phase::PostThaw => "post-thaw",
+            Phase::Verify => "verify",
         }
     }
 }
@@ -97,6 +101,9 @@ pub struct HookEnv {
     pub snapshots: Vec<String>,
     /// `LIGHTSNAP_RESULT` for freeze-fail and post-thaw: `success`, `failure` or `stopped`.
     pub result: Option<&'static str>,
+    /// `LIGHTSNAP_VERIFY_MOUNT` for verify: where the restored filesystem is mounted
+    /// read-only.
+    pub verify_mount: Option<PathBuf>,
 }
 
 /// The hooks of a directory, checked, in name order. No directory means no hooks.
@@ -172,6 +179,9 @@ pub async fn run_one<S: Stop>(
     }
     if let Some(r) = ctx.result {
         cmd.env("LIGHTSNAP_RESULT", r);
+    }
+    if let Some(m) = &ctx.verify_mount {
+        cmd.env("LIGHTSNAP_VERIFY_MOUNT", m);
     }
     let mut child = spawn(&mut cmd).with_context(|| format!("starting hook {}", hook.display()))?;
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -281,6 +291,28 @@ impl Hooks {
         self.ran = 0;
         self.succeeded = 0;
         self.all_of(n, Phase::PostThaw, ctx).await
+    }
+
+    /// Runs every hook for `verify`, in name order, all of them whatever fails (each is a
+    /// check of its own); the first failure is the error, the message names them all.
+    pub async fn verify(&self, ctx: &HookEnv) -> Result<()> {
+        let mut failures: Vec<String> = Vec::new();
+        let mut first: Option<anyhow::Error> = None;
+        for hook in &self.hooks {
+            if let Err(e) = run_one(hook, Phase::Verify, ctx, self.timeout, &mut Never).await {
+                failures.push(format!("{e:#}"));
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) if failures.len() == 1 => Err(e),
+            Some(e) => Err(e.context(format!(
+                "{} verify hooks failed: {}",
+                failures.len(),
+                failures.join("; ")
+            ))),
+        }
     }
 
     /// The first `n` hooks, newest first, for `phase`: the first failure is the error, the

@@ -246,3 +246,59 @@ fn snapshot_of<'a>(target: &str, r: &'a Report) -> Option<&'a crate::snap::Snaps
             None
         })
 }
+
+/// Records a restore rehearsal in the state file of every target whose disk the snapshot is
+/// of (a rehearsal of a disk no run has recorded is in its own report only), then rewrites
+/// the metrics file. Never fails: what cannot be written is a warning.
+pub fn verified(settings: &Settings, v: &crate::restore::Verification) {
+    if !nix::unistd::Uid::effective().is_root() {
+        return;
+    }
+    let dir = state_dir(settings);
+    let Some(disk) = &v.disk else {
+        return;
+    };
+    let (time, time_utc) = state::now();
+    let result = serde_json::to_value(v.result)
+        .ok()
+        .and_then(|r| r.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let message = match (&v.error, v.failures.is_empty()) {
+        (Some(e), _) => format!("{e:#}"),
+        (None, false) => v.failures.join("; "),
+        (None, true) => String::new(),
+    };
+    let mut recorded = false;
+    for mut s in state::read_all(&dir).unwrap_or_default() {
+        if s.disk.as_deref() != Some(disk.as_str()) {
+            continue;
+        }
+        s.last_verification = Some(state::Verified {
+            time,
+            time_utc: time_utc.clone(),
+            snapshot: v.snapshot.clone(),
+            result: result.clone(),
+            message: message.clone(),
+        });
+        s.runs_since_verification = 0;
+        let path = state::file_of(&dir, &s.target);
+        match serde_json::to_vec_pretty(&s) {
+            Ok(bytes) => match crate::files::write_atomically(&path, &bytes) {
+                Ok(()) => recorded = true,
+                Err(e) => tracing::warn!("{e:#}"),
+            },
+            Err(e) => tracing::warn!("state of {}: {e}", s.target),
+        }
+    }
+    if !recorded {
+        tracing::info!(
+            "no run target recorded for disk {disk}: the verification is in its report only"
+        );
+    }
+    if let Some(file) = &settings.metrics_file {
+        let all = state::read_all(&dir).unwrap_or_default();
+        if let Err(e) = crate::files::write_atomically(file, metrics::render(&all).as_bytes()) {
+            tracing::warn!("metrics_file: {e:#}");
+        }
+    }
+}
