@@ -41,17 +41,18 @@ impl Status {
         let settings = config::load(&globals.config_root)?;
         let dir = monitor::state_dir(&settings);
         let states = state::read_all(&dir)?;
-        let newest = if self.refresh {
+        let (newest, scratch) = if self.refresh {
             crate::runtime()?.block_on(async {
                 let api = SdkLightsail::from_env(
                     self.region.clone().or(settings.region.clone()),
                     settings.profile.clone(),
                 )
                 .await?;
-                newest_snapshots(&api, &states).await
+                let newest = newest_snapshots(&api, &states).await?;
+                Ok::<_, anyhow::Error>((newest, scratch_disks(&api).await?))
             })?
         } else {
-            vec![None; states.len()]
+            (vec![None; states.len()], Vec::new())
         };
         let now = now();
         if globals.output == Output::Json {
@@ -73,7 +74,11 @@ impl Status {
                     v
                 })
                 .collect();
-            super::print_json(json!({ "state_dir": dir, "targets": targets }))?;
+            let mut doc = json!({ "state_dir": dir, "targets": targets });
+            if self.refresh {
+                doc["scratch_disks"] = json!(scratch);
+            }
+            super::print_json(doc)?;
             return Ok(ExitCode::Success);
         }
         if states.is_empty() {
@@ -81,11 +86,33 @@ impl Status {
         }
         for (s, n) in states.iter().zip(&newest) {
             println!("{}", line(s, now));
+            if let Some(v) = &s.last_verification {
+                println!(
+                    "  last verification {}: snapshot {} {}{}",
+                    v.time_utc,
+                    v.snapshot,
+                    v.result,
+                    if v.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", v.message)
+                    }
+                );
+            }
             if let Some(i) = n {
                 println!("  newest in Lightsail: {} ({})", i.name, i.state);
             } else if self.refresh {
                 println!("  newest in Lightsail: none found");
             }
+        }
+        for d in &scratch {
+            println!(
+                "scratch disk {} (restored from {} by instance {}, {}): a `lightsnap verify` in progress, or left by one that did not finish; the next verify on that instance removes it",
+                d["name"].as_str().unwrap_or_default(),
+                d["snapshot"].as_str().unwrap_or("?"),
+                d["instance"].as_str().unwrap_or("?"),
+                d["state"].as_str().unwrap_or_default()
+            );
         }
         Ok(ExitCode::Success)
     }
@@ -116,6 +143,26 @@ fn line(s: &TargetState, now: f64) -> String {
         None => "no attempt".to_string(),
     };
     format!("{what}: {success}; {attempt}")
+}
+
+/// The scratch disks of restore rehearsals (tag `lightsnap:scratch`), every instance's.
+async fn scratch_disks<A: Lightsail>(api: &A) -> Result<Vec<Value>> {
+    use crate::restore::{SCRATCH_INSTANCE_TAG, SCRATCH_OF_TAG, SCRATCH_TAG};
+    Ok(api
+        .get_disks()
+        .await?
+        .into_iter()
+        .filter(|d| d.tag(SCRATCH_TAG) == Some("true"))
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "state": d.state,
+                "snapshot": d.tag(SCRATCH_OF_TAG),
+                "instance": d.tag(SCRATCH_INSTANCE_TAG),
+                "attached_to": d.attached_to,
+            })
+        })
+        .collect())
 }
 
 /// The newest snapshot Lightsail has of each target whose disk is known.

@@ -60,17 +60,18 @@ pub fn rehearsal(run_dir: &Path, timeout: Duration) -> restore::Settings {
     restore::Settings {
         timeout,
         poll,
-        mount_dir: run_dir.join("verify"),
+        mount_dir: mount_dir(run_dir),
         undo_timeout: UNDO_TIMEOUT,
     }
 }
 
-/// The real machine for `settings`.
-pub fn machine(settings: &Settings) -> Machine {
+/// The real machine for `settings`, mounting under `run_dir`.
+pub fn machine(settings: &Settings, run_dir: &Path) -> Machine {
     Machine {
         hook_dir: settings.verify_hook_dir.clone(),
         hook_timeout: settings.hook_timeout,
         tool_timeout: Duration::from_secs(3600),
+        mount_dir: mount_dir(run_dir),
     }
 }
 
@@ -110,7 +111,7 @@ impl Verify {
             let me = restore::who_am_i(&api).await?;
             let v = restore::verify(
                 &api,
-                &machine(&settings),
+                &machine(&settings, &globals.run_dir),
                 &me,
                 &snapshot,
                 &rehearsal(&globals.run_dir, self.timeout),

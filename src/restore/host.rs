@@ -40,7 +40,20 @@ pub struct Check {
 pub trait Host {
     /// The block device of `disk` once it has appeared, attached at `path`; polls until it
     /// does (the caller bounds it).
-    async fn device(&self, disk: &DiskState, path: &str) -> Result<PathBuf>;
+    async fn device(&self, disk: &DiskState, path: &str) -> Result<PathBuf> {
+        loop {
+            if let Some(dev) = self.device_now(disk, path) {
+                return Ok(dev);
+            }
+            tokio::time::sleep(DEVICE_POLL).await;
+        }
+    }
+    /// The block device of `disk`, attached at `path`, if it is there now.
+    fn device_now(&self, disk: &DiskState, path: &str) -> Option<PathBuf>;
+    /// Sets a device read-write again (undoing the check's BLKROSET) before it is detached:
+    /// a device node that outlives the detach (a loop device) must not stay read-only for
+    /// its next user.
+    fn release(&self, device: &Path) -> Result<()>;
     /// The filesystems on a whole disk.
     fn filesystems(&self, device: &Path) -> Vec<Found>;
     /// Checks one: journal replay where a restore would make one, the device set read-only,
@@ -65,28 +78,24 @@ pub struct Machine {
     pub hook_timeout: Duration,
     /// How long one checker may run.
     pub tool_timeout: Duration,
+    /// Where the journal-replay mounts are made (beside the read-only ones).
+    pub mount_dir: PathBuf,
 }
 
 /// How often the device is looked for.
 const DEVICE_POLL: Duration = Duration::from_millis(200);
 
 impl Host for Machine {
-    async fn device(&self, disk: &DiskState, path: &str) -> Result<PathBuf> {
-        let base = Path::new(path)
-            .file_name()
-            .context("the attachment path has no name")?
-            .to_owned();
-        loop {
-            if let Some(dir) = std::env::var_os(DEV_DIR_ENV) {
-                let link = Path::new(&dir).join(&base);
-                if let Ok(dev) = link.canonicalize() {
-                    return Ok(dev);
-                }
-            } else if let Some(dev) = find_device(&SysfsRoot::default(), disk, path) {
-                return Ok(dev);
-            }
-            tokio::time::sleep(DEVICE_POLL).await;
+    fn device_now(&self, disk: &DiskState, path: &str) -> Option<PathBuf> {
+        let base = Path::new(path).file_name()?;
+        match std::env::var_os(DEV_DIR_ENV) {
+            Some(dir) => Path::new(&dir).join(base).canonicalize().ok(),
+            None => find_device(&SysfsRoot::default(), disk, path),
         }
+    }
+
+    fn release(&self, device: &Path) -> Result<()> {
+        set_read_only(device, false)
     }
 
     fn filesystems(&self, device: &Path) -> Vec<Found> {
@@ -119,7 +128,10 @@ impl Host for Machine {
             FsType::Btrfs => false,
         };
         if replay {
-            let dir = replay_dir(&device);
+            let dir = self.mount_dir.join(format!(
+                ".replay-{}",
+                device.file_name().unwrap_or_default().to_string_lossy()
+            ));
             let replayed = mount(&device, &dir, fstype, replay_options(fstype), false)
                 .map_err(|e| ("mount (journal replay)", e))
                 .and_then(|()| umount(&dir).map_err(|e| ("umount (journal replay)", e)));
@@ -231,11 +243,6 @@ fn partitions(device: &Path) -> Vec<PathBuf> {
     parts
 }
 
-fn replay_dir(device: &Path) -> PathBuf {
-    let name = device.file_name().unwrap_or_default().to_string_lossy();
-    std::env::temp_dir().join(format!("lightsnap-replay-{name}-{}", std::process::id()))
-}
-
 fn replay_options(fstype: FsType) -> &'static str {
     match fstype {
         // Its twin (the disk it was taken of) is likely mounted here, with the same UUID.
@@ -244,9 +251,25 @@ fn replay_options(fstype: FsType) -> &'static str {
     }
 }
 
-/// mount(2) of a block device.
+/// BLKROSET on a device, said with its name.
+fn set_read_only(device: &Path, read_only: bool) -> Result<()> {
+    crate::kernel::set_read_only(device, read_only).with_context(|| {
+        format!(
+            "setting {} {}",
+            device.display(),
+            if read_only {
+                "read-only (BLKROSET 1)"
+            } else {
+                "read-write (BLKROSET 0)"
+            }
+        )
+    })
+}
+
+/// mount(2) of a block device (within `LIGHTSNAP_CONFINE_TO`, where set).
 fn mount(device: &Path, at: &Path, fstype: FsType, options: &str, read_only: bool) -> Result<()> {
     use nix::mount::MsFlags;
+    crate::kernel::guard::check(at)?;
     std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
     let flags = if read_only {
         MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
@@ -271,6 +294,7 @@ fn mount(device: &Path, at: &Path, fstype: FsType, options: &str, read_only: boo
 }
 
 fn umount(at: &Path) -> Result<()> {
+    crate::kernel::guard::check(at)?;
     nix::mount::umount(at).with_context(|| format!("unmounting {}", at.display()))
 }
 

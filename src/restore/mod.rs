@@ -148,6 +148,8 @@ enum Step {
     Created(String),
     /// AttachDisk was called.
     Attached(String),
+    /// Its block device was found here (and may be set read-only).
+    Device(PathBuf),
     /// A filesystem was (being) mounted here.
     Mounted(PathBuf),
 }
@@ -364,6 +366,7 @@ async fn rehearse<A: Lightsail, H: Host>(
     .await?;
     let device = host.device(&disk, path).await?;
     tracing::info!("scratch disk {name} is {} here", device.display());
+    steps.borrow_mut().push(Step::Device(device.clone()));
     findings.borrow_mut().device = Some(device.clone());
     let found = host.filesystems(&device);
     for fs in &found {
@@ -430,12 +433,14 @@ async fn undo<A: Lightsail, H: Host>(
         for step in steps.into_iter().rev() {
             let done = match &step {
                 Step::Mounted(at) => host.unmount(at),
+                Step::Device(dev) => host.release(dev),
                 Step::Attached(name) => scratch::detach(api, me, name, settings.poll).await,
                 Step::Created(name) => scratch::remove(api, me, name, settings.poll).await,
             };
             if let Err(e) = done {
                 let what = match &step {
                     Step::Mounted(at) => format!("mount {}", at.display()),
+                    Step::Device(dev) => format!("device {}", dev.display()),
                     Step::Attached(n) | Step::Created(n) => format!("scratch disk {n}"),
                 };
                 tracing::error!("could not undo {what}: {e:#}");

@@ -176,6 +176,14 @@ pub async fn remove_leftovers<A: Lightsail, H: Host>(
             }
         }
         let _ = host.unmount(&mount_dir.join(&d.name));
+        let here = d.attached_to.as_deref() == Some(me.instance.as_str());
+        if let (true, Some(path)) = (here, &d.path) {
+            if let Some(dev) = host.device_now(&d, path) {
+                if let Err(e) = host.release(&dev) {
+                    tracing::warn!("{e:#}");
+                }
+            }
+        }
         tracing::warn!(
             "removing scratch disk {} left by an earlier `lightsnap verify` that did not finish",
             d.name

@@ -52,6 +52,15 @@ impl Host for Scripted<'_> {
         Ok(PathBuf::from("/dev/nvme9n1"))
     }
 
+    fn device_now(&self, _disk: &DiskState, _path: &str) -> Option<PathBuf> {
+        Some(PathBuf::from("/dev/nvme8n1"))
+    }
+
+    fn release(&self, device: &Path) -> anyhow::Result<()> {
+        self.note(format!("release {}", device.display()));
+        Ok(())
+    }
+
     fn filesystems(&self, device: &Path) -> Vec<Found> {
         vec![Found {
             device: device.to_path_buf(),
@@ -208,6 +217,7 @@ fn a_clean_rehearsal_is_undone_in_reverse_and_tagged_clean() {
         "mount /run/lightsnap/verify/s1-verify",
         "hooks /run/lightsnap/verify/s1-verify",
         "unmount /run/lightsnap/verify/s1-verify",
+        "release /dev/nvme9n1",
         // Undo of the attach, then of the create (which finds it detached already).
         "GetDisk s1-verify",
         "DetachDisk s1-verify",
@@ -402,12 +412,13 @@ fn leftovers_of_this_instance_only_are_removed_first() {
     assert_eq!(v.leftovers_removed, vec!["old-verify"]);
     assert_eq!(v.result, Outcome::Clean);
     let log = steps(&fake);
-    let first: Vec<&str> = log.iter().take(6).map(String::as_str).collect();
+    let first: Vec<&str> = log.iter().take(7).map(String::as_str).collect();
     assert_eq!(
         first,
         [
             "GetDisks",
             "unmount /run/lightsnap/verify/old-verify",
+            "release /dev/nvme8n1",
             "GetDisk old-verify",
             "DetachDisk old-verify",
             "GetDisk old-verify",

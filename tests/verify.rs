@@ -1,0 +1,427 @@
+//! `lightsnap verify` end to end, as root: a snapshot taken by `freeze-and-snap` of a loop
+//! filesystem, restored by the fake Lightsail in attach mode (a loop device over a copy of the
+//! snapshot image, linked at `DIR/<basename of the attachment path>`; lightsnap is told where
+//! with the test-only `LIGHTSNAP_DEV_DIR`), checked, detached, deleted, tagged. And copies to
+//! another region.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+/// A one-disk set-up whose fake attaches restored disks as loop devices in `<scratch>/dev`.
+struct Restore {
+    fake: Fake,
+    fs: LoopFs,
+    scratch: Scratch,
+}
+
+impl Restore {
+    fn new(test: &str, kind: FsKind, regions: &[&str]) -> Option<Self> {
+        if !root_or_skip(test) || !tool_or_skip(test, kind.mkfs_tool()) {
+            return None;
+        }
+        let scratch = Scratch::new();
+        let fs = LoopFs::create(&scratch, "data", kind);
+        let mut seed = seed(&[("data-1", &fs.device)], None);
+        seed.regions = regions.iter().map(|r| r.to_string()).collect();
+        let dir = scratch.path().join("snapshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut opts = Options::new(seed, dir);
+        opts.snapshot_duration = Duration::ZERO;
+        opts.page_size = 3;
+        opts.attach_dir = Some(scratch.path().join("dev"));
+        let fake = Fake::start(opts).expect("fake lightsail in attach mode");
+        Some(Self { fake, fs, scratch })
+    }
+
+    /// lightsnap, configured, finding attached disks in `<scratch>/dev`, polling quickly.
+    fn lightsnap(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = configured_lightsnap(&self.scratch, &self.fake);
+        cmd.env("LIGHTSNAP_DEV_DIR", self.scratch.path().join("dev"))
+            .env("LIGHTSNAP_VERIFY_POLL_MS", "20")
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> RunResult {
+        finish(&mut self.lightsnap(args))
+    }
+
+    /// A file on the filesystem, then a snapshot of it named `name`.
+    fn snapshot(&self, name: &str) {
+        std::fs::write(self.fs.mount_point.join("hello.txt"), "restored\n").unwrap();
+        let mp = self.fs.mount_point.display().to_string();
+        let r = self.run(&["freeze-and-snap", &mp, "--snapshot-name", name]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+
+    /// The verify hook directory, with one hook logging what it saw to `<scratch>/hook.log`.
+    fn verify_hook(&self, extra: &str) -> PathBuf {
+        let dir = self.scratch.path().join("verify.d");
+        write_conf(
+            &self.scratch,
+            "etc/lightsnap/config.toml",
+            &format!("verify_hook_dir = \"{}\"\n", dir.display()),
+        );
+        let log = self.scratch.path().join("hook.log");
+        hook(
+            &dir,
+            "10-check",
+            &format!(
+                "echo \"$1 mount=$LIGHTSNAP_VERIFY_MOUNT snapshots=$LIGHTSNAP_SNAPSHOTS $(cat \"$LIGHTSNAP_VERIFY_MOUNT/hello.txt\")\" >> {}\n{extra}",
+                log.display()
+            ),
+        );
+        log
+    }
+
+    fn tags_of(&self, snapshot: &str) -> serde_json::Value {
+        let all = self.fake.snapshots();
+        let s = all["diskSnapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == snapshot)
+            .unwrap_or_else(|| panic!("no snapshot {snapshot}: {all}"))
+            .clone();
+        let mut tags = serde_json::Map::new();
+        for t in s["tags"].as_array().unwrap() {
+            tags.insert(t["key"].as_str().unwrap().into(), t["value"].clone());
+        }
+        tags.into()
+    }
+
+    /// The disks the fake holds (block storage only; the seeded data disk included).
+    fn disk_names(&self) -> Vec<String> {
+        let d = self.fake.disks();
+        let list = d
+            .as_array()
+            .or_else(|| d["disks"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        list.iter()
+            .filter(|d| d["isSystemDisk"] != true)
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn operations(&self) -> Vec<String> {
+        self.fake
+            .calls()
+            .into_iter()
+            .map(|c| c.operation)
+            .filter(|o| !o.starts_with("IMDS"))
+            .collect()
+    }
+}
+
+impl Drop for Restore {
+    /// A test that failed half-way may leave a restored disk's loop device read-only
+    /// (BLKROSET outlives the loop's detach): set every loop device over a file of this test
+    /// read-write again before the fake detaches them, so the next user of the device is not
+    /// handed a read-only one.
+    fn drop(&mut self) {
+        let out = std::process::Command::new("losetup")
+            .args(["-n", "-O", "NAME,BACK-FILE"])
+            .output();
+        let Ok(out) = out else { return };
+        let scratch = self.scratch.path().display().to_string();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((dev, file)) = line.split_once(' ') {
+                if file.trim().starts_with(&scratch) {
+                    let _ = lightsnap::kernel::set_read_only(Path::new(dev), false);
+                }
+            }
+        }
+    }
+}
+
+/// No loop device is left over a file under `dir`.
+fn loops_under(dir: &Path) -> Vec<String> {
+    let out = run(std::process::Command::new("losetup").args(["-n", "-O", "NAME,BACK-FILE"]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&dir.display().to_string()) && l.contains("disk"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_good_snapshot_verifies_clean_and_is_tagged() {
+    let Some(s) = Restore::new(
+        "a_good_snapshot_verifies_clean_and_is_tagged",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let log = s.verify_hook("");
+    let r = s.run(&["verify", "s1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["result"], "clean", "{doc}");
+    assert_eq!(doc["scratch_disk"], "s1-verify");
+    assert_eq!(doc["checks"][0]["fstype"], "ext4");
+    assert!(doc["checks"][0]["checker"]
+        .as_str()
+        .unwrap()
+        .starts_with("e2fsck -f -n /dev/loop"));
+    golden("verify", &doc, &s.scratch);
+    // The hook saw the restored file, mounted read-only where it was told.
+    let seen = std::fs::read_to_string(&log).unwrap();
+    let mount = s.scratch.path().join("run/verify/s1-verify");
+    assert_eq!(
+        seen,
+        format!("verify mount={} snapshots=s1 restored\n", mount.display())
+    );
+    assert!(!mount.exists(), "unmounted and removed");
+    let tags = s.tags_of("s1");
+    assert_eq!(tags["lightsnap:verified"], "clean", "{tags}");
+    assert!(tags["lightsnap:verified-at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(s.disk_names(), ["data-1"], "the scratch disk is deleted");
+    assert!(loops_under(s.scratch.path()).is_empty());
+    // The calls, in order: restored in this instance's zone, attached here, undone.
+    let ops = s.operations();
+    let pos = |op: &str| {
+        ops.iter()
+            .position(|o| o == op)
+            .unwrap_or_else(|| panic!("{op}: {ops:?}"))
+    };
+    assert!(pos("CreateDiskFromSnapshot") < pos("AttachDisk"));
+    assert!(pos("AttachDisk") < pos("DetachDisk"));
+    assert!(pos("DetachDisk") < pos("DeleteDisk"));
+    assert!(pos("DeleteDisk") < ops.iter().rposition(|o| o == "TagResource").unwrap());
+    let create = s
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "CreateDiskFromSnapshot")
+        .unwrap();
+    assert_eq!(create.body["availabilityZone"], "us-east-1a");
+    let tags: Vec<String> = create.body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}={}",
+                t["key"].as_str().unwrap(),
+                t["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        tags.contains(&"lightsnap:scratch=true".to_string()),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&"lightsnap:scratch-instance=web-1".to_string()),
+        "{tags:?}"
+    );
+    // The human report says the same; --latest finds the same snapshot.
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&["verify", "--latest", &mp]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("verify s1 (disk data-1): clean\n"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("tagged lightsnap:verified=clean"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_corrupted_restore_fails_is_tagged_failed_and_its_disk_is_deleted() {
+    let Some(s) = Restore::new(
+        "a_corrupted_restore_fails_is_tagged_failed_and_its_disk_is_deleted",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let log = s.verify_hook("");
+    s.fake
+        .add_fault(Fault::parse("CreateDiskFromSnapshot=corrupt-disk@1").unwrap());
+    let r = s.run(&["verify", "s1", "--output", "json"]);
+    assert_eq!(r.code, 18, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["result"], "failed");
+    assert_eq!(doc["error"]["exit_code"], 18);
+    assert!(
+        doc["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("no ext4, XFS or btrfs superblock"),
+        "{doc}"
+    );
+    assert_eq!(s.tags_of("s1")["lightsnap:verified"], "failed");
+    assert_eq!(s.disk_names(), ["data-1"], "the scratch disk is deleted");
+    assert!(loops_under(s.scratch.path()).is_empty());
+    assert!(
+        !log.exists(),
+        "no hook runs against a disk that failed its check"
+    );
+    // The snapshot itself is untouched: verified clean once the fault is used up.
+    let r = s.run(&["verify", "s1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.tags_of("s1")["lightsnap:verified"], "clean");
+}
+
+/// A run killed (SIGKILL) while its verify hook runs leaves its scratch disk attached and
+/// mounted; the next verify unmounts, detaches and deletes it first.
+#[test]
+fn a_killed_run_leaves_a_scratch_disk_the_next_one_removes() {
+    let Some(s) = Restore::new(
+        "a_killed_run_leaves_a_scratch_disk_the_next_one_removes",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let pid_file = s.scratch.path().join("hook.pid");
+    s.verify_hook(&format!(
+        "if [ ! -e {p}.done ]; then echo $$ > {p}; touch {p}.done; exec sleep 600; fi",
+        p = pid_file.display()
+    ));
+    let child = spawn(&mut s.lightsnap(&["verify", "s1"]));
+    wait_until("the verify hook runs", Duration::from_secs(60), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+    // The hook holds lightsnap's stderr open: it goes before lightsnap's output is read.
+    let hook_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill(hook_pid, nix::sys::signal::Signal::SIGKILL);
+    let killed = wait_result(child);
+    assert_eq!(killed.code, -1, "{killed:?}");
+    let mount = s.scratch.path().join("run/verify/s1-verify");
+    assert!(
+        lightsnap::kernel::mountinfo::read()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_point == mount),
+        "the killed run left its mount"
+    );
+    assert_eq!(s.disk_names().len(), 2, "and its scratch disk");
+    // status --refresh lists it.
+    let r = s.run(&["status", "--refresh"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("scratch disk s1-verify"), "{r:?}");
+
+    let r = s.run(&["verify", "s1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(
+        doc["leftovers_removed"],
+        serde_json::json!(["s1-verify"]),
+        "{doc}"
+    );
+    assert_eq!(doc["result"], "clean");
+    assert!(
+        !lightsnap::kernel::mountinfo::read()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_point.starts_with(&mount)),
+        "unmounted"
+    );
+    assert_eq!(s.disk_names(), ["data-1"]);
+    assert!(loops_under(s.scratch.path()).is_empty());
+}
+
+/// A disk that is not a scratch disk of this instance is never touched: another instance's
+/// scratch disk, and an operator's disk that happens to carry the scratch tag alone.
+#[test]
+fn verify_never_touches_a_disk_it_did_not_create() {
+    let Some(s) = Restore::new(
+        "verify_never_touches_a_disk_it_did_not_create",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let sdk = sdk(&s.fake, "us-east-1");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        sdk.create_disk_from_snapshot()
+            .disk_name("their-verify")
+            .disk_snapshot_name("s1")
+            .availability_zone("us-east-1a")
+            .size_in_gb(8)
+            .tags(tag("lightsnap:scratch", "true"))
+            .tags(tag("lightsnap:scratch-instance", "web-2"))
+            .send()
+            .await
+            .unwrap();
+        sdk.tag_resource()
+            .resource_name("data-1")
+            .tags(tag("lightsnap:scratch", "true"))
+            .send()
+            .await
+            .unwrap();
+    });
+    let r = s.run(&["verify", "s1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let touched: Vec<String> = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c.operation.as_str(),
+                "DeleteDisk" | "DetachDisk" | "AttachDisk"
+            )
+        })
+        .map(|c| format!("{} {}", c.operation, c.body["diskName"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        touched,
+        [
+            "AttachDisk s1-verify",
+            "DetachDisk s1-verify",
+            "DeleteDisk s1-verify"
+        ],
+        "only its own scratch disk"
+    );
+    let mut names = s.disk_names();
+    names.sort();
+    assert_eq!(names, ["data-1", "their-verify"]);
+}
+
+/// A Lightsail client of the test's own, signed for `region`.
+fn sdk(fake: &Fake, region: &str) -> aws_sdk_lightsail::Client {
+    let creds = aws_sdk_lightsail::config::Credentials::new(
+        fake_lightsail::DEFAULT_ACCESS_KEY,
+        fake_lightsail::DEFAULT_SECRET_KEY,
+        None,
+        None,
+        "test",
+    );
+    let config = aws_sdk_lightsail::Config::builder()
+        .behavior_version(aws_sdk_lightsail::config::BehaviorVersion::latest())
+        .region(aws_sdk_lightsail::config::Region::new(region.to_string()))
+        .endpoint_url(fake.endpoint())
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_lightsail::Client::from_conf(config)
+}
+
+fn tag(k: &str, v: &str) -> aws_sdk_lightsail::types::Tag {
+    aws_sdk_lightsail::types::Tag::builder()
+        .key(k)
+        .value(v)
+        .build()
+}
