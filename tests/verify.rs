@@ -425,3 +425,183 @@ fn tag(k: &str, v: &str) -> aws_sdk_lightsail::types::Tag {
         .value(v)
         .build()
 }
+
+/// `--copy-to-region`: CopySnapshot signed for the target region, the source's tags
+/// re-applied there; `run`'s retention and `prune --region` treat the copies as a series of
+/// their own; a failed copy keeps the snapshot and exits 19.
+#[test]
+fn copies_to_another_region_are_tagged_there_and_pruned_as_their_own_series() {
+    let Some(s) = Restore::new(
+        "copies_to_another_region_are_tagged_there_and_pruned_as_their_own_series",
+        FsKind::Ext4,
+        &["eu-west-2"],
+    ) else {
+        return;
+    };
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&[
+        "freeze-and-snap",
+        &mp,
+        "--snapshot-name",
+        "s1",
+        "--tag",
+        "team=ops",
+        "--copy-to-region",
+        "eu-west-2",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["copies"][0]["region"], "eu-west-2", "{doc}");
+    assert_eq!(doc["copies"][0]["copy"], "s1");
+    let copy = s
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "CopySnapshot")
+        .expect("a CopySnapshot call");
+    assert_eq!(
+        copy.region.as_deref(),
+        Some("eu-west-2"),
+        "signed for the target region"
+    );
+    assert_eq!(copy.body["sourceRegion"], "us-east-1");
+    assert_eq!(copy.body["sourceSnapshotName"], "s1");
+    let tagged = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "TagResource" && c.region.as_deref() == Some("eu-west-2"))
+        .count();
+    assert_eq!(tagged, 1);
+    let there = s.fake.snapshots_in("eu-west-2");
+    let copied = &there["diskSnapshots"][0];
+    assert_eq!(copied["name"], "s1", "{there}");
+    let tags: Vec<String> = copied["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}={}",
+                t["key"].as_str().unwrap(),
+                t["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "team=ops",
+        "lightsnap:consistency=frozen",
+        "lightsnap:copy-of=us-east-1/s1",
+    ] {
+        assert!(tags.contains(&want.to_string()), "{want}: {tags:?}");
+    }
+    // list shows the copy in its region, as lightsnap's own.
+    let r = s.run(&["list", "--region", "eu-west-2", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let listed = json_doc(&r);
+    assert_eq!(listed["snapshots"][0]["name"], "s1");
+    assert_eq!(listed["snapshots"][0]["own"], true);
+
+    // `run` with a retention of 1 and copy_to_region: each region keeps its newest.
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "copy_to_region = \"eu-west-2\"\n[retention]\nkeep = 1\n[[snapshot]]\npath = \"{mp}\"\n"
+        ),
+    );
+    for name in ["r1", "r2"] {
+        let r = s.run(&["run", "--snapshot-name", name, "--output", "json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let names = |v: serde_json::Value| -> Vec<String> {
+        let mut n: Vec<String> = v["diskSnapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(s.fake.snapshots()), ["r2"]);
+    assert_eq!(names(s.fake.snapshots_in("eu-west-2")), ["r2"]);
+
+    // A copy that fails: the snapshot stays, exit 19.
+    s.fake
+        .add_fault(Fault::parse("CopySnapshot=error:InvalidInputException:nope@1").unwrap());
+    let r = s.run(&[
+        "freeze-and-snap",
+        &mp,
+        "--snapshot-name",
+        "s9",
+        "--copy-to-region",
+        "eu-west-2",
+    ]);
+    assert_eq!(r.code, 19, "{r:?}");
+    assert!(r.stderr.contains("s9 was taken and is kept"), "{r:?}");
+    assert!(names(s.fake.snapshots()).contains(&"s9".to_string()));
+}
+
+/// `verify_every = 2`: `run` verifies the newest snapshot of its targets every second run;
+/// `status` and the metrics show the last verification.
+#[test]
+fn run_verifies_every_n_runs_and_status_and_metrics_show_it() {
+    let Some(s) = Restore::new(
+        "run_verifies_every_n_runs_and_status_and_metrics_show_it",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    let mp = s.fs.mount_point.display().to_string();
+    let metrics = s.scratch.path().join("lightsnap.prom");
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "verify_every = 2\nmetrics_file = \"{}\"\n[[snapshot]]\npath = \"{mp}\"\n",
+            metrics.display()
+        ),
+    );
+    let r = s.run(&["run", "--snapshot-name", "r1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        json_doc(&r).get("verified").is_none(),
+        "not due at the first run: {r:?}"
+    );
+    assert!(!s
+        .operations()
+        .contains(&"CreateDiskFromSnapshot".to_string()));
+    let r = s.run(&["run", "--snapshot-name", "r2", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["verified"][0]["snapshot"], "r2", "{doc}");
+    assert_eq!(doc["verified"][0]["result"], "clean");
+    assert_eq!(s.tags_of("r2")["lightsnap:verified"], "clean");
+    assert_eq!(s.disk_names(), ["data-1"]);
+
+    let r = s.run(&["status", "--output", "json"]);
+    let st = json_doc(&r);
+    let v = &st["targets"][0]["last_verification"];
+    assert_eq!(
+        (v["snapshot"].as_str(), v["result"].as_str()),
+        (Some("r2"), Some("clean")),
+        "{st}"
+    );
+    assert_eq!(st["targets"][0]["runs_since_verification"], 0);
+    let r = s.run(&["status"]);
+    assert!(r.stdout.contains("last verification"), "{r:?}");
+    assert!(r.stdout.contains("snapshot r2 clean"), "{r:?}");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lightsnap_last_verification_clean{") && l.ends_with(" 1")),
+        "{text}"
+    );
+    // The third run is not due again.
+    let r = s.run(&["run", "--snapshot-name", "r3", "--output", "json"]);
+    assert!(json_doc(&r).get("verified").is_none(), "{r:?}");
+}

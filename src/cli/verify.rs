@@ -298,6 +298,78 @@ pub fn human(v: &Verification) -> String {
     out
 }
 
+/// `verify_every` in `lightsnap run`: counts this run, and verifies the newest snapshot of
+/// each disk whose targets are due. Returns the verifications' documents and how they went
+/// (a failed verification exits 18; the snapshots just taken stand either way).
+pub async fn scheduled(
+    api: &SdkLightsail,
+    settings: &Settings,
+    report: &crate::snap::Report,
+    run_dir: &Path,
+    output: Output,
+    signals: &mut Signals,
+) -> Option<(Vec<serde_json::Value>, Result<()>)> {
+    let every = settings.verify_every?;
+    let paths: Vec<PathBuf> = settings.snapshots.iter().map(|e| e.path.clone()).collect();
+    let targets = crate::monitor::path_targets(&paths);
+    let due = crate::monitor::count_for_verification(settings, &targets, report, every);
+    if due.is_empty() {
+        return None;
+    }
+    let mut docs = Vec::new();
+    let result = async {
+        let _lock = crate::runstate::lock(run_dir)?;
+        let me = restore::who_am_i(api).await?;
+        let mut first_failure: Option<anyhow::Error> = None;
+        for disk in &due {
+            let Some(snapshot) = newest_of(api, disk).await? else {
+                tracing::warn!(
+                    "verify_every: no completed snapshot of {disk} yet; verified at a later run"
+                );
+                continue;
+            };
+            let mut v = restore::verify(
+                api,
+                &machine(settings, run_dir),
+                &me,
+                &snapshot,
+                &rehearsal(run_dir, DEFAULT_TIMEOUT),
+                signals,
+            )
+            .await?;
+            crate::monitor::verified(settings, &v);
+            if output == Output::Human {
+                print!("{}", human(&v));
+            }
+            let failure = match (v.result, v.error.take()) {
+                (Outcome::Failed, _) => Some(
+                    Failure::new(
+                        ExitCode::VerifyFailed,
+                        format!(
+                            "snapshot {} failed verification: {}",
+                            v.snapshot,
+                            v.failures.join("; ")
+                        ),
+                    )
+                    .into(),
+                ),
+                (Outcome::Incomplete, e) => e,
+                (Outcome::Clean, _) => None,
+            };
+            docs.push(serde_json::to_value(&v).unwrap_or_default());
+            if let Some(e) = failure {
+                first_failure.get_or_insert(e);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+    .await;
+    Some((docs, result))
+}
+
+/// The rehearsal's bound in `lightsnap run`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
 /// The mount dir of a run directory, for `status`.
 pub fn mount_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("verify")

@@ -223,7 +223,7 @@ pub fn kind_and_name(source: &Source) -> (&'static str, String) {
 
 /// The snapshot of a run that covers `target`: the instance's for `instance`, else the one
 /// whose filesystem holds the path (the deepest mount point that is a prefix of it).
-fn snapshot_of<'a>(target: &str, r: &'a Report) -> Option<&'a crate::snap::SnapshotReport> {
+pub fn snapshot_of<'a>(target: &str, r: &'a Report) -> Option<&'a crate::snap::SnapshotReport> {
     if target == INSTANCE_TARGET {
         return r.snapshots.first();
     }
@@ -301,4 +301,47 @@ pub fn verified(settings: &Settings, v: &crate::restore::Verification) {
             tracing::warn!("metrics_file: {e:#}");
         }
     }
+}
+
+/// `verify_every`: counts a successful run for each of `targets`, and returns the disks (as
+/// snapshots name them) of those whose count has reached `every` — due for a verification.
+/// The counts are kept in the state files (never fails: a warning).
+pub fn count_for_verification(
+    settings: &Settings,
+    targets: &[String],
+    report: &Report,
+    every: u32,
+) -> Vec<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Vec::new();
+    }
+    let dir = state_dir(settings);
+    let mut due = Vec::new();
+    for target in targets {
+        let path = state::file_of(&dir, target);
+        let mut s = state::read(&path).unwrap_or_default();
+        s.target = target.clone();
+        if let Some(snap) = snapshot_of(target, report) {
+            let (kind, name) = kind_and_name(&snap.source);
+            s.kind = kind.into();
+            s.disk = Some(name);
+        }
+        s.runs_since_verification += 1;
+        if s.runs_since_verification >= every {
+            if let Some(d) = &s.disk {
+                if !due.contains(d) {
+                    due.push(d.clone());
+                }
+            }
+        }
+        match serde_json::to_vec_pretty(&s) {
+            Ok(bytes) => {
+                if let Err(e) = crate::files::write_atomically(&path, &bytes) {
+                    tracing::warn!("{e:#}");
+                }
+            }
+            Err(e) => tracing::warn!("state of {target}: {e}"),
+        }
+    }
+    due
 }
