@@ -605,3 +605,39 @@ fn run_verifies_every_n_runs_and_status_and_metrics_show_it() {
     let r = s.run(&["run", "--snapshot-name", "r3", "--output", "json"]);
     assert!(json_doc(&r).get("verified").is_none(), "{r:?}");
 }
+
+/// XFS and btrfs: the journal replayed on the scratch copy (XFS, by a mount with `nouuid`:
+/// its twin is mounted here), then `xfs_repair -n` / `btrfs check --readonly`, and the
+/// read-only mount the hook reads.
+#[test]
+fn xfs_and_btrfs_snapshots_verify_clean() {
+    for (kind, checker) in [
+        (FsKind::Xfs, "xfs_repair -n"),
+        (FsKind::Btrfs, "btrfs check --readonly"),
+    ] {
+        let test = format!("xfs_and_btrfs_snapshots_verify_clean ({kind:?})");
+        let Some(s) = Restore::new(&test, kind, &[]) else {
+            return;
+        };
+        s.snapshot("s1");
+        let log = s.verify_hook("");
+        let r = s.run(&["verify", "s1", "--output", "json"]);
+        assert_eq!(r.code, 0, "{kind:?}: {r:?}");
+        let doc = json_doc(&r);
+        assert!(
+            doc["checks"][0]["checker"]
+                .as_str()
+                .unwrap()
+                .starts_with(checker),
+            "{doc}"
+        );
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .ends_with(" restored\n"),
+            "{kind:?}"
+        );
+        assert_eq!(s.tags_of("s1")["lightsnap:verified"], "clean");
+        assert_eq!(s.disk_names(), ["data-1"]);
+    }
+}

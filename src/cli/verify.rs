@@ -277,8 +277,11 @@ pub fn human(v: &Verification) -> String {
     if v.hooks_ran {
         let _ = writeln!(out, "  mounted read-only; verify hooks run");
     }
+    // A failed check is said on its line above; the rest (mount, hooks, the restore).
     for f in &v.failures {
-        let _ = writeln!(out, "  failed: {f}");
+        if !v.checks.iter().any(|c| !c.clean && f.contains(&c.detail)) {
+            let _ = writeln!(out, "  failed: {f}");
+        }
     }
     match &v.tagged {
         Some(t) => {

@@ -11,7 +11,7 @@
 //! (`e2fsck -fn`, `xfs_repair -n`, `btrfs check --readonly`); and the mount for the hooks is
 //! read-only without log replay (ext4 `ro,noload`; XFS `ro,nouuid,norecovery` — `nouuid`
 //! because the disk it was taken of is likely mounted here with the same UUID; btrfs
-//! `ro,nologreplay`).
+//! `ro,rescue=nologreplay`).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ impl FsType {
         match self {
             FsType::Ext4 => "noload",
             FsType::Xfs => "nouuid,norecovery",
-            FsType::Btrfs => "nologreplay",
+            FsType::Btrfs => "rescue=nologreplay",
         }
     }
 }
