@@ -317,10 +317,17 @@ fn a_killed_run_leaves_a_scratch_disk_the_next_one_removes() {
         "the killed run left its mount"
     );
     assert_eq!(s.disk_names().len(), 2, "and its scratch disk");
-    // status --refresh lists it.
+    // status --refresh and plan list it.
     let r = s.run(&["status", "--refresh"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("scratch disk s1-verify"), "{r:?}");
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&["plan", &mp, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let listed = &json_doc(&r)["scratch_disks"][0];
+    assert_eq!(listed["name"], "s1-verify", "{r:?}");
+    assert_eq!(listed["instance"], "web-1");
+    assert_eq!(listed["snapshot"], "s1");
 
     let r = s.run(&["verify", "s1", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");

@@ -49,7 +49,7 @@ impl Status {
                 )
                 .await?;
                 let newest = newest_snapshots(&api, &states).await?;
-                Ok::<_, anyhow::Error>((newest, scratch_disks(&api).await?))
+                Ok::<_, anyhow::Error>((newest, crate::restore::scratch::listing(&api).await?))
             })?
         } else {
             (vec![None; states.len()], Vec::new())
@@ -106,13 +106,7 @@ impl Status {
             }
         }
         for d in &scratch {
-            println!(
-                "scratch disk {} (restored from {} by instance {}, {}): a `lightsnap verify` in progress, or left by one that did not finish; the next verify on that instance removes it",
-                d["name"].as_str().unwrap_or_default(),
-                d["snapshot"].as_str().unwrap_or("?"),
-                d["instance"].as_str().unwrap_or("?"),
-                d["state"].as_str().unwrap_or_default()
-            );
+            println!("{}", crate::restore::scratch::listing_line(d));
         }
         Ok(ExitCode::Success)
     }
@@ -143,26 +137,6 @@ fn line(s: &TargetState, now: f64) -> String {
         None => "no attempt".to_string(),
     };
     format!("{what}: {success}; {attempt}")
-}
-
-/// The scratch disks of restore rehearsals (tag `lightsnap:scratch`), every instance's.
-async fn scratch_disks<A: Lightsail>(api: &A) -> Result<Vec<Value>> {
-    use crate::restore::{SCRATCH_INSTANCE_TAG, SCRATCH_OF_TAG, SCRATCH_TAG};
-    Ok(api
-        .get_disks()
-        .await?
-        .into_iter()
-        .filter(|d| d.tag(SCRATCH_TAG) == Some("true"))
-        .map(|d| {
-            json!({
-                "name": d.name,
-                "state": d.state,
-                "snapshot": d.tag(SCRATCH_OF_TAG),
-                "instance": d.tag(SCRATCH_INSTANCE_TAG),
-                "attached_to": d.attached_to,
-            })
-        })
-        .collect())
 }
 
 /// The newest snapshot Lightsail has of each target whose disk is known.

@@ -196,6 +196,38 @@ pub async fn remove_leftovers<A: Lightsail, H: Host>(
     Ok(removed)
 }
 
+/// Every scratch disk of restore rehearsals (tag `lightsnap:scratch`), every instance's, as
+/// `status --refresh` and `plan` list them.
+pub async fn listing<A: Lightsail>(api: &A) -> Result<Vec<serde_json::Value>> {
+    use super::SCRATCH_OF_TAG;
+    Ok(api
+        .get_disks()
+        .await?
+        .into_iter()
+        .filter(|d| d.tag(SCRATCH_TAG) == Some("true"))
+        .map(|d| {
+            serde_json::json!({
+                "name": d.name,
+                "state": d.state,
+                "snapshot": d.tag(SCRATCH_OF_TAG),
+                "instance": d.tag(SCRATCH_INSTANCE_TAG),
+                "attached_to": d.attached_to,
+            })
+        })
+        .collect())
+}
+
+/// One listed scratch disk, for people.
+pub fn listing_line(d: &serde_json::Value) -> String {
+    format!(
+        "scratch disk {} (restored from {} by instance {}, {}): a `lightsnap verify` in progress, or left by one that did not finish; the next verify on that instance removes it",
+        d["name"].as_str().unwrap_or_default(),
+        d["snapshot"].as_str().unwrap_or("?"),
+        d["instance"].as_str().unwrap_or("?"),
+        d["state"].as_str().unwrap_or_default()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
