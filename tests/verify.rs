@@ -275,6 +275,38 @@ fn a_corrupted_restore_fails_is_tagged_failed_and_its_disk_is_deleted() {
     let r = s.run(&["verify", "s1"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(s.tags_of("s1")["lightsnap:verified"], "clean");
+    // What cannot be verified is refused before anything is made.
+    let made = s
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "CreateDiskFromSnapshot")
+        .count();
+    for (args, code, says) in [
+        (vec!["verify"], 2, "name the snapshot to verify"),
+        (
+            vec!["verify", "--latest"],
+            2,
+            "--latest needs a PATH or --disk NAME",
+        ),
+        (vec!["verify", "nope"], 3, "there is no snapshot named nope"),
+        (
+            vec!["verify", "--latest", "--disk", "data-9"],
+            3,
+            "no completed snapshot of disk data-9",
+        ),
+    ] {
+        let r = s.run(&args);
+        assert_eq!(r.code, code, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(says), "{args:?}: {r:?}");
+    }
+    let after = s
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "CreateDiskFromSnapshot")
+        .count();
+    assert_eq!(made, after);
 }
 
 /// A run killed (SIGKILL) while its verify hook runs leaves its scratch disk attached and

@@ -204,8 +204,18 @@ pub async fn verify<A: Lightsail, H: Host, S: Stop>(
 ) -> Result<Verification> {
     check_snapshot(snapshot)?;
     let started = Instant::now();
-    let leftovers_removed =
-        scratch::remove_leftovers(api, host, me, &settings.mount_dir, settings.poll).await?;
+    // Bounded as an undo is: a leftover that never detaches is left for the next run.
+    let leftovers = scratch::remove_leftovers(api, host, me, &settings.mount_dir, settings.poll);
+    let leftovers_removed = match tokio::time::timeout(settings.undo_timeout, leftovers).await {
+        Ok(removed) => removed?,
+        Err(_) => {
+            tracing::warn!(
+                "removing earlier runs' scratch disks did not finish within {}; going on",
+                humantime::format_duration(settings.undo_timeout)
+            );
+            Vec::new()
+        }
+    };
     let name = scratch::name_for(&snapshot.name);
     let steps = RefCell::new(Vec::new());
     let findings = RefCell::new(Findings::default());
