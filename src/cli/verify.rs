@@ -367,6 +367,25 @@ pub async fn scheduled(
         first_failure.map_or(Ok(()), Err)
     }
     .await;
+    // The snapshots stand whatever happened here: a rehearsal that could not run (no
+    // metadata service, an API failure) is an incomplete verification (20), not the run's
+    // own failure; a failed one keeps 18, a stop request its signal's code.
+    let result = result.map_err(|e| {
+        let known = e.chain().any(|c| {
+            c.downcast_ref::<Failure>().is_some_and(|f| {
+                matches!(f.code, ExitCode::VerifyFailed | ExitCode::VerifyIncomplete)
+            }) || c.is::<crate::signals::Stopped>()
+        });
+        if known {
+            e
+        } else {
+            Failure::new(
+                ExitCode::VerifyIncomplete,
+                format!("the snapshots were taken, but the scheduled verification (verify_every) could not run: {e:#}"),
+            )
+            .into()
+        }
+    });
     Some((docs, result))
 }
 

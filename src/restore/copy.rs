@@ -113,3 +113,82 @@ async fn copy_one<A: Lightsail, B: Lightsail>(
         tags: tags.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::lightsail::fake::FakeLightsail;
+    use crate::cloud::lightsail::{ApiErrorKind, SnapshotInfo, Source};
+    use crate::signals::Never;
+
+    fn source() -> FakeLightsail {
+        let fake = FakeLightsail::default();
+        fake.snapshots.lock().unwrap().push(SnapshotInfo {
+            name: "s1".into(),
+            state: "completed".into(),
+            progress: Some("100%".into()),
+            tags: vec![
+                ("lightsnap:consistency".into(), "frozen".into()),
+                ("team".into(), "ops".into()),
+            ],
+            created_at: Some(1.0),
+            from: Some("data-1".into()),
+            size_gb: Some(8),
+            is_from_auto_snapshot: false,
+            instance: false,
+        });
+        fake
+    }
+
+    fn copy(target: &FakeLightsail) -> (Vec<Copied>, Result<()>) {
+        let requests = [SnapshotRequest {
+            source: Source::Disk("data-1".into()),
+            name: "s1".into(),
+            tags: Vec::new(),
+        }];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(copy_all(
+            &source(),
+            "us-east-1",
+            target,
+            "eu-west-2",
+            &requests,
+            Duration::from_secs(60),
+            &mut Never,
+        ))
+    }
+
+    /// CopySnapshot goes to the target's client with the source region, then the source's
+    /// tags (and `lightsnap:copy-of`) are applied there.
+    #[test]
+    fn a_copy_is_made_in_the_target_region_and_tagged_there() {
+        let target = FakeLightsail::default();
+        let (copied, result) = copy(&target);
+        result.unwrap();
+        assert_eq!(copied[0].region, "eu-west-2");
+        assert_eq!(
+            target.log(),
+            [
+                "CopySnapshot us-east-1/s1 s1",
+                "TagResource s1 lightsnap:consistency=frozen,team=ops,lightsnap:copy-of=us-east-1/s1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_copy_has_its_own_exit_code() {
+        let target = FakeLightsail::default().failing("CopySnapshot", ApiErrorKind::Rejected);
+        let (copied, result) = copy(&target);
+        assert!(copied.is_empty());
+        let err = result.unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::CopyFailed);
+        assert!(
+            err.to_string().contains("s1 was taken and is kept"),
+            "{err}"
+        );
+    }
+}
