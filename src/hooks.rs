@@ -193,16 +193,25 @@ pub async fn run_one<S: Stop>(
     let kill = || {
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
     };
+    // A caller that gives up on the hook (its future dropped: `lightsnap verify` stopped or
+    // out of time while a verify hook runs) takes the hook's process group with it. Only
+    // until the hook is reaped: after that its id may be another's.
+    let mut group = KillGroupOnDrop(Some(pgid));
     let status = tokio::select! {
         biased;
-        status = rx => status.context("the hook's waiter thread is gone")??,
+        status = rx => {
+            group.0 = None;
+            status.context("the hook's waiter thread is gone")??
+        }
         code = stop.recv() => {
+            group.0 = None;
             kill();
             let _ = waiter.join();
             return Err(Stopped { code, when: BEFORE_FREEZE })
                 .with_context(|| format!("ending hook {} {} with its process group", hook.display(), phase.as_str()));
         }
         () = tokio::time::sleep(timeout) => {
+            group.0 = None;
             kill();
             let _ = waiter.join();
             return Err(HookError::TimedOut {
@@ -223,6 +232,17 @@ pub async fn run_one<S: Stop>(
         .into());
     }
     Ok(())
+}
+
+/// Kills a hook's process group when dropped, unless disarmed.
+struct KillGroupOnDrop(Option<nix::unistd::Pid>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 /// Starts a hook. ETXTBSY ("text file busy") is retried a few times: a hook just written is

@@ -680,3 +680,76 @@ fn xfs_and_btrfs_snapshots_verify_clean() {
         assert_eq!(s.disk_names(), ["data-1"]);
     }
 }
+
+/// A stop request (SIGTERM) while a verify hook runs, and a `--timeout` that passes there:
+/// the hook's process group is ended, everything undone, nothing tagged; 143, then 20.
+#[test]
+fn a_stop_request_or_the_timeout_undoes_everything() {
+    let Some(s) = Restore::new(
+        "a_stop_request_or_the_timeout_undoes_everything",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let pid_file = s.scratch.path().join("hook.pid");
+    // The hook holds a file open on the restored filesystem, so the unmount must wait for
+    // its group to be gone.
+    s.verify_hook(&format!(
+        "exec 3< \"$LIGHTSNAP_VERIFY_MOUNT/hello.txt\"; echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 600",
+        p = pid_file.display()
+    ));
+    let child = spawn(&mut s.lightsnap(&["verify", "s1"]));
+    wait_until("the verify hook runs", Duration::from_secs(60), || {
+        pid_file.exists()
+    });
+    let hook_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let r = wait_result(child);
+    assert_eq!(r.code, 143, "{r:?}");
+    assert!(
+        r.stderr.contains("stopped by SIGTERM during verify"),
+        "{r:?}"
+    );
+    wait_until("the hook's group is gone", Duration::from_secs(10), || {
+        !alive(hook_pid)
+    });
+    let untagged = |s: &Restore| s.tags_of("s1").get("lightsnap:verified").is_none();
+    assert!(untagged(&s));
+    assert_eq!(s.disk_names(), ["data-1"]);
+    assert!(loops_under(s.scratch.path()).is_empty());
+    let mount = s.scratch.path().join("run/verify");
+    let mounted = || {
+        lightsnap::kernel::mountinfo::read()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_point.starts_with(&mount))
+    };
+    assert!(!mounted());
+
+    std::fs::remove_file(&pid_file).unwrap();
+    let r = s.run(&["verify", "s1", "--timeout", "3s", "--output", "json"]);
+    assert_eq!(r.code, 20, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["result"], "incomplete");
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did not finish within --timeout 3s"));
+    let hook_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until("the hook's group is gone", Duration::from_secs(10), || {
+        !alive(hook_pid)
+    });
+    assert!(untagged(&s));
+    assert_eq!(s.disk_names(), ["data-1"]);
+    assert!(!mounted());
+}

@@ -293,9 +293,23 @@ fn mount(device: &Path, at: &Path, fstype: FsType, options: &str, read_only: boo
     })
 }
 
+/// umount(2), waiting a little while the mount is busy (a hook's process group just killed
+/// lets go of it asynchronously), then detaching it lazily, said as a warning: the scratch
+/// disk must go whatever holds it.
 fn umount(at: &Path) -> Result<()> {
     crate::kernel::guard::check(at)?;
-    nix::mount::umount(at).with_context(|| format!("unmounting {}", at.display()))
+    for _ in 0..20 {
+        match nix::mount::umount(at) {
+            Err(nix::errno::Errno::EBUSY) => std::thread::sleep(Duration::from_millis(100)),
+            other => return other.with_context(|| format!("unmounting {}", at.display())),
+        }
+    }
+    tracing::warn!(
+        "{} is still busy after 2 s: detaching it lazily (it goes when the last user lets go)",
+        at.display()
+    );
+    nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH)
+        .with_context(|| format!("unmounting {} lazily", at.display()))
 }
 
 fn is_mount_point(p: &Path) -> bool {
