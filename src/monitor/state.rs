@@ -28,6 +28,27 @@ pub struct TargetState {
     /// Runs in a row that failed (0 after a success).
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// The last restore rehearsal (`lightsnap verify`) of a snapshot of its disk.
+    #[serde(default)]
+    pub last_verification: Option<Verified>,
+    /// Successful runs since the last verification `verify_every` made.
+    #[serde(default)]
+    pub runs_since_verification: u32,
+}
+
+/// A restore rehearsal, as it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verified {
+    /// When it ended, seconds since the epoch.
+    pub time: f64,
+    /// The same, in RFC 3339 (UTC).
+    pub time_utc: String,
+    /// The snapshot rehearsed.
+    pub snapshot: String,
+    /// `clean`, `failed` or `incomplete`.
+    pub result: String,
+    /// What failed, empty when clean.
+    pub message: String,
 }
 
 /// One run, as it ended.
