@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Globals, Output};
-use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotRequest};
+use crate::cloud::lightsail::{Lightsail, SdkLightsail};
 use crate::cloud::validate;
 use crate::config::{self, Settings};
 use crate::exit_code::{ExitCode, Failure};
@@ -249,15 +249,7 @@ impl SnapArgs {
         if !self.wait {
             return None;
         }
-        let requests: Vec<SnapshotRequest> = report
-            .snapshots
-            .iter()
-            .map(|s| SnapshotRequest {
-                source: s.source.clone(),
-                name: s.name.clone(),
-                tags: Vec::new(),
-            })
-            .collect();
+        let requests = report.requests();
         Some(snap::wait::wait(api, &requests, self.wait_timeout, WAIT_INTERVAL, signals).await)
     }
 
@@ -310,15 +302,7 @@ impl SnapArgs {
         let Some(to) = self.copy_region(settings) else {
             return;
         };
-        let requests: Vec<SnapshotRequest> = report
-            .snapshots
-            .iter()
-            .map(|s| SnapshotRequest {
-                source: s.source.clone(),
-                name: s.name.clone(),
-                tags: Vec::new(),
-            })
-            .collect();
+        let requests = report.requests();
         let from = api.region().unwrap_or_default();
         let (copies, copied) = match api.for_region(&to) {
             Ok(target) => {

@@ -50,6 +50,20 @@ pub struct Report {
     pub post_thaw_failure: Option<String>,
 }
 
+impl Report {
+    /// Each snapshot taken, as a request to follow or copy it (no tags).
+    pub fn requests(&self) -> Vec<SnapshotRequest> {
+        self.snapshots
+            .iter()
+            .map(|s| SnapshotRequest {
+                source: s.source.clone(),
+                name: s.name.clone(),
+                tags: Vec::new(),
+            })
+            .collect()
+    }
+}
+
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for s in &self.snapshots {
