@@ -25,7 +25,7 @@ s2_root() {
   timeout 60 sh -c 'echo after >/root/after-s2 && sync /root/after-s2'
   echo $? >"$dir/write.code"
   systemctl is-system-running >"$dir/system-state"
-  lsblk -no NAME,MOUNTPOINT >"$dir/lsblk"
+  findmnt -no SOURCE / >"$dir/root-source"
   return 0
 }
 
