@@ -494,3 +494,141 @@ fn power_loss_while_frozen() {
     b.fsck_clean("boot2", "next");
     check_records(&b.text("boot2/records-next.log"), &acks, f64::INFINITY);
 }
+
+/// The .deb `scripts/package` builds (the portable, glibc 2.17 build), once per test binary.
+fn deb() -> &'static Path {
+    static DEB: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DEB.get_or_init(|| {
+        let out = run(Command::new(repo().join("scripts/package")).current_dir(repo()));
+        let listed = String::from_utf8(out.stdout).unwrap();
+        let deb = listed
+            .lines()
+            .find(|l| l.ends_with(".deb"))
+            .unwrap_or_else(|| panic!("scripts/package listed no .deb: {listed}"));
+        repo().join(deb)
+    })
+}
+
+/// Scenario 5 on one distribution: the package installed, configured, run by its units (a
+/// success with no error in the journal, an injected failure whose error is in it), its
+/// timer listed once enabled, then removed and purged, leaving nothing.
+fn packages_on(distro: &str, kernel: &str) {
+    let test = format!("packages_on_{distro}");
+    if !lab_or_skip(&test) {
+        return;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("lightsnap-vm-")
+        .tempdir()
+        .unwrap();
+    let disks = [("DATA", serial(0xd5))];
+    let lab = lab_dir(scratch.path(), &disks, false);
+    let deb = deb();
+    std::fs::copy(deb, lab.join(deb.file_name().unwrap())).unwrap();
+    let args: Vec<String> = [
+        "--distro",
+        distro,
+        "--nvme",
+        &format!("{}:64M", disks[0].1),
+        "--copy",
+        &format!("{}:/opt/lab", lab.display()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let b = boot(scratch.path(), &args, &["bash", "/opt/lab/package.sh"]);
+    eprintln!(
+        "5: {} ({}), kernel {}",
+        b.text("pkg/os").trim(),
+        b.text("pkg/glibc").trim(),
+        b.text("pkg/kernel").trim()
+    );
+    assert!(
+        b.text("pkg/kernel").starts_with(&format!("{kernel}.")),
+        "{distro}'s own kernel booted: {}",
+        b.text("pkg/kernel")
+    );
+
+    assert_eq!(
+        b.code("pkg/install.code"),
+        0,
+        "{}",
+        b.text("pkg/install.txt")
+    );
+    // A success: the unit started, a snapshot of data-1, nothing at priority err.
+    assert_eq!(
+        b.code("pkg/start-ok.code"),
+        0,
+        "systemctl start failed:\n{}",
+        b.text("pkg/journal")
+    );
+    call_for(
+        &b.json("pkg/calls-after-success.json"),
+        "diskName",
+        "data-1",
+    );
+    assert_eq!(
+        b.text("pkg/err-after-success"),
+        "",
+        "errors in the journal after a success"
+    );
+    // The injected failure: the unit failed, and lightsnap's own error is at priority err.
+    assert_ne!(
+        b.code("pkg/start-fail.code"),
+        0,
+        "{}",
+        b.text("pkg/journal")
+    );
+    let errors = b.text("pkg/err-after-failure");
+    assert!(
+        errors.contains("lab-injected failure"),
+        "lightsnap's error is not in `journalctl -p err`:\n{errors}\n--- the unit's journal:\n{}",
+        b.text("pkg/journal")
+    );
+    let timers = b.text("pkg/timers");
+    assert!(
+        timers.contains("lightsnap-snapshot.timer"),
+        "the enabled timer is not listed:\n{timers}"
+    );
+    // Removed and purged: not installed, no unit left, the root as it was before.
+    assert_eq!(b.code("pkg/remove.code"), 0, "{}", b.text("pkg/remove.txt"));
+    assert_eq!(b.code("pkg/purge.code"), 0, "{}", b.text("pkg/purge.txt"));
+    assert!(
+        !b.text("pkg/dpkg-status").starts_with("ii")
+            && !b.text("pkg/dpkg-status").starts_with("rc"),
+        "{}",
+        b.text("pkg/dpkg-status")
+    );
+    let before: std::collections::BTreeSet<String> =
+        b.text("pkg/before").lines().map(String::from).collect();
+    let left: Vec<String> = b
+        .text("pkg/after")
+        .lines()
+        // systemd's own directory for the stamps of persistent timers, made when the first
+        // one is enabled (the stamp in it is the package's to remove, and checked).
+        .filter(|l| !before.contains(*l) && *l != "/var/lib/systemd/timers")
+        .map(String::from)
+        .collect();
+    assert!(left.is_empty(), "left after purge: {left:?}");
+    assert!(
+        !b.text("pkg/units-after")
+            .contains("lightsnap-snapshot.timer"),
+        "{}",
+        b.text("pkg/units-after")
+    );
+}
+
+#[test]
+fn packages_on_bookworm() {
+    packages_on("bookworm", "6.1");
+}
+
+#[test]
+fn packages_on_bullseye() {
+    packages_on("bullseye", "5.10");
+}
+
+#[test]
+fn packages_on_trixie() {
+    packages_on("trixie", "6.12");
+}
