@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the guest scripts of tests/vm.rs, inside a scripts/vm guest. The test copies a
 # directory to /opt/lab: bin/ (lightsnap, lightsnap-writer, fake-lightsail, as the test has
 # them), hostlib/ (the build machine's dynamic loader and the libraries the fake needs) and
@@ -74,8 +75,8 @@ PY
 
 # Waits (bounded, 60 s) until the fake has received a call of operation $1.
 wait_for_call() {
-  local i
-  for i in $(seq 600); do
+  local _
+  for _ in $(seq 600); do
     admin /__admin/calls | python3 -c "import json,sys; sys.exit(0 if any(c['operation']=='$1' for c in json.load(sys.stdin)) else 1)" && return 0
     sleep 0.1
   done
@@ -117,8 +118,8 @@ start_writer() {
   : >"$2"
   "$LAB/bin/lightsnap-writer" acks "$1" >"$2" &
   WRITER_PID=$!
-  local i
-  for i in $(seq 600); do
+  local _
+  for _ in $(seq 600); do
     [ "$(wc -l <"$2")" -ge 5 ] && return 0
     sleep 0.1
   done

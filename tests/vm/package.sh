@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC1091,SC2153 # lab.sh and disks.env (DATA, ...) are in the guest
 # Scenario 5 of tests/vm.rs, on one booted distribution: the .deb installed with apt, a
 # [[snapshot]] in /etc/lightsnap/config.toml, the fake's endpoint through a drop-in, the
 # snapshot unit started (a success, then an injected failure), the timer enabled, then the

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC1091,SC2153 # lab.sh and disks.env (DATA, ...) are in the guest
 # Scenario 6 of tests/vm.rs: power loss while frozen. Run by `scripts/vm --reset-on frozen`:
 # on boot 1 the data filesystem is frozen by lightsnap while the fake hangs CreateDiskSnapshot,
 # and the host resets the guest (QMP system_reset) when told `frozen`; on boot 2 the

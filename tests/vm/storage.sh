@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC1091,SC2153 # lab.sh and disks.env (DATA, ...) are in the guest
 # One boot of tests/vm.rs (bookworm): scenarios 1-4 on the guest's NVMe disks, with one fake
 # Lightsail seeded with all of them. /opt/lab/disks.env (written by the test) names the
 # serials: ROOT, DATA, LVM_A, LVM_B, MD_A, MD_B, VFAT, MINIX.
@@ -134,8 +135,10 @@ setup() {
 }
 
 mkdir -p /out/setup
+# Not in a condition: there bash would ignore setup's own `set -e`.
 (setup) >/out/setup/log 2>&1
-if [ $? != 0 ]; then
+code=$?
+if [ "$code" != 0 ]; then
   echo "setup failed" >&2
   cat /out/setup/log >&2
   exit 1
