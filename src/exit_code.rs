@@ -54,6 +54,17 @@ pub enum ExitCode {
     /// it is done: it did not finish within `--auto-snapshot-wait` (nothing was frozen, or
     /// everything was thawed).
     AutoSnapshot = 17,
+    /// `lightsnap verify`: the restored snapshot failed a check — a checker found errors, it
+    /// did not mount read-only, a `verify` hook failed, or the restore ended in `error` (the
+    /// snapshot is tagged `lightsnap:verified=failed`; the scratch disk is removed).
+    VerifyFailed = 18,
+    /// The snapshot was taken (and kept), but its copy to another region
+    /// (`--copy-to-region`) failed.
+    CopyFailed = 19,
+    /// `lightsnap verify` could not finish — its `--timeout` passed, or a scratch disk could
+    /// not be removed: the snapshot is not tagged; what was left is named and the next verify
+    /// removes it.
+    VerifyIncomplete = 20,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).

@@ -73,6 +73,9 @@ pub enum Phase {
     FreezeFail,
     /// After everything is thawed.
     PostThaw,
+    /// `lightsnap verify`: a restored snapshot is mounted read-only at
+    /// `LIGHTSNAP_VERIFY_MOUNT`, for an application check against it.
+    Verify,
 }
 
 impl Phase {
@@ -82,6 +85,7 @@ impl Phase {
             Phase::PreFreeze => "pre-freeze",
             Phase::FreezeFail => "freeze-fail",
             Phase::PostThaw => "post-thaw",
+            Phase::Verify => "verify",
         }
     }
 }
@@ -97,6 +101,9 @@ pub struct HookEnv {
     pub snapshots: Vec<String>,
     /// `LIGHTSNAP_RESULT` for freeze-fail and post-thaw: `success`, `failure` or `stopped`.
     pub result: Option<&'static str>,
+    /// `LIGHTSNAP_VERIFY_MOUNT` for verify: where the restored filesystem is mounted
+    /// read-only.
+    pub verify_mount: Option<PathBuf>,
 }
 
 /// The hooks of a directory, checked, in name order. No directory means no hooks.
@@ -173,6 +180,9 @@ pub async fn run_one<S: Stop>(
     if let Some(r) = ctx.result {
         cmd.env("LIGHTSNAP_RESULT", r);
     }
+    if let Some(m) = &ctx.verify_mount {
+        cmd.env("LIGHTSNAP_VERIFY_MOUNT", m);
+    }
     let mut child = spawn(&mut cmd).with_context(|| format!("starting hook {}", hook.display()))?;
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     // std has no async wait: a thread waits, and says so through a channel.
@@ -183,16 +193,25 @@ pub async fn run_one<S: Stop>(
     let kill = || {
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
     };
+    // A caller that gives up on the hook (its future dropped: `lightsnap verify` stopped or
+    // out of time while a verify hook runs) takes the hook's process group with it. Only
+    // until the hook is reaped: after that its id may be another's.
+    let mut group = KillGroupOnDrop(Some(pgid));
     let status = tokio::select! {
         biased;
-        status = rx => status.context("the hook's waiter thread is gone")??,
+        status = rx => {
+            group.0 = None;
+            status.context("the hook's waiter thread is gone")??
+        }
         code = stop.recv() => {
+            group.0 = None;
             kill();
             let _ = waiter.join();
             return Err(Stopped { code, when: BEFORE_FREEZE })
                 .with_context(|| format!("ending hook {} {} with its process group", hook.display(), phase.as_str()));
         }
         () = tokio::time::sleep(timeout) => {
+            group.0 = None;
             kill();
             let _ = waiter.join();
             return Err(HookError::TimedOut {
@@ -213,6 +232,17 @@ pub async fn run_one<S: Stop>(
         .into());
     }
     Ok(())
+}
+
+/// Kills a hook's process group when dropped, unless disarmed.
+struct KillGroupOnDrop(Option<nix::unistd::Pid>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 /// Starts a hook. ETXTBSY ("text file busy") is retried a few times: a hook just written is
@@ -281,6 +311,28 @@ impl Hooks {
         self.ran = 0;
         self.succeeded = 0;
         self.all_of(n, Phase::PostThaw, ctx).await
+    }
+
+    /// Runs every hook for `verify`, in name order, all of them whatever fails (each is a
+    /// check of its own); the first failure is the error, the message names them all.
+    pub async fn verify(&self, ctx: &HookEnv) -> Result<()> {
+        let mut failures: Vec<String> = Vec::new();
+        let mut first: Option<anyhow::Error> = None;
+        for hook in &self.hooks {
+            if let Err(e) = run_one(hook, Phase::Verify, ctx, self.timeout, &mut Never).await {
+                failures.push(format!("{e:#}"));
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) if failures.len() == 1 => Err(e),
+            Some(e) => Err(e.context(format!(
+                "{} verify hooks failed: {}",
+                failures.len(),
+                failures.join("; ")
+            ))),
+        }
     }
 
     /// The first `n` hooks, newest first, for `phase`: the first failure is the error, the

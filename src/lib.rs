@@ -18,6 +18,7 @@ pub mod journal;
 pub mod kernel;
 pub mod logbuf;
 pub mod monitor;
+pub mod restore;
 pub mod retention;
 pub mod runstate;
 pub mod signals;

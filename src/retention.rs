@@ -23,6 +23,13 @@ pub fn is_own(s: &SnapshotInfo) -> bool {
     s.tag(CONSISTENCY_TAG).is_some() && !s.is_from_auto_snapshot
 }
 
+/// The region a copy was made from (its `lightsnap:copy-of` tag, `<region>/<name>`); `None`
+/// for a snapshot taken in its own region.
+pub fn copied_from(s: &SnapshotInfo) -> Option<&str> {
+    s.tag(crate::restore::copy::COPY_OF_TAG)
+        .map(|t| t.split('/').next().unwrap_or(t))
+}
+
 /// The snapshots `rule` deletes among `all`, at time `now` (seconds since the epoch).
 pub fn select<'a>(
     all: &'a [SnapshotInfo],
@@ -38,10 +45,12 @@ pub fn select<'a>(
         .filter(|s| include_foreign || is_own(s))
         .filter(|s| disk.is_none_or(|d| s.from.as_deref() == Some(d)))
         .collect();
-    // Newest first within each disk (an instance's snapshots are a series of their own: an
-    // instance and a disk may share a name).
+    // Newest first within each series: a disk's snapshots (an instance's are a series of
+    // their own: an instance and a disk may share a name), and apart from them the copies of
+    // a disk's snapshots from each other region (`lightsnap:copy-of`).
+    let series = |s: &'a SnapshotInfo| (s.instance, s.from.as_deref(), copied_from(s));
     candidates.sort_by(|a, b| {
-        (a.instance, &a.from).cmp(&(b.instance, &b.from)).then(
+        series(a).cmp(&series(b)).then(
             b.created_at
                 .unwrap_or(0.0)
                 .total_cmp(&a.created_at.unwrap_or(0.0)),
@@ -49,10 +58,10 @@ pub fn select<'a>(
     });
     let mut doomed = Vec::new();
     let mut rank = 0u32;
-    let mut current: Option<(bool, &Option<String>)> = None;
+    let mut current = None;
     for s in candidates {
-        if current != Some((s.instance, &s.from)) {
-            current = Some((s.instance, &s.from));
+        if current != Some(series(s)) {
+            current = Some(series(s));
             rank = 0;
         }
         let beyond_keep = rule.keep.map(|k| rank >= k);
@@ -179,5 +188,50 @@ mod tests {
             "b1 is the newest of b"
         );
         assert!(select(&all, Rule::default(), None, true, 100.0 * DAY).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod copies {
+    use super::*;
+
+    /// Copies of a disk's snapshots from another region are a series of their own: `keep`
+    /// counts them apart from the snapshots taken in that region.
+    #[test]
+    fn copies_are_a_series_of_their_own() {
+        let snap = |name: &str, age: f64, copy_of: Option<&str>| {
+            let mut tags = vec![(CONSISTENCY_TAG.to_string(), "frozen".to_string())];
+            if let Some(c) = copy_of {
+                tags.push((crate::restore::copy::COPY_OF_TAG.into(), c.into()));
+            }
+            SnapshotInfo {
+                name: name.into(),
+                state: "completed".into(),
+                progress: None,
+                tags,
+                created_at: Some(1000.0 - age),
+                from: Some("data-1".into()),
+                size_gb: Some(8),
+                is_from_auto_snapshot: false,
+                instance: false,
+            }
+        };
+        let all = vec![
+            snap("local-new", 1.0, None),
+            snap("local-old", 2.0, None),
+            snap("copy-new", 3.0, Some("us-east-1/a")),
+            snap("copy-old", 4.0, Some("us-east-1/b")),
+        ];
+        let rule = Rule {
+            keep: Some(1),
+            older_than: None,
+        };
+        let doomed: Vec<&str> = select(&all, rule, None, false, 1000.0)
+            .into_iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(doomed, ["local-old", "copy-old"]);
+        assert_eq!(copied_from(&all[2]), Some("us-east-1"));
+        assert_eq!(copied_from(&all[0]), None);
     }
 }

@@ -1868,11 +1868,12 @@ fn the_postgresql_example_hook_gives_a_snapshot_that_starts_as_a_database() {
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // XFS: room for a cluster (the harness's ext4 is 64 MB).
     let fs = LoopFs::create(&scratch, "data", FsKind::Xfs);
-    let fake = fake_with(
-        &scratch,
-        seed(&[("data-1", &fs.device)], None),
-        Duration::ZERO,
-    );
+    // Attach mode, for `verify`: a restored disk appears as a loop device in `dev`.
+    let snapshots = scratch.path().join("snapshots");
+    std::fs::create_dir_all(&snapshots).unwrap();
+    let mut opts = Options::new(seed(&[("data-1", &fs.device)], None), snapshots);
+    opts.attach_dir = Some(scratch.path().join("dev"));
+    let fake = Fake::start(opts).expect("fake lightsail in attach mode");
     let data = fs.mount_point.join("pgdata");
     std::fs::create_dir(&data).unwrap();
     std::os::unix::fs::chown(&data, Some(postgres_uid()), Some(0)).unwrap();
@@ -1958,6 +1959,46 @@ fn the_postgresql_example_hook_gives_a_snapshot_that_starts_as_a_database() {
         "0"
     );
     pg2.stop();
+    drop(pg2);
+    drop(_unmount);
+    drop(device);
+
+    // The same example as a verify hook: `lightsnap verify` restores the snapshot, mounts it
+    // read-only, and the hook's pg_controldata reads the cluster's control file.
+    let verify_hooks = scratch.path().join("verify.d");
+    std::fs::create_dir(&verify_hooks).unwrap();
+    let installed = verify_hooks.join("10-postgresql");
+    std::fs::copy(&example, &installed).unwrap();
+    std::fs::set_permissions(&installed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_conf(
+        &scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "hook_dir = \"{}\"\nverify_hook_dir = \"{}\"\n",
+            hooks.display(),
+            verify_hooks.display()
+        ),
+    );
+    let verify = |data_dir: &str| {
+        finish(
+            configured_lightsnap(&scratch, &fake)
+                .env("LIGHTSNAP_DEV_DIR", scratch.path().join("dev"))
+                .env("LIGHTSNAP_VERIFY_POLL_MS", "20")
+                .env("LIGHTSNAP_PG_VERIFY_DATA", data_dir)
+                .args(["verify", "pg-1"]),
+        )
+    };
+    let r = verify("pgdata");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("holds a PostgreSQL cluster (control file sound"),
+        "{r:?}"
+    );
+    // Pointed at a directory that holds no cluster, the hook fails the verification.
+    let r = verify("no-such-cluster");
+    assert_eq!(r.code, 18, "{r:?}");
+    assert!(r.stderr.contains("no PostgreSQL cluster readable"), "{r:?}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -227,6 +227,7 @@ const MAN_PAGES: &[&str] = &[
     "lightsnap-prune",
     "lightsnap-status",
     "lightsnap-check",
+    "lightsnap-verify",
 ];
 
 const UNITS: &[&str] = &[

@@ -175,6 +175,56 @@ fn a_filesystem_someone_else_froze_is_refused_and_left_frozen() {
         .any(|t| t["key"] == "lightsnap:consistency" && t["value"] == "crash"));
 }
 
+/// The watchdog dies in the middle of freezing two filesystems, after it said that one of
+/// them (frozen by someone else) was not frozen by it: the agent thaws the other with its own
+/// descriptor, and leaves the one it did not freeze frozen.
+#[test]
+fn a_watchdog_lost_mid_freeze_leaves_someone_elses_freeze_alone() {
+    let test = "a_watchdog_lost_mid_freeze_leaves_someone_elses_freeze_alone";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let theirs = LoopFs::create(&scratch, "theirs", FsKind::Ext4);
+    let ours = LoopFs::create(&scratch, "ours", FsKind::Ext4);
+    let fake = fake(
+        &scratch,
+        seed(
+            &[("disk-a", &theirs.device), ("disk-b", &ours.device)],
+            None,
+        ),
+    );
+    run(Command::new("fsfreeze").arg("-f").arg(&theirs.mount_point));
+    let result = finish(
+        lightsnap(&scratch, &fake)
+            .env("LIGHTSNAP_TEST_WATCHDOG_DIES", "after-refusal")
+            .args(["freeze-and-snap"])
+            .arg(&theirs.mount_point)
+            .arg(&ours.mount_point),
+    );
+    let theirs_frozen = theirs.is_frozen();
+    let ours_frozen = ours.is_frozen();
+    if theirs_frozen {
+        run(Command::new("fsfreeze").arg("-u").arg(&theirs.mount_point));
+    }
+    if ours_frozen {
+        run(Command::new("fsfreeze").arg("-u").arg(&ours.mount_point));
+    }
+    assert!(
+        result
+            .stderr
+            .contains("the watchdog is gone in the middle of a freeze"),
+        "the watchdog was not lost mid-freeze: {result:?}"
+    );
+    assert_ne!(result.code, 0, "{result:?}");
+    assert!(
+        theirs_frozen,
+        "someone else's freeze was thawed: {result:?}"
+    );
+    assert!(!ours_frozen, "lightsnap's own freeze was left: {result:?}");
+    assert!(create_calls(&fake).is_empty(), "no snapshot: {result:?}");
+}
+
 /// The watchdog's pid: the child of `agent` running `__watchdog`.
 fn watchdog_of(agent: u32) -> u32 {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

@@ -34,7 +34,9 @@ impl FreezeAndSnap {
         let output = globals.output;
         self.snap
             .freeze_and_snap(output, &opts, &settings, async |api, report, signals| {
-                self.snap.finish(api, &report, output, signals).await
+                self.snap
+                    .finish(api, &report, output, &settings, signals)
+                    .await
             })
     }
 }

@@ -13,6 +13,7 @@ mod snap_instance;
 mod status;
 mod thaw;
 mod timer;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,9 @@ Exit codes:
   15   --wait gave up while a snapshot was still pending
   16   a hook failed or timed out (pre-freeze: nothing was frozen)
   17   an automatic snapshot was being made and did not finish in --auto-snapshot-wait
+  18   verify: the restored snapshot failed a check (tagged lightsnap:verified=failed)
+  19   the snapshot was taken, but its copy to another region failed
+  20   verify could not finish (timeout), or left a scratch disk behind
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
 /// Consistent snapshots of Amazon Lightsail disks from inside the instance.
@@ -112,6 +116,9 @@ pub enum Command {
     Prune(prune::Prune),
     /// Show each snapshot target's last success and last attempt (from the state files).
     Status(status::Status),
+    /// Rehearse a restore: the snapshot restored to a scratch disk, attached, checked
+    /// read-only, removed; the snapshot tagged lightsnap:verified=clean|failed.
+    Verify(verify::Verify),
     /// Exit 0 (OK) if every target has a success younger than --max-age, else 2 (CRITICAL):
     /// a monitoring-plugins (Nagios) check.
     Check(check::Check),
@@ -141,6 +148,7 @@ impl Cli {
             Command::Prune(c) => c.run(&globals),
             Command::Status(c) => c.run(&globals),
             Command::Check(c) => c.run(&globals),
+            Command::Verify(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }
@@ -222,6 +230,10 @@ mod tests {
             Partial,
             WaitTimeout,
             HookFailed,
+            AutoSnapshot,
+            VerifyFailed,
+            CopyFailed,
+            VerifyIncomplete,
         ] {
             let needle = format!("\n  {:<4} ", code.code());
             assert!(

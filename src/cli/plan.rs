@@ -104,12 +104,31 @@ pub async fn print_plan<A: Lightsail>(
     let plan = snap::plan(api, opts, local).await?;
     // A hook the run would refuse is refused here too.
     let hooks = crate::hooks::discover(&opts.hook_dir)?;
-    print(&plan, &hooks, output)?;
+    // Scratch disks of restore rehearsals (`lightsnap verify`): listed, never a reason to
+    // fail a plan.
+    let scratch = crate::restore::scratch::listing(api)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!("listing scratch disks of `lightsnap verify`: {e:#}");
+            Vec::new()
+        });
+    print_with(&plan, &hooks, &scratch, output)?;
     Ok(ExitCode::Success)
 }
 
 /// Prints a plan, with the hooks that would run around it.
 pub fn print(plan: &Plan, hooks: &[std::path::PathBuf], output: Output) -> Result<()> {
+    print_with(plan, hooks, &[], output)
+}
+
+/// Prints a plan, with the hooks that would run around it and the scratch disks of restore
+/// rehearsals that exist (`scratch_disks`).
+pub fn print_with(
+    plan: &Plan,
+    hooks: &[std::path::PathBuf],
+    scratch: &[serde_json::Value],
+    output: Output,
+) -> Result<()> {
     let filesystems: Vec<PlannedFs> = plan
         .filesystems
         .iter()
@@ -142,6 +161,7 @@ pub fn print(plan: &Plan, hooks: &[std::path::PathBuf], output: Output) -> Resul
             "filesystems": filesystems,
             "snapshots": snapshots,
             "hooks": hooks,
+            "scratch_disks": scratch,
         }))?,
         Output::Human => {
             for f in &filesystems {
@@ -186,6 +206,9 @@ pub fn print(plan: &Plan, hooks: &[std::path::PathBuf], output: Output) -> Resul
                 {
                     println!("{line}");
                 }
+            }
+            for d in scratch {
+                println!("{}", crate::restore::scratch::listing_line(d));
             }
         }
     }

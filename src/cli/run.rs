@@ -43,12 +43,41 @@ impl Run {
         snap.freeze_and_snap(output, &opts, &settings, async |api, report, signals| {
             let waited = snap.report_and_wait(api, &report, output, signals).await;
             let (mut doc, mut result) = report_json(&report, waited)?;
+            snap.copy(
+                api,
+                &report,
+                &settings,
+                output,
+                signals,
+                &mut doc,
+                &mut result,
+            )
+            .await;
             let rule = Rule {
                 keep: settings.retention.keep,
                 older_than: settings.retention.older_than,
             };
             if rule != Rule::default() {
-                let (pruned, pruning) = apply_retention(api, rule, &report, output, signals).await;
+                let (mut pruned, mut pruning) =
+                    apply_retention(api, rule, &report, output, signals).await;
+                // The copies in the copy region are a series of their own there.
+                if let Some(to) = snap.copy_region(&settings) {
+                    let copies = match api.for_region(&to) {
+                        Ok(target) => {
+                            apply_retention(&target, rule, &report, output, signals).await
+                        }
+                        Err(e) => (
+                            Pruned {
+                                deleted: Vec::new(),
+                                failed: Vec::new(),
+                            },
+                            Err(e),
+                        ),
+                    };
+                    pruned.deleted.extend(copies.0.deleted);
+                    pruned.failed.extend(copies.0.failed);
+                    pruning = pruning.and(copies.1);
+                }
                 doc["pruned"] = serde_json::to_value(&pruned)?;
                 if let Err(e) = pruning {
                     let taken: Vec<&str> =
@@ -65,6 +94,19 @@ impl Run {
                         result = Err(e.into());
                     } else {
                         tracing::warn!("{e}");
+                    }
+                }
+            }
+            if let Some((verified, verifying)) =
+                super::verify::scheduled(api, &settings, &report, &opts.run_dir, output, signals)
+                    .await
+            {
+                doc["verified"] = serde_json::Value::Array(verified);
+                if let Err(e) = verifying {
+                    if result.is_ok() {
+                        result = Err(e);
+                    } else {
+                        tracing::warn!("{e:#}");
                     }
                 }
             }

@@ -74,6 +74,16 @@ pub struct SnapArgs {
     /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
     #[arg(long)]
     pub region: Option<String>,
+    /// Once each snapshot is completed, copy it to this region (CopySnapshot, its tags
+    /// re-applied there); a failed copy keeps the snapshot and exits 19 [default:
+    /// copy_to_region in the configuration].
+    #[arg(long, value_name = "REGION", value_parser = parse_region)]
+    pub copy_to_region: Option<String>,
+}
+
+fn parse_region(text: &str) -> Result<String, String> {
+    validate::region(text).map_err(|e| e.to_string())?;
+    Ok(text.to_string())
 }
 
 /// What started a run.
@@ -251,18 +261,96 @@ impl SnapArgs {
         Some(snap::wait::wait(api, &requests, self.wait_timeout, WAIT_INTERVAL, signals).await)
     }
 
-    /// Prints a report, follows its snapshots with `--wait`, and ends the run: with
-    /// `--output json`, one document holding the report, what `--wait` saw and any error.
-    pub async fn finish<A: Lightsail>(
+    /// Prints a report, follows its snapshots with `--wait`, copies them to another region
+    /// (`--copy-to-region`), and ends the run: with `--output json`, one document holding the
+    /// report, what `--wait` saw, the copies and any error.
+    pub async fn finish(
         &self,
-        api: &A,
+        api: &SdkLightsail,
         report: &Report,
         output: Output,
+        settings: &Settings,
         signals: &mut Signals,
     ) -> Result<ExitCode> {
         let waited = self.report_and_wait(api, report, output, signals).await;
-        let (doc, result) = report_json(report, waited)?;
+        let (mut doc, mut result) = report_json(report, waited)?;
+        self.copy(
+            api,
+            report,
+            settings,
+            output,
+            signals,
+            &mut doc,
+            &mut result,
+        )
+        .await;
         conclude(doc, result, output)
+    }
+
+    /// The region snapshots are copied to: `--copy-to-region`, else the configuration's.
+    pub fn copy_region(&self, settings: &Settings) -> Option<String> {
+        self.copy_to_region
+            .clone()
+            .or(settings.copy_to_region.clone())
+    }
+
+    /// Copies the report's snapshots to the copy region, if there is one: `copies` in the
+    /// document, and a copy failure (exit 19) as the result unless it failed already.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy(
+        &self,
+        api: &SdkLightsail,
+        report: &Report,
+        settings: &Settings,
+        output: Output,
+        signals: &mut Signals,
+        doc: &mut serde_json::Value,
+        result: &mut Result<()>,
+    ) {
+        let Some(to) = self.copy_region(settings) else {
+            return;
+        };
+        let requests: Vec<SnapshotRequest> = report
+            .snapshots
+            .iter()
+            .map(|s| SnapshotRequest {
+                source: s.source.clone(),
+                name: s.name.clone(),
+                tags: Vec::new(),
+            })
+            .collect();
+        let from = api.region().unwrap_or_default();
+        let (copies, copied) = match api.for_region(&to) {
+            Ok(target) => {
+                crate::restore::copy::copy_all(
+                    api,
+                    &from,
+                    &target,
+                    &to,
+                    &requests,
+                    self.wait_timeout,
+                    signals,
+                )
+                .await
+            }
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        if output == Output::Human {
+            for c in &copies {
+                println!(
+                    "copied {} to {} ({} tags re-applied)",
+                    c.snapshot, c.region, c.tags
+                );
+            }
+        }
+        doc["copies"] = serde_json::to_value(&copies).unwrap_or_default();
+        if let Err(e) = copied {
+            if result.is_ok() {
+                *result = Err(e);
+            } else {
+                tracing::warn!("{e:#}");
+            }
+        }
     }
 }
 

@@ -62,7 +62,9 @@ impl SnapInstance {
                     if let Some(m) = monitor {
                         m.taken(&report);
                     }
-                    self.snap.finish(&api, &report, output, &mut signals).await
+                    self.snap
+                        .finish(&api, &report, output, settings, &mut signals)
+                        .await
                 }
                 None => crate::hooks::discover(&opts.hook_dir)
                     .and_then(|hooks| super::plan::print(&plan, &hooks, output))

@@ -41,17 +41,18 @@ impl Status {
         let settings = config::load(&globals.config_root)?;
         let dir = monitor::state_dir(&settings);
         let states = state::read_all(&dir)?;
-        let newest = if self.refresh {
+        let (newest, scratch) = if self.refresh {
             crate::runtime()?.block_on(async {
                 let api = SdkLightsail::from_env(
                     self.region.clone().or(settings.region.clone()),
                     settings.profile.clone(),
                 )
                 .await?;
-                newest_snapshots(&api, &states).await
+                let newest = newest_snapshots(&api, &states).await?;
+                Ok::<_, anyhow::Error>((newest, crate::restore::scratch::listing(&api).await?))
             })?
         } else {
-            vec![None; states.len()]
+            (vec![None; states.len()], Vec::new())
         };
         let now = now();
         if globals.output == Output::Json {
@@ -73,7 +74,11 @@ impl Status {
                     v
                 })
                 .collect();
-            super::print_json(json!({ "state_dir": dir, "targets": targets }))?;
+            let mut doc = json!({ "state_dir": dir, "targets": targets });
+            if self.refresh {
+                doc["scratch_disks"] = json!(scratch);
+            }
+            super::print_json(doc)?;
             return Ok(ExitCode::Success);
         }
         if states.is_empty() {
@@ -81,11 +86,27 @@ impl Status {
         }
         for (s, n) in states.iter().zip(&newest) {
             println!("{}", line(s, now));
+            if let Some(v) = &s.last_verification {
+                println!(
+                    "  last verification {}: snapshot {} {}{}",
+                    v.time_utc,
+                    v.snapshot,
+                    v.result,
+                    if v.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", v.message)
+                    }
+                );
+            }
             if let Some(i) = n {
                 println!("  newest in Lightsail: {} ({})", i.name, i.state);
             } else if self.refresh {
                 println!("  newest in Lightsail: none found");
             }
+        }
+        for d in &scratch {
+            println!("{}", crate::restore::scratch::listing_line(d));
         }
         Ok(ExitCode::Success)
     }

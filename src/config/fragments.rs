@@ -39,6 +39,12 @@ pub(super) struct Fragment {
     pub(super) metrics_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "checked::ping_url")]
     pub(super) ping_url: Option<String>,
+    #[serde(default, deserialize_with = "checked::verify_every")]
+    pub(super) verify_every: Option<u32>,
+    #[serde(default, deserialize_with = "checked::absolute_path")]
+    pub(super) verify_hook_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "checked::region")]
+    pub(super) copy_to_region: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +150,24 @@ mod checked {
         let url = String::deserialize(d)?;
         crate::monitor::ping::check_url(&url).map_err(|e| D::Error::custom(format!("{e:#}")))?;
         Ok(Some(url.trim_end_matches('/').to_string()))
+    }
+
+    /// `verify_every`: at least 1 (every run).
+    pub fn verify_every<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n == 0 {
+            return Err(D::Error::custom(
+                "verify_every = 0: give how many runs apart verifications are (1: every run), or leave it out",
+            ));
+        }
+        Ok(Some(n))
+    }
+
+    /// An AWS region name.
+    pub fn region<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let region = String::deserialize(d)?;
+        validate::region(&region).map_err(D::Error::custom)?;
+        Ok(Some(region))
     }
 
     pub fn disk_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

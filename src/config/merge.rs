@@ -46,6 +46,15 @@ pub(super) fn apply(
     if f.ping_url.is_some() {
         settings.ping_url = f.ping_url;
     }
+    if f.verify_every.is_some() {
+        settings.verify_every = f.verify_every;
+    }
+    if let Some(d) = f.verify_hook_dir {
+        settings.verify_hook_dir = d;
+    }
+    if f.copy_to_region.is_some() {
+        settings.copy_to_region = f.copy_to_region;
+    }
     if f.profile.is_some() {
         settings.profile = f.profile;
     }

@@ -78,6 +78,13 @@ pub struct Settings {
     pub metrics_file: Option<PathBuf>,
     /// The dead-man's-switch ping URL, if any (`ping_url`, healthchecks.io style).
     pub ping_url: Option<String>,
+    /// `lightsnap run` verifies the newest snapshot of each target every this many runs
+    /// (`verify_every`; none: never).
+    pub verify_every: Option<u32>,
+    /// Where the `verify` hooks live (`verify_hook_dir`).
+    pub verify_hook_dir: PathBuf,
+    /// The region snapshots are copied to once completed (`copy_to_region`).
+    pub copy_to_region: Option<String>,
     /// The files the settings came from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -150,6 +157,9 @@ impl Default for Settings {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             metrics_file: None,
             ping_url: None,
+            verify_every: None,
+            verify_hook_dir: PathBuf::from("/etc/lightsnap/verify.d"),
+            copy_to_region: None,
             sources: Vec::new(),
         }
     }
@@ -169,6 +179,7 @@ impl Settings {
 pub fn load(root: &Path) -> Result<Settings> {
     let mut settings = Settings {
         hook_dir: root.join("etc/lightsnap/hooks.d"),
+        verify_hook_dir: root.join("etc/lightsnap/verify.d"),
         ..Settings::default()
     };
     let mut tags: BTreeMap<String, String> = BTreeMap::new();

@@ -137,6 +137,9 @@ fn bad_values_name_their_line_too() {
         ("[tags]\n\"lightsnap:host\" = \"h\"\n", 2),
         ("[[snapshot]]\npath = \"data\"\n", 2),
         ("[[snapshot]]\npath = \"/data\"\ndisk = \"a.b\"\n", 3),
+        ("\nverify_every = 0\n", 2),
+        ("verify_hook_dir = \"verify.d\"\n", 1),
+        ("\n\ncopy_to_region = \"the moon\"\n", 3),
     ] {
         let err = toml::from_str::<fragments::Fragment>(text)
             .unwrap_err()
@@ -189,6 +192,7 @@ fn the_packaged_config_gives_the_defaults() {
     assert_eq!(
         Settings {
             hook_dir: Settings::default().hook_dir,
+            verify_hook_dir: Settings::default().verify_hook_dir,
             sources: Vec::new(),
             ..s
         },
@@ -228,6 +232,9 @@ fn the_packaged_config_examples_are_valid_and_show_the_defaults() {
     );
     assert_eq!(s.snapshots.len(), 2);
     assert_eq!(s.disk_for(&[Path::new("/data")]), Some("data-1"));
+    assert_eq!(s.verify_hook_dir, d.verify_hook_dir);
+    assert_eq!(s.verify_every, Some(7));
+    assert_eq!(s.copy_to_region.as_deref(), Some("eu-west-1"));
 }
 
 #[test]
@@ -236,8 +243,13 @@ fn no_files_means_defaults() {
     let s = load(root.path()).unwrap();
     assert_eq!(s.hook_dir, root.path().join("etc/lightsnap/hooks.d"));
     assert_eq!(
+        s.verify_hook_dir,
+        root.path().join("etc/lightsnap/verify.d")
+    );
+    assert_eq!(
         Settings {
             hook_dir: Settings::default().hook_dir,
+            verify_hook_dir: Settings::default().verify_hook_dir,
             ..s
         },
         Settings::default()

@@ -3,7 +3,8 @@
 //! Request codes as in `<linux/fs.h>`: `FIFREEZE = _IOWR('X', 119, int)`,
 //! `FITHAW = _IOWR('X', 120, int)`. The kernel ignores the argument, but the macros want one.
 //! And from `<linux/nvme_ioctl.h>`: `NVME_IOCTL_ADMIN_CMD = _IOWR('N', 0x41, struct
-//! nvme_admin_cmd)`, for the Identify Controller data of an NVMe device.
+//! nvme_admin_cmd)`, for the Identify Controller data of an NVMe device. And from
+//! `<linux/fs.h>`: `BLKROSET = _IO(0x12, 93)`, which reads an int (1: read-only).
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -24,6 +25,16 @@ pub(super) fn thaw(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let mut arg: libc::c_int = 0;
     // SAFETY: as above.
     unsafe { fithaw(fd.as_raw_fd(), &mut arg) }.map(drop)
+}
+
+nix::ioctl_write_ptr_bad!(blkroset, nix::request_code_none!(0x12, 93), libc::c_int);
+
+/// BLKROSET on the block device open as `fd`: it refuses writes (`true`) or takes them again.
+pub(super) fn set_read_only(fd: BorrowedFd<'_>, read_only: bool) -> Result<(), Errno> {
+    let flag: libc::c_int = read_only.into();
+    // SAFETY: the kernel reads one int through the pointer, which outlives the call; the
+    // descriptor is open for its duration.
+    unsafe { blkroset(fd.as_raw_fd(), &flag) }.map(drop)
 }
 
 /// `struct nvme_admin_cmd` (= `nvme_passthru_cmd`) from `<linux/nvme_ioctl.h>`, 72 bytes.

@@ -24,3 +24,10 @@ pub fn syncfs(path: &Path) -> std::io::Result<()> {
     let dir = std::fs::File::open(path)?;
     nix::unistd::syncfs(&dir).map_err(std::io::Error::from)
 }
+
+/// BLKROSET: the block device at `device` refuses every write, whoever asks (`read_only`), or
+/// takes them again. For a restored scratch disk under check (`crate::restore`).
+pub fn set_read_only(device: &Path, read_only: bool) -> std::io::Result<()> {
+    let f = std::fs::File::open(device)?;
+    ioctl::set_read_only(std::os::fd::AsFd::as_fd(&f), read_only).map_err(std::io::Error::from)
+}

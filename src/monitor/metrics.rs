@@ -11,7 +11,7 @@ use super::state::TargetState;
 /// (`None`: no sample for that target).
 type Metric = (&'static str, &'static str, fn(&TargetState) -> Option<f64>);
 
-const METRICS: [Metric; 5] = [
+const METRICS: [Metric; 7] = [
     (
         "lightsnap_last_success_timestamp_seconds",
         "When the last successful snapshot run of the target started (seconds since the epoch).",
@@ -40,6 +40,20 @@ const METRICS: [Metric; 5] = [
         "lightsnap_consecutive_failures",
         "How many snapshot runs of the target in a row have failed.",
         |s| Some(f64::from(s.consecutive_failures)),
+    ),
+    (
+        "lightsnap_last_verification_timestamp_seconds",
+        "When the last restore rehearsal (lightsnap verify) of a snapshot of the target ended (seconds since the epoch).",
+        |s| s.last_verification.as_ref().map(|v| v.time),
+    ),
+    (
+        "lightsnap_last_verification_clean",
+        "Whether the last restore rehearsal of a snapshot of the target found it clean (1), or failed or could not finish (0).",
+        |s| {
+            s.last_verification
+                .as_ref()
+                .map(|v| if v.result == "clean" { 1.0 } else { 0.0 })
+        },
     ),
 ];
 

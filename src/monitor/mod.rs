@@ -125,6 +125,7 @@ impl Monitor {
         };
         let ok = code == ExitCode::Success;
         let report = self.report.borrow();
+        let _lock = state::lock(&self.state_dir);
         let mut states = Vec::new();
         for target in &self.targets {
             let path = state::file_of(&self.state_dir, target);
@@ -223,7 +224,7 @@ pub fn kind_and_name(source: &Source) -> (&'static str, String) {
 
 /// The snapshot of a run that covers `target`: the instance's for `instance`, else the one
 /// whose filesystem holds the path (the deepest mount point that is a prefix of it).
-fn snapshot_of<'a>(target: &str, r: &'a Report) -> Option<&'a crate::snap::SnapshotReport> {
+pub fn snapshot_of<'a>(target: &str, r: &'a Report) -> Option<&'a crate::snap::SnapshotReport> {
     if target == INSTANCE_TARGET {
         return r.snapshots.first();
     }
@@ -245,4 +246,103 @@ fn snapshot_of<'a>(target: &str, r: &'a Report) -> Option<&'a crate::snap::Snaps
         } else {
             None
         })
+}
+
+/// Records a restore rehearsal in the state file of every target whose disk the snapshot is
+/// of (a rehearsal of a disk no run has recorded is in its own report only), then rewrites
+/// the metrics file. Never fails: what cannot be written is a warning.
+pub fn verified(settings: &Settings, v: &crate::restore::Verification) {
+    if !nix::unistd::Uid::effective().is_root() {
+        return;
+    }
+    let dir = state_dir(settings);
+    let Some(disk) = &v.disk else {
+        return;
+    };
+    let (time, time_utc) = state::now();
+    let result = serde_json::to_value(v.result)
+        .ok()
+        .and_then(|r| r.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let message = match (&v.error, v.failures.is_empty()) {
+        (Some(e), _) => format!("{e:#}"),
+        (None, false) => v.failures.join("; "),
+        (None, true) => String::new(),
+    };
+    let mut recorded = false;
+    for mut s in state::read_all(&dir).unwrap_or_default() {
+        if s.disk.as_deref() != Some(disk.as_str()) {
+            continue;
+        }
+        s.last_verification = Some(state::Verified {
+            time,
+            time_utc: time_utc.clone(),
+            snapshot: v.snapshot.clone(),
+            result: result.clone(),
+            message: message.clone(),
+        });
+        s.runs_since_verification = 0;
+        let path = state::file_of(&dir, &s.target);
+        match serde_json::to_vec_pretty(&s) {
+            Ok(bytes) => match crate::files::write_atomically(&path, &bytes) {
+                Ok(()) => recorded = true,
+                Err(e) => tracing::warn!("{e:#}"),
+            },
+            Err(e) => tracing::warn!("state of {}: {e}", s.target),
+        }
+    }
+    if !recorded {
+        tracing::info!(
+            "no run target recorded for disk {disk}: the verification is in its report only"
+        );
+    }
+    if let Some(file) = &settings.metrics_file {
+        let all = state::read_all(&dir).unwrap_or_default();
+        if let Err(e) = crate::files::write_atomically(file, metrics::render(&all).as_bytes()) {
+            tracing::warn!("metrics_file: {e:#}");
+        }
+    }
+}
+
+/// `verify_every`: counts a successful run for each of `targets`, and returns the disks (as
+/// snapshots name them) of those whose count has reached `every` — due for a verification.
+/// The counts are kept in the state files (never fails: a warning).
+pub fn count_for_verification(
+    settings: &Settings,
+    targets: &[String],
+    report: &Report,
+    every: u32,
+) -> Vec<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Vec::new();
+    }
+    let dir = state_dir(settings);
+    let mut due = Vec::new();
+    for target in targets {
+        let path = state::file_of(&dir, target);
+        let mut s = state::read(&path).unwrap_or_default();
+        s.target = target.clone();
+        if let Some(snap) = snapshot_of(target, report) {
+            let (kind, name) = kind_and_name(&snap.source);
+            s.kind = kind.into();
+            s.disk = Some(name);
+        }
+        s.runs_since_verification += 1;
+        if s.runs_since_verification >= every {
+            if let Some(d) = &s.disk {
+                if !due.contains(d) {
+                    due.push(d.clone());
+                }
+            }
+        }
+        match serde_json::to_vec_pretty(&s) {
+            Ok(bytes) => {
+                if let Err(e) = crate::files::write_atomically(&path, &bytes) {
+                    tracing::warn!("{e:#}");
+                }
+            }
+            Err(e) => tracing::warn!("state of {target}: {e}"),
+        }
+    }
+    due
 }

@@ -28,6 +28,27 @@ pub struct TargetState {
     /// Runs in a row that failed (0 after a success).
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// The last restore rehearsal (`lightsnap verify`) of a snapshot of its disk.
+    #[serde(default)]
+    pub last_verification: Option<Verified>,
+    /// Successful runs since the last verification `verify_every` made.
+    #[serde(default)]
+    pub runs_since_verification: u32,
+}
+
+/// A restore rehearsal, as it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verified {
+    /// When it ended, seconds since the epoch.
+    pub time: f64,
+    /// The same, in RFC 3339 (UTC).
+    pub time_utc: String,
+    /// The snapshot rehearsed.
+    pub snapshot: String,
+    /// `clean`, `failed` or `incomplete`.
+    pub result: String,
+    /// What failed, empty when clean.
+    pub message: String,
 }
 
 /// One run, as it ended.
@@ -141,6 +162,20 @@ pub fn check_writable(dir: &Path, what: &str, create: bool) -> Result<()> {
     })
 }
 
+/// Holds `dir/.lock` exclusively while the state files are read, changed and written: two
+/// runs can finish at once (one of them refused by the run lock, which is recorded too), and
+/// each must see the other's update. `None` when the lock cannot be had (then the update goes
+/// ahead unlocked: a lost update is better than none).
+pub fn lock(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+        .ok()?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+}
+
 /// Seconds since the epoch, and the same in RFC 3339.
 pub fn now() -> (f64, String) {
     let t = std::time::SystemTime::now();
@@ -198,5 +233,23 @@ mod tests {
             crate::exit_code::ExitCode::Usage
         );
         check_writable(&dir.path().join("new/state"), "state_dir", true).unwrap();
+    }
+
+    #[test]
+    fn the_state_lock_excludes_a_second_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let try_lock = || {
+            let f = std::fs::File::open(dir.path().join(".lock")).unwrap();
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
+        };
+        let held = lock(dir.path()).expect("the lock");
+        assert!(
+            !try_lock(),
+            "a second holder got the lock while it was held"
+        );
+        drop(held);
+        assert!(try_lock(), "the lock was not let go");
+        // Not a state file.
+        assert!(read_all(dir.path()).unwrap().is_empty());
     }
 }

@@ -13,7 +13,7 @@ use crate::kernel::freeze::{FreezeError, MountHandle, ThawError};
 use crate::kernel::mountinfo::Mount;
 use crate::kernel::unmount;
 use crate::runstate::Quiesce;
-use crate::watchdog::Watchdog;
+use crate::watchdog::{FreezeLost, Watchdog};
 
 /// The watchdog and the kernel, for one plan's filesystems.
 pub(crate) struct Machine<'a> {
@@ -24,6 +24,9 @@ pub(crate) struct Machine<'a> {
     mounts: Vec<Mount>,
     /// The whole mount table, for the unmount's list of mounts below.
     table: &'a [Mount],
+    /// Mounts the watchdog said it did not freeze before it was lost mid-freeze: never
+    /// thawed with our own descriptors (the freeze there may be someone else's).
+    not_ours: Vec<usize>,
 }
 
 impl<'a> Machine<'a> {
@@ -62,6 +65,7 @@ impl<'a> Machine<'a> {
             own,
             mounts: fss.iter().map(|f| f.located.mount.clone()).collect(),
             table,
+            not_ours: Vec::new(),
         })
     }
 
@@ -77,7 +81,13 @@ impl Quiescer for Machine<'_> {
             .iter()
             .map(|&i| (i, self.mounts[i].mount_point.as_path()))
             .collect();
-        self.watchdog.freeze(&paths)
+        let answers = self.watchdog.freeze(&paths);
+        if let Err(lost) = &answers {
+            if let Some(lost) = lost.downcast_ref::<FreezeLost>() {
+                self.not_ours.extend(&lost.not_frozen);
+            }
+        }
+        answers
     }
 
     fn thaw(&mut self, i: usize) -> Result<bool> {
@@ -85,6 +95,8 @@ impl Quiescer for Machine<'_> {
             Ok(t) => Ok(t.by_deadline),
             // The last resort when the watchdog is gone: thaw with our own descriptor. "Not
             // frozen" is fine (the watchdog thawed it on its way out).
+            // Not one the watchdog said it left alone.
+            Err(_) if self.not_ours.contains(&i) => Ok(false),
             Err(lost) => match self.own[i].as_ref().map(MountHandle::thaw) {
                 Some(Ok(()) | Err(ThawError::NotFrozen(_))) => Ok(false),
                 Some(Err(e)) => Err(lost.context(e)),

@@ -189,6 +189,7 @@ async fn run_plan<A: Lightsail>(
             .map(|s| s.request.name.clone())
             .collect(),
         result: None,
+        verify_mount: None,
     };
     // Lightsail refuses manual snapshots while it makes an automatic one: wait that out
     // before anything else, the hooks included.

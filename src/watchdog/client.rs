@@ -18,6 +18,18 @@ use crate::kernel::mountinfo::Mount;
 #[error("{0}")]
 pub struct OpenRefused(pub String);
 
+/// The watchdog was lost in the middle of a freeze request (it died, or its pipe broke):
+/// every mount of the request may be frozen, except those it said it did not freeze before
+/// it went.
+#[derive(Debug, thiserror::Error)]
+#[error("the watchdog is gone in the middle of a freeze: {cause:#}")]
+pub struct FreezeLost {
+    /// Mounts of the request the watchdog said it did not freeze: someone else's freeze may
+    /// be among them, so the agent must not thaw these.
+    pub not_frozen: Vec<usize>,
+    cause: anyhow::Error,
+}
+
 /// The agent's side of the watchdog.
 #[derive(Debug)]
 pub struct Watchdog {
@@ -78,11 +90,19 @@ impl Watchdog {
     }
 
     fn ask(&mut self, request: &Request) -> Result<Reply> {
+        self.tell(request)?;
+        self.hear()
+    }
+
+    fn tell(&mut self, request: &Request) -> Result<()> {
         let mut line = serde_json::to_string(request)?;
         line.push('\n');
         self.to
             .write_all(line.as_bytes())
-            .context("the watchdog is gone (writing to it)")?;
+            .context("the watchdog is gone (writing to it)")
+    }
+
+    fn hear(&mut self) -> Result<Reply> {
         let mut answer = String::new();
         let n = self
             .from
@@ -95,21 +115,32 @@ impl Watchdog {
     }
 
     /// Asks the watchdog to freeze mounts `(index, path)`, all at once; for each, in order,
-    /// the kernel's answer. `Err` means the watchdog is gone (and any of them may or may not
-    /// be frozen).
+    /// the kernel's answer. `Err` means the watchdog is gone: a [`FreezeLost`] names the
+    /// mounts it said it did not freeze before it went; any other may be frozen.
     pub fn freeze(&mut self, mounts: &[(usize, &Path)]) -> Result<Vec<Result<(), FreezeError>>> {
         let indices = mounts.iter().map(|(i, _)| *i).collect();
-        match self.ask(&Request::Freeze(indices))? {
-            Reply::Frozen(answers) if answers.len() == mounts.len() => Ok(answers
-                .into_iter()
-                .zip(mounts)
-                .map(|(a, (_, path))| match a {
-                    None => Ok(()),
-                    Some(r) => Err(r.into_error(path.to_path_buf())),
-                })
-                .collect()),
-            other => bail!("watchdog answered {other:?} to a freeze"),
-        }
+        self.tell(&Request::Freeze(indices))?;
+        let mut not_frozen = Vec::new();
+        let answers = loop {
+            match self.hear() {
+                Ok(Reply::Landed {
+                    index,
+                    refusal: Some(_),
+                }) => not_frozen.push(index),
+                Ok(Reply::Landed { refusal: None, .. }) => {}
+                Ok(Reply::Frozen(answers)) if answers.len() == mounts.len() => break answers,
+                Ok(other) => bail!("watchdog answered {other:?} to a freeze"),
+                Err(cause) => return Err(FreezeLost { not_frozen, cause }.into()),
+            }
+        };
+        Ok(answers
+            .into_iter()
+            .zip(mounts)
+            .map(|(a, (_, path))| match a {
+                None => Ok(()),
+                Some(r) => Err(r.into_error(path.to_path_buf())),
+            })
+            .collect())
     }
 
     /// Asks the watchdog to close its descriptor of mount `index`, which is about to be

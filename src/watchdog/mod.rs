@@ -25,8 +25,14 @@ use serde::{Deserialize, Serialize};
 use crate::kernel::freeze::FreezeError;
 use crate::kernel::mountinfo::Mount;
 
-pub use client::{OpenRefused, Watchdog};
+pub use client::{FreezeLost, OpenRefused, Watchdog};
 pub use server::run;
+
+/// Test-only: with this set to `after-refusal` (and the confinement of the test suite,
+/// `LIGHTSNAP_CONFINE_TO`, set too), the watchdog dies on the spot, thawing nothing, right
+/// after it tells the agent of a mount it did not freeze: how the suite loses the watchdog in
+/// the middle of a freeze request.
+pub const TEST_DEATH_ENV: &str = "LIGHTSNAP_TEST_WATCHDOG_DIES";
 
 /// The hidden subcommand that runs the watchdog.
 pub const SUBCOMMAND: &str = "__watchdog";
@@ -71,6 +77,14 @@ enum Reply {
         index: usize,
         outside: bool,
         message: String,
+    },
+    /// One mount of a freeze request, as soon as its FIFREEZE returned (`None`: frozen),
+    /// before the whole request's answer: should the watchdog die before that answer, the
+    /// agent still knows which mounts it did not freeze (someone else's freeze among them),
+    /// and leaves those alone.
+    Landed {
+        index: usize,
+        refusal: Option<Refusal>,
     },
     /// For each mount of a freeze request, in its order: `None` when frozen, else why not.
     Frozen(Vec<Option<Refusal>>),

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -15,7 +14,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 
-use super::{FreezeKind, Refusal, Reply, Request};
+use super::{FreezeKind, Refusal, Reply, Request, TEST_DEATH_ENV};
 use crate::kernel::freeze::{FreezeError, MountHandle, OutsideOrOpen, ThawError};
 use crate::kernel::mountinfo::Mount;
 use crate::kernel::{rcu, unmount};
@@ -75,8 +74,12 @@ impl State {
 
     /// Freezes `indices` at once, one thread each (FIFREEZE flushes and waits for the
     /// filesystem; several filesystems do that in parallel). The deadline counts from the
-    /// first call.
-    fn freeze(&mut self, indices: &[usize]) -> Vec<Option<Refusal>> {
+    /// first call. `landed` hears of each mount as soon as its FIFREEZE returns.
+    fn freeze(
+        &mut self,
+        indices: &[usize],
+        landed: &mut dyn FnMut(usize, &Option<Refusal>),
+    ) -> Vec<Option<Refusal>> {
         let bad = |i: usize| Refusal {
             kind: FreezeKind::Other,
             message: format!("bad freeze request for mount {i}"),
@@ -98,62 +101,44 @@ impl State {
                 .get_or_insert_with(|| Instant::now() + self.deadline);
         }
         let _expedited = self.expedite_rcu.then(rcu::Expedited::begin).flatten();
-        let alone = handles.iter().filter(|h| h.is_some()).count() <= 1;
-        let results: Vec<Option<Result<(), FreezeError>>> = if alone {
-            // One freeze: no thread to start.
-            handles.iter().map(|h| h.map(MountHandle::freeze)).collect()
-        } else {
-            self.freeze_in_threads(&handles)
-        };
-        indices
-            .iter()
-            .zip(results)
-            .map(|(&i, r)| match r {
-                None => Some(bad(i)),
-                Some(Ok(())) => {
-                    self.frozen.push(i);
+        let mut answers: Vec<Option<Refusal>> = indices.iter().map(|&i| Some(bad(i))).collect();
+        let mut frozen = Vec::new();
+        let mut land = |pos: usize, result: Landing| {
+            answers[pos] = match result {
+                Landing::Frozen => {
+                    frozen.push(indices[pos]);
                     None
                 }
-                Some(Err(e)) => Some(Refusal::of(&e)),
-            })
-            .collect()
+                Landing::Refused(e) => Some(Refusal::of(&e)),
+                // The thread died around its ioctl: the mount may be frozen, so it is counted
+                // as frozen (the watchdog thaws it; "not frozen" then is harmless) and the
+                // agent hears a refusal.
+                Landing::Unknown => {
+                    frozen.push(indices[pos]);
+                    Some(Refusal {
+                        kind: FreezeKind::Other,
+                        message: "the freeze thread panicked".into(),
+                    })
+                }
+            };
+            landed(indices[pos], &answers[pos]);
+        };
+        if handles.iter().filter(|h| h.is_some()).count() <= 1 {
+            // One freeze: no thread to start.
+            for (pos, h) in handles.iter().enumerate() {
+                if let Some(h) = h {
+                    land(pos, Landing::of(h.freeze()));
+                }
+            }
+        } else {
+            freeze_in_threads(&handles, &mut land);
+        }
+        self.frozen.extend(frozen);
+        answers
     }
 
-    /// One thread a freeze, all started before any is waited for.
-    fn freeze_in_threads(
-        &self,
-        handles: &[Option<&MountHandle>],
-    ) -> Vec<Option<Result<(), FreezeError>>> {
-        std::thread::scope(|scope| {
-            let threads: Vec<_> = handles
-                .iter()
-                .map(|h| {
-                    let h = (*h)?;
-                    // Small stacks: memory is locked, and each thread makes one ioctl.
-                    std::thread::Builder::new()
-                        .stack_size(64 * 1024)
-                        .spawn_scoped(scope, move || h.freeze())
-                        .map_err(|_| h)
-                        .into()
-                })
-                .collect::<Vec<Option<Result<_, &MountHandle>>>>();
-            threads
-                .into_iter()
-                .map(|t| match t? {
-                    Ok(thread) => Some(thread.join().unwrap_or_else(|_| {
-                        Err(FreezeError::Other(
-                            PathBuf::new(),
-                            "freeze thread panicked".into(),
-                        ))
-                    })),
-                    // No thread to be had: freeze from here.
-                    Err(h) => Some(h.freeze()),
-                })
-                .collect()
-        })
-    }
-
-    fn handle(&mut self, request: Request) -> Option<Reply> {
+    /// The reply to `request`; a freeze also tells `out` of each mount as it lands.
+    fn handle(&mut self, request: Request, out: &mut impl Write) -> Option<Reply> {
         Some(match request {
             Request::Init { .. } => Reply::ThawFailed {
                 message: "init sent twice".into(),
@@ -180,7 +165,20 @@ impl State {
                 }
                 Reply::Released
             }
-            Request::Freeze(indices) => Reply::Frozen(self.freeze(&indices)),
+            Request::Freeze(indices) => {
+                let die = dies_after_a_refusal();
+                let answers = self.freeze(&indices, &mut |index, refusal| {
+                    // A failed write means the agent is gone: the final reply fails too, and
+                    // the loop thaws everything.
+                    let refused = refusal.is_some();
+                    let refusal = refusal.clone();
+                    let _ = send(out, &Reply::Landed { index, refusal });
+                    if die && refused {
+                        std::process::exit(9);
+                    }
+                });
+                Reply::Frozen(answers)
+            }
             Request::Thaw(i) => {
                 let by_deadline = self.thawed_by_deadline.contains(&i);
                 match self.frozen.iter().position(|&f| f == i) {
@@ -220,6 +218,63 @@ impl State {
             Request::Done => return None,
         })
     }
+}
+
+/// Whether the test suite asked the watchdog to die after its first refusal
+/// ([`TEST_DEATH_ENV`]); never outside a confined (test) run.
+fn dies_after_a_refusal() -> bool {
+    std::env::var_os(crate::kernel::guard::CONFINE_ENV).is_some()
+        && std::env::var(TEST_DEATH_ENV).is_ok_and(|v| v == "after-refusal")
+}
+
+/// How one FIFREEZE came out.
+enum Landing {
+    Frozen,
+    Refused(FreezeError),
+    /// Its thread panicked: whether the ioctl ran is not known.
+    Unknown,
+}
+
+impl Landing {
+    fn of(result: Result<(), FreezeError>) -> Self {
+        match result {
+            Ok(()) => Landing::Frozen,
+            Err(e) => Landing::Refused(e),
+        }
+    }
+}
+
+/// One thread a freeze, all started before any is waited for; `land` hears of each (by its
+/// position in `handles`) as it returns, in the order they return.
+fn freeze_in_threads(handles: &[Option<&MountHandle>], land: &mut dyn FnMut(usize, Landing)) {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut started = Vec::new();
+        for (pos, h) in handles.iter().enumerate() {
+            let Some(h) = *h else { continue };
+            let tx = tx.clone();
+            // Small stacks: memory is locked, and each thread makes one ioctl.
+            let thread = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn_scoped(scope, move || {
+                    let _ = tx.send((pos, h.freeze()));
+                });
+            match thread {
+                Ok(_) => started.push(pos),
+                // No thread to be had: freeze from here.
+                Err(_) => land(pos, Landing::of(h.freeze())),
+            }
+        }
+        drop(tx);
+        // Ends when every thread has sent or died (a dead thread drops its sender).
+        for (pos, result) in rx {
+            started.retain(|&p| p != pos);
+            land(pos, Landing::of(result));
+        }
+        for pos in started {
+            land(pos, Landing::Unknown);
+        }
+    });
 }
 
 /// `Ok(true)` when everything frozen was thawed cleanly.
@@ -289,7 +344,7 @@ fn serve() -> Result<bool> {
     loop {
         // Requests already buffered are served before polling again.
         while let Some(request) = input.buffered_request()? {
-            match state.handle(request) {
+            match state.handle(request, &mut stdout) {
                 Some(reply) => {
                     if send(&mut stdout, &reply).is_err() {
                         state.thaw_all(false);

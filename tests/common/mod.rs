@@ -172,6 +172,9 @@ impl LoopFs {
             .args(["--find", "--show"])
             .arg(&image));
         let device = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        // A read-only flag (BLKROSET) belongs to /dev/loopN and outlives its file: a verify
+        // run killed while checking a restored disk on this loop device may have left it.
+        run(Command::new("blockdev").arg("--setrw").arg(&device));
         let mut fs = Self {
             kind,
             image,

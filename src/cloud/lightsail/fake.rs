@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    ApiError, ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, OperationInfo, SnapshotInfo,
-    SnapshotKind, SnapshotRequest,
+    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, Lightsail, NewDisk, OperationInfo,
+    SnapshotInfo, SnapshotKind, SnapshotRequest,
 };
 
 /// How a create call answers.
@@ -41,6 +41,12 @@ pub(crate) struct FakeLightsail {
     pub started: tokio::sync::Notify,
     /// Resources with an automatic snapshot in progress: how many more looks see it so.
     pub auto_in_progress: Mutex<HashMap<String, u32>>,
+    /// Block storage disks made by CreateDiskFromSnapshot (or put there by a test).
+    pub disks: Mutex<Vec<DiskState>>,
+    /// Operations (`AttachDisk`, ...) that fail, with their class.
+    pub failing: HashMap<&'static str, ApiErrorKind>,
+    /// Operations that never answer.
+    pub hanging: Vec<&'static str>,
 }
 
 impl FakeLightsail {
@@ -48,6 +54,43 @@ impl FakeLightsail {
     pub fn answering(mut self, name: &str, answer: Answer) -> Self {
         self.answers.insert(name.to_string(), answer);
         self
+    }
+
+    /// A service whose `operation` fails with `kind`.
+    pub fn failing(mut self, operation: &'static str, kind: ApiErrorKind) -> Self {
+        self.failing.insert(operation, kind);
+        self
+    }
+
+    /// A service whose `operation` never answers.
+    pub fn hanging(mut self, operation: &'static str) -> Self {
+        self.hanging.push(operation);
+        self
+    }
+
+    /// Logs a call, then hangs or fails it as scripted.
+    async fn scripted(&self, operation: &'static str, line: String) -> Result<(), ApiError> {
+        self.note(line);
+        if self.hanging.contains(&operation) {
+            std::future::pending::<()>().await;
+        }
+        match self.failing.get(operation) {
+            Some(kind) => Err(error(
+                operation,
+                *kind,
+                format!("scripted failure of {operation}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn with_disk<T>(&self, name: &str, f: impl FnOnce(&mut DiskState) -> T) -> Option<T> {
+        self.disks
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|d| d.name == name)
+            .map(f)
     }
 
     /// The log so far.
@@ -193,5 +236,92 @@ impl Lightsail for FakeLightsail {
             .unwrap()
             .retain(|s| !(s.name == name && s.kind() == kind));
         Ok(())
+    }
+    async fn disk_state(&self, name: &str) -> Result<Option<DiskState>, ApiError> {
+        self.scripted("GetDisk", format!("GetDisk {name}")).await?;
+        // A new disk is pending at the first look, available at the next.
+        Ok(self.with_disk(name, |d| {
+            let seen = d.clone();
+            if d.state == "pending" {
+                d.state = "available".into();
+            }
+            seen
+        }))
+    }
+
+    async fn get_disks(&self) -> Result<Vec<DiskState>, ApiError> {
+        self.scripted("GetDisks", "GetDisks".into()).await?;
+        Ok(self.disks.lock().unwrap().clone())
+    }
+
+    async fn create_disk_from_snapshot(&self, disk: &NewDisk) -> Result<OperationInfo, ApiError> {
+        let line = format!("CreateDiskFromSnapshot {} {}", disk.name, disk.snapshot);
+        self.scripted("CreateDiskFromSnapshot", line).await?;
+        self.disks.lock().unwrap().push(DiskState {
+            name: disk.name.clone(),
+            state: "pending".into(),
+            path: None,
+            attached_to: None,
+            is_attached: false,
+            support_code: Some(format!("123456789012/vol-0{}", disk.name.len())),
+            availability_zone: Some(disk.availability_zone.clone()),
+            size_gb: Some(disk.size_gb),
+            tags: disk.tags.clone(),
+        });
+        Ok(op("CreateDiskFromSnapshot"))
+    }
+
+    async fn attach_disk(
+        &self,
+        disk: &str,
+        instance: &str,
+        path: &str,
+    ) -> Result<OperationInfo, ApiError> {
+        let line = format!("AttachDisk {disk} {instance} {path}");
+        self.scripted("AttachDisk", line).await?;
+        self.with_disk(disk, |d| {
+            d.state = "in-use".into();
+            d.is_attached = true;
+            d.attached_to = Some(instance.to_string());
+            d.path = Some(path.to_string());
+        });
+        Ok(op("AttachDisk"))
+    }
+
+    async fn detach_disk(&self, disk: &str) -> Result<OperationInfo, ApiError> {
+        self.scripted("DetachDisk", format!("DetachDisk {disk}"))
+            .await?;
+        self.with_disk(disk, |d| {
+            d.state = "available".into();
+            d.is_attached = false;
+            d.attached_to = None;
+            d.path = None;
+        });
+        Ok(op("DetachDisk"))
+    }
+
+    async fn delete_disk(&self, disk: &str) -> Result<OperationInfo, ApiError> {
+        self.scripted("DeleteDisk", format!("DeleteDisk {disk}"))
+            .await?;
+        self.disks.lock().unwrap().retain(|d| d.name != disk);
+        Ok(op("DeleteDisk"))
+    }
+
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        source: &str,
+        target: &str,
+    ) -> Result<OperationInfo, ApiError> {
+        let line = format!("CopySnapshot {source_region}/{source} {target}");
+        self.scripted("CopySnapshot", line).await?;
+        Ok(op("CopySnapshot"))
+    }
+}
+
+fn op(name: &str) -> OperationInfo {
+    OperationInfo {
+        id: Some(format!("op-{name}")),
+        status: Some("Started".into()),
     }
 }

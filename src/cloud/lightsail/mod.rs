@@ -6,10 +6,12 @@
 #[cfg(test)]
 pub(crate) mod fake;
 mod sdk;
+mod storage;
 
 use std::time::Duration;
 
 pub use sdk::{NoRegion, SdkLightsail};
+pub use storage::{DiskState, NewDisk};
 
 /// A Lightsail disk, as far as lightsnap cares.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -291,6 +293,32 @@ pub trait Lightsail {
     async fn get_snapshots(&self, kind: SnapshotKind) -> Result<Vec<SnapshotInfo>, ApiError>;
     /// DeleteDiskSnapshot or DeleteInstanceSnapshot.
     async fn delete_snapshot(&self, kind: SnapshotKind, name: &str) -> Result<(), ApiError>;
+    /// GetDisk, with the state and tags a restore follows; `Ok(None)` when there is no such
+    /// disk.
+    async fn disk_state(&self, name: &str) -> Result<Option<DiskState>, ApiError>;
+    /// GetDisks, every page.
+    async fn get_disks(&self) -> Result<Vec<DiskState>, ApiError>;
+    /// CreateDiskFromSnapshot.
+    async fn create_disk_from_snapshot(&self, disk: &NewDisk) -> Result<OperationInfo, ApiError>;
+    /// AttachDisk of `disk` to `instance` at `path` (`/dev/xvdg`).
+    async fn attach_disk(
+        &self,
+        disk: &str,
+        instance: &str,
+        path: &str,
+    ) -> Result<OperationInfo, ApiError>;
+    /// DetachDisk.
+    async fn detach_disk(&self, disk: &str) -> Result<OperationInfo, ApiError>;
+    /// DeleteDisk.
+    async fn delete_disk(&self, disk: &str) -> Result<OperationInfo, ApiError>;
+    /// CopySnapshot, made *to* the region this client is for, of snapshot `source` in
+    /// `source_region`, named `target`.
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        source: &str,
+        target: &str,
+    ) -> Result<OperationInfo, ApiError>;
 }
 
 /// Every disk and instance snapshot in the region.

@@ -3,6 +3,7 @@
 
 mod classify;
 mod convert;
+mod storage;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +19,8 @@ use convert::{
 };
 
 use super::{
-    ApiError, ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, OperationInfo, SnapshotInfo,
-    SnapshotKind, SnapshotRequest, Source,
+    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, Lightsail, NewDisk, OperationInfo,
+    SnapshotInfo, SnapshotKind, SnapshotRequest, Source,
 };
 
 /// No AWS region is configured anywhere.
@@ -407,5 +408,42 @@ impl Lightsail for SdkLightsail {
                 .map(drop)
                 .map_err(|e| self.classify("DeleteInstanceSnapshot", e)),
         }
+    }
+    async fn disk_state(&self, name: &str) -> Result<Option<DiskState>, ApiError> {
+        self.sdk_disk_state(name).await
+    }
+
+    async fn get_disks(&self) -> Result<Vec<DiskState>, ApiError> {
+        self.sdk_get_disks().await
+    }
+
+    async fn create_disk_from_snapshot(&self, disk: &NewDisk) -> Result<OperationInfo, ApiError> {
+        self.sdk_create_disk_from_snapshot(disk).await
+    }
+
+    async fn attach_disk(
+        &self,
+        disk: &str,
+        instance: &str,
+        path: &str,
+    ) -> Result<OperationInfo, ApiError> {
+        self.sdk_attach_disk(disk, instance, path).await
+    }
+
+    async fn detach_disk(&self, disk: &str) -> Result<OperationInfo, ApiError> {
+        self.sdk_detach_disk(disk).await
+    }
+
+    async fn delete_disk(&self, disk: &str) -> Result<OperationInfo, ApiError> {
+        self.sdk_delete_disk(disk).await
+    }
+
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        source: &str,
+        target: &str,
+    ) -> Result<OperationInfo, ApiError> {
+        self.sdk_copy_snapshot(source_region, source, target).await
     }
 }

@@ -15,6 +15,11 @@ use sha2::{Digest, Sha256};
 use crate::auto::AutoSnapshots;
 use crate::seed::{Seed, SeedAutoSnapshot};
 
+mod disks;
+mod regions;
+
+pub(crate) use regions::Worlds;
+
 /// An error as the service returns it: `__type`/`x-amzn-ErrorType`, message, HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -107,6 +112,21 @@ struct Disk {
     system: bool,
     created_at: SystemTime,
     tags: Vec<(String, String)>,
+    /// Its availability zone: the instance's for a seeded attached disk, the one asked for
+    /// by CreateDiskFromSnapshot.
+    zone: String,
+    /// A disk restored from a snapshot: how many more GetDisk/GetDisks reads show it
+    /// `pending` before it is `available`.
+    pending_reads: u32,
+    /// A restored disk: the snapshot image its bytes come from (`None`: the snapshot had no
+    /// bytes).
+    source_image: Option<PathBuf>,
+    /// A restored disk's own copy of those bytes, made at its first attach (attach mode).
+    copy: Option<PathBuf>,
+    /// Corrupt the copy before it is next exposed (fault injection).
+    corrupt: bool,
+    /// The loop device and symlink exposing it while attached (attach mode).
+    device: Option<crate::attach::Exposed>,
 }
 
 struct Snapshot {
@@ -152,6 +172,12 @@ pub(crate) struct World {
     page_size: usize,
     counter: u64,
     auto: AutoSnapshots,
+    /// Attach mode: where attached restored disks appear (`None`: no devices).
+    attach_dir: Option<PathBuf>,
+    /// How many reads a restored disk stays `pending` for.
+    disk_pending_reads: u32,
+    /// Set by the server for one call: the disk that call restores or attaches is corrupted.
+    pub(crate) corrupt_next: bool,
 }
 
 /// The file a snapshot's image is kept in: `<name>.img`, or for names too long for a file
@@ -265,6 +291,9 @@ impl World {
             page_size: page_size.max(1),
             counter: 0,
             auto: AutoSnapshots::default(),
+            attach_dir: None,
+            disk_pending_reads: 0,
+            corrupt_next: false,
         };
         for i in &seed.instances {
             let zone = i
@@ -293,6 +322,12 @@ impl World {
                 system: true,
                 created_at: now,
                 tags: Vec::new(),
+                zone: zone.clone(),
+                pending_reads: 0,
+                source_image: None,
+                copy: None,
+                corrupt: false,
+                device: None,
             });
             world.instances.push(Instance {
                 name: i.name.clone(),
@@ -307,6 +342,9 @@ impl World {
                 .volume_id
                 .clone()
                 .unwrap_or_else(|| world.volume_id(&d.name));
+            let zone = world
+                .zone_of(d.attached_to.as_deref())
+                .map_or_else(|| format!("{}a", world.region), str::to_string);
             world.disks.push(Disk {
                 name: d.name.clone(),
                 path: d.path.clone(),
@@ -317,6 +355,12 @@ impl World {
                 system: false,
                 created_at: now,
                 tags: Vec::new(),
+                zone,
+                pending_reads: 0,
+                source_image: None,
+                copy: None,
+                corrupt: false,
+                device: None,
             });
         }
         for s in &seed.disk_snapshots {
@@ -432,11 +476,6 @@ impl World {
         &self.account
     }
 
-    /// The region it serves: requests must be signed for it.
-    pub(crate) fn region(&self) -> &str {
-        &self.region
-    }
-
     // ---- JSON shapes ----
 
     fn disk_json(&self, d: &Disk) -> Value {
@@ -446,7 +485,7 @@ impl World {
             "arn": self.arn("Disk", &d.name),
             "supportCode": format!("{}/{}", self.account, d.volume_id),
             "createdAt": epoch(d.created_at),
-            "location": self.location(self.zone_of(d.attached_to.as_deref())),
+            "location": self.location(Some(&d.zone)),
             "resourceType": "Disk",
             "tags": tags_json(&d.tags),
             "addOns": if d.system { json!([]) } else { self.auto.add_ons(&d.name) },
@@ -454,7 +493,13 @@ impl World {
             "isSystemDisk": d.system,
             "iops": 100,
             "path": d.path,
-            "state": if attached { "in-use" } else { "available" },
+            "state": if attached {
+                "in-use"
+            } else if d.pending_reads > 0 {
+                "pending"
+            } else {
+                "available"
+            },
             "attachedTo": d.attached_to,
             "isAttached": attached,
             "attachmentState": if attached { "attached" } else { "detached" },
@@ -511,9 +556,7 @@ impl World {
 
     fn disk_snapshot_json(&self, s: &Snapshot, now: SystemTime) -> Value {
         let (state, progress) = self.progress(s, "completed", now);
-        let zone = self
-            .disk(&s.from)
-            .and_then(|d| self.zone_of(d.attached_to.as_deref()));
+        let zone = self.disk(&s.from).map(|d| d.zone.as_str());
         let mut v = json!({
             "name": s.name,
             "arn": self.arn("DiskSnapshot", &s.name),
@@ -569,7 +612,16 @@ impl World {
         // (or Failed) from the moment the snapshot got there, which does not move on reads.
         let mut status = op.status;
         let mut changed_at = op.created_at;
-        if op.status == "Started" {
+        if op.status == "Started" && op.resource_type == "Disk" {
+            // A restore is Started while its disk is pending.
+            if !self
+                .disks
+                .iter()
+                .any(|d| d.name == op.resource_name && d.pending_reads > 0)
+            {
+                status = "Succeeded";
+            }
+        } else if op.status == "Started" {
             let snapshot = match op.resource_type {
                 "DiskSnapshot" => self
                     .disk_snapshots
@@ -710,21 +762,35 @@ impl World {
             "CreateInstanceSnapshot" => self.create_instance_snapshot(body, now),
             "GetDisk" => {
                 let name = required(body, "diskName")?;
-                let d = self
+                let i = self
                     .disks
                     .iter()
-                    .find(|d| d.name == name && !d.system)
+                    .position(|d| d.name == name && !d.system)
                     .ok_or_else(|| {
                         ApiError::not_found(format!("The Disk does not exist: {name}"))
                     })?;
-                Ok(json!({ "disk": self.disk_json(d) }).into())
+                let v = json!({ "disk": self.disk_json(&self.disks[i]) });
+                self.disks[i].pending_reads = self.disks[i].pending_reads.saturating_sub(1);
+                Ok(v.into())
             }
             "GetDisks" => {
-                let disks: Vec<&Disk> = self.disks.iter().filter(|d| !d.system).collect();
+                let disks: Vec<usize> = (0..self.disks.len())
+                    .filter(|&i| !self.disks[i].system)
+                    .collect();
                 let (a, b, next) = self.page(disks.len(), body)?;
-                let page: Vec<Value> = disks[a..b].iter().map(|d| self.disk_json(d)).collect();
+                let page: Vec<Value> = disks[a..b]
+                    .iter()
+                    .map(|&i| self.disk_json(&self.disks[i]))
+                    .collect();
+                for &i in &disks[a..b] {
+                    self.disks[i].pending_reads = self.disks[i].pending_reads.saturating_sub(1);
+                }
                 Ok(json!({ "disks": page, "nextPageToken": next }).into())
             }
+            "CreateDiskFromSnapshot" => self.create_disk_from_snapshot(body, now),
+            "AttachDisk" => self.attach_disk(body, now),
+            "DetachDisk" => self.detach_disk(body, now),
+            "DeleteDisk" => self.delete_disk(body, now),
             "GetInstance" => {
                 let name = required(body, "instanceName")?;
                 let i = self.instance(name).ok_or_else(|| {

@@ -56,12 +56,15 @@ pub enum FaultKind {
     },
     /// Create the snapshot, but let it end in state `error`.
     SnapshotError,
+    /// CreateDiskFromSnapshot or AttachDisk: the restored disk's copy is corrupted (its first
+    /// MiB zeroed) before it is exposed in attach mode. The snapshot image is not touched.
+    CorruptDisk,
 }
 
 impl Fault {
     /// Parses the command line's `[OPERATION=]KIND[@COUNT]`, KIND being `latency:50ms`, `hang`,
     /// `throttle`, `500`, `reset`, `error:CODE[:MESSAGE]`, `failed:CODE[:DETAILS]` or
-    /// `snapshot-error`.
+    /// `snapshot-error` or `corrupt-disk`.
     pub fn parse(text: &str) -> Result<Self, String> {
         // An operation is a bare name: an `=` after a `:` belongs to a message.
         let is_operation = |op: &str| op == "*" || op.chars().all(|c| c.is_ascii_alphanumeric());
@@ -98,6 +101,7 @@ impl Fault {
             "500" => FaultKind::Status500,
             "reset" => FaultKind::Reset,
             "snapshot-error" => FaultKind::SnapshotError,
+            "corrupt-disk" => FaultKind::CorruptDisk,
             "error" => FaultKind::Error {
                 code: arg1.ok_or_else(|| format!("error needs a code: {text:?}"))?,
                 message: arg2,
@@ -222,6 +226,7 @@ mod tests {
                 "failed:Busy:in use",
             ),
             (r#"{"type": "snapshot_error"}"#, "snapshot-error"),
+            (r#"{"type": "corrupt_disk"}"#, "corrupt-disk"),
         ];
         for (json, spec) in kinds {
             let doc =

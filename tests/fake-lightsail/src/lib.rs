@@ -12,6 +12,9 @@
 //! - [`lookups`]: name lookups by any process (opens of `/etc/hosts`), through fanotify.
 //! - `auto`: Lightsail's automatic snapshots (the add-on, `GetAutoSnapshots`, a run in
 //!   progress refusing manual snapshots).
+//! - `api::disks`: restores and attachments (CreateDiskFromSnapshot, AttachDisk, DetachDisk,
+//!   DeleteDisk); `attach`: the test-only attach mode (loop devices over restored disks).
+//! - `api::regions`: one state per region, chosen by the signature's scope; CopySnapshot.
 //!
 //! A disk may name a *backing* block device or image file: CreateDiskSnapshot copies its
 //! bytes into `<snapshot dir>/<name>.img` before it answers, since the point in time of a real
@@ -20,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod api;
+mod attach;
 mod auto;
 pub mod conn;
 mod copy;
@@ -84,6 +88,10 @@ pub struct Call {
     /// The error type it was answered with (`x-amzn-ErrorType`), if it was refused.
     #[serde(default)]
     pub error: Option<String>,
+    /// An API call whose signature checked out: the region it was signed for (its SigV4
+    /// credential scope), which is the region whose state served it.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// The TLS mode of the Lightsail API (the metadata service stays plain HTTP, as the real one).
@@ -134,11 +142,19 @@ pub struct Options {
     /// Watch name lookups (opens of `/etc/hosts`, `/etc/resolv.conf`) by every process, with
     /// fanotify: root only; [`Fake::start`] fails where it cannot. See [`lookups`].
     pub watch_lookups: bool,
+    /// Attach mode (test-only): where an attached restored disk appears, as
+    /// `DIR/<basename of diskPath>`, a symlink to a loop device over a copy of its snapshot's
+    /// image. Root only (losetup). `None`: attachments change state only.
+    pub attach_dir: Option<PathBuf>,
+    /// How many GetDisk/GetDisks reads a disk restored by CreateDiskFromSnapshot is
+    /// `pending` for before it is `available` (0: available at once).
+    pub disk_pending_reads: u32,
 }
 
 impl Options {
     /// Defaults: snapshots complete after 2 s, pages of 25, the default credentials, IMDS
-    /// optional, any free port on 127.0.0.1.
+    /// optional, any free port on 127.0.0.1, restored disks pending for one read, no attach
+    /// mode.
     pub fn new(seed: Seed, snapshot_dir: impl Into<PathBuf>) -> Self {
         Self {
             seed,
@@ -152,6 +168,8 @@ impl Options {
             tls: None,
             idle_timeout: None,
             watch_lookups: false,
+            attach_dir: None,
+            disk_pending_reads: 1,
         }
     }
 }
@@ -205,11 +223,13 @@ impl Fake {
             None
         };
         let shared = Arc::new(server::Shared {
-            world: Mutex::new(api::World::new(
+            world: Mutex::new(api::Worlds::new(
                 &options.seed,
                 options.snapshot_dir.clone(),
                 options.snapshot_duration,
                 options.page_size,
+                options.attach_dir.clone(),
+                options.disk_pending_reads,
             )),
             faults: Mutex::new(faults),
             calls: Mutex::new(Vec::new()),
@@ -221,6 +241,8 @@ impl Fake {
             lookups: watch,
             tls: tls.as_ref().map(|(_, c, _)| c.server.clone()),
             idle_timeout: options.idle_timeout,
+            copying: Mutex::new(HashSet::new()),
+            copied: tokio::sync::Notify::new(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -379,6 +401,73 @@ impl Fake {
     pub fn snapshots(&self) -> serde_json::Value {
         self.shared.world.lock().unwrap().snapshots()
     }
+
+    /// A disk (block storage or system) of the home region as GetDisk would describe it now,
+    /// without counting as one of the reads a restored disk is `pending` for.
+    pub fn disk(&self, name: &str) -> Option<serde_json::Value> {
+        self.shared.world.lock().unwrap().disk_view(name)
+    }
+
+    /// Every disk of every region (system disks too), as the admin endpoint's `GET disks`
+    /// lists them: GetDisk's shape plus `region`, `device`, `link` and `copy`.
+    pub fn disks(&self) -> serde_json::Value {
+        self.shared.world.lock().unwrap().all_disks()
+    }
+
+    /// Attach mode: `(loop device, link in the attach directory)` of an attached restored
+    /// disk of the home region.
+    pub fn attached_device(&self, disk: &str) -> Option<(PathBuf, PathBuf)> {
+        self.shared.world.lock().unwrap().attached_device(disk)
+    }
+
+    /// Attach mode: a restored disk's own copy of its snapshot's bytes (made at its first
+    /// attach, deleted with the disk).
+    pub fn disk_copy(&self, disk: &str) -> Option<PathBuf> {
+        self.shared.world.lock().unwrap().disk_copy(disk)
+    }
+
+    /// A disk snapshot of `region` as GetDiskSnapshot there would describe it now.
+    pub fn disk_snapshot_in(&self, region: &str, name: &str) -> Option<serde_json::Value> {
+        self.shared
+            .world
+            .lock()
+            .unwrap()
+            .region(region)?
+            .disk_snapshot(name)
+    }
+
+    /// An instance snapshot of `region` as GetInstanceSnapshot there would describe it now.
+    pub fn instance_snapshot_in(&self, region: &str, name: &str) -> Option<serde_json::Value> {
+        self.shared
+            .world
+            .lock()
+            .unwrap()
+            .region(region)?
+            .instance_snapshot(name)
+    }
+
+    /// Every snapshot of `region` (`null` for a region not served).
+    pub fn snapshots_in(&self, region: &str) -> serde_json::Value {
+        self.shared
+            .world
+            .lock()
+            .unwrap()
+            .region(region)
+            .map_or(serde_json::Value::Null, |w| w.snapshots())
+    }
+
+    /// Where a disk snapshot's image in `region` is (or would be): the snapshot directory
+    /// for the home region, `<snapshot dir>/<region>/` for the others.
+    pub fn snapshot_image_in(&self, region: &str, name: &str) -> PathBuf {
+        let worlds = self.shared.world.lock().unwrap();
+        match worlds.region(region) {
+            Some(w) => w.disk_image(name),
+            None => self
+                .snapshot_dir
+                .join(region)
+                .join(api::image_file_name(name)),
+        }
+    }
 }
 
 impl Drop for Fake {
@@ -388,6 +477,10 @@ impl Drop for Fake {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        // No loop device outlives the fake (tests run in parallel, as root).
+        if let Ok(mut worlds) = self.shared.world.lock() {
+            worlds.release_devices();
         }
     }
 }

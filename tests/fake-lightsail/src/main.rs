@@ -42,7 +42,7 @@ struct Args {
     imds: ImdsMode,
     /// A fault from the start: `[OPERATION=]KIND[@COUNT]`, KIND one of `latency:50ms`, `hang`,
     /// `throttle`, `500`, `reset`, `error:CODE[:MESSAGE]`, `failed:CODE[:DETAILS]`,
-    /// `snapshot-error`. More at run time: `POST /__admin/faults`.
+    /// `snapshot-error`, `corrupt-disk`. More at run time: `POST /__admin/faults`.
     #[arg(long = "fault", value_parser = Fault::parse)]
     faults: Vec<Fault>,
     /// Serve the API over TLS, with a certificate made now; the metadata service stays plain
@@ -62,6 +62,13 @@ struct Args {
     /// Record name lookups by every process (opens of /etc/hosts, /etc/resolv.conf; root).
     #[arg(long)]
     watch_lookups: bool,
+    /// Test-only attach mode (root): an attached restored disk appears as DIR/<basename of
+    /// diskPath>, a symlink to a loop device over a copy of its snapshot's image.
+    #[arg(long)]
+    attach_dir: Option<PathBuf>,
+    /// How many GetDisk/GetDisks reads a restored disk stays pending for (0: available at once).
+    #[arg(long, default_value_t = 1)]
+    disk_pending_reads: u32,
 }
 
 fn main() -> Result<()> {
@@ -76,6 +83,8 @@ fn main() -> Result<()> {
     options.faults = args.faults;
     options.idle_timeout = args.idle_timeout;
     options.watch_lookups = args.watch_lookups;
+    options.attach_dir = args.attach_dir;
+    options.disk_pending_reads = args.disk_pending_reads;
     if args.tls {
         let mut tls = TlsOptions {
             ca_file: args.ca_file,

@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! self_instance = "web-1"          # whom the metadata service says we are
+//! regions = ["eu-west-2"]          # other regions served (empty): CopySnapshot targets
 //! [[instances]]
 //! name = "web-1"
 //! instance_id = "i-0123456789abcdef0"
@@ -38,9 +39,14 @@ pub struct Seed {
     /// The 12-digit account id in ARNs and support codes.
     #[serde(default = "default_account")]
     pub account: String,
-    /// The region every resource lives in.
+    /// The region every seeded resource lives in (the home region).
     #[serde(default = "default_region")]
     pub region: String,
+    /// Other regions the fake serves, empty at the start: requests signed for one of them
+    /// see its own state (CopySnapshot copies snapshots there). Requests signed for a region
+    /// neither here nor `region` are refused.
+    #[serde(default)]
+    pub regions: Vec<String>,
     /// The instance the metadata service describes (default: the first one).
     pub self_instance: Option<String>,
     /// An EC2 instance id the metadata service reports instead of the instance's own (to
@@ -55,6 +61,10 @@ pub struct Seed {
     /// Disk snapshots that already exist.
     #[serde(default)]
     pub disk_snapshots: Vec<SeedSnapshot>,
+    /// Disk snapshots that already exist in another region served, by region (old copies
+    /// made there by CopySnapshot; `disk` names the source region's disk).
+    #[serde(default)]
+    pub region_disk_snapshots: BTreeMap<String, Vec<SeedSnapshot>>,
 }
 
 /// An instance.
@@ -218,6 +228,19 @@ impl Seed {
     }
 
     fn check(&self) -> Result<()> {
+        let mut regions = std::collections::HashSet::from([self.region.as_str()]);
+        for r in &self.regions {
+            if r.is_empty()
+                || !r
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                bail!("regions: {r:?} is not a region name");
+            }
+            if !regions.insert(r.as_str()) {
+                bail!("regions: {r} is listed twice, or is the home region");
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for i in &self.instances {
             if !names.insert(i.name.as_str()) {
@@ -253,7 +276,16 @@ impl Seed {
                 bail!("self_instance {me} is not seeded");
             }
         }
-        for s in &self.disk_snapshots {
+        for r in self.region_disk_snapshots.keys() {
+            if r == &self.region || !regions.contains(r.as_str()) {
+                bail!("region_disk_snapshots: {r} is not one of regions");
+            }
+        }
+        let everywhere = self
+            .disk_snapshots
+            .iter()
+            .chain(self.region_disk_snapshots.values().flatten());
+        for s in everywhere {
             humantime::parse_duration(&s.age)
                 .with_context(|| format!("snapshot {}: age {:?}", s.name, s.age))?;
             if !["completed", "pending", "error"].contains(&s.state.as_str()) {
@@ -295,6 +327,19 @@ mod tests {
         assert!(Seed::from_toml_str("[[disks]]\nname = \"d\"\nattached_to = \"nobody\"").is_err());
         assert!(Seed::from_toml_str("self_instance = \"x\"").is_err());
         assert!(Seed::from_toml_str("bogus = 1").is_err());
+        assert!(
+            Seed::from_toml_str("regions = [\"us-east-1\"]").is_err(),
+            "the home one"
+        );
+        assert!(Seed::from_toml_str("regions = [\"a\", \"a\"]").is_err());
+        assert!(Seed::from_toml_str("regions = [\"Not A Region\"]").is_err());
+        let elsewhere = "[[region_disk_snapshots.us-west-2]]\nname = \"s\"\ndisk = \"d\"";
+        assert!(
+            Seed::from_toml_str(elsewhere).is_err(),
+            "a region not served"
+        );
+        let served = format!("regions = [\"us-west-2\"]\n{elsewhere}");
+        assert!(Seed::from_toml_str(&served).is_ok());
         for bad in [
             r#"auto_snapshot = { time_of_day = "6:30" }"#,
             r#"auto_snapshot = { time_of_day = "06:00", history = ["InProgress"] }"#,

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
-use crate::api::{epoch, ApiError, World};
+use crate::api::{epoch, ApiError, Outcome, Worlds};
 use crate::fault::{Fault, FaultKind, Faults};
 use crate::{conn, sigv4, Call, ImdsMode};
 
@@ -27,7 +27,8 @@ const TARGET_PREFIX: &str = "Lightsail_20161128.";
 
 /// Everything the handlers share.
 pub(crate) struct Shared {
-    pub world: Mutex<World>,
+    /// Every region's state; dereferences to the home region's.
+    pub world: Mutex<Worlds>,
     pub faults: Mutex<Faults>,
     /// Calls with their sequence numbers, by which an answer finds its call.
     pub calls: Mutex<Vec<(u64, Call)>>,
@@ -42,6 +43,11 @@ pub(crate) struct Shared {
     pub idle_timeout: Option<Duration>,
     /// Name lookups, when watched.
     pub lookups: Option<crate::lookups::Watch>,
+    /// Snapshots `(region, name)` whose bytes are being copied, and the signal that one
+    /// copy is over: a retry of a create call that finds its name taken waits for the first
+    /// attempt's copy before it answers.
+    pub copying: Mutex<HashSet<(String, String)>>,
+    pub copied: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -62,9 +68,18 @@ impl Shared {
             connection,
             status: None,
             error: None,
+            region: None,
         };
         self.calls.lock().unwrap().push((seq, call));
         seq
+    }
+
+    /// Notes the region a recorded call was signed for, once its signature checked out.
+    fn signed_for(&self, seq: u64, region: &str) {
+        let mut calls = self.calls.lock().unwrap();
+        if let Some((_, call)) = calls.iter_mut().find(|(s, _)| *s == seq) {
+            call.region = Some(region.to_string());
+        }
     }
 
     /// Notes how a recorded call was answered.
@@ -202,7 +217,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: u64, req: Request<Incoming
         ))
     } else {
         api(
-            &shared, &parts, &body, received, &target, &operation, parsed,
+            &shared, seq, &parts, &body, received, &target, &operation, parsed,
         )
         .await
     };
@@ -212,8 +227,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: u64, req: Request<Incoming
     answer
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn api(
-    shared: &Shared,
+    shared: &Arc<Shared>,
+    seq: u64,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
     received: SystemTime,
@@ -234,17 +251,21 @@ async fn api(
         Ok(region) => region,
         Err(e) => return Ok(api_error(&e)),
     };
-    // The endpoint is one region's: a signature scoped to another is refused, as the
-    // service refuses it.
-    let region = shared.world.lock().unwrap().region().to_string();
-    if signed_for != region {
+    // A real endpoint is one region's and refuses a signature scoped to another. The fake
+    // serves the seed's regions on one endpoint, each from its own state, chosen by the
+    // signature's scope; a region it does not serve is refused as the service refuses it.
+    let served = shared.world.lock().unwrap().served();
+    if !served.contains(&signed_for) {
         return Ok(api_error(&ApiError::new(
             "InvalidSignatureException",
             format!(
-                "Credential should be scoped to a valid region, not '{signed_for}'. This endpoint serves '{region}'."
+                "Credential should be scoped to a valid region, not '{signed_for}'. This endpoint serves '{}'.",
+                served.join("', '")
             ),
         )));
     }
+    shared.signed_for(seq, &signed_for);
+    let region = signed_for;
     if parts.method != hyper::Method::POST || parts.uri.path() != "/" || operation.is_empty() {
         return Ok(api_error(&ApiError::new(
             "UnknownOperationException",
@@ -265,6 +286,7 @@ async fn api(
     let fault = shared.faults.lock().unwrap().take(&operation);
     let mut latency = None;
     let mut fail_snapshot = false;
+    let mut corrupt_disk = false;
     match fault {
         None => {}
         Some(FaultKind::Hang) => std::future::pending::<()>().await,
@@ -293,25 +315,61 @@ async fn api(
             return Ok(api_error(&err));
         }
         Some(FaultKind::FailedOperation { code, details }) => {
-            let out = shared
-                .world
-                .lock()
-                .unwrap()
-                .failed_operation(&operation, &body, &code, &details, received);
+            let mut worlds = shared.world.lock().unwrap();
+            let world = worlds.region_mut(&region).expect("a served region");
+            let out = world.failed_operation(&operation, &body, &code, &details, received);
             return Ok(api_json(&out));
         }
         Some(FaultKind::Latency { ms }) => latency = Some(Duration::from_millis(ms)),
         Some(FaultKind::SnapshotError) => fail_snapshot = true,
+        Some(FaultKind::CorruptDisk) => corrupt_disk = true,
     }
 
-    let outcome = shared
-        .world
-        .lock()
-        .unwrap()
-        .call(&operation, &body, received);
+    let outcome = {
+        let mut worlds = shared.world.lock().unwrap();
+        worlds
+            .region_mut(&region)
+            .expect("a served region")
+            .corrupt_next = corrupt_disk;
+        let outcome = worlds.call(&region, &operation, &body, received);
+        worlds
+            .region_mut(&region)
+            .expect("a served region")
+            .corrupt_next = false;
+        // Marked while the world is still locked, so a retry cannot see the name taken
+        // before it is marked.
+        if let Ok(Outcome {
+            created: Some((_, name)),
+            copies,
+            ..
+        }) = &outcome
+        {
+            if !copies.is_empty() {
+                let mark = (region.clone(), name.clone());
+                shared.copying.lock().unwrap().insert(mark);
+            }
+        }
+        outcome
+    };
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
+            // Lightsail's point in time is the call, the fake's is its copy: a retry answered
+            // "already exists" while the first attempt's copy is still running would let the
+            // client thaw before the bytes are taken. Wait for that copy first.
+            let name = ["diskSnapshotName", "instanceSnapshotName"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(Value::as_str));
+            if let Some(name) = name {
+                let mark = (region.clone(), name.to_string());
+                loop {
+                    let copied = shared.copied.notified();
+                    if !shared.copying.lock().unwrap().contains(&mark) {
+                        break;
+                    }
+                    copied.await;
+                }
+            }
             if let Some(delay) = latency {
                 tokio::time::sleep(delay).await;
             }
@@ -321,27 +379,39 @@ async fn api(
     // The point in time of a snapshot is the call: copy before answering.
     if !outcome.copies.is_empty() {
         let copies = outcome.copies.clone();
+        let mark = outcome
+            .created
+            .as_ref()
+            .map(|(_, n)| (region.clone(), n.clone()));
+        let waiters = Arc::clone(shared);
         let copied = tokio::task::spawn_blocking(move || {
-            for job in &copies {
-                crate::copy::copy_image(&job.from, &job.to).map_err(|e| {
-                    format!(
-                        "copying {} to {}: {e}",
-                        job.from.display(),
-                        job.to.display()
-                    )
-                })?;
+            let copied = copies.iter().try_for_each(|job| {
+                crate::copy::copy_image(&job.from, &job.to)
+                    .map(drop)
+                    .map_err(|e| {
+                        format!(
+                            "copying {} to {}: {e}",
+                            job.from.display(),
+                            job.to.display()
+                        )
+                    })
+            });
+            // Here, not after the await: a client that gave up drops this request's future,
+            // and a retry waiting for the copy must still hear of its end.
+            if let Some(mark) = mark {
+                waiters.copying.lock().unwrap().remove(&mark);
+                waiters.copied.notify_waiters();
             }
-            Ok::<(), String>(())
+            copied
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
         if let Err(why) = copied {
             if let Some((instance, name)) = &outcome.created {
-                shared
-                    .world
-                    .lock()
-                    .unwrap()
-                    .forget_snapshot(*instance, name);
+                let mut worlds = shared.world.lock().unwrap();
+                if let Some(w) = worlds.region_mut(&region) {
+                    w.forget_snapshot(*instance, name);
+                }
             }
             return Ok(api_error(&ApiError::new(
                 "ServiceException",
@@ -351,7 +421,10 @@ async fn api(
     }
     if fail_snapshot {
         if let Some((instance, name)) = &outcome.created {
-            shared.world.lock().unwrap().fail_snapshot(*instance, name);
+            let mut worlds = shared.world.lock().unwrap();
+            if let Some(w) = worlds.region_mut(&region) {
+                w.fail_snapshot(*instance, name);
+            }
         }
     }
     if let Some(delay) = latency {
@@ -492,6 +565,14 @@ fn admin_request(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Resp
             json_ok(json!({}))
         }
         ("GET", "snapshots") => json_ok(shared.world.lock().unwrap().snapshots()),
+        ("GET", "disks") => json_ok(shared.world.lock().unwrap().all_disks()),
+        ("GET", p) if p.starts_with("snapshots/") => {
+            let region = &p["snapshots/".len()..];
+            match shared.world.lock().unwrap().region(region) {
+                Some(w) => json_ok(w.snapshots()),
+                None => respond(404, "text/plain", format!("region {region} is not served\n")),
+            }
+        }
         ("GET", "connections") => {
             let stats = shared.conns.stats();
             json_ok(json!({
@@ -523,7 +604,7 @@ fn admin_request(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Resp
         _ => respond(
             404,
             "text/plain",
-            "admin endpoints: GET|DELETE calls, GET|POST|DELETE faults, GET snapshots, \
+            "admin endpoints: GET|DELETE calls, GET|POST|DELETE faults, GET snapshots[/REGION], GET disks, \
              GET connections, GET lookups, GET|POST auto-snapshots\n",
         ),
     }

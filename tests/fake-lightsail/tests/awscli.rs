@@ -762,3 +762,134 @@ fn cli_over_https_with_its_ca_bundle() {
     assert!(fake.connection_stats().failed_handshakes >= 1);
     assert_eq!(fake.calls().len(), 2);
 }
+
+/// CreateDiskFromSnapshot, AttachDisk, DetachDisk, DeleteDisk and a CopySnapshot sent to
+/// another region, as the CLI's model reads them.
+#[test]
+fn cli_restores_attaches_detaches_deletes_and_copies_to_another_region() {
+    let Some(path) = aws_cli() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let fake = start_fake_with(
+        dir.path(),
+        |s| {
+            s.replacen(
+                "[[instances]]",
+                "regions = [\"us-west-2\"]\n[[instances]]",
+                1,
+            )
+        },
+        |o| o.disk_pending_reads = 1,
+    );
+    let cli = Cli::new(path.clone(), &fake);
+    cli.lightsail(&[
+        "create-disk-snapshot",
+        "--disk-name",
+        "data-1",
+        "--disk-snapshot-name",
+        "s1",
+        "--tags",
+        "key=lightsnap:version,value=1",
+    ])
+    .json();
+    let restore = |zone: &str| {
+        cli.lightsail(&[
+            "create-disk-from-snapshot",
+            "--disk-name",
+            "r1",
+            "--disk-snapshot-name",
+            "s1",
+            "--availability-zone",
+            zone,
+            "--size-in-gb",
+            "32",
+            "--tags",
+            "key=lightsnap:scratch,value=true",
+        ])
+    };
+    restore("us-west-2a").assert_service_error("CreateDiskFromSnapshot", "InvalidInputException");
+    let sent = epoch_now();
+    let out = restore("us-east-1a").json();
+    assert_operation(&out, "r1", "Disk", "CreateDiskFromSnapshot", sent);
+    assert_eq!(out["operations"][0]["status"], "Started");
+    let state = || cli.lightsail(&["get-disk", "--disk-name", "r1"]).json()["disk"].clone();
+    assert_eq!(state()["state"], "pending");
+    let d = state();
+    assert_eq!(d["state"], "available");
+    assert_eq!(d["tags"][0]["key"], "lightsnap:scratch");
+
+    let attach = || {
+        cli.lightsail(&[
+            "attach-disk",
+            "--disk-name",
+            "r1",
+            "--instance-name",
+            "web-1",
+            "--disk-path",
+            "/dev/xvdg",
+        ])
+    };
+    let out = attach().json();
+    let ops = out["operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 2, "{out}");
+    assert_eq!(ops[0]["operationType"], "AttachDisk");
+    assert_eq!(ops[1]["resourceType"], "Instance");
+    attach().assert_service_error("AttachDisk", "OperationFailureException");
+    let d = state();
+    assert_eq!(d["state"], "in-use");
+    assert_eq!(d["attachedTo"], "web-1");
+    assert_eq!(d["path"], "/dev/xvdg");
+    assert_eq!(d["isAttached"], true);
+    cli.lightsail(&["delete-disk", "--disk-name", "r1"])
+        .assert_service_error("DeleteDisk", "OperationFailureException");
+    let out = cli.lightsail(&["detach-disk", "--disk-name", "r1"]).json();
+    assert_eq!(out["operations"][0]["operationType"], "DetachDisk");
+    assert_eq!(state()["state"], "available");
+    let out = cli.lightsail(&["delete-disk", "--disk-name", "r1"]).json();
+    assert_eq!(out["operations"][0]["operationType"], "DeleteDisk");
+    cli.lightsail(&["get-disk", "--disk-name", "r1"])
+        .assert_service_error("GetDisk", "NotFoundException");
+
+    // A copy is asked of the target region's endpoint, naming the source region.
+    let west = Cli {
+        region: "us-west-2",
+        ..Cli::new(path, &fake)
+    };
+    let out = west
+        .lightsail(&[
+            "copy-snapshot",
+            "--source-snapshot-name",
+            "s1",
+            "--target-snapshot-name",
+            "s1-west",
+            "--source-region",
+            REGION,
+        ])
+        .json();
+    let op = &out["operations"][0];
+    assert_eq!(op["operationType"], "CopySnapshot");
+    assert_eq!(op["location"]["regionName"], "us-west-2");
+    assert_eq!(op["operationDetails"], format!("{REGION}:s1"));
+    let copy = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "CopySnapshot")
+        .unwrap();
+    assert_eq!(copy.region.as_deref(), Some("us-west-2"));
+    let s = west
+        .lightsail(&["get-disk-snapshot", "--disk-snapshot-name", "s1-west"])
+        .json();
+    assert_eq!(s["diskSnapshot"]["state"], "completed");
+    assert_eq!(s["diskSnapshot"]["tags"], serde_json::json!([]));
+    cli.lightsail(&["get-disk-snapshot", "--disk-snapshot-name", "s1-west"])
+        .assert_service_error("GetDiskSnapshot", "NotFoundException");
+    west.lightsail(&[
+        "copy-snapshot",
+        "--source-snapshot-name",
+        "s1",
+        "--target-snapshot-name",
+        "s1-west",
+        "--source-region",
+        REGION,
+    ])
+    .assert_service_error("CopySnapshot", "InvalidInputException");
+}

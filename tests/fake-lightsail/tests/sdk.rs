@@ -2377,3 +2377,75 @@ async fn the_binary_serves_tls_with_the_metadata_service_plain() {
     let id = imds_get(addr, "/latest/meta-data/instance-id", None);
     assert_eq!((id.status, id.body.as_str()), (200, WEB1_ID));
 }
+
+/// A create call retried while the first attempt's copy is still running (the client gave up
+/// on that attempt) is answered "already exists" only once that copy is over: the fake's point
+/// in time is its copy, and a client that thaws on the retry's answer must find the bytes
+/// taken. The disk's backing is a FIFO here, so the first copy lasts until the test closes it.
+#[tokio::test]
+async fn a_retried_create_is_answered_after_the_first_attempts_copy() {
+    let h = start(|_| {}).await;
+    std::fs::remove_file(h.data_image()).unwrap();
+    let made = Command::new("mkfifo").arg(h.data_image()).status().unwrap();
+    assert!(made.success());
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let create = |client: Client| {
+        let released = released.clone();
+        tokio::spawn(async move {
+            let result = client
+                .create_disk_snapshot()
+                .disk_name("data-1")
+                .disk_snapshot_name("slow-1")
+                .send()
+                .await;
+            (result, released.load(std::sync::atomic::Ordering::SeqCst))
+        })
+    };
+    let h = &h;
+    let calls_arrived = |n: usize| {
+        let deadline = Instant::now() + DEADLINE;
+        async move {
+            while h.calls_of("CreateDiskSnapshot") < n {
+                assert!(Instant::now() < deadline, "{n} calls never arrived");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    let first = create(h.client.clone());
+    calls_arrived(1).await;
+    // The "retry": the same request from another client, as the SDK's retry would send it.
+    let retry = create(sdk(&h.fake.endpoint(), fake_lightsail::DEFAULT_SECRET_KEY, None).await);
+    calls_arrived(2).await;
+    assert!(
+        !retry.is_finished(),
+        "the retry was answered during the copy"
+    );
+
+    released.store(true, std::sync::atomic::Ordering::SeqCst);
+    let image = image_bytes("data-1", 3 << 20);
+    let writer = std::thread::spawn({
+        let path = h.data_image();
+        // Read and write: the fake opens its source twice (O_DIRECT, refused on a FIFO once
+        // paired, then plain), and between the two a write-only end would get EPIPE.
+        move || {
+            let mut fifo = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .unwrap();
+            fifo.write_all(&image).unwrap();
+        }
+    });
+    let (first, _) = first.await.unwrap();
+    let (retry, after_copy) = retry.await.unwrap();
+    writer.join().unwrap();
+    first.expect("the first attempt takes the snapshot");
+    let err = retry.expect_err("the retry finds the name taken");
+    assert_eq!(err.code(), Some("InvalidInputException"), "{err:?}");
+    assert!(
+        after_copy,
+        "the retry was answered before the copy was over"
+    );
+    let copy = h.fake.snapshot_image("slow-1");
+    assert_eq!(std::fs::metadata(copy).unwrap().len(), 3 << 20);
+}

@@ -100,7 +100,7 @@ pub(super) fn instance_snapshot_info(
     snapshot_info!(s, from: s.from_instance_name().map(str::to_string), instance: true)
 }
 
-fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
+pub(super) fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
     tags.iter()
         .map(|t| {
             (

@@ -1,0 +1,398 @@
+//! `lightsnap verify SNAPSHOT` (and `verify --latest PATH|--disk NAME`): rehearses the restore
+//! of a disk snapshot on this instance (see [`crate::restore`]) and says what was checked and
+//! what failed; `lightsnap run` calls [`scheduled`] every `verify_every` runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::snap_args::conclude;
+use super::{Globals, Output};
+use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo, SnapshotKind};
+use crate::config::{self, Settings};
+use crate::exit_code::{ExitCode, Failure};
+use crate::fail;
+use crate::restore::{self, host::Machine, Outcome, Verification};
+use crate::signals::Signals;
+
+/// Restore a snapshot to a scratch disk, check it read-only, remove the disk, tag the result.
+#[derive(Debug, Args)]
+pub struct Verify {
+    /// The disk snapshot to verify; with --latest, a PATH whose disk's newest snapshot to
+    /// verify.
+    #[arg(value_name = "SNAPSHOT|PATH")]
+    pub target: Option<String>,
+    /// Verify the newest completed snapshot lightsnap took of the disk behind PATH (or of
+    /// --disk NAME).
+    #[arg(long)]
+    pub latest: bool,
+    /// With --latest: the Lightsail disk (`<instance>-system` for a system volume).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "latest",
+        conflicts_with = "target"
+    )]
+    pub disk: Option<String>,
+    /// The longest the whole rehearsal may take; past it everything is undone and verify
+    /// exits 20.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = super::parse_duration)]
+    pub timeout: Duration,
+    /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// How often the scratch disk's state is asked for.
+const POLL: Duration = Duration::from_secs(2);
+/// How long the undo may take.
+const UNDO_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The rehearsal's settings for a run directory.
+pub fn rehearsal(run_dir: &Path, timeout: Duration) -> restore::Settings {
+    let poll = std::env::var("LIGHTSNAP_VERIFY_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(POLL);
+    restore::Settings {
+        timeout,
+        poll,
+        mount_dir: mount_dir(run_dir),
+        undo_timeout: UNDO_TIMEOUT,
+    }
+}
+
+/// The real machine for `settings`, mounting under `run_dir`.
+pub fn machine(settings: &Settings, run_dir: &Path) -> Machine {
+    Machine {
+        hook_dir: settings.verify_hook_dir.clone(),
+        hook_timeout: settings.hook_timeout,
+        tool_timeout: Duration::from_secs(3600),
+        mount_dir: mount_dir(run_dir),
+    }
+}
+
+impl Verify {
+    /// Runs it.
+    pub fn run(self, globals: &Globals) -> Result<ExitCode> {
+        let settings = config::load(&globals.config_root)?;
+        match (&self.target, self.latest, &self.disk) {
+            (None, false, _) => fail!(
+                ExitCode::Usage,
+                "name the snapshot to verify, or give --latest PATH (or --latest --disk NAME)"
+            ),
+            (None, true, None) => fail!(
+                ExitCode::Usage,
+                "--latest needs a PATH or --disk NAME: whose newest snapshot to verify"
+            ),
+            (Some(name), false, _) => crate::cloud::validate::name("snapshot name", name)?,
+            _ => {}
+        }
+        if let Some(d) = &self.disk {
+            crate::cloud::validate::name("disk name", d)?;
+        }
+        crate::runstate::require_root()?;
+        // One at a time, and never beside a snapshot run: a rehearsal removes this instance's
+        // scratch disks it finds, which another rehearsal's would be.
+        let _lock = crate::runstate::lock(&globals.run_dir)?;
+        let output = globals.output;
+        crate::runtime()?.block_on(async {
+            let mut signals = Signals::install()?;
+            let api = SdkLightsail::from_env(
+                self.region.clone().or(settings.region.clone()),
+                settings.profile.clone(),
+            )
+            .await?;
+            let snapshot = self.snapshot(&api, &settings).await?;
+            restore::check_snapshot(&snapshot)?;
+            let me = restore::who_am_i(&api).await?;
+            let v = restore::verify(
+                &api,
+                &machine(&settings, &globals.run_dir),
+                &me,
+                &snapshot,
+                &rehearsal(&globals.run_dir, self.timeout),
+                &mut signals,
+            )
+            .await?;
+            crate::monitor::verified(&settings, &v);
+            report(v, output)
+        })
+    }
+
+    /// The snapshot asked for.
+    async fn snapshot<A: Lightsail>(&self, api: &A, settings: &Settings) -> Result<SnapshotInfo> {
+        if !self.latest {
+            let name = self.target.as_deref().unwrap_or_default();
+            return by_name(api, name).await;
+        }
+        let disk = match (&self.disk, &self.target) {
+            (Some(d), _) => d.clone(),
+            (None, Some(path)) => disk_behind(api, settings, Path::new(path)).await?,
+            (None, None) => unreachable!("refused above"),
+        };
+        newest_of(api, &disk)
+            .await?
+            .ok_or_else(|| {
+                Failure::new(
+                    ExitCode::NotFound,
+                    format!("lightsnap has no completed snapshot of disk {disk} to verify (lightsnap list --disk {disk})"),
+                )
+                .into()
+            })
+    }
+}
+
+/// A snapshot by name: a disk snapshot, or an instance snapshot (refused later, clearly).
+async fn by_name<A: Lightsail>(api: &A, name: &str) -> Result<SnapshotInfo> {
+    if let Some(s) = api.get_snapshot(SnapshotKind::Disk, name).await? {
+        return Ok(s);
+    }
+    if let Some(s) = api.get_snapshot(SnapshotKind::Instance, name).await? {
+        return Ok(s);
+    }
+    fail!(
+        ExitCode::NotFound,
+        "there is no snapshot named {name} in this region (lightsnap list --all)"
+    )
+}
+
+/// The newest completed snapshot lightsnap took of `disk` (copies from other regions aside).
+pub async fn newest_of<A: Lightsail>(api: &A, disk: &str) -> Result<Option<SnapshotInfo>> {
+    let all = api.get_snapshots(SnapshotKind::Disk).await?;
+    Ok(all
+        .into_iter()
+        .filter(|s| s.is_done() && crate::retention::is_own(s))
+        .filter(|s| s.from.as_deref() == Some(disk))
+        .filter(|s| s.tag(restore::copy::COPY_OF_TAG).is_none())
+        .max_by(|a, b| {
+            a.created_at
+                .unwrap_or(0.0)
+                .total_cmp(&b.created_at.unwrap_or(0.0))
+        }))
+}
+
+/// The Lightsail disk (as snapshots name it) behind a path, found as freeze-and-snap finds it.
+async fn disk_behind<A: Lightsail>(api: &A, settings: &Settings, path: &Path) -> Result<String> {
+    use crate::snap::plan;
+    let mounts = crate::kernel::mountinfo::read()?;
+    let located = plan::locate(path, &mounts)?;
+    let disks = plan::whole_disks(&crate::kernel::blockdev::SysfsRoot::default(), &located)?;
+    let [ids] = disks.as_slice() else {
+        fail!(
+            ExitCode::Usage,
+            "{} is on {} disks; name the one to verify with --latest --disk NAME",
+            path.display(),
+            disks.len()
+        );
+    };
+    let configured = settings.disk_for(&[path, located.mount.mount_point.as_path()]);
+    let mut discovery = plan::Discovery::new(api, async {
+        Ok(crate::cloud::imds::identity(Duration::from_secs(2)).await?)
+    });
+    let (source, _) = discovery
+        .source(configured, ids)
+        .await
+        .with_context(|| format!("finding the Lightsail disk behind {}", path.display()))?;
+    Ok(plan::source_label(&source))
+}
+
+/// Says what the rehearsal came to, and picks the exit code.
+pub fn report(mut v: Verification, output: Output) -> Result<ExitCode> {
+    let error = v.error.take();
+    let result: Result<()> = match (v.result, error) {
+        (Outcome::Clean, _) if !v.left_behind.is_empty() => Err(Failure::new(
+            ExitCode::VerifyIncomplete,
+            format!(
+                "snapshot {} is clean, but the rehearsal left {}",
+                v.snapshot,
+                v.left_behind.join("; ")
+            ),
+        )
+        .into()),
+        (Outcome::Clean, _) => Ok(()),
+        (Outcome::Failed, _) => Err(Failure::new(
+            ExitCode::VerifyFailed,
+            format!(
+                "snapshot {} failed verification: {}",
+                v.snapshot,
+                v.failures.join("; ")
+            ),
+        )
+        .into()),
+        (Outcome::Incomplete, Some(e)) => Err(e),
+        (Outcome::Incomplete, None) => Err(Failure::new(
+            ExitCode::VerifyIncomplete,
+            format!("the verification of {} did not finish", v.snapshot),
+        )
+        .into()),
+    };
+    if output == Output::Human {
+        print!("{}", human(&v));
+    }
+    conclude(serde_json::to_value(&v)?, result, output)
+}
+
+/// The report for people.
+pub fn human(v: &Verification) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let verdict = match v.result {
+        Outcome::Clean => "clean",
+        Outcome::Failed => "FAILED",
+        Outcome::Incomplete => "incomplete",
+    };
+    let _ = writeln!(
+        out,
+        "verify {} (disk {}): {verdict}",
+        v.snapshot,
+        v.disk.as_deref().unwrap_or("?")
+    );
+    for l in &v.leftovers_removed {
+        let _ = writeln!(out, "  removed scratch disk {l}, left by an earlier verify");
+    }
+    let at = match (&v.attached_at, &v.device) {
+        (Some(p), Some(d)) => format!(", attached at {p} ({})", d.display()),
+        (Some(p), None) => format!(", attached at {p}"),
+        _ => String::new(),
+    };
+    let _ = writeln!(out, "  restored to scratch disk {}{at}", v.scratch_disk);
+    for c in &v.checks {
+        let fs = c.fstype.map(|t| t.mount_type()).unwrap_or("unknown");
+        let state = if c.clean {
+            "clean".to_string()
+        } else {
+            format!("FAILED: {}", c.detail)
+        };
+        let _ = writeln!(
+            out,
+            "  {} ({fs}): {}: {state}",
+            c.device.display(),
+            c.checker
+        );
+    }
+    if v.hooks_ran {
+        let _ = writeln!(out, "  mounted read-only; verify hooks run");
+    }
+    // A failed check is said on its line above; the rest (mount, hooks, the restore).
+    for f in &v.failures {
+        if !v.checks.iter().any(|c| !c.clean && f.contains(&c.detail)) {
+            let _ = writeln!(out, "  failed: {f}");
+        }
+    }
+    match &v.tagged {
+        Some(t) => {
+            let _ = writeln!(out, "  tagged {}={t}", restore::VERIFIED_TAG);
+        }
+        None => {
+            let _ = writeln!(out, "  not tagged");
+        }
+    }
+    if v.left_behind.is_empty() {
+        let _ = writeln!(out, "  scratch disk removed ({:.1} s)", v.elapsed_s);
+    } else {
+        for l in &v.left_behind {
+            let _ = writeln!(out, "  LEFT: {l}");
+        }
+    }
+    out
+}
+
+/// `verify_every` in `lightsnap run`: counts this run, and verifies the newest snapshot of
+/// each disk whose targets are due. Returns the verifications' documents and how they went
+/// (a failed verification exits 18; the snapshots just taken stand either way).
+pub async fn scheduled(
+    api: &SdkLightsail,
+    settings: &Settings,
+    report: &crate::snap::Report,
+    run_dir: &Path,
+    output: Output,
+    signals: &mut Signals,
+) -> Option<(Vec<serde_json::Value>, Result<()>)> {
+    let every = settings.verify_every?;
+    let paths: Vec<PathBuf> = settings.snapshots.iter().map(|e| e.path.clone()).collect();
+    let targets = crate::monitor::path_targets(&paths);
+    let due = crate::monitor::count_for_verification(settings, &targets, report, every);
+    if due.is_empty() {
+        return None;
+    }
+    let mut docs = Vec::new();
+    let result = async {
+        let _lock = crate::runstate::lock(run_dir)?;
+        let me = restore::who_am_i(api).await?;
+        let mut first_failure: Option<anyhow::Error> = None;
+        for disk in &due {
+            let Some(snapshot) = newest_of(api, disk).await? else {
+                tracing::warn!(
+                    "verify_every: no completed snapshot of {disk} yet; verified at a later run"
+                );
+                continue;
+            };
+            let mut v = restore::verify(
+                api,
+                &machine(settings, run_dir),
+                &me,
+                &snapshot,
+                &rehearsal(run_dir, DEFAULT_TIMEOUT),
+                signals,
+            )
+            .await?;
+            crate::monitor::verified(settings, &v);
+            if output == Output::Human {
+                print!("{}", human(&v));
+            }
+            let failure = match (v.result, v.error.take()) {
+                (Outcome::Failed, _) => Some(
+                    Failure::new(
+                        ExitCode::VerifyFailed,
+                        format!(
+                            "snapshot {} failed verification: {}",
+                            v.snapshot,
+                            v.failures.join("; ")
+                        ),
+                    )
+                    .into(),
+                ),
+                (Outcome::Incomplete, e) => e,
+                (Outcome::Clean, _) => None,
+            };
+            docs.push(serde_json::to_value(&v).unwrap_or_default());
+            if let Some(e) = failure {
+                first_failure.get_or_insert(e);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+    .await;
+    // The snapshots stand whatever happened here: a rehearsal that could not run (no
+    // metadata service, an API failure) is an incomplete verification (20), not the run's
+    // own failure; a failed one keeps 18, a stop request its signal's code.
+    let result = result.map_err(|e| {
+        let known = e.chain().any(|c| {
+            c.downcast_ref::<Failure>().is_some_and(|f| {
+                matches!(f.code, ExitCode::VerifyFailed | ExitCode::VerifyIncomplete)
+            }) || c.is::<crate::signals::Stopped>()
+        });
+        if known {
+            e
+        } else {
+            Failure::new(
+                ExitCode::VerifyIncomplete,
+                format!("the snapshots were taken, but the scheduled verification (verify_every) could not run: {e:#}"),
+            )
+            .into()
+        }
+    });
+    Some((docs, result))
+}
+
+/// The rehearsal's bound in `lightsnap run`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The mount dir of a run directory, for `status`.
+pub fn mount_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("verify")
+}

@@ -1,0 +1,480 @@
+//! Restore rehearsals (`lightsnap verify`): a disk snapshot restored to a scratch disk in this
+//! instance's zone, attached here, checked read-only (its filesystems' own checkers in
+//! no-change mode, a read-only mount, the `verify` hooks against it), then detached and
+//! deleted, and the snapshot tagged `lightsnap:verified` = `clean` or `failed`.
+//!
+//! Every step is recorded before it is taken and undone in reverse whatever ends the
+//! rehearsal — a failure, the timeout, a stop request — and a scratch disk a killed run left
+//! is found by its tags and removed by the next rehearsal ([`scratch`]). The machine's side
+//! (device, checkers, mounts, hooks) is behind [`host::Host`]; the filesystems' rules are in
+//! [`fs`]; copies to another region in [`copy`].
+
+pub mod copy;
+pub mod fs;
+pub mod host;
+pub mod scratch;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cloud::lightsail::{Lightsail, NewDisk, SnapshotInfo};
+use crate::exit_code::{ExitCode, Failure};
+use crate::fail;
+use crate::hooks::HookEnv;
+use crate::signals::{unless_stopped, Stop};
+use host::{Check, Host};
+
+/// The tag every scratch disk carries (`true`).
+pub const SCRATCH_TAG: &str = "lightsnap:scratch";
+/// The instance whose rehearsal made a scratch disk: only that instance removes it.
+pub const SCRATCH_INSTANCE_TAG: &str = "lightsnap:scratch-instance";
+/// The snapshot a scratch disk was made from.
+pub const SCRATCH_OF_TAG: &str = "lightsnap:scratch-of";
+/// A verified snapshot's result: `clean` or `failed`.
+pub const VERIFIED_TAG: &str = "lightsnap:verified";
+/// When it was verified (RFC 3339, UTC).
+pub const VERIFIED_AT_TAG: &str = "lightsnap:verified-at";
+
+/// This instance, as a rehearsal needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    /// Its Lightsail name.
+    pub instance: String,
+    /// Its availability zone (a disk attaches only in its own).
+    pub availability_zone: String,
+    /// The device paths its disks are attached at.
+    pub used_paths: Vec<String>,
+}
+
+/// Who this instance is: the metadata service, then GetInstances.
+pub async fn who_am_i<A: Lightsail>(api: &A) -> Result<Me> {
+    let identity = crate::cloud::imds::identity(Duration::from_secs(2))
+        .await
+        .context("finding which Lightsail instance this is, to attach the scratch disk to")?;
+    let instances = api
+        .get_instances()
+        .await
+        .context("listing Lightsail instances to find this one")?;
+    let me = crate::snap::plan::this_instance(&instances, &identity)?;
+    Ok(Me {
+        instance: me.name.clone(),
+        availability_zone: identity.availability_zone,
+        used_paths: me.disks.iter().filter_map(|d| d.path.clone()).collect(),
+    })
+}
+
+/// How a rehearsal runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The whole rehearsal's bound (`--timeout`), undo not included.
+    pub timeout: Duration,
+    /// How often the scratch disk's state is asked for.
+    pub poll: Duration,
+    /// Where the restored filesystems are mounted (`<run dir>/verify`).
+    pub mount_dir: PathBuf,
+    /// The bound of the undo (never cut short by a stop request).
+    pub undo_timeout: Duration,
+}
+
+/// What a rehearsal came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Restored, checked, mounted and hooked: it works.
+    Clean,
+    /// The restore does not work: a check, the mount or a hook failed, or the disk ended in
+    /// `error`.
+    Failed,
+    /// The rehearsal could not finish (timeout, stop request, an API failure): nothing is
+    /// known of the snapshot, and it is not tagged.
+    Incomplete,
+}
+
+impl Outcome {
+    /// The `lightsnap:verified` tag value, for a rehearsal that reached a verdict.
+    pub fn tag(self) -> Option<&'static str> {
+        match self {
+            Outcome::Clean => Some("clean"),
+            Outcome::Failed => Some("failed"),
+            Outcome::Incomplete => None,
+        }
+    }
+}
+
+/// A rehearsal's report.
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    /// The snapshot.
+    pub snapshot: String,
+    /// The disk it is of (`<instance>-system` for a system volume).
+    pub disk: Option<String>,
+    /// The scratch disk made from it.
+    pub scratch_disk: String,
+    /// Where it was attached.
+    pub attached_at: Option<String>,
+    /// Its block device here.
+    pub device: Option<PathBuf>,
+    /// The verdict.
+    pub result: Outcome,
+    /// Each filesystem's check.
+    pub checks: Vec<Check>,
+    /// Whether the `verify` hooks ran (and passed, unless in `failures`).
+    pub hooks_ran: bool,
+    /// What failed (checks, mount, hooks), in plain words.
+    pub failures: Vec<String>,
+    /// Scratch disks of earlier, killed runs removed first.
+    pub leftovers_removed: Vec<String>,
+    /// What could not be undone (a scratch disk left, which the next run removes).
+    pub left_behind: Vec<String>,
+    /// The `lightsnap:verified` value the snapshot was tagged with.
+    pub tagged: Option<String>,
+    /// How long it took, undo included.
+    pub elapsed_s: f64,
+    /// Why it is incomplete.
+    #[serde(skip)]
+    pub error: Option<anyhow::Error>,
+}
+
+/// A step taken, to be undone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// CreateDiskFromSnapshot was called (the disk may exist).
+    Created(String),
+    /// AttachDisk was called.
+    Attached(String),
+    /// Its block device was found here (and may be set read-only).
+    Device(PathBuf),
+    /// A filesystem was (being) mounted here.
+    Mounted(PathBuf),
+}
+
+/// What the work found, kept outside it so that a cancelled rehearsal still reports it.
+#[derive(Debug, Default)]
+struct Findings {
+    attached_at: Option<String>,
+    device: Option<PathBuf>,
+    checks: Vec<Check>,
+    hooks_ran: bool,
+    failures: Vec<String>,
+}
+
+/// What a stop request during a rehearsal means.
+const STOPPED_VERIFYING: &str =
+    "during verify; the scratch disk is removed, the snapshot is not tagged";
+
+/// Refuses what cannot be rehearsed, before anything is made: an instance snapshot (the API
+/// restores one only as whole new instances, CreateInstancesFromSnapshot, never as disks this
+/// instance could attach), a snapshot not completed, an automatic one's name (those restore
+/// through other parameters).
+pub fn check_snapshot(s: &SnapshotInfo) -> Result<()> {
+    if s.instance {
+        fail!(
+            ExitCode::Unsupported,
+            "{} is an instance snapshot: Lightsail restores those only as new instances (CreateInstancesFromSnapshot), not as disks this instance could attach and check; verify the disk snapshots of its disks instead (lightsnap freeze-and-snap PATH, then lightsnap verify --latest PATH)",
+            s.name
+        );
+    }
+    if s.state != "completed" {
+        fail!(
+            ExitCode::Usage,
+            "snapshot {} is {}, not completed: it can be restored once it is (lightsnap list shows its progress)",
+            s.name,
+            s.state
+        );
+    }
+    Ok(())
+}
+
+/// Rehearses the restore of `snapshot`: leftovers removed, the scratch disk made, attached,
+/// checked, undone, the snapshot tagged. Fails only when nothing was done (a leftover search
+/// that failed, a snapshot that cannot be rehearsed); everything else is in the report.
+pub async fn verify<A: Lightsail, H: Host, S: Stop>(
+    api: &A,
+    host: &H,
+    me: &Me,
+    snapshot: &SnapshotInfo,
+    settings: &Settings,
+    stop: &mut S,
+) -> Result<Verification> {
+    check_snapshot(snapshot)?;
+    let started = Instant::now();
+    // Bounded as an undo is: a leftover that never detaches is left for the next run.
+    let leftovers = scratch::remove_leftovers(api, host, me, &settings.mount_dir, settings.poll);
+    let leftovers_removed = match tokio::time::timeout(settings.undo_timeout, leftovers).await {
+        Ok(removed) => removed?,
+        Err(_) => {
+            tracing::warn!(
+                "removing earlier runs' scratch disks did not finish within {}; going on",
+                humantime::format_duration(settings.undo_timeout)
+            );
+            Vec::new()
+        }
+    };
+    let name = scratch::name_for(&snapshot.name);
+    let steps = RefCell::new(Vec::new());
+    let findings = RefCell::new(Findings::default());
+    let work = rehearse(api, host, me, snapshot, &name, settings, &steps, &findings);
+    let bounded = async {
+        match tokio::time::timeout(settings.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::new(
+                ExitCode::VerifyIncomplete,
+                format!(
+                    "verify of {} did not finish within --timeout {}; the scratch disk is removed, the snapshot is not tagged",
+                    snapshot.name,
+                    humantime::format_duration(settings.timeout)
+                ),
+            )
+            .into()),
+        }
+    };
+    let worked = unless_stopped(stop, STOPPED_VERIFYING, bounded).await;
+    // Undo, in reverse, whatever ended the work; never cut short by a stop request.
+    let left_behind = undo(api, host, me, steps.take(), settings).await;
+    let f = findings.take();
+    let (result, error) = match worked {
+        Err(e) if e.downcast_ref::<scratch::RestoreFailed>().is_some() => {
+            let mut failures = f.failures.clone();
+            failures.push(format!("{e:#}"));
+            return finish(
+                api,
+                snapshot,
+                name,
+                f,
+                failures,
+                Outcome::Failed,
+                None,
+                leftovers_removed,
+                left_behind,
+                started,
+            )
+            .await;
+        }
+        _ if !f.failures.is_empty() => (Outcome::Failed, None),
+        Ok(()) => (Outcome::Clean, None),
+        Err(e) => (Outcome::Incomplete, Some(e)),
+    };
+    let failures = f.failures.clone();
+    finish(
+        api,
+        snapshot,
+        name,
+        f,
+        failures,
+        result,
+        error,
+        leftovers_removed,
+        left_behind,
+        started,
+    )
+    .await
+}
+
+/// Tags the snapshot with a verdict and makes the report.
+#[allow(clippy::too_many_arguments)]
+async fn finish<A: Lightsail>(
+    api: &A,
+    snapshot: &SnapshotInfo,
+    scratch_disk: String,
+    f: Findings,
+    failures: Vec<String>,
+    result: Outcome,
+    error: Option<anyhow::Error>,
+    leftovers_removed: Vec<String>,
+    left_behind: Vec<String>,
+    started: Instant,
+) -> Result<Verification> {
+    let mut tagged = None;
+    if let Some(value) = result.tag() {
+        let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let tags = vec![
+            (VERIFIED_TAG.to_string(), value.to_string()),
+            (VERIFIED_AT_TAG.to_string(), at),
+        ];
+        match api.tag_resource(&snapshot.name, &tags).await {
+            Ok(()) => tagged = Some(value.to_string()),
+            Err(e) => tracing::warn!(
+                "tagging snapshot {} {VERIFIED_TAG}={value}: {e}",
+                snapshot.name
+            ),
+        }
+    }
+    Ok(Verification {
+        snapshot: snapshot.name.clone(),
+        disk: snapshot.from.clone(),
+        scratch_disk,
+        attached_at: f.attached_at,
+        device: f.device,
+        result,
+        checks: f.checks,
+        hooks_ran: f.hooks_ran,
+        failures,
+        leftovers_removed,
+        left_behind,
+        tagged,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        error,
+    })
+}
+
+/// The rehearsal proper; each step recorded in `steps` before it is taken.
+#[allow(clippy::too_many_arguments)]
+async fn rehearse<A: Lightsail, H: Host>(
+    api: &A,
+    host: &H,
+    me: &Me,
+    snapshot: &SnapshotInfo,
+    name: &str,
+    settings: &Settings,
+    steps: &RefCell<Vec<Step>>,
+    findings: &RefCell<Findings>,
+) -> Result<()> {
+    let request = NewDisk {
+        name: name.to_string(),
+        snapshot: snapshot.name.clone(),
+        availability_zone: me.availability_zone.clone(),
+        size_gb: snapshot.size_gb.unwrap_or(8).max(8),
+        tags: vec![
+            (SCRATCH_TAG.into(), "true".into()),
+            (SCRATCH_INSTANCE_TAG.into(), me.instance.clone()),
+            (SCRATCH_OF_TAG.into(), snapshot.name.clone()),
+        ],
+    };
+    steps.borrow_mut().push(Step::Created(name.to_string()));
+    api.create_disk_from_snapshot(&request)
+        .await
+        .with_context(|| {
+            format!(
+                "restoring snapshot {} to scratch disk {name}",
+                snapshot.name
+            )
+        })?;
+    scratch::wait_for(api, name, settings.poll, "available", |d| {
+        d.state == "available"
+    })
+    .await?;
+    let dev_dir = std::env::var_os(host::DEV_DIR_ENV).map(PathBuf::from);
+    let exists = |p: &str| match &dev_dir {
+        Some(dir) => dir.join(p.trim_start_matches("/dev/")).exists(),
+        None => std::path::Path::new(p).exists(),
+    };
+    let path = scratch::free_path(me, exists)?;
+    steps.borrow_mut().push(Step::Attached(name.to_string()));
+    api.attach_disk(name, &me.instance, path)
+        .await
+        .with_context(|| format!("attaching scratch disk {name} at {path}"))?;
+    findings.borrow_mut().attached_at = Some(path.to_string());
+    let disk = scratch::wait_for(api, name, settings.poll, "attached", |d| {
+        d.is_attached && d.attached_to.as_deref() == Some(me.instance.as_str())
+    })
+    .await?;
+    let device = host.device(&disk, path).await?;
+    tracing::info!("scratch disk {name} is {} here", device.display());
+    steps.borrow_mut().push(Step::Device(device.clone()));
+    findings.borrow_mut().device = Some(device.clone());
+    let found = host.filesystems(&device);
+    for fs in &found {
+        let check = host.check(fs).await;
+        let mut f = findings.borrow_mut();
+        if !check.clean {
+            f.failures.push(format!(
+                "{}: {}: {}",
+                check.device.display(),
+                check.checker,
+                check.detail
+            ));
+        }
+        f.checks.push(check);
+    }
+    if !findings.borrow().failures.is_empty() {
+        return Ok(());
+    }
+    // Mounted read-only, each at `<mount dir>/<scratch disk>` (or below it, one directory
+    // per partition); the hooks are told where.
+    let base = settings.mount_dir.join(name);
+    let mut mounted = Vec::new();
+    for fs in &found {
+        let at = if found.len() == 1 {
+            base.clone()
+        } else {
+            base.join(fs.device.file_name().unwrap_or_default())
+        };
+        steps.borrow_mut().push(Step::Mounted(at.clone()));
+        if let Err(e) = host.mount(fs, &at).await {
+            findings.borrow_mut().failures.push(format!(
+                "{:#}",
+                e.context("the restored filesystem does not mount read-only")
+            ));
+            return Ok(());
+        }
+        mounted.push(at);
+    }
+    let env = HookEnv {
+        paths: mounted.clone(),
+        disks: snapshot.from.iter().cloned().collect(),
+        snapshots: vec![snapshot.name.clone()],
+        result: None,
+        verify_mount: Some(base),
+    };
+    let hooks = host.hooks(&env).await;
+    findings.borrow_mut().hooks_ran = true;
+    if let Err(e) = hooks {
+        findings.borrow_mut().failures.push(format!("{e:#}"));
+    }
+    Ok(())
+}
+
+/// Undoes `steps` in reverse; what could not be undone, in plain words.
+async fn undo<A: Lightsail, H: Host>(
+    api: &A,
+    host: &H,
+    me: &Me,
+    steps: Vec<Step>,
+    settings: &Settings,
+) -> Vec<String> {
+    let mut left = Vec::new();
+    let all = async {
+        for step in steps.into_iter().rev() {
+            let done = match &step {
+                Step::Mounted(at) => host.unmount(at),
+                Step::Device(dev) => host.release(dev),
+                Step::Attached(name) => scratch::detach(api, me, name, settings.poll).await,
+                Step::Created(name) => scratch::remove(api, me, name, settings.poll).await,
+            };
+            if let Err(e) = done {
+                let what = match &step {
+                    Step::Mounted(at) => format!("mount {}", at.display()),
+                    Step::Device(dev) => format!("device {}", dev.display()),
+                    Step::Attached(n) | Step::Created(n) => format!("scratch disk {n}"),
+                };
+                tracing::error!("could not undo {what}: {e:#}");
+                left.push(format!("{what}: {e:#}"));
+                if matches!(step, Step::Attached(_)) {
+                    // An attached disk cannot be deleted: leave it for the next run.
+                    break;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(settings.undo_timeout, all)
+        .await
+        .is_err()
+    {
+        left.push(format!(
+            "the undo did not finish within {}",
+            humantime::format_duration(settings.undo_timeout)
+        ));
+    }
+    if !left.is_empty() {
+        left.push(
+            "the next `lightsnap verify` removes the scratch disk (tag lightsnap:scratch)".into(),
+        );
+    }
+    left
+}

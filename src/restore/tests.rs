@@ -1,0 +1,480 @@
+//! The rehearsal on the scripted Lightsail and a scripted machine: the order of the steps and
+//! of their undoing, whatever ends it; leftovers; timeouts; stop requests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::fs::{Found, FsType, Superblock};
+use super::host::{Check, Host};
+use super::*;
+use crate::cloud::lightsail::fake::FakeLightsail;
+use crate::cloud::lightsail::{ApiErrorKind, DiskState};
+use crate::signals::Never;
+
+/// The machine, scripted: every call logged in the fake's log, so the order of API calls and
+/// local steps is one list.
+struct Scripted<'a> {
+    fake: &'a FakeLightsail,
+    clean: bool,
+    device_hangs: bool,
+    hook_fails: bool,
+    mount_fails: bool,
+    /// Notified, then hangs, when the check starts (a stop request arriving there).
+    stop_in_check: Option<&'a tokio::sync::Notify>,
+    mounted: Mutex<Vec<PathBuf>>,
+}
+
+impl<'a> Scripted<'a> {
+    fn new(fake: &'a FakeLightsail) -> Self {
+        Self {
+            fake,
+            clean: true,
+            device_hangs: false,
+            hook_fails: false,
+            mount_fails: false,
+            stop_in_check: None,
+            mounted: Mutex::default(),
+        }
+    }
+
+    fn note(&self, line: String) {
+        self.fake.log.lock().unwrap().push(line);
+    }
+}
+
+impl Host for Scripted<'_> {
+    async fn device(&self, disk: &DiskState, path: &str) -> anyhow::Result<PathBuf> {
+        self.note(format!("device {} {path}", disk.name));
+        if self.device_hangs {
+            std::future::pending::<()>().await;
+        }
+        Ok(PathBuf::from("/dev/nvme9n1"))
+    }
+
+    fn device_now(&self, _disk: &DiskState, _path: &str) -> Option<PathBuf> {
+        Some(PathBuf::from("/dev/nvme8n1"))
+    }
+
+    fn release(&self, device: &Path) -> anyhow::Result<()> {
+        self.note(format!("release {}", device.display()));
+        Ok(())
+    }
+
+    fn filesystems(&self, device: &Path) -> Vec<Found> {
+        vec![Found {
+            device: device.to_path_buf(),
+            superblock: Some(Superblock {
+                fstype: FsType::Ext4,
+                needs_recovery: false,
+            }),
+        }]
+    }
+
+    async fn check(&self, fs: &Found) -> Check {
+        self.note(format!("check {}", fs.device.display()));
+        if let Some(n) = self.stop_in_check {
+            n.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Check {
+            device: fs.device.clone(),
+            fstype: fs.fstype(),
+            checker: "e2fsck -f -n".into(),
+            clean: self.clean,
+            detail: if self.clean {
+                String::new()
+            } else {
+                "Inode 12 has a bad extent".into()
+            },
+        }
+    }
+
+    async fn mount(&self, _fs: &Found, at: &Path) -> anyhow::Result<()> {
+        self.note(format!("mount {}", at.display()));
+        anyhow::ensure!(!self.mount_fails, "mount: wrong fs type, bad superblock");
+        self.mounted.lock().unwrap().push(at.to_path_buf());
+        Ok(())
+    }
+
+    fn unmount(&self, at: &Path) -> anyhow::Result<()> {
+        let mut m = self.mounted.lock().unwrap();
+        if m.contains(&at.to_path_buf()) {
+            m.retain(|p| p != at);
+            drop(m);
+            self.note(format!("unmount {}", at.display()));
+        }
+        Ok(())
+    }
+
+    fn mounts_below(&self, dir: &Path) -> Vec<PathBuf> {
+        self.mounted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.starts_with(dir))
+            .cloned()
+            .collect()
+    }
+
+    async fn hooks(&self, env: &HookEnv) -> anyhow::Result<()> {
+        let at = env.verify_mount.as_ref().unwrap();
+        self.note(format!("hooks {}", at.display()));
+        anyhow::ensure!(
+            !self.hook_fails,
+            "hook /etc/lightsnap/verify.d/pg verify failed (exit status: 1)"
+        );
+        Ok(())
+    }
+}
+
+fn me() -> Me {
+    Me {
+        instance: "web-1".into(),
+        availability_zone: "us-east-1a".into(),
+        used_paths: vec!["/dev/xvda".into(), "/dev/xvdf".into()],
+    }
+}
+
+fn snapshot(name: &str) -> SnapshotInfo {
+    SnapshotInfo {
+        name: name.into(),
+        state: "completed".into(),
+        progress: Some("100%".into()),
+        tags: vec![("lightsnap:consistency".into(), "frozen".into())],
+        created_at: Some(1.0),
+        from: Some("data-1".into()),
+        size_gb: Some(32),
+        is_from_auto_snapshot: false,
+        instance: false,
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        timeout: Duration::from_secs(1800),
+        poll: Duration::from_millis(10),
+        mount_dir: PathBuf::from("/run/lightsnap/verify"),
+        undo_timeout: Duration::from_secs(600),
+    }
+}
+
+fn run<S: crate::signals::Stop>(
+    fake: &FakeLightsail,
+    host: &Scripted,
+    stop: &mut S,
+) -> Verification {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(verify(
+        fake,
+        host,
+        &me(),
+        &snapshot("s1"),
+        &settings(),
+        stop,
+    ))
+    .unwrap()
+}
+
+/// The calls after the leftover search, the repeated GetDisk looks collapsed.
+fn steps(fake: &FakeLightsail) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in fake.log() {
+        if out.last() == Some(&l) && l.starts_with("GetDisk ") {
+            continue;
+        }
+        out.push(l);
+    }
+    out
+}
+
+const UNDO: [&str; 4] = [
+    "GetDisk s1-verify",
+    "DetachDisk s1-verify",
+    "GetDisk s1-verify",
+    "DeleteDisk s1-verify",
+];
+
+#[test]
+fn a_clean_rehearsal_is_undone_in_reverse_and_tagged_clean() {
+    let fake = FakeLightsail::default();
+    let host = Scripted::new(&fake);
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Clean, "{v:?}");
+    let mut want = vec![
+        "GetDisks",
+        "CreateDiskFromSnapshot s1-verify s1",
+        "GetDisk s1-verify",
+        // xvdf is the instance's: the next free path.
+        "AttachDisk s1-verify web-1 /dev/xvdg",
+        "GetDisk s1-verify",
+        "device s1-verify /dev/xvdg",
+        "check /dev/nvme9n1",
+        "mount /run/lightsnap/verify/s1-verify",
+        "hooks /run/lightsnap/verify/s1-verify",
+        "unmount /run/lightsnap/verify/s1-verify",
+        "release /dev/nvme9n1",
+        // Undo of the attach, then of the create (which finds it detached already).
+        "GetDisk s1-verify",
+        "DetachDisk s1-verify",
+        "GetDisk s1-verify",
+        "DeleteDisk s1-verify",
+    ];
+    want.push("TagResource s1 lightsnap:verified=clean,lightsnap:verified-at=");
+    let got = steps(&fake);
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g.starts_with(w), "{g} is not {w}: {got:#?}");
+    }
+    assert!(
+        fake.disks.lock().unwrap().is_empty(),
+        "the scratch disk is gone"
+    );
+    // The scratch disk carried the tags that make a leftover findable, and only this
+    // instance's.
+    assert!(v.left_behind.is_empty() && v.hooks_ran && v.tagged.as_deref() == Some("clean"));
+}
+
+#[test]
+fn a_failed_check_is_tagged_failed_and_everything_is_undone() {
+    let fake = FakeLightsail::default();
+    let mut host = Scripted::new(&fake);
+    host.clean = false;
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Failed);
+    assert!(v.failures[0].contains("Inode 12 has a bad extent"), "{v:?}");
+    assert!(!v.hooks_ran, "nothing is mounted after a failed check");
+    let log = steps(&fake);
+    assert!(!log.iter().any(|l| l.starts_with("mount")), "{log:#?}");
+    let tail: Vec<&str> = log
+        .iter()
+        .rev()
+        .skip(1)
+        .take(4)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail, UNDO, "{log:#?}");
+    assert!(log
+        .last()
+        .unwrap()
+        .starts_with("TagResource s1 lightsnap:verified=failed"));
+    assert!(fake.disks.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_failing_mount_or_hook_fails_the_verification_and_is_unmounted() {
+    for (mount_fails, hook_fails) in [(true, false), (false, true)] {
+        let fake = FakeLightsail::default();
+        let mut host = Scripted::new(&fake);
+        host.mount_fails = mount_fails;
+        host.hook_fails = hook_fails;
+        let v = run(&fake, &host, &mut Never);
+        assert_eq!(v.result, Outcome::Failed, "{v:?}");
+        let log = steps(&fake);
+        assert_eq!(
+            log.iter().any(|l| l.starts_with("hooks")),
+            hook_fails,
+            "{log:#?}"
+        );
+        assert!(host.mounted.lock().unwrap().is_empty(), "{log:#?}");
+        assert!(fake.disks.lock().unwrap().is_empty());
+        assert!(log.last().unwrap().contains("verified=failed"), "{log:#?}");
+    }
+}
+
+/// The timeout ends the rehearsal wherever it is (here: waiting for the device), and the
+/// undo still runs in full; nothing is tagged.
+#[test]
+fn the_timeout_undoes_everything_and_tags_nothing() {
+    let fake = FakeLightsail::default();
+    let mut host = Scripted::new(&fake);
+    host.device_hangs = true;
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Incomplete);
+    let err = v.error.as_ref().unwrap();
+    assert_eq!(
+        crate::exit_code::ExitCode::of(err),
+        crate::exit_code::ExitCode::VerifyIncomplete
+    );
+    assert!(
+        err.to_string()
+            .contains("did not finish within --timeout 30m"),
+        "{err}"
+    );
+    let log = steps(&fake);
+    let tail: Vec<&str> = log.iter().rev().take(4).rev().map(String::as_str).collect();
+    assert_eq!(tail, UNDO, "{log:#?}");
+    assert!(!log.iter().any(|l| l.starts_with("TagResource")));
+    assert!(fake.disks.lock().unwrap().is_empty());
+}
+
+/// A stop request in the middle of a check: undone in full, exit code of the signal.
+#[test]
+fn a_stop_request_undoes_everything() {
+    struct Fires<'a>(&'a tokio::sync::Notify);
+    impl crate::signals::Stop for Fires<'_> {
+        async fn recv(&mut self) -> crate::exit_code::ExitCode {
+            self.0.notified().await;
+            crate::exit_code::ExitCode::Terminated
+        }
+    }
+    let fake = FakeLightsail::default();
+    let notify = tokio::sync::Notify::new();
+    let mut host = Scripted::new(&fake);
+    host.stop_in_check = Some(&notify);
+    let v = run(&fake, &host, &mut Fires(&notify));
+    assert_eq!(v.result, Outcome::Incomplete);
+    let err = v.error.as_ref().unwrap();
+    assert_eq!(
+        crate::exit_code::ExitCode::of(err),
+        crate::exit_code::ExitCode::Terminated
+    );
+    let log = steps(&fake);
+    let tail: Vec<&str> = log.iter().rev().take(4).rev().map(String::as_str).collect();
+    assert_eq!(tail, UNDO, "{log:#?}");
+}
+
+/// AttachDisk refused: the disk made is deleted (there is nothing to detach), the API's
+/// error is the rehearsal's.
+#[test]
+fn an_api_failure_deletes_what_was_made() {
+    let fake = FakeLightsail::default().failing("AttachDisk", ApiErrorKind::Rejected);
+    let host = Scripted::new(&fake);
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Incomplete);
+    assert_eq!(
+        crate::exit_code::ExitCode::of(v.error.as_ref().unwrap()),
+        crate::exit_code::ExitCode::ApiRejected
+    );
+    let log = steps(&fake);
+    assert!(!log.iter().any(|l| l.starts_with("DetachDisk")), "{log:#?}");
+    assert_eq!(log.last().unwrap(), "DeleteDisk s1-verify");
+    assert!(fake.disks.lock().unwrap().is_empty());
+}
+
+/// A DeleteDisk that fails leaves the disk, said in the report, for the next run.
+#[test]
+fn what_cannot_be_undone_is_reported() {
+    let fake = FakeLightsail::default().failing("DeleteDisk", ApiErrorKind::Unavailable);
+    let host = Scripted::new(&fake);
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Clean);
+    assert!(
+        v.left_behind[0].starts_with("scratch disk s1-verify"),
+        "{v:?}"
+    );
+    assert_eq!(fake.disks.lock().unwrap().len(), 1);
+}
+
+fn disk(name: &str, tags: &[(&str, &str)], attached_to: Option<&str>) -> DiskState {
+    DiskState {
+        name: name.into(),
+        state: if attached_to.is_some() {
+            "in-use"
+        } else {
+            "available"
+        }
+        .into(),
+        path: attached_to.map(|_| "/dev/xvdg".into()),
+        attached_to: attached_to.map(str::to_string),
+        is_attached: attached_to.is_some(),
+        support_code: None,
+        availability_zone: Some("us-east-1a".into()),
+        size_gb: Some(8),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// A killed run's scratch disk (attached here, mounted) is unmounted, detached and deleted
+/// first; another instance's scratch disk and a disk without the tag are never touched.
+#[test]
+fn leftovers_of_this_instance_only_are_removed_first() {
+    let fake = FakeLightsail::default();
+    let ours = [(SCRATCH_TAG, "true"), (SCRATCH_INSTANCE_TAG, "web-1")];
+    let theirs = [(SCRATCH_TAG, "true"), (SCRATCH_INSTANCE_TAG, "web-2")];
+    fake.disks.lock().unwrap().extend([
+        disk("old-verify", &ours, Some("web-1")),
+        disk("their-verify", &theirs, Some("web-2")),
+        disk("data-2", &[], None),
+    ]);
+    let host = Scripted::new(&fake);
+    let left_mount = PathBuf::from("/run/lightsnap/verify/old-verify");
+    host.mounted.lock().unwrap().push(left_mount.clone());
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.leftovers_removed, vec!["old-verify"]);
+    assert_eq!(v.result, Outcome::Clean);
+    let log = steps(&fake);
+    let first: Vec<&str> = log.iter().take(7).map(String::as_str).collect();
+    assert_eq!(
+        first,
+        [
+            "GetDisks",
+            "unmount /run/lightsnap/verify/old-verify",
+            "release /dev/nvme8n1",
+            "GetDisk old-verify",
+            "DetachDisk old-verify",
+            "GetDisk old-verify",
+            "DeleteDisk old-verify",
+        ],
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("their-verify") || l.contains("data-2")),
+        "{log:#?}"
+    );
+    let names: Vec<String> = fake
+        .disks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    assert_eq!(names, ["their-verify", "data-2"]);
+}
+
+#[test]
+fn instance_snapshots_and_unfinished_ones_are_refused_before_anything() {
+    let mut s = snapshot("i1");
+    s.instance = true;
+    let err = check_snapshot(&s).unwrap_err();
+    assert_eq!(
+        crate::exit_code::ExitCode::of(&err),
+        crate::exit_code::ExitCode::Unsupported
+    );
+    assert!(
+        err.to_string().contains("CreateInstancesFromSnapshot"),
+        "{err}"
+    );
+    let mut s = snapshot("p1");
+    s.state = "pending".into();
+    let err = check_snapshot(&s).unwrap_err();
+    assert_eq!(
+        crate::exit_code::ExitCode::of(&err),
+        crate::exit_code::ExitCode::Usage
+    );
+}
+
+/// An undo that hangs (DetachDisk never answers) is bounded too, and says what it left.
+#[test]
+fn a_hanging_undo_is_bounded_and_reported() {
+    let fake = FakeLightsail::default().hanging("DetachDisk");
+    let host = Scripted::new(&fake);
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Clean);
+    assert!(
+        v.left_behind
+            .iter()
+            .any(|l| l.contains("did not finish within 10m")),
+        "{v:?}"
+    );
+    assert_eq!(fake.disks.lock().unwrap().len(), 1, "left for the next run");
+}

@@ -1,0 +1,755 @@
+//! `lightsnap verify` end to end, as root: a snapshot taken by `freeze-and-snap` of a loop
+//! filesystem, restored by the fake Lightsail in attach mode (a loop device over a copy of the
+//! snapshot image, linked at `DIR/<basename of the attachment path>`; lightsnap is told where
+//! with the test-only `LIGHTSNAP_DEV_DIR`), checked, detached, deleted, tagged. And copies to
+//! another region.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+/// A one-disk set-up whose fake attaches restored disks as loop devices in `<scratch>/dev`.
+struct Restore {
+    fake: Fake,
+    fs: LoopFs,
+    scratch: Scratch,
+}
+
+impl Restore {
+    fn new(test: &str, kind: FsKind, regions: &[&str]) -> Option<Self> {
+        if !root_or_skip(test) || !tool_or_skip(test, kind.mkfs_tool()) {
+            return None;
+        }
+        let scratch = Scratch::new();
+        let fs = LoopFs::create(&scratch, "data", kind);
+        let mut seed = seed(&[("data-1", &fs.device)], None);
+        seed.regions = regions.iter().map(|r| r.to_string()).collect();
+        let dir = scratch.path().join("snapshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut opts = Options::new(seed, dir);
+        opts.snapshot_duration = Duration::ZERO;
+        opts.page_size = 3;
+        opts.attach_dir = Some(scratch.path().join("dev"));
+        let fake = Fake::start(opts).expect("fake lightsail in attach mode");
+        Some(Self { fake, fs, scratch })
+    }
+
+    /// lightsnap, configured, finding attached disks in `<scratch>/dev`, polling quickly.
+    fn lightsnap(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = configured_lightsnap(&self.scratch, &self.fake);
+        cmd.env("LIGHTSNAP_DEV_DIR", self.scratch.path().join("dev"))
+            .env("LIGHTSNAP_VERIFY_POLL_MS", "20")
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> RunResult {
+        finish(&mut self.lightsnap(args))
+    }
+
+    /// A file on the filesystem, then a snapshot of it named `name`.
+    fn snapshot(&self, name: &str) {
+        std::fs::write(self.fs.mount_point.join("hello.txt"), "restored\n").unwrap();
+        let mp = self.fs.mount_point.display().to_string();
+        let r = self.run(&["freeze-and-snap", &mp, "--snapshot-name", name]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+
+    /// The verify hook directory, with one hook logging what it saw to `<scratch>/hook.log`.
+    fn verify_hook(&self, extra: &str) -> PathBuf {
+        let dir = self.scratch.path().join("verify.d");
+        write_conf(
+            &self.scratch,
+            "etc/lightsnap/config.toml",
+            &format!("verify_hook_dir = \"{}\"\n", dir.display()),
+        );
+        let log = self.scratch.path().join("hook.log");
+        hook(
+            &dir,
+            "10-check",
+            &format!(
+                "echo \"$1 mount=$LIGHTSNAP_VERIFY_MOUNT snapshots=$LIGHTSNAP_SNAPSHOTS $(cat \"$LIGHTSNAP_VERIFY_MOUNT/hello.txt\")\" >> {}\n{extra}",
+                log.display()
+            ),
+        );
+        log
+    }
+
+    fn tags_of(&self, snapshot: &str) -> serde_json::Value {
+        let all = self.fake.snapshots();
+        let s = all["diskSnapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == snapshot)
+            .unwrap_or_else(|| panic!("no snapshot {snapshot}: {all}"))
+            .clone();
+        let mut tags = serde_json::Map::new();
+        for t in s["tags"].as_array().unwrap() {
+            tags.insert(t["key"].as_str().unwrap().into(), t["value"].clone());
+        }
+        tags.into()
+    }
+
+    /// The disks the fake holds (block storage only; the seeded data disk included).
+    fn disk_names(&self) -> Vec<String> {
+        let d = self.fake.disks();
+        let list = d
+            .as_array()
+            .or_else(|| d["disks"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        list.iter()
+            .filter(|d| d["isSystemDisk"] != true)
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn operations(&self) -> Vec<String> {
+        self.fake
+            .calls()
+            .into_iter()
+            .map(|c| c.operation)
+            .filter(|o| !o.starts_with("IMDS"))
+            .collect()
+    }
+}
+
+impl Drop for Restore {
+    /// A test that failed half-way may leave a restored disk's loop device read-only
+    /// (BLKROSET outlives the loop's detach): set every loop device over a file of this test
+    /// read-write again before the fake detaches them, so the next user of the device is not
+    /// handed a read-only one.
+    fn drop(&mut self) {
+        let out = std::process::Command::new("losetup")
+            .args(["-n", "-O", "NAME,BACK-FILE"])
+            .output();
+        let Ok(out) = out else { return };
+        let scratch = self.scratch.path().display().to_string();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((dev, file)) = line.split_once(' ') {
+                if file.trim().starts_with(&scratch) {
+                    let _ = lightsnap::kernel::set_read_only(Path::new(dev), false);
+                }
+            }
+        }
+    }
+}
+
+/// No loop device is left over a file under `dir`.
+fn loops_under(dir: &Path) -> Vec<String> {
+    let out = run(std::process::Command::new("losetup").args(["-n", "-O", "NAME,BACK-FILE"]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&dir.display().to_string()) && l.contains("disk"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_good_snapshot_verifies_clean_and_is_tagged() {
+    let Some(s) = Restore::new(
+        "a_good_snapshot_verifies_clean_and_is_tagged",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let log = s.verify_hook("");
+    let r = s.run(&["verify", "s1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["result"], "clean", "{doc}");
+    assert_eq!(doc["scratch_disk"], "s1-verify");
+    assert_eq!(doc["checks"][0]["fstype"], "ext4");
+    assert!(doc["checks"][0]["checker"]
+        .as_str()
+        .unwrap()
+        .starts_with("e2fsck -f -n /dev/loop"));
+    golden("verify", &doc, &s.scratch);
+    // The hook saw the restored file, mounted read-only where it was told.
+    let seen = std::fs::read_to_string(&log).unwrap();
+    let mount = s.scratch.path().join("run/verify/s1-verify");
+    assert_eq!(
+        seen,
+        format!("verify mount={} snapshots=s1 restored\n", mount.display())
+    );
+    assert!(!mount.exists(), "unmounted and removed");
+    let tags = s.tags_of("s1");
+    assert_eq!(tags["lightsnap:verified"], "clean", "{tags}");
+    assert!(tags["lightsnap:verified-at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(s.disk_names(), ["data-1"], "the scratch disk is deleted");
+    assert!(loops_under(s.scratch.path()).is_empty());
+    // The calls, in order: restored in this instance's zone, attached here, undone.
+    let ops = s.operations();
+    let pos = |op: &str| {
+        ops.iter()
+            .position(|o| o == op)
+            .unwrap_or_else(|| panic!("{op}: {ops:?}"))
+    };
+    assert!(pos("CreateDiskFromSnapshot") < pos("AttachDisk"));
+    assert!(pos("AttachDisk") < pos("DetachDisk"));
+    assert!(pos("DetachDisk") < pos("DeleteDisk"));
+    assert!(pos("DeleteDisk") < ops.iter().rposition(|o| o == "TagResource").unwrap());
+    let create = s
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "CreateDiskFromSnapshot")
+        .unwrap();
+    assert_eq!(create.body["availabilityZone"], "us-east-1a");
+    let tags: Vec<String> = create.body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}={}",
+                t["key"].as_str().unwrap(),
+                t["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        tags.contains(&"lightsnap:scratch=true".to_string()),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&"lightsnap:scratch-instance=web-1".to_string()),
+        "{tags:?}"
+    );
+    // The human report says the same; --latest finds the same snapshot.
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&["verify", "--latest", &mp]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("verify s1 (disk data-1): clean\n"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("tagged lightsnap:verified=clean"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_corrupted_restore_fails_is_tagged_failed_and_its_disk_is_deleted() {
+    let Some(s) = Restore::new(
+        "a_corrupted_restore_fails_is_tagged_failed_and_its_disk_is_deleted",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let log = s.verify_hook("");
+    s.fake
+        .add_fault(Fault::parse("CreateDiskFromSnapshot=corrupt-disk@1").unwrap());
+    let r = s.run(&["verify", "s1", "--output", "json"]);
+    assert_eq!(r.code, 18, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["result"], "failed");
+    assert_eq!(doc["error"]["exit_code"], 18);
+    assert!(
+        doc["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("no ext4, XFS or btrfs superblock"),
+        "{doc}"
+    );
+    assert_eq!(s.tags_of("s1")["lightsnap:verified"], "failed");
+    assert_eq!(s.disk_names(), ["data-1"], "the scratch disk is deleted");
+    assert!(loops_under(s.scratch.path()).is_empty());
+    assert!(
+        !log.exists(),
+        "no hook runs against a disk that failed its check"
+    );
+    // The snapshot itself is untouched: verified clean once the fault is used up.
+    let r = s.run(&["verify", "s1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.tags_of("s1")["lightsnap:verified"], "clean");
+    // What cannot be verified is refused before anything is made.
+    let made = s
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "CreateDiskFromSnapshot")
+        .count();
+    for (args, code, says) in [
+        (vec!["verify"], 2, "name the snapshot to verify"),
+        (
+            vec!["verify", "--latest"],
+            2,
+            "--latest needs a PATH or --disk NAME",
+        ),
+        (vec!["verify", "nope"], 3, "there is no snapshot named nope"),
+        (
+            vec!["verify", "--latest", "--disk", "data-9"],
+            3,
+            "no completed snapshot of disk data-9",
+        ),
+    ] {
+        let r = s.run(&args);
+        assert_eq!(r.code, code, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(says), "{args:?}: {r:?}");
+    }
+    let after = s
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "CreateDiskFromSnapshot")
+        .count();
+    assert_eq!(made, after);
+}
+
+/// A run killed (SIGKILL) while its verify hook runs leaves its scratch disk attached and
+/// mounted; the next verify unmounts, detaches and deletes it first.
+#[test]
+fn a_killed_run_leaves_a_scratch_disk_the_next_one_removes() {
+    let Some(s) = Restore::new(
+        "a_killed_run_leaves_a_scratch_disk_the_next_one_removes",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let pid_file = s.scratch.path().join("hook.pid");
+    s.verify_hook(&format!(
+        "if [ ! -e {p}.done ]; then echo $$ > {p}; touch {p}.done; exec sleep 600; fi",
+        p = pid_file.display()
+    ));
+    let child = spawn(&mut s.lightsnap(&["verify", "s1"]));
+    wait_until("the verify hook runs", Duration::from_secs(60), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+    // The hook holds lightsnap's stderr open: it goes before lightsnap's output is read.
+    let hook_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill(hook_pid, nix::sys::signal::Signal::SIGKILL);
+    let killed = wait_result(child);
+    assert_eq!(killed.code, -1, "{killed:?}");
+    let mount = s.scratch.path().join("run/verify/s1-verify");
+    assert!(
+        lightsnap::kernel::mountinfo::read()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_point == mount),
+        "the killed run left its mount"
+    );
+    assert_eq!(s.disk_names().len(), 2, "and its scratch disk");
+    // status --refresh and plan list it.
+    let r = s.run(&["status", "--refresh"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("scratch disk s1-verify"), "{r:?}");
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&["plan", &mp, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let listed = &json_doc(&r)["scratch_disks"][0];
+    assert_eq!(listed["name"], "s1-verify", "{r:?}");
+    assert_eq!(listed["instance"], "web-1");
+    assert_eq!(listed["snapshot"], "s1");
+
+    let r = s.run(&["verify", "s1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(
+        doc["leftovers_removed"],
+        serde_json::json!(["s1-verify"]),
+        "{doc}"
+    );
+    assert_eq!(doc["result"], "clean");
+    assert!(
+        !lightsnap::kernel::mountinfo::read()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_point.starts_with(&mount)),
+        "unmounted"
+    );
+    assert_eq!(s.disk_names(), ["data-1"]);
+    assert!(loops_under(s.scratch.path()).is_empty());
+}
+
+/// A disk that is not a scratch disk of this instance is never touched: another instance's
+/// scratch disk, and an operator's disk that happens to carry the scratch tag alone.
+#[test]
+fn verify_never_touches_a_disk_it_did_not_create() {
+    let Some(s) = Restore::new(
+        "verify_never_touches_a_disk_it_did_not_create",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let sdk = sdk(&s.fake, "us-east-1");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        sdk.create_disk_from_snapshot()
+            .disk_name("their-verify")
+            .disk_snapshot_name("s1")
+            .availability_zone("us-east-1a")
+            .size_in_gb(8)
+            .tags(tag("lightsnap:scratch", "true"))
+            .tags(tag("lightsnap:scratch-instance", "web-2"))
+            .send()
+            .await
+            .unwrap();
+        sdk.tag_resource()
+            .resource_name("data-1")
+            .tags(tag("lightsnap:scratch", "true"))
+            .send()
+            .await
+            .unwrap();
+    });
+    let r = s.run(&["verify", "s1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let touched: Vec<String> = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c.operation.as_str(),
+                "DeleteDisk" | "DetachDisk" | "AttachDisk"
+            )
+        })
+        .map(|c| format!("{} {}", c.operation, c.body["diskName"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        touched,
+        [
+            "AttachDisk s1-verify",
+            "DetachDisk s1-verify",
+            "DeleteDisk s1-verify"
+        ],
+        "only its own scratch disk"
+    );
+    let mut names = s.disk_names();
+    names.sort();
+    assert_eq!(names, ["data-1", "their-verify"]);
+}
+
+/// A Lightsail client of the test's own, signed for `region`.
+fn sdk(fake: &Fake, region: &str) -> aws_sdk_lightsail::Client {
+    let creds = aws_sdk_lightsail::config::Credentials::new(
+        fake_lightsail::DEFAULT_ACCESS_KEY,
+        fake_lightsail::DEFAULT_SECRET_KEY,
+        None,
+        None,
+        "test",
+    );
+    let config = aws_sdk_lightsail::Config::builder()
+        .behavior_version(aws_sdk_lightsail::config::BehaviorVersion::latest())
+        .region(aws_sdk_lightsail::config::Region::new(region.to_string()))
+        .endpoint_url(fake.endpoint())
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_lightsail::Client::from_conf(config)
+}
+
+fn tag(k: &str, v: &str) -> aws_sdk_lightsail::types::Tag {
+    aws_sdk_lightsail::types::Tag::builder()
+        .key(k)
+        .value(v)
+        .build()
+}
+
+/// `--copy-to-region`: CopySnapshot signed for the target region, the source's tags
+/// re-applied there; `run`'s retention and `prune --region` treat the copies as a series of
+/// their own; a failed copy keeps the snapshot and exits 19.
+#[test]
+fn copies_to_another_region_are_tagged_there_and_pruned_as_their_own_series() {
+    let Some(s) = Restore::new(
+        "copies_to_another_region_are_tagged_there_and_pruned_as_their_own_series",
+        FsKind::Ext4,
+        &["eu-west-2"],
+    ) else {
+        return;
+    };
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&[
+        "freeze-and-snap",
+        &mp,
+        "--snapshot-name",
+        "s1",
+        "--tag",
+        "team=ops",
+        "--copy-to-region",
+        "eu-west-2",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["copies"][0]["region"], "eu-west-2", "{doc}");
+    assert_eq!(doc["copies"][0]["copy"], "s1");
+    let copy = s
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "CopySnapshot")
+        .expect("a CopySnapshot call");
+    assert_eq!(
+        copy.region.as_deref(),
+        Some("eu-west-2"),
+        "signed for the target region"
+    );
+    assert_eq!(copy.body["sourceRegion"], "us-east-1");
+    assert_eq!(copy.body["sourceSnapshotName"], "s1");
+    let tagged = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "TagResource" && c.region.as_deref() == Some("eu-west-2"))
+        .count();
+    assert_eq!(tagged, 1);
+    let there = s.fake.snapshots_in("eu-west-2");
+    let copied = &there["diskSnapshots"][0];
+    assert_eq!(copied["name"], "s1", "{there}");
+    let tags: Vec<String> = copied["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}={}",
+                t["key"].as_str().unwrap(),
+                t["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "team=ops",
+        "lightsnap:consistency=frozen",
+        "lightsnap:copy-of=us-east-1/s1",
+    ] {
+        assert!(tags.contains(&want.to_string()), "{want}: {tags:?}");
+    }
+    // list shows the copy in its region, as lightsnap's own.
+    let r = s.run(&["list", "--region", "eu-west-2", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let listed = json_doc(&r);
+    assert_eq!(listed["snapshots"][0]["name"], "s1");
+    assert_eq!(listed["snapshots"][0]["own"], true);
+
+    // `run` with a retention of 1 and copy_to_region: each region keeps its newest.
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "copy_to_region = \"eu-west-2\"\n[retention]\nkeep = 1\n[[snapshot]]\npath = \"{mp}\"\n"
+        ),
+    );
+    for name in ["r1", "r2"] {
+        let r = s.run(&["run", "--snapshot-name", name, "--output", "json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let names = |v: serde_json::Value| -> Vec<String> {
+        let mut n: Vec<String> = v["diskSnapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(s.fake.snapshots()), ["r2"]);
+    assert_eq!(names(s.fake.snapshots_in("eu-west-2")), ["r2"]);
+
+    // A copy that fails: the snapshot stays, exit 19.
+    s.fake
+        .add_fault(Fault::parse("CopySnapshot=error:InvalidInputException:nope@1").unwrap());
+    let r = s.run(&[
+        "freeze-and-snap",
+        &mp,
+        "--snapshot-name",
+        "s9",
+        "--copy-to-region",
+        "eu-west-2",
+    ]);
+    assert_eq!(r.code, 19, "{r:?}");
+    assert!(r.stderr.contains("s9 was taken and is kept"), "{r:?}");
+    assert!(names(s.fake.snapshots()).contains(&"s9".to_string()));
+}
+
+/// `verify_every = 2`: `run` verifies the newest snapshot of its targets every second run;
+/// `status` and the metrics show the last verification.
+#[test]
+fn run_verifies_every_n_runs_and_status_and_metrics_show_it() {
+    let Some(s) = Restore::new(
+        "run_verifies_every_n_runs_and_status_and_metrics_show_it",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    let mp = s.fs.mount_point.display().to_string();
+    let metrics = s.scratch.path().join("lightsnap.prom");
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "verify_every = 2\nmetrics_file = \"{}\"\n[[snapshot]]\npath = \"{mp}\"\n",
+            metrics.display()
+        ),
+    );
+    let r = s.run(&["run", "--snapshot-name", "r1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        json_doc(&r).get("verified").is_none(),
+        "not due at the first run: {r:?}"
+    );
+    assert!(!s
+        .operations()
+        .contains(&"CreateDiskFromSnapshot".to_string()));
+    let r = s.run(&["run", "--snapshot-name", "r2", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["verified"][0]["snapshot"], "r2", "{doc}");
+    assert_eq!(doc["verified"][0]["result"], "clean");
+    assert_eq!(s.tags_of("r2")["lightsnap:verified"], "clean");
+    assert_eq!(s.disk_names(), ["data-1"]);
+
+    let r = s.run(&["status", "--output", "json"]);
+    let st = json_doc(&r);
+    let v = &st["targets"][0]["last_verification"];
+    assert_eq!(
+        (v["snapshot"].as_str(), v["result"].as_str()),
+        (Some("r2"), Some("clean")),
+        "{st}"
+    );
+    assert_eq!(st["targets"][0]["runs_since_verification"], 0);
+    let r = s.run(&["status"]);
+    assert!(r.stdout.contains("last verification"), "{r:?}");
+    assert!(r.stdout.contains("snapshot r2 clean"), "{r:?}");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lightsnap_last_verification_clean{") && l.ends_with(" 1")),
+        "{text}"
+    );
+    // The third run is not due again.
+    let r = s.run(&["run", "--snapshot-name", "r3", "--output", "json"]);
+    assert!(json_doc(&r).get("verified").is_none(), "{r:?}");
+}
+
+/// XFS and btrfs: the journal replayed on the scratch copy (XFS, by a mount with `nouuid`:
+/// its twin is mounted here), then `xfs_repair -n` / `btrfs check --readonly`, and the
+/// read-only mount the hook reads.
+#[test]
+fn xfs_and_btrfs_snapshots_verify_clean() {
+    for (kind, checker) in [
+        (FsKind::Xfs, "xfs_repair -n"),
+        (FsKind::Btrfs, "btrfs check --readonly"),
+    ] {
+        let test = format!("xfs_and_btrfs_snapshots_verify_clean ({kind:?})");
+        let Some(s) = Restore::new(&test, kind, &[]) else {
+            return;
+        };
+        s.snapshot("s1");
+        let log = s.verify_hook("");
+        let r = s.run(&["verify", "s1", "--output", "json"]);
+        assert_eq!(r.code, 0, "{kind:?}: {r:?}");
+        let doc = json_doc(&r);
+        assert!(
+            doc["checks"][0]["checker"]
+                .as_str()
+                .unwrap()
+                .starts_with(checker),
+            "{doc}"
+        );
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .ends_with(" restored\n"),
+            "{kind:?}"
+        );
+        assert_eq!(s.tags_of("s1")["lightsnap:verified"], "clean");
+        assert_eq!(s.disk_names(), ["data-1"]);
+    }
+}
+
+/// A stop request (SIGTERM) while a verify hook runs, and a `--timeout` that passes there:
+/// the hook's process group is ended, everything undone, nothing tagged; 143, then 20.
+#[test]
+fn a_stop_request_or_the_timeout_undoes_everything() {
+    let Some(s) = Restore::new(
+        "a_stop_request_or_the_timeout_undoes_everything",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let pid_file = s.scratch.path().join("hook.pid");
+    // The hook holds a file open on the restored filesystem, so the unmount must wait for
+    // its group to be gone.
+    s.verify_hook(&format!(
+        "exec 3< \"$LIGHTSNAP_VERIFY_MOUNT/hello.txt\"; echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 600",
+        p = pid_file.display()
+    ));
+    let child = spawn(&mut s.lightsnap(&["verify", "s1"]));
+    wait_until("the verify hook runs", Duration::from_secs(60), || {
+        pid_file.exists()
+    });
+    let hook_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let r = wait_result(child);
+    assert_eq!(r.code, 143, "{r:?}");
+    assert!(
+        r.stderr.contains("stopped by SIGTERM during verify"),
+        "{r:?}"
+    );
+    wait_until("the hook's group is gone", Duration::from_secs(10), || {
+        !alive(hook_pid)
+    });
+    let untagged = |s: &Restore| s.tags_of("s1").get("lightsnap:verified").is_none();
+    assert!(untagged(&s));
+    assert_eq!(s.disk_names(), ["data-1"]);
+    assert!(loops_under(s.scratch.path()).is_empty());
+    let mount = s.scratch.path().join("run/verify");
+    let mounted = || {
+        lightsnap::kernel::mountinfo::read()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_point.starts_with(&mount))
+    };
+    assert!(!mounted());
+
+    std::fs::remove_file(&pid_file).unwrap();
+    let r = s.run(&["verify", "s1", "--timeout", "3s", "--output", "json"]);
+    assert_eq!(r.code, 20, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["result"], "incomplete");
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did not finish within --timeout 3s"));
+    let hook_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until("the hook's group is gone", Duration::from_secs(10), || {
+        !alive(hook_pid)
+    });
+    assert!(untagged(&s));
+    assert_eq!(s.disk_names(), ["data-1"]);
+    assert!(!mounted());
+}
