@@ -141,28 +141,13 @@ impl Out {
 }
 
 /// The fake's calls of `operation`.
-fn calls_of<'a>(calls: &'a Value, operation: &str) -> Vec<(usize, &'a Value)> {
+fn calls_of<'a>(calls: &'a Value, operation: &str) -> Vec<&'a Value> {
     calls
         .as_array()
         .unwrap()
         .iter()
-        .enumerate()
-        .filter(|(_, c)| c["operation"] == operation)
+        .filter(|c| c["operation"] == operation)
         .collect()
-}
-
-/// The one call of `operation` whose body has `key` = `value`; its index among all calls.
-fn one_call<'a>(calls: &'a Value, operation: &str, key: &str, value: &str) -> (usize, &'a Value) {
-    let found: Vec<_> = calls_of(calls, operation)
-        .into_iter()
-        .filter(|(_, c)| c["body"][key] == value)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "{operation} calls with {key}={value}: {found:?}"
-    );
-    found[0]
 }
 
 #[test]
@@ -233,9 +218,11 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert!(device.starts_with("/dev/nvme"), "{report}");
     assert_eq!(checks[0]["device"], device.as_str(), "{report}");
 
-    // The fake ran the attach command with the copy, the serial and the path, then its detach.
+    // The fake ran the attach command with the copy, the serial and the path, then its
+    // detach; the second rehearsal the same (the same scratch disk name: the same volume id,
+    // the same serial).
     let attach_calls = b.lines("attach-calls");
-    assert_eq!(attach_calls.len(), 2, "{attach_calls:?}");
+    assert_eq!(attach_calls.len(), 4, "two rehearsals: {attach_calls:?}");
     let fields: Vec<&str> = attach_calls[0].split(' ').collect();
     assert_eq!(fields.len(), 4, "{attach_calls:?}");
     let (copy, serial) = (fields[1], fields[2]);
@@ -243,30 +230,31 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(copy, format!("/lab/snaps/disks/{scratch_disk}.img"));
     assert_eq!(fields[3], path, "attached at the path lightsnap chose");
     assert_eq!(attach_calls[1], format!("detach {serial}"));
+    assert_eq!(attach_calls[2..], attach_calls[..2], "{attach_calls:?}");
     assert!(
         serial.len() == 20
             && serial.starts_with("vol0")
             && serial[3..].chars().all(|c| c.is_ascii_hexdigit()),
         "an EBS NVMe serial: {serial}"
     );
-    // The host plugged it in and out (scripts/vm's event reader), DEVICE_DELETED seen.
+    // The host plugged it in and out (scripts/vm's event reader; the unplug said once QEMU
+    // reported DEVICE_DELETED and the file was let go), twice on the same port: the first
+    // unplug freed it.
     let events = std::fs::read_to_string(out.join("events")).unwrap();
+    let plug = format!("attach {copy} {serial}");
+    let unplug = format!("detach {serial}");
     assert_eq!(
         events.lines().collect::<Vec<_>>(),
-        [
-            format!("attach {copy} {serial}"),
-            format!("detach {serial}")
-        ],
+        [&plug, &unplug, &plug, &unplug],
         "the event port"
     );
-    assert!(
-        stderr.contains(&format!("hot-plugged {copy} as NVMe {serial} on hp0")),
+    let said = |what: &str| stderr.lines().filter(|l| l.ends_with(what)).count();
+    assert_eq!(
+        said(&format!("hot-plugged {copy} as NVMe {serial} on hp0")),
+        2,
         "{stderr}"
     );
-    assert!(
-        stderr.contains(&format!("unplugged NVMe {serial}")),
-        "{stderr}"
-    );
+    assert_eq!(said(&format!("unplugged NVMe {serial}")), 2, "{stderr}");
 
     // While attached (the verify hook): an NVMe disk with that serial, the device lightsnap
     // checked, whose serial is the scratch disk's volume id in its supportCode; the restored
@@ -317,31 +305,79 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
             && mnt[2].split(',').any(|o| o == "ro"),
         "mounted read-only from the NVMe device: {findmnt}"
     );
+    assert_eq!(
+        b.lines("serials-after"),
+        before,
+        "the hot-plugged disk is gone"
+    );
 
-    // The calls, in order: restore, attach, detach, delete, tag.
+    // The second rehearsal, of a corrupted restore on the same kind of device: failed (18),
+    // tagged so, undone all the same.
+    let code: i32 = b.text("corrupt/code").trim().parse().unwrap();
+    let failed = b.json("corrupt/report.json");
+    assert_eq!(code, 18, "{failed}\n{}", b.text("corrupt/stderr"));
+    assert_eq!(failed["result"], "failed", "{failed}");
+    assert_eq!(failed["tagged"], "failed", "{failed}");
+    assert_eq!(failed["scratch_disk"], scratch_disk.as_str(), "{failed}");
+    assert_eq!(failed["left_behind"], serde_json::json!([]), "{failed}");
+    assert_eq!(failed["hooks_ran"], false, "{failed}");
+    let bad = failed["device"].as_str().unwrap();
+    assert!(bad.starts_with("/dev/nvme"), "{failed}");
+    assert_eq!(failed["checks"][0]["device"], bad, "{failed}");
+    assert_eq!(failed["checks"][0]["clean"], false, "{failed}");
+    assert_eq!(b.lines("serials-after-corrupt"), before, "unplugged again");
+
+    // The calls about the scratch disk and the verdicts, in order: restore, attach, detach,
+    // delete, tag — twice.
     let calls = b.json("calls.json");
-    let (create, c) = one_call(&calls, "CreateDiskFromSnapshot", "diskName", &scratch_disk);
-    assert_eq!(c["body"]["diskSnapshotName"], "v-data", "{c}");
-    let (attach, c) = one_call(&calls, "AttachDisk", "diskName", &scratch_disk);
-    assert_eq!(c["body"]["diskPath"], path.as_str(), "{c}");
-    assert_eq!(c["body"]["instanceName"], "web-1", "{c}");
-    let (detach, _) = one_call(&calls, "DetachDisk", "diskName", &scratch_disk);
-    let (delete, _) = one_call(&calls, "DeleteDisk", "diskName", &scratch_disk);
-    let (tag, c) = one_call(&calls, "TagResource", "resourceName", "v-data");
-    assert!(
-        c["body"]["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["key"] == "lightsnap:verified" && t["value"] == "clean"),
-        "{c}"
-    );
-    assert!(
-        create < attach && attach < detach && detach < delete && delete < tag,
-        "the order of the calls: {create} {attach} {detach} {delete} {tag}"
-    );
+    let steps: Vec<String> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| {
+            let op = c["operation"].as_str().unwrap();
+            let body = &c["body"];
+            match op {
+                "CreateDiskFromSnapshot" | "AttachDisk" | "DetachDisk" | "DeleteDisk"
+                    if body["diskName"] == scratch_disk.as_str() =>
+                {
+                    Some(op.to_string())
+                }
+                "TagResource" if body["resourceName"] == "v-data" => {
+                    let verdict = body["tags"]
+                        .as_array()?
+                        .iter()
+                        .find(|t| t["key"] == "lightsnap:verified")?;
+                    Some(format!("{op} {}", verdict["value"].as_str()?))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let rehearsal = |verdict: &str| {
+        [
+            "CreateDiskFromSnapshot".to_string(),
+            "AttachDisk".into(),
+            "DetachDisk".into(),
+            "DeleteDisk".into(),
+            format!("TagResource {verdict}"),
+        ]
+    };
+    assert_eq!(steps.len(), 10, "{steps:?}");
+    assert_eq!(steps[..5], rehearsal("clean"), "{steps:?}");
+    assert_eq!(steps[5..], rehearsal("failed"), "{steps:?}");
+    let attaches = calls_of(&calls, "AttachDisk");
+    assert_eq!(attaches.len(), 2, "{attaches:?}");
+    for c in attaches {
+        assert_eq!(c["body"]["diskPath"], path.as_str(), "{c}");
+        assert_eq!(c["body"]["instanceName"], "web-1", "{c}");
+    }
+    for c in calls_of(&calls, "CreateDiskFromSnapshot") {
+        assert_eq!(c["body"]["diskSnapshotName"], "v-data", "{c}");
+    }
 
-    // Nothing left: no scratch disk, no copy, the device gone from the guest.
+    // Nothing left: no scratch disk, nothing plugged in, no copy (the device is gone from
+    // the guest: above).
     let disks = b.json("disks.json");
     let names: Vec<&str> = disks
         .as_array()
@@ -358,10 +394,9 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
             .all(|d| d["plugged"].is_null()),
         "{disks}"
     );
-    assert_eq!(b.lines("files-after"), ["/lab/snaps/v-data.img"]);
     assert_eq!(
-        b.lines("serials-after"),
-        before,
-        "the hot-plugged disk is gone"
+        b.lines("files-after"),
+        ["/lab/snaps/v-data.img"],
+        "no copy left"
     );
 }

@@ -79,17 +79,31 @@ lightsnap_to "$out/snap" freeze-and-snap /data --snapshot-name v-data || true
 
 serials >"$out/serials-before"
 unset LIGHTSNAP_DEV_DIR
-lightsnap_to "$out/run" verify v-data -v || true
+# --timeout: a disk the host failed to plug in is a quick, undone failure (exit 20), not a
+# wait until scripts/vm's own timeout.
+lightsnap_to "$out/run" verify v-data -v --timeout 5m || true
 
 # verify is done once DetachDisk and DeleteDisk answered; the device goes when the host has
 # unplugged it and the guest's kernel let go, as after a real DetachDisk: wait for that,
 # bounded (60 s).
-scratch_serial=$(awk '$1 == "attach" { print $3 }' "$out/attach-calls")
-for _ in $(seq 600); do
-  serials | grep -qx "$scratch_serial" || break
-  sleep 0.1
-done
+wait_unplugged() {
+  local serial
+  serial=$(awk '$1 == "attach" { print $3 }' "$out/attach-calls" | tail -n1)
+  for _ in $(seq 600); do
+    serials | grep -qx "$serial" || return 0
+    sleep 0.1
+  done
+}
+wait_unplugged
 serials >"$out/serials-after"
+
+# The failed path on the same kind of device: the next restore comes corrupted (the fake zeroes
+# the head of the disk's copy before handing it over), plugged in on the port the first one
+# left free, with the same serial (the same scratch disk name).
+admin /__admin/faults '{"operation": "AttachDisk", "kind": {"type": "corrupt_disk"}, "count": 1}' >/dev/null
+lightsnap_to "$out/corrupt" verify v-data -v --timeout 5m || true
+wait_unplugged
+serials >"$out/serials-after-corrupt"
 admin /__admin/calls >"$out/calls.json"
 admin /__admin/disks >"$out/disks.json"
 find "$SNAPS" -type f | sort >"$out/files-after"
