@@ -173,7 +173,9 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     let started = Instant::now();
     let result = Command::new(repo().join("scripts/vm"))
         .args(["--distro", "bookworm", "--hotplug", "--nvme"])
-        .arg(format!("{DATA_SERIAL}:64M"))
+        // Small: the fake copies the disk inside CreateDiskSnapshot and again inside
+        // AttachDisk, over 9p, under TCG.
+        .arg(format!("{DATA_SERIAL}:32M"))
         .arg("--copy")
         .arg(format!("{}:/opt/lab", lab.display()))
         .arg("--out")
