@@ -125,8 +125,9 @@ struct Disk {
     copy: Option<PathBuf>,
     /// Corrupt the copy before it is next exposed (fault injection).
     corrupt: bool,
-    /// The loop device and symlink exposing it while attached (attach mode).
-    device: Option<crate::attach::Exposed>,
+    /// How it is exposed while attached (attach mode): a loop device and its symlink, or
+    /// plugged in by the attach command.
+    device: Option<crate::attach::Device>,
 }
 
 struct Snapshot {
@@ -172,8 +173,8 @@ pub(crate) struct World {
     page_size: usize,
     counter: u64,
     auto: AutoSnapshots,
-    /// Attach mode: where attached restored disks appear (`None`: no devices).
-    attach_dir: Option<PathBuf>,
+    /// Attach mode: how attached restored disks appear (`Off`: no devices).
+    attach: crate::attach::Mode,
     /// How many reads a restored disk stays `pending` for.
     disk_pending_reads: u32,
     /// Set by the server for one call: the disk that call restores or attaches is corrupted.
@@ -291,7 +292,7 @@ impl World {
             page_size: page_size.max(1),
             counter: 0,
             auto: AutoSnapshots::default(),
-            attach_dir: None,
+            attach: crate::attach::Mode::Off,
             disk_pending_reads: 0,
             corrupt_next: false,
         };

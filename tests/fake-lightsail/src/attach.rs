@@ -1,12 +1,17 @@
-//! Attach mode (test-only, and only with `--attach-dir DIR` / `Options::attach_dir`): an
-//! attached restored disk becomes a real block device on the test machine, so an agent under
-//! test can check it the way it would check a disk Lightsail attached.
+//! Attach mode (test-only, and only with `--attach-dir DIR` / `Options::attach_dir` or
+//! `--attach-command CMD` / `Options::attach_command`): an attached restored disk becomes a
+//! real block device on the test machine, so an agent under test can check it the way it
+//! would check a disk Lightsail attached.
 //!
 //! The first AttachDisk of a restored disk copies its snapshot's image to a file of the disk's
-//! own (the snapshot image is never opened for writing), sets up a loop device over that copy
-//! (`losetup`) and links `DIR/<basename of diskPath>` to `/dev/loopN`. DetachDisk removes the
-//! link and the loop device (dropping an [`Exposed`] does both); DeleteDisk deletes the copy.
-//! Nothing of this is Lightsail's: a real attach makes an NVMe or Xen device appear in `/dev`.
+//! own (the snapshot image is never opened for writing). With a directory, the fake sets up a
+//! loop device over that copy (`losetup`) and links `DIR/<basename of diskPath>` to
+//! `/dev/loopN`; DetachDisk removes the link and the loop device (dropping an [`Exposed`] does
+//! both). With a command, the fake hands the copy to it (`CMD attach COPY SERIAL DISKPATH`), and
+//! the command makes the device appear (the VM lab hot-plugs it into a booted guest as an NVMe
+//! disk with that serial); DetachDisk runs `CMD detach SERIAL` (dropping a [`Plugged`]).
+//! DeleteDisk deletes the copy. Nothing of this is Lightsail's: a real attach makes an NVMe or
+//! Xen device appear in `/dev`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +20,86 @@ use std::process::Command;
 /// superblock and group descriptors, XFS's first allocation group headers and btrfs's
 /// primary superblock (at 64 KiB) live.
 pub(crate) const CORRUPT_BYTES: u64 = 1 << 20;
+
+/// How attached restored disks are exposed, if at all.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Mode {
+    /// Attachments change state only.
+    #[default]
+    Off,
+    /// A loop device over the copy, linked from this directory (`--attach-dir`).
+    Dir(PathBuf),
+    /// This command is told to plug the copy in (`--attach-command`).
+    Command(PathBuf),
+}
+
+/// An attached restored disk, as exposed on the test machine.
+#[derive(Debug)]
+pub(crate) enum Device {
+    /// A loop device and its link (`--attach-dir`).
+    Loop(Exposed),
+    /// Plugged in by the attach command (`--attach-command`).
+    Plugged(Plugged),
+}
+
+/// A restored disk's copy handed to the attach command; dropping it runs `CMD detach SERIAL`.
+#[derive(Debug)]
+pub(crate) struct Plugged {
+    /// The attach command.
+    pub command: PathBuf,
+    /// The disk's EBS NVMe serial.
+    pub serial: String,
+}
+
+impl Drop for Plugged {
+    fn drop(&mut self) {
+        if let Err(e) = run_command(&self.command, &["detach", &self.serial]) {
+            eprintln!("fake-lightsail: {e}");
+        }
+    }
+}
+
+/// The NVMe serial an EBS volume has on a Nitro instance: its volume id without the dash
+/// (`vol-0abc…` → `vol0abc…`), at most the 20 characters an NVMe serial holds.
+pub(crate) fn nvme_serial(volume_id: &str) -> String {
+    volume_id.replacen('-', "", 1).chars().take(20).collect()
+}
+
+/// Runs `command ARGS...`; an error says what was run and what it said.
+fn run_command(command: &Path, args: &[&str]) -> Result<(), String> {
+    let said = || format!("{} {}", command.display(), args.join(" "));
+    let out = Command::new(command)
+        .args(args)
+        .output()
+        .map_err(|e| format!("running {}: {e}", said()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}: {}",
+            said(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Runs `command attach COPY SERIAL PATH` (the copy's path made absolute: the command may
+/// hand it to another machine that maps it); the disk is plugged in once it succeeds.
+pub(crate) fn plug(
+    command: &Path,
+    copy: &Path,
+    serial: &str,
+    path: &str,
+) -> Result<Plugged, String> {
+    let copy = std::path::absolute(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    let copy = copy.to_string_lossy();
+    run_command(command, &["attach", &copy, serial, path])?;
+    Ok(Plugged {
+        command: command.to_path_buf(),
+        serial: serial.to_string(),
+    })
+}
 
 /// A loop device over a restored disk's copy, and the symlink to it in the attach
 /// directory. Dropping it removes both.
@@ -126,6 +211,16 @@ mod tests {
         ] {
             assert!(!valid_disk_path(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn nvme_serials_are_volume_ids_without_the_dash() {
+        assert_eq!(nvme_serial("vol-0123456789abcdef0"), "vol0123456789abcdef0");
+        assert_eq!(nvme_serial("vol-0123456789abcdef0").len(), 20);
+        assert_eq!(
+            nvme_serial("vol-0123456789abcdef0123"),
+            "vol0123456789abcdef0"
+        );
     }
 
     #[test]

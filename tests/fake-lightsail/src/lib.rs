@@ -13,7 +13,8 @@
 //! - `auto`: Lightsail's automatic snapshots (the add-on, `GetAutoSnapshots`, a run in
 //!   progress refusing manual snapshots).
 //! - `api::disks`: restores and attachments (CreateDiskFromSnapshot, AttachDisk, DetachDisk,
-//!   DeleteDisk); `attach`: the test-only attach mode (loop devices over restored disks).
+//!   DeleteDisk); `attach`: the test-only attach mode (loop devices over restored disks, or
+//!   a command that plugs them in).
 //! - `api::regions`: one state per region, chosen by the signature's scope; CopySnapshot.
 //!
 //! A disk may name a *backing* block device or image file: CreateDiskSnapshot copies its
@@ -146,6 +147,13 @@ pub struct Options {
     /// `DIR/<basename of diskPath>`, a symlink to a loop device over a copy of its snapshot's
     /// image. Root only (losetup). `None`: attachments change state only.
     pub attach_dir: Option<PathBuf>,
+    /// Attach mode through a command (test-only; not with `attach_dir`): on AttachDisk of a
+    /// restored disk the fake makes its copy as with `attach_dir`, then runs
+    /// `CMD attach COPY SERIAL DISKPATH` (COPY an absolute path, SERIAL the disk's EBS NVMe
+    /// serial: its volume id without the dash) and answers once it succeeds; on DetachDisk
+    /// (and when the fake stops) `CMD detach SERIAL`. The command makes the device appear,
+    /// e.g. hot-plugs the copy into a booted guest as an NVMe disk.
+    pub attach_command: Option<PathBuf>,
     /// How many GetDisk/GetDisks reads a disk restored by CreateDiskFromSnapshot is
     /// `pending` for before it is `available` (0: available at once).
     pub disk_pending_reads: u32,
@@ -169,6 +177,7 @@ impl Options {
             idle_timeout: None,
             watch_lookups: false,
             attach_dir: None,
+            attach_command: None,
             disk_pending_reads: 1,
         }
     }
@@ -188,6 +197,17 @@ pub struct Fake {
 impl Fake {
     /// Binds, then serves on a thread of its own. The address is known when this returns.
     pub fn start(options: Options) -> std::io::Result<Self> {
+        let attach = match (&options.attach_dir, &options.attach_command) {
+            (None, None) => attach::Mode::Off,
+            (Some(dir), None) => attach::Mode::Dir(dir.clone()),
+            (None, Some(command)) => attach::Mode::Command(command.clone()),
+            (Some(_), Some(_)) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "attach_dir and attach_command are two attach modes: give one",
+                ))
+            }
+        };
         std::fs::create_dir_all(&options.snapshot_dir)?;
         let listener = std::net::TcpListener::bind(options.listen)?;
         listener.set_nonblocking(true)?;
@@ -228,7 +248,7 @@ impl Fake {
                 options.snapshot_dir.clone(),
                 options.snapshot_duration,
                 options.page_size,
-                options.attach_dir.clone(),
+                attach,
                 options.disk_pending_reads,
             )),
             faults: Mutex::new(faults),

@@ -64,8 +64,13 @@ struct Args {
     watch_lookups: bool,
     /// Test-only attach mode (root): an attached restored disk appears as DIR/<basename of
     /// diskPath>, a symlink to a loop device over a copy of its snapshot's image.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "attach_command")]
     attach_dir: Option<PathBuf>,
+    /// Test-only attach mode through a command: on AttachDisk of a restored disk, its copy is
+    /// made and `CMD attach COPY SERIAL DISKPATH` run (SERIAL: the EBS NVMe serial, the volume
+    /// id without the dash); on DetachDisk `CMD detach SERIAL`.
+    #[arg(long, value_name = "CMD")]
+    attach_command: Option<PathBuf>,
     /// How many GetDisk/GetDisks reads a restored disk stays pending for (0: available at once).
     #[arg(long, default_value_t = 1)]
     disk_pending_reads: u32,
@@ -84,6 +89,7 @@ fn main() -> Result<()> {
     options.idle_timeout = args.idle_timeout;
     options.watch_lookups = args.watch_lookups;
     options.attach_dir = args.attach_dir;
+    options.attach_command = args.attach_command;
     options.disk_pending_reads = args.disk_pending_reads;
     if args.tls {
         let mut tls = TlsOptions {

@@ -674,6 +674,136 @@ async fn corrupt_disk_fault_corrupts_the_restore_never_the_snapshot() {
     assert_eq!(std::fs::read(&image).unwrap(), before, "snapshot untouched");
 }
 
+/// An attach command that appends its arguments to `<dir>/calls`, one call a line, and
+/// refuses (exit 3) while `<dir>/refuse` exists.
+fn attach_command(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let calls = dir.join("calls");
+    let command = dir.join("plug");
+    std::fs::write(
+        &command,
+        format!(
+            "#!/bin/sh\nif [ -e '{}' ]; then echo 'no free slot' >&2; exit 3; fi\necho \"$*\" >>'{}'\n",
+            dir.join("refuse").display(),
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&command, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (command, calls)
+}
+
+fn lines(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// The NVMe serial of a disk as a Nitro instance would show it: the volume id of its
+/// `supportCode` (`account/vol-0…`) without the dash.
+async fn serial_of(h: &Harness, disk: &str) -> String {
+    let out = h.client.get_disk().disk_name(disk).send().await.unwrap();
+    let code = out.disk().unwrap().support_code().unwrap().to_string();
+    let volume = code.split_once('/').unwrap().1;
+    assert!(volume.starts_with("vol-0"), "{code}");
+    volume.replacen('-', "", 1)
+}
+
+#[tokio::test]
+async fn attach_command_is_told_the_copy_serial_and_path_and_detach() {
+    let dir = tempfile::tempdir().unwrap();
+    let (command, calls) = attach_command(dir.path());
+    let h = start(|o| o.attach_command = Some(command.clone())).await;
+    snapshot(&h, "snap-1").await;
+    let image = h.fake.snapshot_image("snap-1");
+    let before = std::fs::read(&image).unwrap();
+    restore(&h, "scratch-1", "snap-1").await;
+    assert!(lines(&calls).is_empty(), "not run by a restore");
+
+    attach(&h, "scratch-1", "/dev/xvdk").await;
+    let copy = h.fake.disk_copy("scratch-1").unwrap();
+    assert!(copy.is_absolute() && copy != image, "{}", copy.display());
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        before,
+        "the snapshot's bytes"
+    );
+    let serial = serial_of(&h, "scratch-1").await;
+    assert_eq!(serial.len(), 20, "{serial}");
+    assert_eq!(
+        lines(&calls),
+        [format!("attach {} {serial} /dev/xvdk", copy.display())]
+    );
+    assert_eq!(disk_state(&h, "scratch-1").await, DiskState::InUse);
+    assert!(
+        h.fake.attached_device("scratch-1").is_none(),
+        "no loop device"
+    );
+    let listed = h.fake.disks();
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "scratch-1")
+        .unwrap();
+    assert_eq!(entry["plugged"], serial.as_str(), "{entry}");
+
+    h.client
+        .detach_disk()
+        .disk_name("scratch-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lines(&calls)[1..], [format!("detach {serial}")]);
+    assert!(copy.is_file(), "the disk keeps its bytes while it exists");
+    h.client
+        .delete_disk()
+        .disk_name("scratch-1")
+        .send()
+        .await
+        .unwrap();
+    assert!(!copy.exists(), "DeleteDisk deletes the copy");
+    assert_eq!(lines(&calls).len(), 2, "DeleteDisk runs nothing");
+    assert_eq!(std::fs::read(&image).unwrap(), before, "snapshot untouched");
+
+    // A command that fails fails the attach, with what it said; the disk stays detached.
+    restore(&h, "scratch-2", "snap-1").await;
+    std::fs::write(dir.path().join("refuse"), "").unwrap();
+    let (code, message) = refused!(h
+        .client
+        .attach_disk()
+        .disk_name("scratch-2")
+        .instance_name("web-1")
+        .disk_path("/dev/xvdl"));
+    assert_eq!(code, "ServiceException", "{message}");
+    assert!(message.contains("no free slot"), "{message}");
+    assert_eq!(disk_state(&h, "scratch-2").await, DiskState::Available);
+    assert_eq!(lines(&calls).len(), 2);
+
+    // Stopping the fake with a disk attached runs its detach.
+    std::fs::remove_file(dir.path().join("refuse")).unwrap();
+    attach(&h, "scratch-2", "/dev/xvdl").await;
+    let serial2 = serial_of(&h, "scratch-2").await;
+    assert_ne!(serial2, serial);
+    drop(h);
+    assert_eq!(lines(&calls).last().unwrap(), &format!("detach {serial2}"));
+}
+
+#[test]
+fn attach_dir_and_attach_command_are_one_or_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::new(
+        Seed::from_toml_str("").unwrap(),
+        dir.path().join("snapshots"),
+    );
+    options.attach_dir = Some(dir.path().join("dev"));
+    options.attach_command = Some(dir.path().join("plug"));
+    let e = Fake::start(options).err().expect("refused");
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+}
+
 /// The whole point: a filesystem checker run on the attached device finds a good restore
 /// clean and a corrupted one not.
 #[tokio::test]

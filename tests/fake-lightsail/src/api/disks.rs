@@ -1,7 +1,7 @@
 //! Restores and attachments: CreateDiskFromSnapshot, AttachDisk, DetachDisk and DeleteDisk
 //! over the fake's state, with the service's states (`pending` → `available` → `in-use`) and
 //! refusals. In attach mode ([`crate::attach`]) an attached restored disk also becomes a loop
-//! device on the test machine.
+//! device on the test machine, or is handed to the attach command.
 //!
 //! Error codes follow one rule where the service does not document its own: bad input
 //! (names, zones, paths, sizes, names in use) is `InvalidInputException`, an unknown resource
@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
+
+use crate::attach::{Device, Mode};
 
 use super::{check_name, image_file_name, parse_tags, required, ApiError, Disk, Outcome, World};
 
@@ -24,8 +26,8 @@ fn conflict(message: impl Into<String>) -> ApiError {
 
 impl World {
     /// Attach mode and how long a restored disk stays pending.
-    pub(crate) fn configure_disks(&mut self, attach_dir: Option<PathBuf>, pending_reads: u32) {
-        self.attach_dir = attach_dir;
+    pub(crate) fn configure_disks(&mut self, attach: crate::attach::Mode, pending_reads: u32) {
+        self.attach = attach;
         self.disk_pending_reads = pending_reads;
     }
 
@@ -208,12 +210,14 @@ impl World {
     }
 
     /// Attach mode: the restored disk `i` as a loop device at `<attach dir>/<basename of
-    /// path>`, its copy made (and corrupted, when asked) first. `None` outside attach mode and
-    /// for disks without snapshot bytes (seeded disks, restores of byte-less snapshots).
-    fn expose(&mut self, i: usize, path: &str) -> Result<Option<crate::attach::Exposed>, ApiError> {
-        let Some(dir) = self.attach_dir.clone() else {
+    /// path>`, or handed to the attach command, its copy made (and corrupted, when asked)
+    /// first. `None` outside attach mode and for disks without snapshot bytes (seeded disks,
+    /// restores of byte-less snapshots).
+    fn expose(&mut self, i: usize, path: &str) -> Result<Option<Device>, ApiError> {
+        let mode = self.attach.clone();
+        if matches!(mode, Mode::Off) {
             return Ok(None);
-        };
+        }
         let failed = |what: String| {
             ApiError::new(
                 "ServiceException",
@@ -244,6 +248,16 @@ impl World {
                 .map_err(|e| failed(format!("corrupting {}: {e}", copy.display())))?;
             self.disks[i].corrupt = false;
         }
+        let dir = match mode {
+            Mode::Off => return Ok(None),
+            Mode::Dir(dir) => dir,
+            Mode::Command(command) => {
+                let serial = crate::attach::nvme_serial(&self.disks[i].volume_id);
+                return crate::attach::plug(&command, &copy, &serial, path)
+                    .map(|p| Some(Device::Plugged(p)))
+                    .map_err(failed);
+            }
+        };
         let base = path.rsplit('/').next().unwrap_or(path);
         let link = dir.join(base);
         // One directory stands for every instance's /dev: two disks at one path on two
@@ -251,7 +265,7 @@ impl World {
         if let Some(other) = self
             .disks
             .iter()
-            .find(|d| d.device.as_ref().is_some_and(|e| e.link == link))
+            .find(|d| matches!(&d.device, Some(Device::Loop(e)) if e.link == link))
         {
             return Err(ApiError::invalid(format!(
                 "the fake's attach mode: {} is the device of disk {} already (attach mode has one device directory for \
@@ -261,7 +275,7 @@ impl World {
             )));
         }
         crate::attach::expose(&copy, &link)
-            .map(Some)
+            .map(|e| Some(Device::Loop(e)))
             .map_err(failed)
     }
 
@@ -279,7 +293,8 @@ impl World {
                 "The disk {name} is not attached to an instance"
             )));
         };
-        // Dropping the device removes its link and its loop device.
+        // Dropping the device removes its link and its loop device, or runs the attach
+        // command's detach.
         d.device = None;
         d.path = None;
         Ok(self
@@ -317,8 +332,10 @@ impl World {
 
     /// Attach mode: the loop device and the link of an attached restored disk.
     pub(crate) fn attached_device(&self, name: &str) -> Option<(PathBuf, PathBuf)> {
-        let e = self.disk(name)?.device.as_ref()?;
-        Some((e.device.clone(), e.link.clone()))
+        match self.disk(name)?.device.as_ref()? {
+            Device::Loop(e) => Some((e.device.clone(), e.link.clone())),
+            Device::Plugged(_) => None,
+        }
     }
 
     /// Attach mode: a restored disk's own copy of its snapshot's bytes, once made.

@@ -66,11 +66,11 @@ impl Worlds {
         snapshot_dir: PathBuf,
         snapshot_duration: Duration,
         page_size: usize,
-        attach_dir: Option<PathBuf>,
+        attach: crate::attach::Mode,
         disk_pending_reads: u32,
     ) -> Self {
         let mut home = World::new(seed, snapshot_dir.clone(), snapshot_duration, page_size);
-        home.configure_disks(attach_dir.clone(), disk_pending_reads);
+        home.configure_disks(attach.clone(), disk_pending_reads);
         let mut others = BTreeMap::new();
         for region in &seed.regions {
             // Only its snapshots: instances, disks and the metadata service are the home
@@ -91,7 +91,7 @@ impl Worlds {
                 snapshot_duration,
                 page_size,
             );
-            w.configure_disks(attach_dir.clone(), disk_pending_reads);
+            w.configure_disks(attach.clone(), disk_pending_reads);
             others.insert(region.clone(), w);
         }
         Self { home, others }
@@ -267,9 +267,16 @@ impl Worlds {
             for d in &w.disks {
                 let mut v = w.disk_json(d);
                 v["region"] = Value::from(region.as_str());
-                let e = d.device.as_ref();
+                let e = match &d.device {
+                    Some(crate::attach::Device::Loop(e)) => Some(e),
+                    _ => None,
+                };
                 v["device"] = e.map_or(Value::Null, |e| e.device.display().to_string().into());
                 v["link"] = e.map_or(Value::Null, |e| e.link.display().to_string().into());
+                v["plugged"] = match &d.device {
+                    Some(crate::attach::Device::Plugged(p)) => p.serial.clone().into(),
+                    _ => Value::Null,
+                };
                 v["copy"] = d
                     .copy
                     .as_ref()

@@ -1,0 +1,404 @@
+//! `lightsnap verify` end to end on a booted guest (issue 17's last test, on issue 15's VM lab):
+//! the scratch disk restored from a snapshot is hot-plugged into the running guest as a real
+//! NVMe device whose serial is its EBS volume id, and lightsnap finds it by that serial alone,
+//! as on a Nitro instance (no `LIGHTSNAP_DEV_DIR`).
+//!
+//! One bookworm boot (`scripts/vm --hotplug`, guest script `tests/vm/verify.sh`): the fake
+//! Lightsail runs in the guest with `--attach-command`, whose command tells the host through
+//! the event port to plug the restored disk's copy in (QMP `blockdev-add` + `device_add nvme`)
+//! and out (`device_del`, `blockdev-del`). The guest writes what it saw under `/out`; the
+//! assertions are all here.
+//!
+//! Needs root, QEMU and mmdebstrap (`scripts/deps`); outside CI a missing requirement is a skip
+//! that says why, in CI a failure. The helpers below mirror `tests/vm.rs`'s.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use common::{root_or_skip, run, tool_or_skip};
+use serde_json::Value;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The root disk's serial (scripts/vm's default) and the data disk's.
+const ROOT_SERIAL: &str = "vol0000000000000000a";
+const DATA_SERIAL: &str = "vol00000000000000d17";
+
+fn lab_or_skip(test: &str) -> bool {
+    root_or_skip(test)
+        && [
+            "qemu-system-x86_64",
+            "qemu-img",
+            "mmdebstrap",
+            "sgdisk",
+            "python3",
+        ]
+        .iter()
+        .all(|tool| tool_or_skip(test, tool))
+}
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_lightsnap"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The fake's binary, built if needed (a workspace member's bin, which `cargo test -p
+/// lightsnap` does not build).
+fn fake_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "fake-lightsail",
+        "--bin",
+        "fake-lightsail",
+    ])
+    .current_dir(repo());
+    if bin_dir().ends_with("release") {
+        cmd.arg("--release");
+    }
+    run(&mut cmd);
+    bin_dir().join("fake-lightsail")
+}
+
+/// The guest's /opt/lab: the binaries, the build machine's loader and the fake's libraries
+/// (see `start_fake` in tests/vm/lab.sh), the guest scripts, disks.env.
+fn lab_dir(scratch: &Path) -> PathBuf {
+    let lab = scratch.join("lab");
+    let bin = lab.join("bin");
+    let hostlib = lab.join("hostlib");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&hostlib).unwrap();
+    let fake = fake_binary();
+    std::fs::copy(&fake, bin.join("fake-lightsail")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_lightsnap"), bin.join("lightsnap")).unwrap();
+    let ldd = String::from_utf8(run(Command::new("ldd").arg(&fake)).stdout).unwrap();
+    for line in ldd.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(path) = path.filter(|p| p.starts_with('/')) {
+            let name = Path::new(path).file_name().unwrap();
+            std::fs::copy(path, hostlib.join(name)).unwrap();
+        }
+    }
+    assert!(
+        hostlib.join("ld-linux-x86-64.so.2").exists(),
+        "no dynamic loader in ldd's answer: {ldd}"
+    );
+    for entry in std::fs::read_dir(repo().join("tests/vm")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, lab.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        lab.join("disks.env"),
+        format!("ROOT={ROOT_SERIAL}\nDATA={DATA_SERIAL}\n"),
+    )
+    .unwrap();
+    lab
+}
+
+/// What the guest wrote under /out.
+struct Out(PathBuf);
+
+impl Out {
+    fn text(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.0.join(rel))
+            .unwrap_or_else(|e| panic!("reading /out/{rel} of the guest: {e}"))
+    }
+
+    fn json(&self, rel: &str) -> Value {
+        serde_json::from_str(&self.text(rel))
+            .unwrap_or_else(|e| panic!("/out/{rel} is not JSON: {e}\n{}", self.text(rel)))
+    }
+
+    fn lines(&self, rel: &str) -> Vec<String> {
+        self.text(rel).lines().map(String::from).collect()
+    }
+
+    /// A lightsnap run's report (in `dir`), checked to have exited 0.
+    fn report(&self, dir: &str) -> Value {
+        let code: i32 = self.text(&format!("{dir}/code")).trim().parse().unwrap();
+        assert_eq!(
+            code,
+            0,
+            "lightsnap in {dir} exited {code}:\n{}\n{}",
+            self.text(&format!("{dir}/stderr")),
+            self.text(&format!("{dir}/report.json"))
+        );
+        self.json(&format!("{dir}/report.json"))
+    }
+}
+
+/// The fake's calls of `operation`.
+fn calls_of<'a>(calls: &'a Value, operation: &str) -> Vec<&'a Value> {
+    calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["operation"] == operation)
+        .collect()
+}
+
+#[test]
+fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
+    if !lab_or_skip("verify_finds_the_hot_plugged_nvme_disk_by_its_serial") {
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("lightsnap-vm-")
+        .tempdir()
+        .unwrap();
+    // LIGHTSNAP_VM_KEEP=1 (as for scripts/vm) keeps what the guest wrote, to look at.
+    let (scratch, _cleanup) = if std::env::var_os("LIGHTSNAP_VM_KEEP").is_some_and(|v| v == "1") {
+        let kept = tmp.keep();
+        eprintln!("keeping {}", kept.display());
+        (kept, None)
+    } else {
+        (tmp.path().to_path_buf(), Some(tmp))
+    };
+    let lab = lab_dir(&scratch);
+    let out = scratch.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let started = Instant::now();
+    let result = Command::new(repo().join("scripts/vm"))
+        .args(["--distro", "bookworm", "--hotplug", "--nvme"])
+        // Small: the fake copies the disk inside CreateDiskSnapshot and again inside
+        // AttachDisk, over 9p, under TCG.
+        .arg(format!("{DATA_SERIAL}:32M"))
+        .arg("--copy")
+        .arg(format!("{}:/opt/lab", lab.display()))
+        .arg("--out")
+        .arg(&out)
+        .args(["--", "bash", "/opt/lab/verify.sh"])
+        .output()
+        .expect("running scripts/vm");
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    eprintln!(
+        "scripts/vm ({:.1} s):\n--- stdout\n{}--- stderr\n{stderr}",
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&result.stdout)
+    );
+    assert!(
+        result.status.success(),
+        "scripts/vm failed with {}",
+        result.status
+    );
+    let b = Out(out.join("verify"));
+
+    // The snapshot to verify, of the data disk (found by its serial too).
+    let snap = b.report("snap");
+    assert_eq!(snap["snapshots"][0]["name"], "v-data", "{snap}");
+    assert_eq!(snap["snapshots"][0]["source"]["name"], "data-1", "{snap}");
+
+    // The rehearsal: clean, tagged, nothing left, on an NVMe device.
+    let report = b.report("run");
+    let scratch_disk = report["scratch_disk"].as_str().unwrap().to_string();
+    assert_eq!(report["snapshot"], "v-data", "{report}");
+    assert_eq!(report["disk"], "data-1", "{report}");
+    assert_eq!(report["result"], "clean", "{report}");
+    assert_eq!(report["tagged"], "clean", "{report}");
+    assert_eq!(report["hooks_ran"], true, "{report}");
+    assert_eq!(report["failures"], serde_json::json!([]), "{report}");
+    assert_eq!(report["left_behind"], serde_json::json!([]), "{report}");
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{report}");
+    assert_eq!(checks[0]["fstype"], "ext4", "{report}");
+    assert_eq!(checks[0]["clean"], true, "{report}");
+    let device = report["device"].as_str().unwrap().to_string();
+    let path = report["attached_at"].as_str().unwrap().to_string();
+    assert!(device.starts_with("/dev/nvme"), "{report}");
+    assert_eq!(checks[0]["device"], device.as_str(), "{report}");
+
+    // The fake ran the attach command with the copy, the serial and the path, then its
+    // detach; the second rehearsal the same (the same scratch disk name: the same volume id,
+    // the same serial).
+    let attach_calls = b.lines("attach-calls");
+    assert_eq!(attach_calls.len(), 4, "two rehearsals: {attach_calls:?}");
+    let fields: Vec<&str> = attach_calls[0].split(' ').collect();
+    assert_eq!(fields.len(), 4, "{attach_calls:?}");
+    let (copy, serial) = (fields[1], fields[2]);
+    assert_eq!(fields[0], "attach");
+    assert_eq!(copy, format!("/lab/snaps/disks/{scratch_disk}.img"));
+    assert_eq!(fields[3], path, "attached at the path lightsnap chose");
+    assert_eq!(attach_calls[1], format!("detach {serial}"));
+    assert_eq!(attach_calls[2..], attach_calls[..2], "{attach_calls:?}");
+    assert!(
+        serial.len() == 20
+            && serial.starts_with("vol0")
+            && serial[3..].chars().all(|c| c.is_ascii_hexdigit()),
+        "an EBS NVMe serial: {serial}"
+    );
+    // The host plugged it in and out (scripts/vm's event reader; the unplug said once QEMU
+    // reported DEVICE_DELETED and the file was let go), twice on the same port: the first
+    // unplug freed it.
+    let events = std::fs::read_to_string(out.join("events")).unwrap();
+    let plug = format!("attach {copy} {serial}");
+    let unplug = format!("detach {serial}");
+    assert_eq!(
+        events.lines().collect::<Vec<_>>(),
+        [&plug, &unplug, &plug, &unplug],
+        "the event port"
+    );
+    let said = |what: &str| stderr.lines().filter(|l| l.ends_with(what)).count();
+    assert_eq!(
+        said(&format!("hot-plugged {copy} as NVMe {serial} on hp0")),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(said(&format!("unplugged NVMe {serial}")), 2, "{stderr}");
+
+    // While attached (the verify hook): an NVMe disk with that serial, the device lightsnap
+    // checked, whose serial is the scratch disk's volume id in its supportCode; the restored
+    // file read back through the read-only mount.
+    let before = b.lines("serials-before");
+    assert!(
+        before.contains(&ROOT_SERIAL.to_string()) && before.contains(&DATA_SERIAL.to_string()),
+        "{before:?}"
+    );
+    assert!(!before.contains(&serial.to_string()), "{before:?}");
+    let during: Vec<(String, String)> = b
+        .lines("hook/disks")
+        .iter()
+        .map(|l| {
+            let (d, s) = l.split_once(' ').unwrap();
+            (d.to_string(), s.to_string())
+        })
+        .collect();
+    assert!(
+        during.contains(&(device.clone(), serial.to_string())),
+        "{device} with serial {serial} among {during:?}"
+    );
+    assert_eq!(during.len(), before.len() + 1, "{during:?}");
+    let fake_disks = b.json("hook/fake-disks.json");
+    let disk = fake_disks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == scratch_disk.as_str())
+        .unwrap_or_else(|| panic!("{scratch_disk} in {fake_disks}"));
+    let volume = disk["supportCode"]
+        .as_str()
+        .unwrap()
+        .split_once('/')
+        .unwrap()
+        .1;
+    assert_eq!(volume.replacen('-', "", 1), serial, "{disk}");
+    assert_eq!(disk["plugged"], serial, "{disk}");
+    assert_eq!(disk["attachedTo"], "web-1", "{disk}");
+    assert_eq!(b.text("hook/hello.txt"), "restored from snapshot v-data\n");
+    assert_eq!(b.text("hook/args").trim(), "verify");
+    let findmnt = b.text("hook/findmnt");
+    let mnt: Vec<&str> = findmnt.split_whitespace().collect();
+    assert!(
+        mnt.len() == 3
+            && mnt[0] == device
+            && mnt[1] == "ext4"
+            && mnt[2].split(',').any(|o| o == "ro"),
+        "mounted read-only from the NVMe device: {findmnt}"
+    );
+    assert_eq!(
+        b.lines("serials-after"),
+        before,
+        "the hot-plugged disk is gone"
+    );
+
+    // The second rehearsal, of a corrupted restore on the same kind of device: failed (18),
+    // tagged so, undone all the same.
+    let code: i32 = b.text("corrupt/code").trim().parse().unwrap();
+    let failed = b.json("corrupt/report.json");
+    assert_eq!(code, 18, "{failed}\n{}", b.text("corrupt/stderr"));
+    assert_eq!(failed["result"], "failed", "{failed}");
+    assert_eq!(failed["tagged"], "failed", "{failed}");
+    assert_eq!(failed["scratch_disk"], scratch_disk.as_str(), "{failed}");
+    assert_eq!(failed["left_behind"], serde_json::json!([]), "{failed}");
+    assert_eq!(failed["hooks_ran"], false, "{failed}");
+    let bad = failed["device"].as_str().unwrap();
+    assert!(bad.starts_with("/dev/nvme"), "{failed}");
+    assert_eq!(failed["checks"][0]["device"], bad, "{failed}");
+    assert_eq!(failed["checks"][0]["clean"], false, "{failed}");
+    assert_eq!(b.lines("serials-after-corrupt"), before, "unplugged again");
+
+    // The calls about the scratch disk and the verdicts, in order: restore, attach, detach,
+    // delete, tag — twice.
+    let calls = b.json("calls.json");
+    let steps: Vec<String> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| {
+            let op = c["operation"].as_str().unwrap();
+            let body = &c["body"];
+            match op {
+                "CreateDiskFromSnapshot" | "AttachDisk" | "DetachDisk" | "DeleteDisk"
+                    if body["diskName"] == scratch_disk.as_str() =>
+                {
+                    Some(op.to_string())
+                }
+                "TagResource" if body["resourceName"] == "v-data" => {
+                    let verdict = body["tags"]
+                        .as_array()?
+                        .iter()
+                        .find(|t| t["key"] == "lightsnap:verified")?;
+                    Some(format!("{op} {}", verdict["value"].as_str()?))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let rehearsal = |verdict: &str| {
+        [
+            "CreateDiskFromSnapshot".to_string(),
+            "AttachDisk".into(),
+            "DetachDisk".into(),
+            "DeleteDisk".into(),
+            format!("TagResource {verdict}"),
+        ]
+    };
+    assert_eq!(steps.len(), 10, "{steps:?}");
+    assert_eq!(steps[..5], rehearsal("clean"), "{steps:?}");
+    assert_eq!(steps[5..], rehearsal("failed"), "{steps:?}");
+    let attaches = calls_of(&calls, "AttachDisk");
+    assert_eq!(attaches.len(), 2, "{attaches:?}");
+    for c in attaches {
+        assert_eq!(c["body"]["diskPath"], path.as_str(), "{c}");
+        assert_eq!(c["body"]["instanceName"], "web-1", "{c}");
+    }
+    for c in calls_of(&calls, "CreateDiskFromSnapshot") {
+        assert_eq!(c["body"]["diskSnapshotName"], "v-data", "{c}");
+    }
+
+    // Nothing left: no scratch disk, nothing plugged in, no copy (the device is gone from
+    // the guest: above).
+    let disks = b.json("disks.json");
+    let names: Vec<&str> = disks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&scratch_disk.as_str()), "{names:?}");
+    assert!(
+        disks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["plugged"].is_null()),
+        "{disks}"
+    );
+    assert_eq!(
+        b.lines("files-after"),
+        ["/lab/snaps/v-data.img"],
+        "no copy left"
+    );
+}
