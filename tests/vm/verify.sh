@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC1091,SC2153 # lab.sh and disks.env (DATA, ...) are in the guest
 # The one boot of tests/vm_verify.rs (bookworm, `scripts/vm --hotplug`): `lightsnap verify`
 # end to end on a booted guest, the scratch disk hot-plugged as a real NVMe device with its EBS
 # serial, and found by that serial alone (no LIGHTSNAP_DEV_DIR). /opt/lab/disks.env names ROOT
