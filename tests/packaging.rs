@@ -638,7 +638,7 @@ fn check_deb(deb: &Path, old_deb: &Path) {
     let beside: Vec<_> = std::fs::read_dir(root.at("etc/lightsnap"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "config.toml" && n != "hooks.d")
+        .filter(|n| n != "config.toml" && n != "hooks.d" && n != "verify.d")
         .collect();
     assert!(beside.is_empty(), "beside the configuration: {beside:?}");
 
@@ -705,6 +705,23 @@ fn base_system_rpm(root: &Root, rpm: &Path, out: &Path) -> PathBuf {
             "the .rpm requires {file}, which the {SUITE} root lacks"
         );
         provides.insert(file.to_string());
+    }
+    // Packages it requires by name (ca-certificates): declared when the root has the Debian
+    // package of that name installed.
+    for package in requires.lines().map(str::trim).filter(|r| {
+        // rpmlib() and config() are rpm's own, satisfied by rpm and the package itself.
+        !r.is_empty()
+            && !r.starts_with('/')
+            && !r.contains(".so")
+            && !r.starts_with("rpmlib(")
+            && !r.starts_with("config(")
+    }) {
+        let name = package.split_whitespace().next().unwrap_or(package);
+        assert!(
+            root.at(&format!("var/lib/dpkg/info/{name}.list")).exists(),
+            "the .rpm requires {package}, which the {SUITE} root lacks"
+        );
+        provides.insert(name.to_string());
     }
     provides.insert("rtld(GNU_HASH)".to_string());
     let spec = format!(
@@ -854,7 +871,7 @@ fn check_rpm(rpm: &Path, old_rpm: &Path) {
     let beside: Vec<_> = std::fs::read_dir(root.at("etc/lightsnap"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "config.toml" && n != "hooks.d")
+        .filter(|n| n != "config.toml" && n != "hooks.d" && n != "verify.d")
         .collect();
     assert!(beside.is_empty(), "beside the configuration: {beside:?}");
 
