@@ -27,6 +27,10 @@ s2_root() {
   echo $? >"$dir/write.code"
   systemctl is-system-running >"$dir/system-state"
   findmnt -no SOURCE / >"$dir/root-source"
+  # The serial of the NVMe disk under / (the subsystem's with native multipath).
+  local disk
+  disk=$(lsblk -no PKNAME "$(findmnt -no SOURCE /)")
+  cat "/sys/block/$disk/device/serial" >"$dir/root-serial"
   return 0
 }
 
