@@ -192,7 +192,22 @@ impl LoopFs {
         if self.kind == FsKind::Ntfs {
             cmd.args(["-t", "ntfs-3g"]);
         }
-        run(cmd.arg(&self.device).arg(&self.mount_point));
+        cmd.arg(&self.device).arg(&self.mount_point);
+        let first = cmd.output().expect("running mount");
+        if !first.status.success() {
+            // Seen once under load: a loop device just released by another test's btrfs
+            // answered "unable to read superblock" to the first mount of its new file. Its
+            // buffers are flushed and the mount tried once more; a second failure is real.
+            eprintln!(
+                "mount {} failed once ({}); flushing its buffers and trying again",
+                self.device.display(),
+                String::from_utf8_lossy(&first.stderr).trim()
+            );
+            run(Command::new("blockdev")
+                .arg("--flushbufs")
+                .arg(&self.device));
+            run(&mut cmd);
+        }
         self.mounted = true;
     }
 
