@@ -14,99 +14,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use common::{root_or_skip, run, tool_or_skip};
+use common::vm::{lab_dir, lab_or_skip, repo, ROOT_SERIAL};
 use serde_json::Value;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The root disk's serial (scripts/vm's default) and the data disk's.
-const ROOT_SERIAL: &str = "vol0000000000000000a";
+/// The data disk's serial.
 const DATA_SERIAL: &str = "vol00000000000000d17";
-
-fn lab_or_skip(test: &str) -> bool {
-    root_or_skip(test)
-        && [
-            "qemu-system-x86_64",
-            "qemu-img",
-            "mmdebstrap",
-            "sgdisk",
-            "python3",
-        ]
-        .iter()
-        .all(|tool| tool_or_skip(test, tool))
-}
-
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_lightsnap"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The fake's binary, built if needed (a workspace member's bin, which `cargo test -p
-/// lightsnap` does not build).
-fn fake_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "fake-lightsail",
-        "--bin",
-        "fake-lightsail",
-    ])
-    .current_dir(repo());
-    if bin_dir().ends_with("release") {
-        cmd.arg("--release");
-    }
-    run(&mut cmd);
-    bin_dir().join("fake-lightsail")
-}
-
-/// The guest's /opt/lab: the binaries, the build machine's loader and the fake's libraries
-/// (see `start_fake` in tests/vm/lab.sh), the guest scripts, disks.env.
-fn lab_dir(scratch: &Path) -> PathBuf {
-    let lab = scratch.join("lab");
-    let bin = lab.join("bin");
-    let hostlib = lab.join("hostlib");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(&hostlib).unwrap();
-    let fake = fake_binary();
-    std::fs::copy(&fake, bin.join("fake-lightsail")).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_lightsnap"), bin.join("lightsnap")).unwrap();
-    let ldd = String::from_utf8(run(Command::new("ldd").arg(&fake)).stdout).unwrap();
-    for line in ldd.lines() {
-        let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        if let Some(path) = path.filter(|p| p.starts_with('/')) {
-            let name = Path::new(path).file_name().unwrap();
-            std::fs::copy(path, hostlib.join(name)).unwrap();
-        }
-    }
-    assert!(
-        hostlib.join("ld-linux-x86-64.so.2").exists(),
-        "no dynamic loader in ldd's answer: {ldd}"
-    );
-    for entry in std::fs::read_dir(repo().join("tests/vm")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, lab.join(path.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        lab.join("disks.env"),
-        format!("ROOT={ROOT_SERIAL}\nDATA={DATA_SERIAL}\n"),
-    )
-    .unwrap();
-    lab
-}
 
 /// What the guest wrote under /out.
 struct Out(PathBuf);
@@ -167,7 +83,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     } else {
         (tmp.path().to_path_buf(), Some(tmp))
     };
-    let lab = lab_dir(&scratch);
+    let lab = lab_dir(&scratch, &[("DATA", DATA_SERIAL.to_string())], true);
     let out = scratch.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let started = Instant::now();

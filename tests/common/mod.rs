@@ -23,6 +23,7 @@ pub use fake_lightsail::{Fake, Fault, FaultKind, Options, Seed};
 /// The writer's record format, shared with the writer itself.
 #[path = "../writer/record.rs"]
 pub mod record;
+pub mod vm;
 
 /// Whether root-only tests can run. In CI they must: there, not being root fails the test.
 pub fn root_or_skip(test: &str) -> bool {
