@@ -3,7 +3,7 @@
 use clap::Parser;
 use lightsnap::cli::{self, Cli, Output};
 use lightsnap::exit_code::ExitCode;
-use lightsnap::{journal, logbuf, watchdog};
+use lightsnap::{home, journal, logbuf, watchdog};
 
 fn main() {
     // The watchdog is this binary too; it runs before anything else is set up.
@@ -13,6 +13,8 @@ fn main() {
     {
         watchdog::run();
     }
+    // Before anything else, while this is the only thread: see `home`.
+    home::ensure_home();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
