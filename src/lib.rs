@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod cli;
 pub mod cloud;
 pub mod config;

@@ -9,6 +9,7 @@ use clap::Args;
 use super::prune::{self, Pruned};
 use super::snap_args::{conclude, report_json, SnapArgs};
 use super::{Globals, Output};
+use crate::budget::{self, Deadline};
 use crate::cloud::lightsail::{Lightsail, SnapshotInfo, SnapshotKind, Source};
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
@@ -27,6 +28,7 @@ pub struct Run {
 impl Run {
     /// Runs it.
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
+        let started = std::time::Instant::now();
         let (opts, settings) = self.snap.options(globals, Vec::new(), None)?;
         if settings.snapshots.is_empty() {
             fail!(
@@ -34,25 +36,45 @@ impl Run {
                 "the configuration names nothing to snapshot: add [[snapshot]] path = \"/data\" to /etc/lightsnap/config.toml"
             );
         }
+        // The waits must fit in the run's budget (and so in the unit's TimeoutStartSec=)
+        // before anything is done.
+        budget::check_run(
+            settings.run_budget,
+            &budget::Before {
+                auto_snapshot_wait: opts.auto_snapshot_wait,
+                hooks: crate::hooks::discover(&opts.hook_dir)?.len(),
+                hook_timeout: opts.hook_timeout,
+                freeze_timeout: opts.freeze_timeout,
+            },
+        )?;
+        let deadline = Deadline::since(started, settings.run_budget);
         let opts = snap::Options {
             paths: settings.snapshots.iter().map(|e| e.path.clone()).collect(),
             ..opts
         };
         let output = globals.output;
         let snap = &self.snap;
+        // The waits after the snapshot take what is left of the budget, at most.
+        let capped = || SnapArgs {
+            wait_timeout: deadline.cap(snap.wait_timeout),
+            ..snap.clone()
+        };
         snap.freeze_and_snap(output, &opts, &settings, async |api, report, signals| {
-            let waited = snap.report_and_wait(api, &report, output, signals).await;
+            let waited = capped()
+                .report_and_wait(api, &report, output, signals)
+                .await;
             let (mut doc, mut result) = report_json(&report, waited)?;
-            snap.copy(
-                api,
-                &report,
-                &settings,
-                output,
-                signals,
-                &mut doc,
-                &mut result,
-            )
-            .await;
+            capped()
+                .copy(
+                    api,
+                    &report,
+                    &settings,
+                    output,
+                    signals,
+                    &mut doc,
+                    &mut result,
+                )
+                .await;
             let rule = Rule {
                 keep: settings.retention.keep,
                 older_than: settings.retention.older_than,
@@ -97,9 +119,16 @@ impl Run {
                     }
                 }
             }
-            if let Some((verified, verifying)) =
-                super::verify::scheduled(api, &settings, &report, &opts.run_dir, output, signals)
-                    .await
+            if let Some((verified, verifying)) = super::verify::scheduled(
+                api,
+                &settings,
+                &report,
+                &opts.run_dir,
+                output,
+                signals,
+                deadline,
+            )
+            .await
             {
                 doc["verified"] = serde_json::Value::Array(verified);
                 if let Err(e) = verifying {

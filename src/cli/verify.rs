@@ -47,8 +47,8 @@ pub struct Verify {
 
 /// How often the scratch disk's state is asked for.
 const POLL: Duration = Duration::from_secs(2);
-/// How long the undo may take.
-const UNDO_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the undo may take (the unit's TimeoutStopSec= leaves it this: see `budget`).
+pub const UNDO_TIMEOUT: Duration = crate::budget::UNDO;
 
 /// The rehearsal's settings for a run directory.
 pub fn rehearsal(run_dir: &Path, timeout: Duration) -> restore::Settings {
@@ -303,7 +303,9 @@ pub fn human(v: &Verification) -> String {
 
 /// `verify_every` in `lightsnap run`: counts this run, and verifies the newest snapshot of
 /// each disk whose targets are due. Returns the verifications' documents and how they went
-/// (a failed verification exits 18; the snapshots just taken stand either way).
+/// (a failed verification exits 18; the snapshots just taken stand either way). Each
+/// rehearsal takes at most what is left of the run's budget after its undo (`deadline`); one
+/// that has too little left is not started (a warning: verified at a later run).
 pub async fn scheduled(
     api: &SdkLightsail,
     settings: &Settings,
@@ -311,6 +313,7 @@ pub async fn scheduled(
     run_dir: &Path,
     output: Output,
     signals: &mut Signals,
+    deadline: crate::budget::Deadline,
 ) -> Option<(Vec<serde_json::Value>, Result<()>)> {
     let every = settings.verify_every?;
     let paths: Vec<PathBuf> = settings.snapshots.iter().map(|e| e.path.clone()).collect();
@@ -331,12 +334,19 @@ pub async fn scheduled(
                 );
                 continue;
             };
+            let Some(timeout) = deadline.rehearsal(DEFAULT_TIMEOUT) else {
+                tracing::warn!(
+                    "verify_every: too little of the run's budget ([run] budget) is left to verify {} and undo it; verified at a later run",
+                    snapshot.name
+                );
+                continue;
+            };
             let mut v = restore::verify(
                 api,
                 &machine(settings, run_dir),
                 &me,
                 &snapshot,
-                &rehearsal(run_dir, DEFAULT_TIMEOUT),
+                &rehearsal(run_dir, timeout),
                 signals,
             )
             .await?;
@@ -389,8 +399,8 @@ pub async fn scheduled(
     Some((docs, result))
 }
 
-/// The rehearsal's bound in `lightsnap run`.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// The rehearsal's bound in `lightsnap run` (less when the run's budget has less left).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// The mount dir of a run directory, for `status`.
 pub fn mount_dir(run_dir: &Path) -> PathBuf {

@@ -45,6 +45,15 @@ pub(super) struct Fragment {
     pub(super) verify_hook_dir: Option<PathBuf>,
     #[serde(default, deserialize_with = "checked::region")]
     pub(super) copy_to_region: Option<String>,
+    pub(super) run: Option<RunFragment>,
+}
+
+/// `[run]`: what bounds a `lightsnap run` as a whole.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunFragment {
+    #[serde(default, deserialize_with = "checked::run_budget")]
+    pub(super) budget: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +159,14 @@ mod checked {
         let url = String::deserialize(d)?;
         crate::monitor::ping::check_url(&url).map_err(|e| D::Error::custom(format!("{e:#}")))?;
         Ok(Some(url.trim_end_matches('/').to_string()))
+    }
+
+    /// `[run] budget`: more than 0, at most a day (the timer starts a run every day).
+    pub fn run_budget<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        let budget = parse_duration(&text).map_err(D::Error::custom)?;
+        crate::budget::check_budget(budget).map_err(D::Error::custom)?;
+        Ok(Some(text))
     }
 
     /// `verify_every`: at least 1 (every run).

@@ -62,6 +62,9 @@ pub(super) fn apply(
         let (k, v) = validate::parse_tag(&format!("{k}={v}"))?;
         tags.insert(k, v);
     }
+    if let Some(b) = f.run.and_then(|r| r.budget) {
+        settings.run_budget = duration("run.budget", &b)?;
+    }
     if let Some(r) = f.retention {
         if r.keep.is_some() {
             settings.retention.keep = r.keep;

@@ -85,6 +85,8 @@ pub struct Settings {
     pub verify_hook_dir: PathBuf,
     /// The region snapshots are copied to once completed (`copy_to_region`).
     pub copy_to_region: Option<String>,
+    /// The longest a `lightsnap run` may take, start to end (`[run] budget`).
+    pub run_budget: Duration,
     /// The files the settings came from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -160,6 +162,7 @@ impl Default for Settings {
             verify_every: None,
             verify_hook_dir: PathBuf::from("/etc/lightsnap/verify.d"),
             copy_to_region: None,
+            run_budget: crate::budget::DEFAULT_RUN_BUDGET,
             sources: Vec::new(),
         }
     }

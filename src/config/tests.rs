@@ -235,6 +235,7 @@ fn the_packaged_config_examples_are_valid_and_show_the_defaults() {
     assert_eq!(s.verify_hook_dir, d.verify_hook_dir);
     assert_eq!(s.verify_every, Some(7));
     assert_eq!(s.copy_to_region.as_deref(), Some("eu-west-1"));
+    assert_eq!(s.run_budget, d.run_budget);
 }
 
 #[test]
