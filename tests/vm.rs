@@ -436,7 +436,9 @@ fn deb() -> &'static Path {
     })
 }
 
-/// Scenario 5 on one distribution: the package installed, configured, run by its units (a
+/// Scenario 5 on one distribution: the package installed, configured, given credentials as
+/// users are told to (root's ~/.aws as `aws configure` writes it; only the fake's endpoint in
+/// a drop-in), run by its units (a
 /// success with no error in the journal, an injected failure whose error is in it), its
 /// timer listed once enabled, then removed and purged, leaving nothing.
 fn packages_on(distro: &str, kernel: &str) {
@@ -482,6 +484,16 @@ fn packages_on(distro: &str, kernel: &str) {
         "{}",
         b.text("pkg/install.txt")
     );
+    // The unit was given the fake's endpoint and nothing else: the credentials and the
+    // region come from root's ~/.aws, as `aws configure` writes it.
+    let environment = b.text("pkg/unit-environment");
+    assert!(
+        environment.contains("AWS_ENDPOINT_URL_LIGHTSAIL=")
+            && !environment.contains("AWS_ACCESS_KEY_ID")
+            && !environment.contains("AWS_SECRET_ACCESS_KEY")
+            && !environment.contains("AWS_REGION"),
+        "{environment}"
+    );
     // A success: the unit started, a snapshot of data-1, nothing at priority err.
     assert_eq!(
         b.code("pkg/start-ok.code"),
@@ -493,6 +505,11 @@ fn packages_on(distro: &str, kernel: &str) {
         &b.json("pkg/calls-after-success.json"),
         "diskName",
         "data-1",
+    );
+    // StateDirectory= and RuntimeDirectory= made them (no package script does).
+    assert_eq!(
+        b.text("pkg/unit-directories"),
+        "/var/lib/lightsnap\n/run/lightsnap\n"
     );
     assert_eq!(
         b.text("pkg/err-after-success"),

@@ -45,19 +45,31 @@ cat >>/etc/lightsnap/config.toml <<'EOF'
 [[snapshot]]
 path = "/data"
 EOF
+# Credentials as the README tells users to give them: `aws configure` run as root, which
+# writes these two files, byte for byte, with these modes (the guest has no AWS CLI;
+# tests/credentials.rs writes them with the real one). Nothing about them in the unit.
+(
+  umask 077
+  mkdir -p /root/.aws
+  printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+    AKIDLIGHTSNAPTEST lightsnap-fake-secret >/root/.aws/credentials
+  printf '[default]\nregion = %s\n' us-east-1 >/root/.aws/config
+)
+# The only addition to the unit: where the fake is (the API and the instance metadata).
 mkdir -p /etc/systemd/system/lightsnap-snapshot.service.d
 cat >/etc/systemd/system/lightsnap-snapshot.service.d/lab.conf <<EOF
 [Service]
 Environment=AWS_ENDPOINT_URL_LIGHTSAIL=$FAKE AWS_EC2_METADATA_SERVICE_ENDPOINT=$FAKE
-Environment=AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=AKIDLIGHTSNAPTEST
-Environment=AWS_SECRET_ACCESS_KEY=lightsnap-fake-secret
 EOF
 systemctl daemon-reload
+systemctl show -p Environment lightsnap-snapshot.service >"$out/unit-environment"
 
 set +e
-# A success: the unit runs lightsnap run, the journal has no error from it.
+# A success: the unit runs lightsnap run, as the timer starts it, with root's ~/.aws only;
+# the journal has no error from it. The unit made its state and run directories.
 systemctl start lightsnap-snapshot.service
 echo $? >"$out/start-ok.code"
+ls -d /var/lib/lightsnap /run/lightsnap >"$out/unit-directories" 2>&1
 journalctl -q --no-pager -u lightsnap-snapshot -p err >"$out/err-after-success"
 admin /__admin/calls >"$out/calls-after-success.json"
 # An injected failure (not retried by the SDK): the unit fails, the journal says why.
