@@ -487,6 +487,19 @@ fn check_deb(deb: &Path, old_deb: &Path) {
     }
     assert_enables_and_starts_nothing(&scripts);
     assert!(scripts.contains("[ -d /run/systemd/system ]"));
+    // The units' part is cargo-deb's (dh_installsystemd's snippets), for the units that can
+    // be enabled; no hand-written systemctl call is left but its daemon-reloads.
+    for needle in [
+        "deb-systemd-helper update-state lightsnap-snapshot.timer",
+        "deb-systemd-helper update-state lightsnap-recover.service",
+        "deb-systemd-helper purge",
+    ] {
+        assert!(scripts.contains(needle), "{needle} in:\n{scripts}");
+    }
+    for line in scripts.lines().filter(|l| l.contains("systemctl ")) {
+        assert!(line.contains("daemon-reload"), "a systemctl call: {line}");
+    }
+    assert!(!scripts.contains("#DEBHELPER#"), "{scripts}");
 
     // The glibc floor: the packaged binary needs GLIBC_2.17 at most, and the package says
     // so (dpkg-shlibdeps reads the symbols it uses).
@@ -575,7 +588,7 @@ fn check_deb(deb: &Path, old_deb: &Path) {
         ]
         .map(String::from),
     );
-    expected.extend(UNITS.iter().map(|u| format!("lib/systemd/system/{u}")));
+    expected.extend(UNITS.iter().map(|u| format!("usr/lib/systemd/system/{u}")));
     let added = root.added_since(&before);
     let files: BTreeSet<String> = added
         .iter()
@@ -587,10 +600,12 @@ fn check_deb(deb: &Path, old_deb: &Path) {
         expected.into_iter().collect(),
         "the files of the .deb"
     );
-    check_installed(&root, "lib/systemd/system");
+    check_installed(&root, "usr/lib/systemd/system");
 
-    // Removed: everything goes but the configuration file (a conffile, kept until purge);
-    // the empty hook directory goes too.
+    // Removed: everything goes but the configuration file (a conffile, kept until purge)
+    // and the masks deb-systemd-helper puts on the units that can be enabled while the
+    // package is removed but not purged (dh_installsystemd's postrm, as cargo-deb writes
+    // it); the empty hook directory goes too.
     let config = root.at("etc/lightsnap/config.toml");
     let changed = format!(
         "{}# changed by the administrator\n",
@@ -600,9 +615,22 @@ fn check_deb(deb: &Path, old_deb: &Path) {
     apt(&["remove", "lightsnap"]);
     assert_eq!(
         root.added_since(&before),
-        set(&["etc/lightsnap", "etc/lightsnap/config.toml"]),
+        set(&[
+            "etc/lightsnap",
+            "etc/lightsnap/config.toml",
+            "etc/systemd/system/lightsnap-recover.service",
+            "etc/systemd/system/lightsnap-snapshot.timer",
+        ]),
         "after apt-get remove"
     );
+    for unit in ["lightsnap-recover.service", "lightsnap-snapshot.timer"] {
+        let link = root.at(&format!("etc/systemd/system/{unit}"));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("/dev/null"),
+            "{unit} is masked while removed"
+        );
+    }
     assert_eq!(std::fs::read_to_string(&config).unwrap(), changed);
     let status = text(&root.chroot(&["dpkg", "--status", "lightsnap"]).stdout);
     assert!(
