@@ -849,7 +849,10 @@ fn tags_are_checked_before_anything_is_frozen() {
         (vec!["--tag", "lightsnap:consistency=frozen"], "lightsnap"),
         (vec!["--tag", "lightsnap:trigger=timer"], "lightsnap"),
         (vec!["--tag", "lightsnap:host=elsewhere"], "lightsnap"),
-        (vec!["--tag", "lightsnap:owner=us-east-1/web-2"], "lightsnap"),
+        (
+            vec!["--tag", "lightsnap:owner=us-east-1/web-2"],
+            "lightsnap",
+        ),
     ];
     for (args, needle) in cases {
         let r = s.snap(&args);
