@@ -326,7 +326,7 @@ fn list_shows_lightsnaps_own_newest_first_and_filters_by_disk() {
     let scratch = Scratch::new();
     let fake = fixture_fake(&scratch);
 
-    // lightsnap's own: tagged lightsnap:consistency and not automatic, whatever the state.
+    // This instance's: tagged lightsnap:owner with its value, not automatic, whatever the state.
     let r = list(&scratch, &fake, &["--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let doc = json_doc(&r);
