@@ -8,18 +8,38 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::cloud::imds::{self, ImdsError};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail};
 use crate::cloud::owner::Owner;
 use crate::cloud::validate;
+use crate::exit_code::ExitCode;
+use crate::fail;
 use crate::retention::Scope;
 
 /// This instance as the owner of what lightsnap makes: the metadata service's region and
 /// instance id, then the Lightsail instance of that id, found in *that* region (so it works
 /// with a client for another region, as `list --region` or the copy region has).
 pub async fn this_owner(api: &SdkLightsail) -> Result<Owner> {
-    let identity = crate::cloud::imds::identity(Duration::from_secs(2))
-        .await
-        .context("finding which Lightsail instance this is (whose snapshots to consider); on another machine, give --instance NAME, --all-instances or --all")?;
+    let identity = match imds::identity(Duration::from_secs(2)).await {
+        Ok(i) => i,
+        Err(e) => {
+            // The metadata service's own advice (--disk-name) is freeze-and-snap's, not ours.
+            let why = match &e {
+                ImdsError::Disabled => {
+                    "the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED)"
+                        .to_string()
+                }
+                ImdsError::Unreachable { endpoint, why } => {
+                    format!("no answer from the instance metadata service at {endpoint}: {why}")
+                }
+                ImdsError::Status { .. } => e.to_string(),
+            };
+            fail!(
+                ExitCode::NotFound,
+                "cannot tell which Lightsail instance this is, so whose snapshots to consider: {why}; on another machine, give --instance [REGION/]NAME, --all-instances or --all"
+            );
+        }
+    };
     let home;
     let api = if api.region().as_deref() == Some(identity.region.as_str()) {
         api
