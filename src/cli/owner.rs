@@ -123,6 +123,18 @@ impl OwnerArgs {
 mod tests {
     use super::*;
 
+    /// A rehearsal's owner (its scratch disks' tag) is the same value discovery gives: the
+    /// region is the zone's without its letter.
+    #[test]
+    fn a_rehearsals_owner_is_the_zones_region_and_the_instance() {
+        let me = crate::restore::Me {
+            instance: "web-1".into(),
+            availability_zone: "ap-southeast-2c".into(),
+            used_paths: Vec::new(),
+        };
+        assert_eq!(me.owner().value(), "ap-southeast-2/web-1");
+    }
+
     #[test]
     fn an_instance_is_a_name_or_region_slash_name() {
         assert_eq!(
