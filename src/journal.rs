@@ -174,6 +174,8 @@ struct Fields {
     message: String,
     extra: Vec<(&'static str, String)>,
     event: Option<String>,
+    /// An explicit syslog priority (`priority = 2` for crit), above the level's.
+    priority: Option<u8>,
 }
 
 impl Visit for Fields {
@@ -198,6 +200,10 @@ impl Fields {
                 self.event = Some(text);
                 return;
             }
+            "priority" => {
+                self.priority = text.parse().ok();
+                return;
+            }
             "snapshot" => "LIGHTSNAP_SNAPSHOT",
             "disk" => "LIGHTSNAP_DISK",
             "window_ms" => "LIGHTSNAP_WINDOW_MS",
@@ -218,7 +224,8 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
         let level = event.metadata().level();
         let mut e = Entry::default();
         e.field("MESSAGE", &fields.message);
-        e.field("PRIORITY", &priority(level).to_string());
+        let prio = fields.priority.unwrap_or_else(|| priority(level));
+        e.field("PRIORITY", &prio.to_string());
         e.field("SYSLOG_IDENTIFIER", "lightsnap");
         if let Some(id) = fields.event.as_deref().and_then(message_id) {
             e.field("MESSAGE_ID", id);
