@@ -912,15 +912,38 @@ fn a_leftover_mounted_elsewhere_is_reported_not_detached() {
     assert!(still, "the operator's mount stays");
     assert!(changes.is_empty(), "{changes:?}");
     assert!(names.contains(&"s1-verify-dead0001".to_string()));
-    // Unmounted: the next verify removes it.
-    let r = s.run(&["verify", "s1", "--output", "json"]);
+    // status and check say so (check's verdict, about snapshots, stays OK).
+    let r = s.run(&["status"]);
+    assert!(
+        r.stdout
+            .contains("left by verify: scratch disk s1-verify-dead0001"),
+        "{r:?}"
+    );
+    let r = s.run(&["check", "--max-age", "1d"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("left by verify: scratch disk s1-verify-dead0001"),
+        "{r:?}"
+    );
+    // Unmounted: the next run (no verification configured) removes it.
+    let mp = s.fs.mount_point.display().to_string();
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("[[snapshot]]\npath = \"{mp}\"\n"),
+    );
+    let r = s.run(&["run", "--snapshot-name", "r1", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(
-        json_doc(&r)["leftovers_removed"],
-        serde_json::json!(["s1-verify-dead0001"])
+        json_doc(&r)["scratch_leftovers"]["removed"],
+        serde_json::json!(["s1-verify-dead0001"]),
+        "{r:?}"
     );
     assert_eq!(s.disk_names(), ["data-1"]);
     assert!(loops_under(s.scratch.path()).is_empty());
+    let r = s.run(&["status"]);
+    assert!(!r.stdout.contains("left by verify"), "{r:?}");
 }
 
 /// A rehearsal killed while its journal-replay mount was up (`<run>/verify/.replay-loopN`,

@@ -120,6 +120,7 @@ impl Verify {
             )
             .await?;
             crate::monitor::verified(&settings, &v);
+            record_kept(&settings, &v);
             report(v, output)
         })
     }
@@ -385,6 +386,7 @@ pub async fn scheduled(
             )
             .await?;
             crate::monitor::verified(settings, &v);
+            record_kept(settings, &v);
             if output == Output::Human {
                 print!("{}", human(&v));
             }
@@ -466,7 +468,10 @@ pub async fn leftovers_at_run(
     }
     .await;
     match found {
-        Ok(l) => Some(l),
+        Ok(l) => {
+            restore::scratch::record_kept(&crate::monitor::state_dir(settings), &l);
+            Some(l)
+        }
         Err(e) => {
             // An instance that never verifies may not be allowed GetDisks: said quietly then.
             if settings.verify_every.is_some() {
@@ -477,6 +482,15 @@ pub async fn leftovers_at_run(
             None
         }
     }
+}
+
+/// Records the leftovers a rehearsal left alone, for `status` and `check`.
+fn record_kept(settings: &Settings, v: &Verification) {
+    let l = restore::scratch::Leftovers {
+        removed: v.leftovers_removed.clone(),
+        kept: v.leftovers_kept.clone(),
+    };
+    restore::scratch::record_kept(&crate::monitor::state_dir(settings), &l);
 }
 
 /// The rehearsal's bound in `lightsnap run`.

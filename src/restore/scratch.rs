@@ -352,6 +352,61 @@ fn keep_reason<H: Host>(host: &H, me: &Me, mount_dir: &Path, d: &DiskState) -> O
     None
 }
 
+/// The file in the state directory that lists the scratch disks the last leftover search
+/// left alone (in use, attached elsewhere, not removable), for `status` and `check`.
+pub const KEPT_FILE: &str = "verify-leftovers.json";
+
+/// Records what the last leftover search left alone (the file goes when nothing was), as
+/// root only; a failure to write is a warning.
+pub fn record_kept(state_dir: &Path, l: &Leftovers) {
+    if !nix::unistd::Uid::effective().is_root() {
+        return;
+    }
+    let path = state_dir.join(KEPT_FILE);
+    if l.kept.is_empty() {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("removing {}: {e}", path.display()),
+        }
+        return;
+    }
+    let (_, time_utc) = crate::monitor::state::now();
+    let doc = serde_json::json!({ "time_utc": time_utc, "kept": l.kept });
+    let written = std::fs::create_dir_all(state_dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            crate::files::write_atomically(&path, doc.to_string().as_bytes())
+                .map_err(anyhow::Error::from)
+        });
+    if let Err(e) = written {
+        tracing::warn!(
+            "recording the scratch disks left alone in {}: {e:#}",
+            path.display()
+        );
+    }
+}
+
+/// What the last leftover search left alone, each line with when it was seen.
+pub fn read_kept(state_dir: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(state_dir.join(KEPT_FILE)) else {
+        return Vec::new();
+    };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let at = doc["time_utc"].as_str().unwrap_or("?");
+    doc["kept"]
+        .as_array()
+        .map(|k| {
+            k.iter()
+                .filter_map(|x| x.as_str())
+                .map(|x| format!("{x} (seen {at})"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Every scratch disk of restore rehearsals (tag `lightsnap:scratch`), every instance's, as
 /// `status --refresh` and `plan` list them.
 pub async fn listing<A: Lightsail>(api: &A) -> Result<Vec<serde_json::Value>> {
