@@ -375,10 +375,7 @@ pub fn record_kept(state_dir: &Path, l: &Leftovers) {
     let doc = serde_json::json!({ "time_utc": time_utc, "kept": l.kept });
     let written = std::fs::create_dir_all(state_dir)
         .map_err(anyhow::Error::from)
-        .and_then(|()| {
-            crate::files::write_atomically(&path, doc.to_string().as_bytes())
-                .map_err(anyhow::Error::from)
-        });
+        .and_then(|()| crate::files::write_atomically(&path, doc.to_string().as_bytes()));
     if let Err(e) = written {
         tracing::warn!(
             "recording the scratch disks left alone in {}: {e:#}",
