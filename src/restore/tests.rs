@@ -162,6 +162,10 @@ impl Host for Scripted<'_> {
             .collect()
     }
 
+    fn system_copy_attached(&self, name: &str, device: &Path) {
+        self.note(format!("system copy {name} {}", device.display()));
+    }
+
     async fn hooks(&self, env: &HookEnv) -> anyhow::Result<()> {
         let at = env.verify_mount.as_ref().unwrap();
         self.note(format!("hooks {}", at.display()));
@@ -792,4 +796,31 @@ fn what_could_not_be_checked_is_neither_clean_nor_failed() {
     assert_eq!(v.result, Outcome::Unchecked, "{v:?}");
     assert!(v.unchecked[0].contains("could not be started"), "{v:?}");
     assert_eq!(v.tagged.as_deref(), Some("unchecked"));
+}
+
+/// A copy of a system disk is said (at crit, by the real machine) as soon as its device is
+/// known, and is detached and deleted before the rehearsal ends.
+#[test]
+fn a_system_disk_copy_is_said_while_attached_and_removed() {
+    let fake = FakeLightsail::default();
+    let host = Scripted::new(&fake);
+    let mut snap = snapshot("s1");
+    snap.from = Some("web-1-system".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let v = rt
+        .block_on(verify(&fake, &host, &me(), &snap, &settings(), &mut Never))
+        .unwrap();
+    assert_eq!(v.result, Outcome::Clean);
+    let log = steps(&fake);
+    let said = log
+        .iter()
+        .position(|l| l == "system copy s1-verify /dev/nvme9n1")
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    let deleted = log.iter().position(|l| l == "DeleteDisk s1-verify").unwrap();
+    assert!(said < deleted);
+    assert!(fake.disks.lock().unwrap().is_empty());
 }
