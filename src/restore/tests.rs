@@ -820,7 +820,10 @@ fn a_system_disk_copy_is_said_while_attached_and_removed() {
         .iter()
         .position(|l| l == "system copy s1-verify /dev/nvme9n1")
         .unwrap_or_else(|| panic!("{log:#?}"));
-    let deleted = log.iter().position(|l| l == "DeleteDisk s1-verify").unwrap();
+    let deleted = log
+        .iter()
+        .position(|l| l == "DeleteDisk s1-verify")
+        .unwrap();
     assert!(said < deleted);
     assert!(fake.disks.lock().unwrap().is_empty());
 }
