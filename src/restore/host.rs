@@ -134,7 +134,7 @@ pub trait Host {
     /// Unmounts a killed run's mount at `at`, never lazily: a mount someone uses (an operator
     /// recovering files from it) stays, and the error says so.
     fn unmount_leftover(&self, at: &Path) -> Result<()>;
-    /// The mount points below `dir` (a killed run's mounts), deepest first.
+    /// The mount points at or below `dir` (a killed run's mounts), deepest first.
     fn mounts_below(&self, dir: &Path) -> Vec<PathBuf>;
     /// Runs the `verify` phase of the hooks.
     async fn hooks(&self, env: &HookEnv) -> Result<()>;
