@@ -1018,6 +1018,10 @@ fn what_cannot_be_checked_exits_21_tagged_unchecked() {
     assert_eq!(doc["checks"][0]["unchecked"], true);
     assert_eq!(s.tags_of("s1")["lightsnap:verified"], "unchecked");
     assert_eq!(s.disk_names(), ["data-1"]);
+    // status says what was not checked.
+    let r = s.run(&["status"]);
+    assert!(r.stdout.contains("snapshot s1 unchecked: "), "{r:?}");
+    assert!(r.stdout.contains("e2fsck"), "{r:?}");
 
     // A LUKS header over the snapshot's first MiB: nothing lightsnap checks.
     let image = s.fake.snapshot_image("s1");
