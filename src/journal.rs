@@ -251,6 +251,29 @@ mod tests {
         assert_eq!(priority(&Level::TRACE), 7);
     }
 
+    /// `priority = 2` on an event (a copy of the system disk attached) sends it at crit, above
+    /// its level's err.
+    #[test]
+    fn an_explicit_priority_outranks_the_level() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+        struct Capture(Arc<Mutex<Vec<Option<u8>>>>);
+        impl<S: Subscriber> Layer<S> for Capture {
+            fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+                let mut fields = Fields::default();
+                event.record(&mut fields);
+                self.0.lock().unwrap().push(fields.priority);
+            }
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(priority = 2, "a copy of the system disk is attached");
+            tracing::error!("a plain error");
+        });
+        assert_eq!(*seen.lock().unwrap(), [Some(2), None]);
+    }
+
     #[test]
     fn every_event_kind_has_its_own_message_id() {
         let ids: Vec<&str> = ["snapshot", "failed", "succeeded"]
