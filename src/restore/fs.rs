@@ -182,8 +182,26 @@ const LUKS_MAGIC: &[u8] = b"LUKS\xba\xbe";
 /// md superblock magic (0xa92b4efc, little-endian): at 0 (metadata 1.1) or 4 KiB (1.2).
 const MD_MAGIC: [u8; 4] = [0xfc, 0x4e, 0x2b, 0xa9];
 
-/// A layout lightsnap does not check, from its signature; `None` when there is none of
-/// those (md metadata 0.90 and 1.0, at the end of the device, are not looked for).
+/// An md member whose superblock is at the end of the device (metadata 0.90: the last 64 KiB
+/// boundary but one; 1.0: 8 KiB before the end, on a 4 KiB boundary). Its data starts at 0,
+/// so the filesystem of a mirror — or the first stripe of a RAID 0 — shows through: looked
+/// for before the filesystems, so such a member is never checked as if it were one.
+pub fn md_at_end(r: &mut (impl Read + Seek)) -> bool {
+    let Ok(size) = r.seek(SeekFrom::End(0)) else {
+        return false;
+    };
+    let sectors = size / 512;
+    let v090 = (sectors & !127).checked_sub(128);
+    let v10 = sectors.checked_sub(16).map(|s| s & !7);
+    [v090, v10]
+        .into_iter()
+        .flatten()
+        .any(|sector| read_at(r, sector * 512, 4).is_some_and(|m| m == MD_MAGIC))
+}
+
+/// A layout lightsnap does not check, from its signature at the start of a device (LUKS, an
+/// LVM label, md metadata 1.1 and 1.2; see [`md_at_end`] for 0.90 and 1.0); `None` when
+/// there is none of those.
 pub fn layout(r: &mut (impl Read + Seek)) -> Option<Layout> {
     if read_at(r, 0, 6).is_some_and(|m| m == LUKS_MAGIC) {
         return Some(Layout::Luks);
@@ -268,12 +286,15 @@ impl Found {
 /// partition nor anything known is one entry with neither (a failed restore).
 pub fn filesystems(disk: &Path, partitions: &[Partition]) -> Vec<Found> {
     let look = |p: &Path| -> (Option<Superblock>, Option<Layout>) {
-        match std::fs::File::open(p) {
-            Ok(mut f) => match identify(&mut f) {
-                Some(sb) => (Some(sb), None),
-                None => (None, layout(&mut f)),
-            },
-            Err(_) => (None, None),
+        let Ok(mut f) = std::fs::File::open(p) else {
+            return (None, None);
+        };
+        if md_at_end(&mut f) {
+            return (None, Some(Layout::Md));
+        }
+        match identify(&mut f) {
+            Some(sb) => (Some(sb), None),
+            None => (None, layout(&mut f)),
         }
     };
     let found = |device: &Path, (superblock, layout): (Option<Superblock>, Option<Layout>)| Found {
@@ -408,6 +429,17 @@ mod tests {
                 (luks, None, Some(Layout::Luks)),
                 (md, None, Some(Layout::Md)),
             ]
+        );
+        // An md 1.0 member whose mirrored ext4 shows through: an md member, not an ext4.
+        let mut member = image(EXT_MAGIC_AT, &[0x53, 0xEF]);
+        let sectors = member.get_ref().len() as u64 / 512;
+        let at = ((sectors - 16) & !7) as usize * 512;
+        member.get_mut()[at..at + 4].copy_from_slice(&MD_MAGIC);
+        let member = write("p7", member);
+        let found = filesystems(&member, &[]);
+        assert_eq!(
+            (found[0].fstype(), found[0].layout),
+            (None, Some(Layout::Md))
         );
         // Boot code alone: nothing checked, said as such.
         let only_boot = filesystems(&disk, &[part(&boot, 3)]);
