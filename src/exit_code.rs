@@ -65,6 +65,12 @@ pub enum ExitCode {
     /// not be removed: the snapshot is not tagged; what was left is named and the next verify
     /// removes it.
     VerifyIncomplete = 20,
+    /// `lightsnap verify` could not check something on the restored disk — a checker not
+    /// installed or that did not start or finish, a layout it does not check (a partition of
+    /// unknown content, LVM, md, LUKS), a kernel that cannot mount it read-only — and found
+    /// nothing wrong in the rest: the snapshot is tagged `lightsnap:verified=unchecked`,
+    /// neither clean nor failed; what was not checked is named.
+    VerifyUnchecked = 21,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).

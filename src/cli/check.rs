@@ -87,6 +87,9 @@ impl Check {
         let stale: Vec<&Verdict> = verdicts.iter().filter(|v| v.stale.is_some()).collect();
         let ok = !verdicts.is_empty() && stale.is_empty();
         let max_text = humantime::format_duration(self.max_age);
+        // Scratch disks of a killed verify left alone (in use): said after the verdict, which
+        // is about snapshots and stays as it is.
+        let kept = crate::restore::scratch::read_kept(&dir);
         if globals.output == Output::Json {
             let targets: Vec<_> = verdicts
                 .iter()
@@ -99,11 +102,15 @@ impl Check {
                     })
                 })
                 .collect();
-            super::print_json(json!({
+            let mut doc = json!({
                 "ok": ok,
                 "max_age_seconds": max,
                 "targets": targets,
-            }))?;
+            });
+            if !kept.is_empty() {
+                doc["scratch_leftovers"] = json!(kept);
+            }
+            super::print_json(doc)?;
         } else if verdicts.is_empty() {
             println!(
                 "CRITICAL: nothing to check: no target configured and no run recorded in {}",
@@ -122,6 +129,11 @@ impl Check {
             );
             for v in &stale {
                 println!("{}: {}", v.target, v.stale.as_deref().unwrap_or_default());
+            }
+        }
+        if globals.output != Output::Json {
+            for k in &kept {
+                println!("left by verify: {k}");
             }
         }
         Ok(if ok { ExitCode::Success } else { CRITICAL })

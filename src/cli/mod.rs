@@ -47,6 +47,7 @@ Exit codes:
   18   verify: the restored snapshot failed a check (tagged lightsnap:verified=failed)
   19   the snapshot was taken, but its copy to another region failed
   20   verify could not finish (timeout), or left a scratch disk behind
+  21   verify could not check something on the restored disk (tagged lightsnap:verified=unchecked)
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
 /// Consistent snapshots of Amazon Lightsail disks from inside the instance.
@@ -119,7 +120,7 @@ pub enum Command {
     /// Show each snapshot target's last success and last attempt (from the state files).
     Status(status::Status),
     /// Rehearse a restore: the snapshot restored to a scratch disk, attached, checked
-    /// read-only, removed; the snapshot tagged lightsnap:verified=clean|failed.
+    /// read-only, removed; the snapshot tagged lightsnap:verified=clean|failed|unchecked.
     Verify(verify::Verify),
     /// Exit 0 (OK) if every target has a success younger than --max-age, else 2 (CRITICAL):
     /// a monitoring-plugins (Nagios) check.
@@ -236,6 +237,7 @@ mod tests {
             VerifyFailed,
             CopyFailed,
             VerifyIncomplete,
+            VerifyUnchecked,
         ] {
             let needle = format!("\n  {:<4} ", code.code());
             assert!(

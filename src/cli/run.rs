@@ -44,6 +44,12 @@ impl Run {
         snap.freeze_and_snap(output, &opts, &settings, async |api, report, signals| {
             let waited = snap.report_and_wait(api, &report, output, signals).await;
             let (mut doc, mut result) = report_json(&report, waited)?;
+            // Scratch disks a killed verify left, after the snapshots (never delaying them).
+            if let Some(l) = super::verify::leftovers_at_run(api, &settings, &opts.run_dir).await {
+                if !l.removed.is_empty() || !l.kept.is_empty() {
+                    doc["scratch_leftovers"] = serde_json::to_value(&l)?;
+                }
+            }
             snap.copy(
                 api,
                 &report,

@@ -57,6 +57,8 @@ impl Status {
         } else {
             (vec![None; states.len()], Vec::new())
         };
+        // Scratch disks of a killed verify that the last search left alone (in use).
+        let kept = crate::restore::scratch::read_kept(&dir);
         let now = now();
         if globals.output == Output::Json {
             let targets: Vec<Value> = states
@@ -80,6 +82,9 @@ impl Status {
             let mut doc = json!({ "state_dir": dir, "targets": targets });
             if self.refresh {
                 doc["scratch_disks"] = json!(scratch);
+            }
+            if !kept.is_empty() {
+                doc["scratch_leftovers"] = json!(kept);
             }
             super::print_json(doc)?;
             return Ok(ExitCode::Success);
@@ -110,6 +115,9 @@ impl Status {
         }
         for d in &scratch {
             println!("{}", crate::restore::scratch::listing_line(d));
+        }
+        for k in &kept {
+            println!("left by verify: {k}");
         }
         Ok(ExitCode::Success)
     }

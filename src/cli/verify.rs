@@ -96,9 +96,10 @@ impl Verify {
             crate::cloud::validate::name("disk name", d)?;
         }
         crate::runstate::require_root()?;
-        // One at a time, and never beside a snapshot run: a rehearsal removes this instance's
-        // scratch disks it finds, which another rehearsal's would be.
-        let _lock = crate::runstate::lock(&globals.run_dir)?;
+        // One rehearsal at a time (a rehearsal removes this instance's scratch disks it
+        // finds, which another rehearsal's would be), under a lock of its own: a snapshot run
+        // meanwhile is not refused (see restore::lock).
+        let _lock = restore::lock::take(&globals.run_dir)?;
         let output = globals.output;
         crate::runtime()?.block_on(async {
             let mut signals = Signals::install()?;
@@ -120,6 +121,7 @@ impl Verify {
             )
             .await?;
             crate::monitor::verified(&settings, &v);
+            record_kept(&settings, &v);
             report(v, output)
         })
     }
@@ -234,6 +236,7 @@ pub fn report(mut v: Verification, output: Output) -> Result<ExitCode> {
             ),
         )
         .into()),
+        (Outcome::Unchecked, _) => Err(unchecked(&v).into()),
         (Outcome::Incomplete, Some(e)) => Err(e),
         (Outcome::Incomplete, None) => Err(Failure::new(
             ExitCode::VerifyIncomplete,
@@ -247,6 +250,18 @@ pub fn report(mut v: Verification, output: Output) -> Result<ExitCode> {
     conclude(serde_json::to_value(&v)?, result, output)
 }
 
+/// The failure of a rehearsal that could not check everything (exit 21).
+fn unchecked(v: &Verification) -> Failure {
+    Failure::new(
+        ExitCode::VerifyUnchecked,
+        format!(
+            "snapshot {} could not be checked in full (nothing checked was found wrong): {}",
+            v.snapshot,
+            v.unchecked.join("; ")
+        ),
+    )
+}
+
 /// The report for people.
 pub fn human(v: &Verification) -> String {
     use std::fmt::Write;
@@ -254,6 +269,7 @@ pub fn human(v: &Verification) -> String {
     let verdict = match v.result {
         Outcome::Clean => "clean",
         Outcome::Failed => "FAILED",
+        Outcome::Unchecked => "COULD NOT CHECK",
         Outcome::Incomplete => "incomplete",
     };
     let _ = writeln!(
@@ -265,6 +281,9 @@ pub fn human(v: &Verification) -> String {
     for l in &v.leftovers_removed {
         let _ = writeln!(out, "  removed scratch disk {l}, left by an earlier verify");
     }
+    for l in &v.leftovers_kept {
+        let _ = writeln!(out, "  LEFT ALONE: {l}");
+    }
     let at = match (&v.attached_at, &v.device) {
         (Some(p), Some(d)) => format!(", attached at {p} ({})", d.display()),
         (Some(p), None) => format!(", attached at {p}"),
@@ -275,6 +294,8 @@ pub fn human(v: &Verification) -> String {
         let fs = c.fstype.map(|t| t.mount_type()).unwrap_or("unknown");
         let state = if c.clean {
             "clean".to_string()
+        } else if c.unchecked {
+            format!("NOT CHECKED: {}", c.detail)
         } else {
             format!("FAILED: {}", c.detail)
         };
@@ -292,6 +313,15 @@ pub fn human(v: &Verification) -> String {
     for f in &v.failures {
         if !v.checks.iter().any(|c| !c.clean && f.contains(&c.detail)) {
             let _ = writeln!(out, "  failed: {f}");
+        }
+    }
+    for u in &v.unchecked {
+        if !v
+            .checks
+            .iter()
+            .any(|c| c.unchecked && u.contains(&c.detail))
+        {
+            let _ = writeln!(out, "  not checked: {u}");
         }
     }
     match &v.tagged {
@@ -331,8 +361,23 @@ pub async fn scheduled(
         return None;
     }
     let mut docs = Vec::new();
+    // A rehearsal already running (a manual `lightsnap verify`) is not this run's failure:
+    // the verification stays due, for the next run.
+    let _lock = match restore::lock::try_take(run_dir) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::warn!(
+                "verify_every: a verification is running already; {} verified at a later run",
+                due.join(", ")
+            );
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!("verify_every: {e:#}; verified at a later run");
+            return None;
+        }
+    };
     let result = async {
-        let _lock = crate::runstate::lock(run_dir)?;
         let me = restore::who_am_i(api).await?;
         let mut first_failure: Option<anyhow::Error> = None;
         for disk in &due {
@@ -352,6 +397,7 @@ pub async fn scheduled(
             )
             .await?;
             crate::monitor::verified(settings, &v);
+            record_kept(settings, &v);
             if output == Output::Human {
                 print!("{}", human(&v));
             }
@@ -367,6 +413,7 @@ pub async fn scheduled(
                     )
                     .into(),
                 ),
+                (Outcome::Unchecked, _) => Some(unchecked(&v).into()),
                 (Outcome::Incomplete, e) => e,
                 (Outcome::Clean, _) => None,
             };
@@ -384,7 +431,10 @@ pub async fn scheduled(
     let result = result.map_err(|e| {
         let known = e.chain().any(|c| {
             c.downcast_ref::<Failure>().is_some_and(|f| {
-                matches!(f.code, ExitCode::VerifyFailed | ExitCode::VerifyIncomplete)
+                matches!(
+                    f.code,
+                    ExitCode::VerifyFailed | ExitCode::VerifyIncomplete | ExitCode::VerifyUnchecked
+                )
             }) || c.is::<crate::signals::Stopped>()
         });
         if known {
@@ -398,6 +448,60 @@ pub async fn scheduled(
         }
     });
     Some((docs, result))
+}
+
+/// At each `lightsnap run`, after its snapshots: this instance's scratch disks a killed
+/// rehearsal left are looked for and removed (those in use are reported and left), unless a
+/// rehearsal is running now (it holds the verify lock, and the scratch disk is its own).
+/// Never the run's failure: what happened is logged and returned for the report.
+pub async fn leftovers_at_run(
+    api: &SdkLightsail,
+    settings: &Settings,
+    run_dir: &Path,
+) -> Option<restore::scratch::Leftovers> {
+    let _lock = match restore::lock::try_take(run_dir) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!("looking for scratch disks a killed verify left: {e:#}");
+            return None;
+        }
+    };
+    let found = async {
+        let me = restore::who_am_i(api).await?;
+        restore::scratch::clean_up(
+            api,
+            &machine(settings, run_dir),
+            &me,
+            &rehearsal(run_dir, DEFAULT_TIMEOUT),
+        )
+        .await
+    }
+    .await;
+    match found {
+        Ok(l) => {
+            restore::scratch::record_kept(&crate::monitor::state_dir(settings), &l);
+            Some(l)
+        }
+        Err(e) => {
+            // An instance that never verifies may not be allowed GetDisks: said quietly then.
+            if settings.verify_every.is_some() {
+                tracing::warn!("looking for scratch disks a killed verify left: {e:#}");
+            } else {
+                tracing::debug!("looking for scratch disks a killed verify left: {e:#}");
+            }
+            None
+        }
+    }
+}
+
+/// Records the leftovers a rehearsal left alone, for `status` and `check`.
+fn record_kept(settings: &Settings, v: &Verification) {
+    let l = restore::scratch::Leftovers {
+        removed: v.leftovers_removed.clone(),
+        kept: v.leftovers_kept.clone(),
+    };
+    restore::scratch::record_kept(&crate::monitor::state_dir(settings), &l);
 }
 
 /// The rehearsal's bound in `lightsnap run`.

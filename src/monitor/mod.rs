@@ -267,7 +267,7 @@ pub fn verified(settings: &Settings, v: &crate::restore::Verification) {
     let message = match (&v.error, v.failures.is_empty()) {
         (Some(e), _) => format!("{e:#}"),
         (None, false) => v.failures.join("; "),
-        (None, true) => String::new(),
+        (None, true) => v.unchecked.join("; "),
     };
     let mut recorded = false;
     for mut s in state::read_all(&dir).unwrap_or_default() {

@@ -170,6 +170,12 @@ pub(super) async fn instance_plan<A: Lightsail>(
         if crate::config::excluded(point, &patterns) {
             continue;
         }
+        // A `lightsnap verify` running meanwhile: its read-only mounts of a scratch disk are
+        // a copy of a snapshot, not this instance's data.
+        if point.starts_with(opts.run_dir.join("verify")) {
+            elsewhere.push(format!("{} (a verify's scratch disk)", point.display()));
+            continue;
+        }
         let Ok(located) = plan::locate(point, &mounts) else {
             elsewhere.push(format!(
                 "{} ({}, not on a block device)",
