@@ -65,6 +65,9 @@ pub enum ExitCode {
     /// not be removed: the snapshot is not tagged; what was left is named and the next verify
     /// removes it.
     VerifyIncomplete = 20,
+    /// `lightsnap setup` needs answers: its input is not a terminal and `--yes` was not given
+    /// (or the operator said no at the end). Nothing was changed.
+    NeedsAnswers = 24,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).
