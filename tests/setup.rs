@@ -358,6 +358,36 @@ fn dry_run_prints_the_plan_and_warns_of_the_automatic_snapshot_but_changes_nothi
         s.systemctl_calls()
     );
     assert!(writes(&s.fake).is_empty(), "{r:?}");
+
+    // The same plan as one JSON document.
+    let r = finish(&mut s.lightsnap(&[
+        "setup",
+        "--dry-run",
+        "--system-volume",
+        "yes",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["instance"], INSTANCE, "{doc}");
+    assert_eq!(doc["chosen"], serde_json::json!(["data-1", "web-1-system"]));
+    assert_eq!(doc["dry_run"], true);
+    assert_eq!(doc["applied"], false);
+    let actions: Vec<&str> = doc["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["write", "enable_timer", "snapshot", "verify", "verify"],
+        "{doc}"
+    );
+    assert_eq!(doc["credentials"][4]["operation"], "GetAutoSnapshots");
+    assert_eq!(doc["credentials"][4]["allowed"], true);
+    assert!(!s.conf("etc").exists());
 }
 
 #[test]
@@ -372,6 +402,15 @@ fn without_a_terminal_or_yes_setup_refuses_and_an_access_denied_names_iam_policy
     assert!(r.stderr.contains("give --yes"), "{r:?}");
     assert!(s.fake.calls().is_empty(), "nothing asked of anyone: {r:?}");
     assert!(s.systemctl_calls().is_empty());
+
+    // No credentials at all: said at once, with the exit code of missing credentials.
+    let r = finish(
+        s.lightsnap(&["setup", "--yes"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY"),
+    );
+    assert_eq!(r.code, 11, "{r:?}");
+    assert!(r.stderr.contains("checking the AWS credentials"), "{r:?}");
 
     // A policy without GetAutoSnapshots: the call is named, and where the policy comes from.
     s.fake.add_fault(Fault {

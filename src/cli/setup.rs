@@ -125,7 +125,8 @@ impl Setup {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-        } else {
+        } else if self.dry_run || interactive {
+            // With --yes each action is said as it is done instead.
             let _ = writeln!(
                 out,
                 "{}:",
