@@ -258,6 +258,17 @@ fn facts(
             dirs.push(&settings.verify_hook_dir);
         }
         for dir in dirs {
+            // Installed by hand under another name (`05-pg`), byte for byte: in place, not
+            // installed twice (which would make two CHECKPOINTs, or two locks).
+            if let Some(path) = same_file_in(dir, &wanted) {
+                hooks.push(HookFile {
+                    database: db.database,
+                    path,
+                    now: Some(wanted.clone()),
+                    wanted: wanted.clone(),
+                });
+                continue;
+            }
             let path = dir.join(db.database.installed_name());
             hooks.push(HookFile {
                 database: db.database,
@@ -303,6 +314,19 @@ fn facts(
     })
 }
 
+/// A file in `dir` whose contents are `wanted`, if there is one.
+fn same_file_in(dir: &Path, wanted: &[u8]) -> Option<std::path::PathBuf> {
+    let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    entries
+        .into_iter()
+        .find(|p| p.is_file() && std::fs::read(p).is_ok_and(|c| c == wanted))
+}
+
 /// What was found, for people.
 fn print_facts(facts: &Facts, out: &mut dyn Write) {
     let _ = writeln!(out, "instance: {}", facts.instance);
@@ -338,6 +362,22 @@ fn print_facts(facts: &Facts, out: &mut dyn Write) {
                 .map(|p| format!(", data in {}", p.display()))
                 .unwrap_or_default()
         );
+    }
+    for h in &facts.hooks {
+        match &h.now {
+            Some(now) if *now == h.wanted => {
+                let _ = writeln!(out, "hook in place: {}", h.path.display());
+            }
+            Some(_) => {
+                let _ = writeln!(
+                    out,
+                    "hook kept as it is: {} (it differs from the {} example)",
+                    h.path.display(),
+                    h.database.label()
+                );
+            }
+            None => {}
+        }
     }
     for w in &facts.warnings {
         let _ = writeln!(out, "warning: {w}");

@@ -226,7 +226,8 @@ pub fn plan(facts: &Facts, choices: &Choices) -> Result<Vec<Action>> {
             .iter()
             .filter(|h| h.database == running.database)
         {
-            if h.now.as_deref() != Some(h.wanted.as_slice()) {
+            // A hook already there is the operator's, edited or not: kept.
+            if h.now.is_none() {
                 actions.push(Action::Write {
                     path: h.path.clone(),
                     mode: 0o755,
