@@ -385,6 +385,11 @@ fn dry_run_prints_the_plan_and_warns_of_the_automatic_snapshot_but_changes_nothi
         ["write", "enable_timer", "snapshot", "verify", "verify"],
         "{doc}"
     );
+    let fragment = doc["fragment"].as_str().unwrap();
+    assert!(
+        fragment.contains(&format!("[[snapshot]]\npath = \"{sys_mp}\"")),
+        "{doc}"
+    );
     assert_eq!(doc["credentials"][4]["operation"], "GetAutoSnapshots");
     assert_eq!(doc["credentials"][4]["allowed"], true);
     assert!(!s.conf("etc").exists());

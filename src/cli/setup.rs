@@ -33,11 +33,17 @@ pub struct Setup {
     pub dry_run: bool,
     /// Whether the timer snapshots the system volume (`/`) too; by default only when no data
     /// disk of this instance has a filesystem mounted.
-    #[arg(long, value_name = "yes|no", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, value_name = "yes|no", value_parser = yes_no())]
     pub system_volume: Option<bool>,
     /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
     #[arg(long)]
     pub region: Option<String>,
+}
+
+/// `yes` or `no`, as a bool.
+fn yes_no() -> impl clap::builder::TypedValueParser<Value = bool> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["yes", "no"]).map(|s| s == "yes")
 }
 
 impl Setup {
@@ -179,6 +185,10 @@ impl Setup {
                 "databases": facts.databases,
                 "warnings": facts.warnings,
                 "actions": actions,
+                "fragment": actions.iter().find_map(|a| match a {
+                    Action::Write { contents, .. } if a_fragment(a, &facts) => Some(String::from_utf8_lossy(contents).into_owned()),
+                    _ => None,
+                }),
                 "dry_run": self.dry_run,
                 "applied": applied,
             }))?;
@@ -426,11 +436,19 @@ fn ask_choices(facts: &Facts, defaults: Choices) -> Choices {
             defaults.timer,
         );
     }
-    choices.snapshot = setup::ask(
-        &mut input,
-        &mut out,
-        "Take the first snapshot now and verify it (restored to a scratch disk, checked, removed)?",
-        defaults.snapshot,
-    );
+    // Asked only when a chosen disk has no verified snapshot yet: otherwise none is taken.
+    let unverified = facts
+        .targets
+        .iter()
+        .zip(&choices.targets)
+        .any(|(t, c)| *c && t.verified.is_none());
+    if unverified {
+        choices.snapshot = setup::ask(
+            &mut input,
+            &mut out,
+            "Take the first snapshot now and verify it (restored to a scratch disk, checked, removed)?",
+            defaults.snapshot,
+        );
+    }
     choices
 }
