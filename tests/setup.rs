@@ -278,13 +278,16 @@ fn setup_yes_configures_hooks_enables_snapshots_verifies_and_a_second_run_change
         "{r:?}"
     );
     assert_ne!(checkpoint(), before, "the hook made a CHECKPOINT");
-    let created = create_calls(&s.fake);
-    assert_eq!(created.len(), 1, "{r:?}");
-    assert_eq!(created[0].body["diskName"], "data-1");
-    let name = created[0].body["diskSnapshotName"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // (A loaded machine may make the SDK retry the call: one snapshot either way.)
+    let taken = remaining(&s.fake);
+    assert_eq!(taken.len(), 1, "{taken:?} {r:?}");
+    let name = taken[0].clone();
+    assert!(
+        create_calls(&s.fake)
+            .iter()
+            .all(|c| c.body["diskName"] == "data-1" && c.body["diskSnapshotName"] == name.as_str()),
+        "{r:?}"
+    );
     assert_eq!(s.tag(&name, "lightsnap:verified").as_deref(), Some("clean"));
     assert!(
         r.stderr

@@ -247,7 +247,8 @@ fn facts(
         )
         .into());
     }
-    let databases = detect::running(Path::new("/proc"));
+    let confine = crate::kernel::guard::confinement();
+    let databases = detect::running(Path::new("/proc"), confine.as_deref());
     let mut warnings = Vec::new();
     let mut hooks = Vec::new();
     for db in &databases {
@@ -367,10 +368,18 @@ fn print_facts(facts: &Facts, out: &mut dyn Write) {
             "database: {} ({}{})",
             d.database.label(),
             d.found_by,
-            d.data_dir
-                .as_ref()
-                .map(|p| format!(", data in {}", p.display()))
-                .unwrap_or_default()
+            if d.data_dirs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", data in {}",
+                    d.data_dirs
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
         );
     }
     for h in &facts.hooks {

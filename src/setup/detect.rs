@@ -88,19 +88,25 @@ impl Database {
 pub struct Running {
     /// Which database.
     pub database: Database,
-    /// How it was found (`process postgres, pid 812`).
+    /// How it was found (`process postgres, pid 812`; the first server, when several run).
     pub found_by: String,
-    /// Its data directory, where known (a PostgreSQL server works in it).
-    pub data_dir: Option<PathBuf>,
+    /// The data directory of each server found running (a PostgreSQL server works in it),
+    /// where known.
+    pub data_dirs: Vec<PathBuf>,
 }
 
 /// The databases running, found through `proc` (`/proc`) and the packaged sockets; one entry
-/// per database kind (its first server).
-pub fn running(proc: &Path) -> Vec<Running> {
+/// per database kind, with every server of it found. Under confinement (`LIGHTSNAP_CONFINE_TO`,
+/// the tests' guard) only servers whose data directory is inside `confine` count, and the
+/// packaged sockets (which are outside) are not looked at.
+pub fn running(proc: &Path, confine: Option<&Path>) -> Vec<Running> {
     let mut found = Vec::new();
     for db in [Database::PostgreSql, Database::MySql] {
-        if let Some(r) = by_process(proc, db) {
+        if let Some(r) = by_process(proc, db, confine) {
             found.push(r);
+            continue;
+        }
+        if confine.is_some() {
             continue;
         }
         if let Some(socket) = db
@@ -111,16 +117,17 @@ pub fn running(proc: &Path) -> Vec<Running> {
             found.push(Running {
                 database: db,
                 found_by: format!("socket {}", socket.display()),
-                data_dir: None,
+                data_dirs: Vec::new(),
             });
         }
     }
     found
 }
 
-/// The first server process of `db` (the one whose parent is not a server process of it: the
-/// postmaster, not its workers).
-fn by_process(proc: &Path, db: Database) -> Option<Running> {
+/// The server processes of `db` (each one whose parent is not a server process of it: the
+/// postmasters, not their workers), as one entry; `None` when there is none (inside
+/// `confine`, when given).
+fn by_process(proc: &Path, db: Database, confine: Option<&Path>) -> Option<Running> {
     let comm = |pid: &str| {
         std::fs::read_to_string(proc.join(pid).join("comm"))
             .map(|c| c.trim_end().to_string())
@@ -132,6 +139,7 @@ fn by_process(proc: &Path, db: Database) -> Option<Running> {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort();
+    let mut found: Option<Running> = None;
     for pid in pids {
         let pid = pid.to_string();
         let Some(name) = comm(&pid) else { continue };
@@ -145,19 +153,23 @@ fn by_process(proc: &Path, db: Database) -> Option<Running> {
             .and_then(|p| comm(&p.to_string()))
             .is_some_and(|p| db.processes().contains(&p.as_str()))
         {
-            continue; // a worker of a server already looked at
+            continue; // a worker of a server
         }
-        // PostgreSQL's postmaster works in its data directory.
-        let data_dir = (db == Database::PostgreSql)
-            .then(|| std::fs::read_link(proc.join(&pid).join("cwd")).ok())
-            .flatten();
-        return Some(Running {
+        // Both servers work in their data directory (PostgreSQL's postmaster, mysqld).
+        let dir = std::fs::read_link(proc.join(&pid).join("cwd")).ok();
+        if let Some(c) = confine {
+            if !dir.as_ref().is_some_and(|d| d.starts_with(c)) {
+                continue;
+            }
+        }
+        let r = found.get_or_insert_with(|| Running {
             database: db,
             found_by: format!("process {name}, pid {pid}"),
-            data_dir,
+            data_dirs: Vec::new(),
         });
+        r.data_dirs.extend(dir);
     }
-    None
+    found
 }
 
 /// The parent pid in a `/proc/PID/stat` line (after the command name, which may hold spaces
@@ -201,17 +213,29 @@ mod tests {
             Some(Path::new("/var/lib/postgresql/15/main")),
         );
         process(proc, 130, "mariadbd", 1, None);
+        // A second cluster, with its own postmaster.
+        process(proc, 140, "postgres", 1, Some(Path::new("/srv/pg")));
+        process(proc, 141, "postgres", 140, Some(Path::new("/nowhere")));
         std::fs::create_dir_all(proc.join("self")).unwrap();
-        let found = running(proc);
+        let found = running(proc, None);
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found[0].database, Database::PostgreSql);
         assert_eq!(found[0].found_by, "process postgres, pid 120");
         assert_eq!(
-            found[0].data_dir.as_deref(),
-            Some(Path::new("/var/lib/postgresql/15/main"))
+            found[0].data_dirs,
+            [
+                PathBuf::from("/var/lib/postgresql/15/main"),
+                PathBuf::from("/srv/pg")
+            ]
         );
         assert_eq!(found[1].database, Database::MySql);
-        assert_eq!(found[1].data_dir, None);
+        assert!(found[1].data_dirs.is_empty());
+        // Confined: only the server whose data directory is inside.
+        let found = running(proc, Some(Path::new("/srv")));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].found_by, "process postgres, pid 140");
+        assert_eq!(found[0].data_dirs, [PathBuf::from("/srv/pg")]);
+        assert!(running(proc, Some(Path::new("/elsewhere"))).is_empty());
     }
 
     #[test]

@@ -266,18 +266,20 @@ fn verify_env(
 ) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for (db, _) in databases.iter().zip(hooks).filter(|(_, h)| **h) {
-        let (Database::PostgreSql, Some(data)) = (db.database, &db.data_dir) else {
-            continue;
-        };
-        let holder = targets
-            .iter()
-            .flat_map(|t| t.mount_points.iter().map(move |mp| (t, mp)))
-            .filter(|(_, mp)| data.starts_with(mp))
-            .max_by_key(|(_, mp)| mp.components().count());
-        let Some((t, mp)) = holder else { continue };
-        if t.disk != target.disk {
+        if db.database != Database::PostgreSql {
             continue;
         }
+        // The first cluster on this target (the variable holds one).
+        let Some((mp, data)) = db.data_dirs.iter().find_map(|data| {
+            let holder = targets
+                .iter()
+                .flat_map(|t| t.mount_points.iter().map(move |mp| (t, mp)))
+                .filter(|(_, mp)| data.starts_with(mp))
+                .max_by_key(|(_, mp)| mp.components().count())?;
+            (holder.0.disk == target.disk).then_some((holder.1, data))
+        }) else {
+            continue;
+        };
         let rel = data.strip_prefix(mp).unwrap_or(data);
         let rel = if rel.as_os_str().is_empty() {
             Path::new(".")

@@ -67,7 +67,8 @@ fn facts() -> Facts {
         databases: vec![Running {
             database: Database::PostgreSql,
             found_by: "process postgres, pid 9".into(),
-            data_dir: Some("/data/pg/15/main".into()),
+            // Another cluster, on a disk setup does not know: ignored.
+            data_dirs: vec!["/elsewhere/pg".into(), "/data/pg/15/main".into()],
         }],
         hooks: vec![
             HookFile {
@@ -195,9 +196,10 @@ fn a_verified_snapshot_is_not_taken_again_but_a_new_target_is() {
         runs,
         [
             &Action::Snapshot,
+            // The other cluster is on the system volume (under `/`, on no other disk).
             &Action::Verify {
                 disk: "web-1-system".into(),
-                env: Vec::new()
+                env: vec![("LIGHTSNAP_PG_VERIFY_DATA".into(), "elsewhere/pg".into())]
             }
         ]
     );
