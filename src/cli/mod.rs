@@ -47,7 +47,7 @@ Exit codes:
   18   verify: the restored snapshot failed a check (tagged lightsnap:verified=failed)
   19   the snapshot was taken, but its copy to another region failed
   20   verify could not finish (timeout), or left a scratch disk behind
-  24   setup: not at a terminal and no --yes (nothing was changed)
+  24   setup: not at a terminal and no --yes, or stopped at an answer (nothing was changed)
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
 /// Consistent snapshots of Amazon Lightsail disks from inside the instance.

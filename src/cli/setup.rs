@@ -119,17 +119,29 @@ impl Setup {
         }
         let actions = setup::plan(&facts, &choices)?;
         if actions.is_empty() {
+            let chosen: Vec<Option<&String>> = facts
+                .targets
+                .iter()
+                .zip(&choices.targets)
+                .filter(|(_, c)| **c)
+                .map(|(t, _)| t.verified.as_ref())
+                .collect();
+            let verified = if chosen.iter().all(Option::is_some) {
+                format!(
+                    ", and every chosen disk has a verified snapshot ({})",
+                    chosen
+                        .iter()
+                        .flatten()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "nothing to change: the configuration, the hooks and the timer are in place, and every chosen disk has a verified snapshot ({})",
-                facts
-                    .targets
-                    .iter()
-                    .zip(&choices.targets)
-                    .filter(|(_, c)| **c)
-                    .filter_map(|(t, _)| t.verified.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "nothing to change: the configuration, the hooks and the timer are as chosen{verified}"
             );
         } else if self.dry_run || interactive {
             // With --yes each action is said as it is done instead.
