@@ -71,6 +71,9 @@ pub enum ExitCode {
     /// nothing wrong in the rest: the snapshot is tagged `lightsnap:verified=unchecked`,
     /// neither clean nor failed; what was not checked is named.
     VerifyUnchecked = 21,
+    /// `lightsnap setup` needs answers: its input is not a terminal and `--yes` was not given
+    /// (or the operator said no at the end). Nothing was changed.
+    NeedsAnswers = 24,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).

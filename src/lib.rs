@@ -21,6 +21,7 @@ pub mod monitor;
 pub mod restore;
 pub mod retention;
 pub mod runstate;
+pub mod setup;
 pub mod signals;
 pub mod snap;
 pub mod watchdog;

@@ -9,6 +9,7 @@ mod plan;
 mod prune;
 pub mod quiet;
 mod run;
+mod setup;
 mod snap_args;
 mod snap_instance;
 mod status;
@@ -48,6 +49,7 @@ Exit codes:
   19   the snapshot was taken, but its copy to another region failed
   20   verify could not finish (timeout), or left a scratch disk behind
   21   verify could not check something on the restored disk (tagged lightsnap:verified=unchecked)
+  24   setup: not at a terminal and no --yes, or stopped at an answer (nothing was changed)
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
 /// Consistent snapshots of Amazon Lightsail disks from inside the instance.
@@ -125,6 +127,9 @@ pub enum Command {
     /// Exit 0 (OK) if every target has a success younger than --max-age, else 2 (CRITICAL):
     /// a monitoring-plugins (Nagios) check.
     Check(check::Check),
+    /// Set lightsnap up on this instance: credentials checked, disks found, a database's hook,
+    /// the timer enabled, the first snapshot taken and verified.
+    Setup(setup::Setup),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true, name = "__generate")]
     Generate(generate::Generate),
@@ -152,6 +157,7 @@ impl Cli {
             Command::Status(c) => c.run(&globals),
             Command::Check(c) => c.run(&globals),
             Command::Verify(c) => c.run(&globals),
+            Command::Setup(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }
@@ -238,6 +244,7 @@ mod tests {
             CopyFailed,
             VerifyIncomplete,
             VerifyUnchecked,
+            NeedsAnswers,
         ] {
             let needle = format!("\n  {:<4} ", code.code());
             assert!(

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use fake_lightsail::{Fake, Fault, FaultKind, Options, Seed};
 
+pub mod pg;
 /// The writer's record format, shared with the writer itself.
 #[path = "../writer/record.rs"]
 pub mod record;
