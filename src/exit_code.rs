@@ -65,6 +65,9 @@ pub enum ExitCode {
     /// not be removed: the snapshot is not tagged; what was left is named and the next verify
     /// removes it.
     VerifyIncomplete = 20,
+    /// Lightsail refused an action for these credentials (AccessDeniedException): their IAM
+    /// policy does not allow it on that resource. `lightsnap iam-policy` prints what is needed.
+    AccessDenied = 23,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).
@@ -163,6 +166,7 @@ impl ExitCode {
             ApiErrorKind::Rejected | ApiErrorKind::OperationFailed => ExitCode::ApiRejected,
             ApiErrorKind::NotFound => ExitCode::NotFound,
             ApiErrorKind::Auth => ExitCode::ApiAuth,
+            ApiErrorKind::AccessDenied => ExitCode::AccessDenied,
             ApiErrorKind::Throttled
             | ApiErrorKind::Unavailable
             | ApiErrorKind::Timeout

@@ -3,6 +3,7 @@
 mod check;
 mod freeze_and_snap;
 mod generate;
+mod iam_policy;
 mod list;
 mod plan;
 mod prune;
@@ -46,6 +47,7 @@ Exit codes:
   18   verify: the restored snapshot failed a check (tagged lightsnap:verified=failed)
   19   the snapshot was taken, but its copy to another region failed
   20   verify could not finish (timeout), or left a scratch disk behind
+  23   Lightsail refused an action for these credentials (see lightsnap iam-policy)
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
 /// Consistent snapshots of Amazon Lightsail disks from inside the instance.
@@ -122,6 +124,9 @@ pub enum Command {
     /// Exit 0 (OK) if every target has a success younger than --max-age, else 2 (CRITICAL):
     /// a monitoring-plugins (Nagios) check.
     Check(check::Check),
+    /// Print the least-privilege IAM policy for lightsnap's AWS keys (JSON, for
+    /// `aws iam put-user-policy`).
+    IamPolicy(iam_policy::IamPolicy),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true, name = "__generate")]
     Generate(generate::Generate),
@@ -149,6 +154,7 @@ impl Cli {
             Command::Status(c) => c.run(&globals),
             Command::Check(c) => c.run(&globals),
             Command::Verify(c) => c.run(&globals),
+            Command::IamPolicy(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }
@@ -234,6 +240,7 @@ mod tests {
             VerifyFailed,
             CopyFailed,
             VerifyIncomplete,
+            AccessDenied,
         ] {
             let needle = format!("\n  {:<4} ", code.code());
             assert!(

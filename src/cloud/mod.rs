@@ -6,4 +6,6 @@
 pub mod ebs;
 pub mod imds;
 pub mod lightsail;
+pub mod owner;
+pub mod policy;
 pub mod validate;
