@@ -5,6 +5,7 @@ mod freeze_and_snap;
 mod generate;
 mod iam_policy;
 mod list;
+pub mod owner;
 mod plan;
 mod prune;
 pub mod quiet;
@@ -112,7 +113,7 @@ pub enum Command {
     Plan(freeze_and_snap::FreezeAndSnap),
     /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
     Thaw(thaw::Thaw),
-    /// List disk snapshots (lightsnap's own unless --all).
+    /// List disk snapshots (this instance's unless --all, --instance or --all-instances).
     List(list::List),
     /// Delete old snapshots: lightsnap's own, completed, beyond --keep or --older-than.
     Prune(prune::Prune),
