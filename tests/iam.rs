@@ -1,0 +1,615 @@
+//! Least privilege, end to end: the fake Lightsail enforcing what `lightsnap iam-policy`
+//! prints. lightsnap's own workflow passes under it with no call refused, and the calls
+//! lightsnap makes are exactly the policy's actions; the calls a thief holding the instance's
+//! keys would make against other instances' resources (or untagged ones) are refused; with
+//! `--append-only`, this instance's own deletes are refused too while snapshots still work;
+//! a refusal exits 23 naming the action.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_lightsail::error::ProvideErrorMetadata;
+use common::*;
+
+/// The policy for this instance (`web-1` in `us-east-1`), as the tests print it.
+const FOR_WEB_1: &[&str] = &["--instance", INSTANCE, "--region", "us-east-1"];
+
+/// A Lightsail client of the test's own (the thief's), signed for `region`, with the same
+/// keys lightsnap has.
+fn sdk(fake: &Fake, region: &str) -> aws_sdk_lightsail::Client {
+    let creds = aws_sdk_lightsail::config::Credentials::new(
+        fake_lightsail::DEFAULT_ACCESS_KEY,
+        fake_lightsail::DEFAULT_SECRET_KEY,
+        None,
+        None,
+        "test",
+    );
+    let config = aws_sdk_lightsail::Config::builder()
+        .behavior_version(aws_sdk_lightsail::config::BehaviorVersion::latest())
+        .region(aws_sdk_lightsail::config::Region::new(region.to_string()))
+        .endpoint_url(fake.endpoint())
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_lightsail::Client::from_conf(config)
+}
+
+fn tag(k: &str, v: &str) -> aws_sdk_lightsail::types::Tag {
+    aws_sdk_lightsail::types::Tag::builder()
+        .key(k)
+        .value(v)
+        .build()
+}
+
+/// The error code of a call's result (`None`: it succeeded).
+fn code<T, E: ProvideErrorMetadata>(r: Result<T, E>) -> Option<String> {
+    r.err().map(|e| e.code().unwrap_or("no code").to_string())
+}
+
+fn names(v: &serde_json::Value, list: &str) -> BTreeSet<String> {
+    v[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Another instance, `web-2`, with a disk and a snapshot of it; snapshots of this instance's
+/// disk: one of its lightsnap's (`ours`), one made by hand (`untagged`), one by a lightsnap
+/// older than the ownership tag (`older-lightsnap`); and an unattached disk (`spare`).
+fn two_instances() -> Seed {
+    Seed::from_toml_str(&format!(
+        r#"
+self_instance = "{INSTANCE}"
+regions = ["eu-west-2"]
+[[instances]]
+name = "{INSTANCE}"
+instance_id = "{INSTANCE_ID}"
+[[instances]]
+name = "web-2"
+instance_id = "i-0fedcba9876543210"
+[[disks]]
+name = "data-1"
+path = "/dev/xvdf"
+attached_to = "{INSTANCE}"
+[[disks]]
+name = "web2-data"
+path = "/dev/xvdf"
+attached_to = "web-2"
+[[disks]]
+name = "spare"
+[[disk_snapshots]]
+name = "ours"
+disk = "data-1"
+tags = {{ "lightsnap:owner" = "us-east-1/{INSTANCE}", "lightsnap:consistency" = "frozen" }}
+[[disk_snapshots]]
+name = "theirs"
+disk = "web2-data"
+tags = {{ "lightsnap:owner" = "us-east-1/web-2", "lightsnap:consistency" = "frozen" }}
+[[disk_snapshots]]
+name = "untagged"
+disk = "data-1"
+age = "2d"
+[[disk_snapshots]]
+name = "older-lightsnap"
+disk = "data-1"
+age = "3d"
+tags = {{ "lightsnap:consistency" = "frozen" }}
+[region_disk_snapshots]
+eu-west-2 = [{{ name = "their-copy", disk = "web2-data" }}]
+"#
+    ))
+    .expect("seed")
+}
+
+/// Everything a thief with web-1's keys would try against what is not web-1's lightsnap's:
+/// each refused with AccessDeniedException; the same key still does web-1's own work.
+#[test]
+fn a_stolen_key_cannot_touch_another_instances_or_untagged_resources() {
+    let scratch = Scratch::new();
+    let fake = fake(&scratch, two_instances());
+    let home = sdk(&fake, "us-east-1");
+    let away = sdk(&fake, "eu-west-2");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Before the policy: web-1's lightsnap made a disk (`ours-disk`, not a scratch disk) and
+    // web-2's a scratch disk.
+    rt.block_on(async {
+        home.tag_resource()
+            .resource_name("spare")
+            .tags(tag("lightsnap:owner", "us-east-1/web-1"))
+            .send()
+            .await
+            .unwrap();
+        home.tag_resource()
+            .resource_name("web2-data")
+            .tags(tag("lightsnap:owner", "us-east-1/web-2"))
+            .tags(tag("lightsnap:scratch", "true"))
+            .send()
+            .await
+            .unwrap();
+    });
+    enforce_printed_policy(
+        &scratch,
+        &fake,
+        &[FOR_WEB_1, &["--copy-region", "eu-west-2"]].concat(),
+    );
+    const DENIED: Option<&str> = Some("AccessDeniedException");
+    rt.block_on(async {
+        let attempts: Vec<(&str, Option<String>)> = vec![
+            (
+                "delete another instance's snapshot",
+                code(
+                    home.delete_disk_snapshot()
+                        .disk_snapshot_name("theirs")
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "delete a snapshot made by hand",
+                code(
+                    home.delete_disk_snapshot()
+                        .disk_snapshot_name("untagged")
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "delete a snapshot of a lightsnap older than the tag",
+                code(
+                    home.delete_disk_snapshot()
+                        .disk_snapshot_name("older-lightsnap")
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "claim another instance's snapshot",
+                code(
+                    home.tag_resource()
+                        .resource_name("theirs")
+                        .tags(tag("lightsnap:owner", "us-east-1/web-1"))
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "re-tag another instance's snapshot",
+                code(
+                    home.tag_resource()
+                        .resource_name("theirs")
+                        .tags(tag("lightsnap:verified", "failed"))
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "untag another instance's snapshot",
+                code(
+                    home.untag_resource()
+                        .resource_name("theirs")
+                        .tag_keys("lightsnap:owner")
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "untag its own snapshot",
+                code(
+                    home.untag_resource()
+                        .resource_name("ours")
+                        .tag_keys("lightsnap:owner")
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "claim a snapshot made by hand in the home region",
+                code(
+                    home.tag_resource()
+                        .resource_name("untagged")
+                        .tags(tag("lightsnap:owner", "us-east-1/web-1"))
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "give its own snapshot to another instance",
+                code(
+                    home.tag_resource()
+                        .resource_name("ours")
+                        .tags(tag("lightsnap:owner", "us-east-1/web-2"))
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "mark its own disk a scratch disk",
+                code(
+                    home.tag_resource()
+                        .resource_name("spare")
+                        .tags(tag("lightsnap:scratch", "true"))
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "restore another instance's snapshot",
+                code(
+                    home.create_disk_from_snapshot()
+                        .disk_name("loot")
+                        .disk_snapshot_name("theirs")
+                        .availability_zone("us-east-1a")
+                        .size_in_gb(8)
+                        .tags(tag("lightsnap:owner", "us-east-1/web-1"))
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "restore its own snapshot to a disk not tagged its own",
+                code(
+                    home.create_disk_from_snapshot()
+                        .disk_name("loot")
+                        .disk_snapshot_name("ours")
+                        .availability_zone("us-east-1a")
+                        .size_in_gb(8)
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "detach another instance's disk",
+                code(home.detach_disk().disk_name("web2-data").send().await),
+            ),
+            (
+                "delete another instance's scratch disk",
+                code(home.delete_disk().disk_name("web2-data").send().await),
+            ),
+            (
+                "detach its own data disk (untagged)",
+                code(home.detach_disk().disk_name("data-1").send().await),
+            ),
+            (
+                "delete its own disk that is not a scratch disk",
+                code(home.delete_disk().disk_name("spare").send().await),
+            ),
+            (
+                "snapshot without the ownership tag",
+                code(
+                    home.create_disk_snapshot()
+                        .disk_name("web2-data")
+                        .disk_snapshot_name("sneaky")
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "snapshot in another instance's name",
+                code(
+                    home.create_disk_snapshot()
+                        .disk_name("data-1")
+                        .disk_snapshot_name("sneaky")
+                        .tags(tag("lightsnap:owner", "us-east-1/web-2"))
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "snapshot with a tag key the policy does not name",
+                code(
+                    home.create_disk_snapshot()
+                        .disk_name("data-1")
+                        .disk_snapshot_name("sneaky")
+                        .tags(tag("lightsnap:owner", "us-east-1/web-1"))
+                        .tags(tag("billing", "x"))
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "delete another instance's copy in the copy region",
+                code(
+                    away.delete_disk_snapshot()
+                        .disk_snapshot_name("their-copy")
+                        .send()
+                        .await,
+                ),
+            ),
+        ];
+        for (what, got) in &attempts {
+            assert_eq!(got.as_deref(), DENIED, "{what}");
+        }
+        // Not a deny-everything policy: web-1's own work goes through.
+        assert_eq!(
+            code(
+                home.create_disk_snapshot()
+                    .disk_name("data-1")
+                    .disk_snapshot_name("mine")
+                    .tags(tag("lightsnap:owner", "us-east-1/web-1"))
+                    .tags(tag("lightsnap:consistency", "frozen"))
+                    .send()
+                    .await
+            ),
+            None
+        );
+        assert_eq!(
+            code(
+                home.tag_resource()
+                    .resource_name("ours")
+                    .tags(tag("lightsnap:verified", "clean"))
+                    .send()
+                    .await
+            ),
+            None
+        );
+        assert_eq!(code(home.get_disk_snapshots().send().await), None);
+        assert_eq!(
+            code(
+                home.delete_disk_snapshot()
+                    .disk_snapshot_name("ours")
+                    .send()
+                    .await
+            ),
+            None
+        );
+    });
+    let left = names(&fake.snapshots(), "diskSnapshots");
+    for kept in ["theirs", "untagged", "older-lightsnap", "mine"] {
+        assert!(left.contains(kept), "{kept}: {left:?}");
+    }
+    assert!(!left.contains("ours"));
+    assert!(names(&fake.snapshots_in("eu-west-2"), "diskSnapshots").contains("their-copy"));
+    let disks = fake.disks().to_string();
+    for kept in ["web2-data", "spare", "data-1"] {
+        assert!(disks.contains(&format!("\"{kept}\"")), "{kept}: {disks}");
+    }
+    assert!(!disks.contains("loot"), "{disks}");
+
+    // `prune --all` under the policy: the snapshots that are not this instance's are
+    // refused (exit 23, naming the action and the command), and stay.
+    let r = finish(configured_lightsnap(&scratch, &fake).args(["prune", "--all", "--keep", "1"]));
+    assert_eq!(r.code, 23, "{r:?}");
+    assert!(r.stderr.contains("lightsail:DeleteDiskSnapshot"), "{r:?}");
+    assert!(r.stderr.contains("lightsnap iam-policy"), "{r:?}");
+    let left = names(&fake.snapshots(), "diskSnapshots");
+    for kept in ["theirs", "untagged", "older-lightsnap"] {
+        assert!(left.contains(kept), "{kept}: {left:?}");
+    }
+}
+
+/// `plan` checks the read calls up front: a key that cannot make one is told which.
+#[test]
+fn plan_names_a_read_call_the_key_may_not_make() {
+    let Some(s) = OneDisk::new("plan_names_a_read_call_the_key_may_not_make") else {
+        return;
+    };
+    let doc = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "NotAction": "lightsail:GetInstanceSnapshots", "Resource": "*" }]
+    });
+    s.fake
+        .set_policy(Some(fake_lightsail::policy::Policy::parse(&doc).unwrap()));
+    let r = finish(
+        lightsnap(&s.scratch, &s.fake)
+            .arg("plan")
+            .arg(&s.fs.mount_point),
+    );
+    assert_eq!(r.code, 23, "{r:?}");
+    assert!(r.stderr.contains("lightsail:GetInstanceSnapshots"), "{r:?}");
+    assert!(r.stderr.contains("lightsnap iam-policy"), "{r:?}");
+    assert!(!s.fs.is_frozen());
+}
+
+/// A one-disk set-up whose fake serves `eu-west-2` too and attaches restored disks as loop
+/// devices in `<scratch>/dev` (for verify).
+struct Workflow {
+    fake: Fake,
+    fs: LoopFs,
+    scratch: Scratch,
+}
+
+impl Workflow {
+    fn new(test: &str) -> Option<Self> {
+        if !root_or_skip(test) {
+            return None;
+        }
+        let scratch = Scratch::new();
+        let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
+        let mut seed = seed(&[("data-1", &fs.device)], None);
+        seed.regions = vec!["eu-west-2".into()];
+        let dir = scratch.path().join("snapshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut opts = Options::new(seed, dir);
+        opts.snapshot_duration = Duration::ZERO;
+        opts.page_size = 3;
+        opts.attach_dir = Some(scratch.path().join("dev"));
+        let fake = Fake::start(opts).expect("fake lightsail in attach mode");
+        Some(Self { fake, fs, scratch })
+    }
+
+    fn run(&self, args: &[&str]) -> RunResult {
+        let mut cmd = configured_lightsnap(&self.scratch, &self.fake);
+        cmd.env("LIGHTSNAP_DEV_DIR", self.scratch.path().join("dev"))
+            .env("LIGHTSNAP_VERIFY_POLL_MS", "20")
+            .args(args);
+        finish(&mut cmd)
+    }
+
+    fn mp(&self) -> String {
+        self.fs.mount_point.display().to_string()
+    }
+}
+
+impl Drop for Workflow {
+    /// As `tests/verify.rs`: loop devices over this test's files set read-write again.
+    fn drop(&mut self) {
+        let Ok(out) = std::process::Command::new("losetup")
+            .args(["-n", "-O", "NAME,BACK-FILE"])
+            .output()
+        else {
+            return;
+        };
+        let scratch = self.scratch.path().display().to_string();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((dev, file)) = line.split_once(' ') {
+                if file.trim().starts_with(&scratch) {
+                    let _ = lightsnap::kernel::set_read_only(Path::new(dev), false);
+                }
+            }
+        }
+    }
+}
+
+/// The whole own workflow under the printed policy — snapshot with a copy, whole-instance
+/// snapshots, list, verify, run with retention in both regions, prune — with no call
+/// refused; and the operations lightsnap made are exactly the policy's actions (nothing it
+/// allows goes unused, nothing used is missing).
+#[test]
+fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
+    let Some(w) = Workflow::new("the_workflow_passes_under_the_printed_policy_and_uses_all_of_it")
+    else {
+        return;
+    };
+    write_conf(
+        &w.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "copy_to_region = \"eu-west-2\"\n[tags]\nteam = \"ops\"\n[retention]\nkeep = 1\n[[snapshot]]\npath = \"{}\"\n",
+            w.mp()
+        ),
+    );
+    let doc = enforce_printed_policy(&w.scratch, &w.fake, FOR_WEB_1);
+    let mp = w.mp();
+    std::fs::write(w.fs.mount_point.join("hello.txt"), "restored\n").unwrap();
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["plan", &mp],
+        vec![
+            "freeze-and-snap",
+            &mp,
+            "--snapshot-name",
+            "s1",
+            "--copy-to-region",
+            "eu-west-2",
+        ],
+        vec!["snap-instance", "--snapshot-name", "whole-1"],
+        vec!["snap-instance", "--snapshot-name", "whole-2"],
+        vec!["list"],
+        vec!["list", "--region", "eu-west-2"],
+        vec!["verify", "s1"],
+        vec!["run", "--snapshot-name", "r1"],
+        vec!["run", "--snapshot-name", "r2"],
+        vec!["prune", "--keep", "1"],
+        vec!["prune", "--keep", "1", "--region", "eu-west-2"],
+    ];
+    for step in &steps {
+        let r = w.run(step);
+        assert_eq!(r.code, 0, "{step:?} under the policy: {r:?}");
+    }
+    assert!(!w.fs.is_frozen());
+    assert_eq!(refused_calls(&w.fake), Vec::<String>::new());
+    // Retention happened in both regions, under the policy.
+    assert_eq!(
+        names(&w.fake.snapshots(), "diskSnapshots"),
+        BTreeSet::from(["r2".to_string()])
+    );
+    assert_eq!(
+        names(&w.fake.snapshots_in("eu-west-2"), "diskSnapshots"),
+        BTreeSet::from(["r2".to_string()])
+    );
+    assert_eq!(
+        names(&w.fake.snapshots(), "instanceSnapshots"),
+        BTreeSet::from(["whole-2".to_string()])
+    );
+    // What was called is what the policy allows.
+    let called: BTreeSet<String> = w
+        .fake
+        .calls()
+        .into_iter()
+        .map(|c| c.operation)
+        .filter(|o| !o.starts_with("IMDS"))
+        .collect();
+    let allowed: BTreeSet<String> = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .map(|a| {
+            a.as_str()
+                .unwrap()
+                .trim_start_matches("lightsail:")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(called, allowed, "the calls made vs the policy's actions");
+    let table: BTreeSet<String> = lightsnap::cloud::lightsail::OPERATIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(called, table);
+}
+
+/// `--append-only`: snapshots, copies and verify still work; deleting this instance's own
+/// snapshots is refused (retention fails with exit 23 and keeps them), by lightsnap and by
+/// a thief alike.
+#[test]
+fn append_only_refuses_this_instances_own_deletes_while_snapshots_still_work() {
+    let Some(w) =
+        Workflow::new("append_only_refuses_this_instances_own_deletes_while_snapshots_still_work")
+    else {
+        return;
+    };
+    enforce_printed_policy(
+        &w.scratch,
+        &w.fake,
+        &[FOR_WEB_1, &["--append-only", "--copy-region", "eu-west-2"]].concat(),
+    );
+    let mp = w.mp();
+    std::fs::write(w.fs.mount_point.join("hello.txt"), "restored\n").unwrap();
+    for step in [
+        vec![
+            "freeze-and-snap",
+            &mp,
+            "--snapshot-name",
+            "a1",
+            "--copy-to-region",
+            "eu-west-2",
+        ],
+        vec!["freeze-and-snap", &mp, "--snapshot-name", "a2"],
+        vec!["verify", "a2"],
+    ] {
+        let r = w.run(&step);
+        assert_eq!(r.code, 0, "{step:?} under --append-only: {r:?}");
+    }
+    assert_eq!(refused_calls(&w.fake), Vec::<String>::new());
+    let r = w.run(&["prune", "--keep", "1"]);
+    assert_eq!(r.code, 23, "{r:?}");
+    assert!(r.stderr.contains("lightsail:DeleteDiskSnapshot"), "{r:?}");
+    assert!(r.stderr.contains("lightsnap iam-policy"), "{r:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let home = sdk(&w.fake, "us-east-1");
+        let got = home
+            .delete_disk_snapshot()
+            .disk_snapshot_name("a2")
+            .send()
+            .await;
+        assert_eq!(code(got).as_deref(), Some("AccessDeniedException"));
+        let away = sdk(&w.fake, "eu-west-2");
+        let got = away
+            .delete_disk_snapshot()
+            .disk_snapshot_name("a1")
+            .send()
+            .await;
+        assert_eq!(code(got).as_deref(), Some("AccessDeniedException"));
+    });
+    assert_eq!(
+        names(&w.fake.snapshots(), "diskSnapshots"),
+        BTreeSet::from(["a1".to_string(), "a2".to_string()])
+    );
+    assert!(names(&w.fake.snapshots_in("eu-west-2"), "diskSnapshots").contains("a1"));
+}
