@@ -613,3 +613,211 @@ fn append_only_refuses_this_instances_own_deletes_while_snapshots_still_work() {
     );
     assert!(names(&w.fake.snapshots_in("eu-west-2"), "diskSnapshots").contains("a1"));
 }
+
+/// The AWS CLI (v1, its own botocore), or `None` where it is not installed outside CI (said
+/// why); in CI a missing CLI fails the test.
+fn aws_cli() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("LIGHTSNAP_AWS_CLI")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/awscli/bin/aws"));
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!(
+        "the AWS CLI is not at {} (LIGHTSNAP_AWS_CLI, else target/awscli/bin/aws): run scripts/deps",
+        path.display()
+    );
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{why}");
+    }
+    eprintln!("skipping the AWS CLI part: {why}");
+    None
+}
+
+/// The thief's tool of choice: the AWS CLI with the instance's keys. Refused the same way,
+/// and the CLI reads the refusal as AccessDeniedException.
+#[test]
+fn the_aws_cli_with_the_instance_keys_is_refused_too() {
+    let Some(aws) = aws_cli() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let fake = fake(&scratch, two_instances());
+    enforce_printed_policy(&scratch, &fake, FOR_WEB_1);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(&aws)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", fake_lightsail::DEFAULT_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", fake_lightsail::DEFAULT_SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(["--endpoint-url", &fake.endpoint(), "lightsail"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in [
+        &["delete-disk-snapshot", "--disk-snapshot-name", "theirs"][..],
+        &["delete-disk-snapshot", "--disk-snapshot-name", "untagged"],
+        &[
+            "tag-resource",
+            "--resource-name",
+            "theirs",
+            "--tags",
+            "key=lightsnap:owner,value=us-east-1/web-1",
+        ],
+        &["delete-disk", "--disk-name", "web2-data"],
+    ] {
+        let (code, stderr) = cli(args);
+        assert_ne!(code, Some(0), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("AccessDeniedException"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // The same key reads.
+    let (code, stderr) = cli(&["get-disk-snapshots"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let left = names(&fake.snapshots(), "diskSnapshots");
+    assert!(
+        left.contains("theirs") && left.contains("untagged"),
+        "{left:?}"
+    );
+}
+
+/// Without `--instance`, the policy is for this instance (the metadata service's region and
+/// instance id, named by GetInstances); the configuration's tag keys are allowed; the
+/// variants exclude each other; a bad name is a usage error.
+#[test]
+fn iam_policy_is_for_this_instance_unless_told_and_checks_its_input() {
+    let scratch = Scratch::new();
+    let fake = fake(&scratch, two_instances());
+    write_conf(
+        &scratch,
+        "etc/lightsnap/config.toml",
+        "copy_to_region = \"eu-west-2\"\n[tags]\nteam = \"ops\"\n",
+    );
+    let print = |args: &[&str]| {
+        finish(
+            configured_lightsnap(&scratch, &fake)
+                .arg("iam-policy")
+                .args(args),
+        )
+    };
+    let owner_of = |r: &RunResult| -> BTreeSet<String> {
+        let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| {
+                s["Condition"]["StringEquals"]["aws:RequestTag/lightsnap:owner"].as_str()
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let r = print(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        owner_of(&r),
+        BTreeSet::from(["us-east-1/web-1".to_string()])
+    );
+    assert!(
+        r.stdout.contains("\"team\""),
+        "the configured tag key: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("\"eu-west-2\""),
+        "the copy region: {}",
+        r.stdout
+    );
+    let r = print(&["--instance", "db-1", "--region", "eu-west-2"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(owner_of(&r), BTreeSet::from(["eu-west-2/db-1".to_string()]));
+    // The admin and read-only variants name no instance, and need no metadata service.
+    let r = print(&["--admin"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("Create"), "{}", r.stdout);
+    for bad in [
+        &["--admin", "--append-only"][..],
+        &["--read-only", "--admin"],
+        &["--instance", "not/a name"],
+        &["--instance", "web-1", "--region", "mars 1"],
+    ] {
+        let r = print(bad);
+        assert_eq!(r.code, 2, "{bad:?}: {r:?}");
+        assert!(r.stdout.is_empty(), "{bad:?}: {r:?}");
+    }
+}
+
+/// An administrator's key (`--admin`): `prune --all-instances` deletes every instance's old
+/// snapshots (from a machine with no metadata service), but never one without the ownership
+/// tag, even asked with `--all`.
+#[test]
+fn an_admin_key_prunes_every_instances_snapshots_but_never_untagged_ones() {
+    let scratch = Scratch::new();
+    let mut seed = two_instances();
+    seed.imds_instance_id = Some("i-00000000000000000".into());
+    for (name, owner, disk) in [
+        ("ours-old", "us-east-1/web-1", "data-1"),
+        ("theirs-old", "us-east-1/web-2", "web2-data"),
+    ] {
+        let mut s = seed.disk_snapshots[0].clone();
+        s.name = name.into();
+        s.disk = disk.into();
+        s.age = "5d".into();
+        s.tags.insert("lightsnap:owner".into(), owner.into());
+        seed.disk_snapshots.push(s);
+    }
+    let fake = fake(&scratch, seed);
+    enforce_printed_policy(&scratch, &fake, &["--admin"]);
+    let r = finish(configured_lightsnap(&scratch, &fake).args([
+        "prune",
+        "--all-instances",
+        "--keep",
+        "1",
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(refused_calls(&fake), Vec::<String>::new());
+    let left = names(&fake.snapshots(), "diskSnapshots");
+    assert_eq!(
+        left,
+        ["ours", "theirs", "untagged", "older-lightsnap"]
+            .into_iter()
+            .map(str::to_string)
+            .collect::<BTreeSet<_>>()
+    );
+    let r = finish(configured_lightsnap(&scratch, &fake).args(["prune", "--all", "--keep", "1"]));
+    assert_eq!(r.code, 23, "{r:?}");
+    let left = names(&fake.snapshots(), "diskSnapshots");
+    assert!(
+        left.contains("untagged") && left.contains("older-lightsnap"),
+        "{left:?}"
+    );
+}
+
+/// A read-only key (`--read-only`): `list` works; `prune` is refused (exit 23) and deletes
+/// nothing.
+#[test]
+fn a_read_only_key_lists_but_cannot_prune() {
+    let scratch = Scratch::new();
+    let fake = fake(&scratch, two_instances());
+    enforce_printed_policy(&scratch, &fake, &["--read-only"]);
+    let r = finish(configured_lightsnap(&scratch, &fake).args(["list", "--all"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("theirs"), "{r:?}");
+    let before = names(&fake.snapshots(), "diskSnapshots");
+    let r = finish(configured_lightsnap(&scratch, &fake).args(["prune", "--all", "--keep", "1"]));
+    assert_eq!(r.code, 23, "{r:?}");
+    assert!(r.stderr.contains("lightsail:DeleteDiskSnapshot"), "{r:?}");
+    assert_eq!(names(&fake.snapshots(), "diskSnapshots"), before);
+}

@@ -2,13 +2,11 @@
 //! model is `crate::cloud::policy`), ready for
 //! `aws iam put-user-policy --policy-document "$(lightsnap iam-policy)"`.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Globals;
-use crate::cloud::lightsail::{Lightsail, SdkLightsail};
+use crate::cloud::lightsail::SdkLightsail;
 use crate::cloud::owner::owner_value;
 use crate::cloud::policy::{self, Scope, Variant};
 use crate::cloud::validate;
@@ -107,25 +105,16 @@ impl IamPolicy {
         region: Option<String>,
         settings: &config::Settings,
     ) -> Result<(String, String)> {
+        let api = SdkLightsail::from_env(region, settings.profile.clone()).await?;
         if let Some(name) = &self.instance {
-            let region = match region {
-                Some(r) => r,
-                None => SdkLightsail::from_env(None, settings.profile.clone())
-                    .await?
-                    .region()
-                    .context("finding the region of --instance: give --region")?,
-            };
+            let region = api
+                .region()
+                .context("finding the region of --instance: give --region")?;
             return Ok((region, name.clone()));
         }
-        let identity = crate::cloud::imds::identity(Duration::from_secs(2))
-            .await
-            .context("finding which Lightsail instance this is: give --instance NAME (and --region) to print the policy for another")?;
-        let region = region.unwrap_or_else(|| identity.region.clone());
-        let api = SdkLightsail::from_env(Some(region.clone()), settings.profile.clone()).await?;
-        let instances = api.get_instances().await.context(
-            "listing Lightsail instances to find this one's name: give --instance NAME to skip it",
+        let me = super::owner::this_owner(&api).await.context(
+            "give --instance NAME (and --region) to print the policy for another instance",
         )?;
-        let me = crate::snap::plan::this_instance(&instances, &identity)?;
-        Ok((region, me.name.clone()))
+        Ok((me.region, me.instance))
     }
 }
