@@ -326,7 +326,7 @@ fn list_shows_lightsnaps_own_newest_first_and_filters_by_disk() {
     let scratch = Scratch::new();
     let fake = fixture_fake(&scratch);
 
-    // lightsnap's own: tagged lightsnap:consistency and not automatic, whatever the state.
+    // This instance's: tagged lightsnap:owner with its value, not automatic, whatever the state.
     let r = list(&scratch, &fake, &["--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let doc = json_doc(&r);
@@ -849,7 +849,10 @@ fn tags_are_checked_before_anything_is_frozen() {
         (vec!["--tag", "lightsnap:consistency=frozen"], "lightsnap"),
         (vec!["--tag", "lightsnap:trigger=timer"], "lightsnap"),
         (vec!["--tag", "lightsnap:host=elsewhere"], "lightsnap"),
-        (vec!["--tag", "lightsnap:owner=us-east-1/web-2"], "lightsnap"),
+        (
+            vec!["--tag", "lightsnap:owner=us-east-1/web-2"],
+            "lightsnap",
+        ),
     ];
     for (args, needle) in cases {
         let r = s.snap(&args);

@@ -115,7 +115,8 @@ pub enum Command {
     Thaw(thaw::Thaw),
     /// List disk snapshots (this instance's unless --all, --instance or --all-instances).
     List(list::List),
-    /// Delete old snapshots: lightsnap's own, completed, beyond --keep or --older-than.
+    /// Delete old snapshots: this instance's (lightsnap:owner), completed, beyond --keep or
+    /// --older-than.
     Prune(prune::Prune),
     /// Show each snapshot target's last success and last attempt (from the state files).
     Status(status::Status),
