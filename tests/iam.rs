@@ -551,6 +551,22 @@ fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(called, table);
+
+    // A tag key the policy does not name (neither `lightsnap:*` nor the configuration's):
+    // the create call is refused inside the window, the filesystem thawed, exit 23.
+    let r = w.run(&[
+        "freeze-and-snap",
+        &mp,
+        "--snapshot-name",
+        "t1",
+        "--tag",
+        "billing=x",
+    ]);
+    assert_eq!(r.code, 23, "{r:?}");
+    assert!(r.stderr.contains("lightsail:CreateDiskSnapshot"), "{r:?}");
+    assert!(r.stderr.contains("lightsnap iam-policy"), "{r:?}");
+    assert!(!w.fs.is_frozen());
+    assert!(w.fake.disk_snapshot("t1").is_none());
 }
 
 /// `--append-only`: snapshots, copies and verify still work; deleting this instance's own

@@ -144,7 +144,7 @@ fn service_kind(code: Option<&str>, client_error: bool) -> ApiErrorKind {
 /// The sentence for a call the key's IAM policy refused: which action, and what to do.
 fn denied(operation: &str, said: &str) -> String {
     format!(
-        "the AWS credentials are not allowed lightsail:{operation} on this resource ({said}): `lightsnap iam-policy` prints the IAM policy lightsnap needs (attach it to the key's user: `aws iam put-user-policy --user-name USER --policy-name lightsnap --policy-document \"$(lightsnap iam-policy)\"`)"
+        "the AWS credentials are not allowed lightsail:{operation} on this resource ({said}); `lightsnap iam-policy` prints the IAM policy lightsnap needs"
     )
 }
 
