@@ -23,7 +23,7 @@ pub struct IamPolicy {
     /// AWS_REGION, the profile, the metadata service].
     #[arg(long)]
     pub region: Option<String>,
-    /// No snapshot is ever deleted (nor a restored disk): a broken-into instance cannot
+    /// No snapshot is ever deleted: a broken-into instance cannot
     /// destroy its own history. Retention then runs elsewhere, with an `--admin` key.
     #[arg(long, group = "variant")]
     pub append_only: bool,
@@ -93,8 +93,15 @@ impl IamPolicy {
                 }
             }
         };
-        let doc = policy::policy(variant, &scope).to_json();
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        let policy = policy::policy(variant, &scope);
+        let size = policy.size();
+        if size > policy::INLINE_USER_POLICY_LIMIT {
+            eprintln!(
+                "lightsnap: warning: this policy is {size} characters, over the {} a user's inline policies may total: attach it as a managed policy instead (`aws iam create-policy --policy-name lightsnap-NAME --policy-document file://POLICY`, then `aws iam attach-user-policy`)",
+                policy::INLINE_USER_POLICY_LIMIT
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&policy.to_json())?);
         Ok(ExitCode::Success)
     }
 

@@ -28,19 +28,9 @@ pub const READ_ACTIONS: &[&str] = &[
     "GetInstances",
 ];
 
-/// The tag a verify scratch disk carries (`crate::restore::SCRATCH_TAG`), value `true`.
+/// The tag a verify scratch disk carries (`crate::restore::SCRATCH_TAG`), value `true`: what
+/// makes a disk of this instance's removable under the policy, so only a create may set it.
 pub const SCRATCH_TAG: &str = "lightsnap:scratch";
-/// The tag a restored disk carries (the restore's snapshot name).
-pub const RESTORE_OF_TAG: &str = "lightsnap:restore-of";
-/// Tags that say what a disk is for, which decide whether an instance may remove it: set only
-/// when the disk is created, never by TagResource (else a stolen key could mark any disk of
-/// the instance's as scratch, then delete it).
-pub const PURPOSE_TAGS: &[&str] = &[
-    SCRATCH_TAG,
-    "lightsnap:scratch-instance",
-    "lightsnap:scratch-of",
-    RESTORE_OF_TAG,
-];
 
 /// Whether a statement allows or denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,10 +77,10 @@ pub struct Policy {
 /// Which policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
-    /// Everything an instance's lightsnap does: snapshots, copies, retention, verify, restore.
+    /// Everything an instance's lightsnap does: snapshots, copies, retention, verify.
     Instance,
-    /// As [`Variant::Instance`], but no snapshot is ever deleted and no restored disk removed:
-    /// a broken-into instance cannot destroy its own history (retention runs elsewhere).
+    /// As [`Variant::Instance`], but no snapshot is ever deleted: a broken-into instance
+    /// cannot destroy its own history (retention runs elsewhere).
     AppendOnly,
     /// An administrator's `prune --instance NAME` / `--all-instances`: the read calls, and
     /// deleting snapshots that carry an ownership tag (any instance's, never one without).
@@ -173,24 +163,34 @@ fn instance(variant: Variant, scope: &Scope) -> Vec<Statement> {
     };
     let ours = || cond("StringEquals", resource_tag(OWNER_TAG), &[owner]);
     let claims_ours = || cond("StringEquals", request_tag(OWNER_TAG), &[owner]);
+    let mut reads: Vec<&'static str> = READ_ACTIONS.to_vec();
+    // Takes no condition: a copy arrives untagged, and is tagged below.
+    reads.push("CopySnapshot");
     let mut s = vec![
-        allow("Read", READ_ACTIONS, Vec::new()),
+        allow("ReadAndCopy", &reads, Vec::new()),
         allow(
             "CreateSnapshotsTaggedOurs",
             &["CreateDiskSnapshot", "CreateInstanceSnapshot"],
             vec![claims_ours(), keys.clone()],
         ),
-        // Takes no condition: a copy arrives untagged, and is tagged below.
-        allow("CopySnapshots", &["CopySnapshot"], Vec::new()),
+        // Only verify's scratch disks are made: lightsnap's own tag keys.
         allow(
             "RestoreOurSnapshotsToDisksTaggedOurs",
             &["CreateDiskFromSnapshot"],
-            vec![ours(), claims_ours(), keys.clone()],
+            vec![
+                ours(),
+                claims_ours(),
+                cond("ForAllValues:StringLike", "aws:TagKeys", &["lightsnap:*"]),
+            ],
         ),
+        // Never naming another owner: where the request sets the owner tag, it is ours.
         allow(
             "TagOurResources",
             &["TagResource"],
-            vec![ours(), keys.clone()],
+            vec![
+                ours(),
+                cond("StringEqualsIfExists", request_tag(OWNER_TAG), &[owner]),
+            ],
         ),
     ];
     if !scope.copy_regions.is_empty() {
@@ -205,11 +205,9 @@ fn instance(variant: Variant, scope: &Scope) -> Vec<Statement> {
                     key: "aws:RequestedRegion".into(),
                     values: scope.copy_regions.clone(),
                 },
-                keys.clone(),
             ],
         ));
     }
-    s.push(allow("AttachOurDisks", &["AttachDisk"], vec![ours()]));
     s.push(allow(
         "RemoveOurScratchDisks",
         &["DetachDisk", "DeleteDisk"],
@@ -220,38 +218,55 @@ fn instance(variant: Variant, scope: &Scope) -> Vec<Statement> {
     ));
     if variant == Variant::Instance {
         s.push(allow(
-            "RemoveOurRestoredDisks",
-            &["DetachDisk", "DeleteDisk"],
-            vec![
-                ours(),
-                cond("Null", resource_tag(RESTORE_OF_TAG), &["false"]),
-            ],
-        ));
-        s.push(allow(
-            "DeleteOurSnapshots",
-            &["DeleteDiskSnapshot", "DeleteInstanceSnapshot"],
+            "AttachOurDisksDeleteOurSnapshots",
+            &["AttachDisk", "DeleteDiskSnapshot", "DeleteInstanceSnapshot"],
             vec![ours()],
         ));
+    } else {
+        s.push(allow("AttachOurDisks", &["AttachDisk"], vec![ours()]));
     }
+    // The tag that makes a disk removable is set only when the disk is made.
     s.push(deny(
-        "NeverNameAnotherOwner",
-        &["TagResource"],
-        vec![
-            cond("Null", request_tag(OWNER_TAG), &["false"]),
-            cond("StringNotEquals", request_tag(OWNER_TAG), &[owner]),
-        ],
-    ));
-    s.push(deny(
-        "NeverRetagPurpose",
+        "NeverMarkScratch",
         &["TagResource"],
         vec![cond(
             "ForAnyValue:StringEquals",
             "aws:TagKeys",
-            PURPOSE_TAGS,
+            &[SCRATCH_TAG],
         )],
     ));
     s
 }
+
+/// Wildcards the document writes for a group of actions when a statement has them all, to
+/// fit IAM's size quota: each matches exactly its group among Lightsail's operations (a test
+/// checks this against the service model).
+pub const WILDCARDS: &[(&str, &[&str])] = &[
+    (
+        "GetDisk*",
+        &["GetDisk", "GetDiskSnapshot", "GetDiskSnapshots", "GetDisks"],
+    ),
+    (
+        "GetInstanceSnapshot*",
+        &["GetInstanceSnapshot", "GetInstanceSnapshots"],
+    ),
+];
+
+/// `actions` as written: each group of [`WILDCARDS`] that is wholly there as its wildcard.
+fn written(actions: &[&'static str]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = actions.to_vec();
+    for (wildcard, group) in WILDCARDS {
+        if group.iter().all(|a| out.contains(a)) {
+            let at = out.iter().position(|a| group.contains(a)).expect("present");
+            out.retain(|a| !group.contains(a));
+            out.insert(at.min(out.len()), wildcard);
+        }
+    }
+    out
+}
+
+/// IAM's quota on a user's inline policies, in characters (whitespace not counted).
+pub const INLINE_USER_POLICY_LIMIT: usize = 2048;
 
 impl Policy {
     /// The document, as `aws iam put-user-policy --policy-document` takes it.
@@ -260,10 +275,12 @@ impl Policy {
             .statements
             .iter()
             .map(|s| {
-                let actions: Vec<String> =
-                    s.actions.iter().map(|a| format!("lightsail:{a}")).collect();
+                let actions: Vec<String> = written(&s.actions)
+                    .iter()
+                    .map(|a| format!("lightsail:{a}"))
+                    .collect();
+                // No `Sid`: a user's inline policies share 2,048 characters.
                 let mut doc = json!({
-                    "Sid": s.sid,
                     "Effect": match s.effect {
                         Effect::Allow => "Allow",
                         Effect::Deny => "Deny",
@@ -291,6 +308,12 @@ impl Policy {
             })
             .collect();
         json!({ "Version": "2012-10-17", "Statement": statements })
+    }
+
+    /// Its size as IAM counts it against [`INLINE_USER_POLICY_LIMIT`]: the document without
+    /// whitespace.
+    pub fn size(&self) -> usize {
+        serde_json::to_string(&self.to_json()).map_or(0, |t| t.len())
     }
 
     /// Every action some statement allows.
@@ -365,6 +388,7 @@ pub async fn require_read_access<A: Lightsail>(api: &A) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::owner::owner_value;
 
     fn scope() -> Scope {
         Scope {
@@ -385,7 +409,7 @@ mod tests {
     }
 
     #[test]
-    fn append_only_deletes_no_snapshot_and_no_restored_disk() {
+    fn append_only_deletes_no_snapshot_and_only_scratch_disks() {
         let p = policy(Variant::AppendOnly, &scope());
         let actions = p.allowed_actions();
         assert!(!actions.contains("DeleteDiskSnapshot"));
@@ -436,7 +460,7 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["Sid"] == "CreateSnapshotsTaggedOurs")
+            .find(|s| s["Action"][0] == "lightsail:CreateDiskSnapshot")
             .unwrap();
         assert_eq!(
             create["Condition"]["StringEquals"]["aws:RequestTag/lightsnap:owner"],
@@ -448,6 +472,25 @@ mod tests {
         );
         assert_eq!(create["Resource"], "*");
         assert_eq!(create["Action"][0], "lightsail:CreateDiskSnapshot");
+    }
+
+    /// `aws iam put-user-policy` takes it: a user's inline policies share 2,048 characters.
+    #[test]
+    fn every_variant_fits_a_users_inline_policy() {
+        let scope = Scope {
+            owner: owner_value("ap-southeast-2", "web-server-production-01"),
+            tag_keys: vec!["team".into(), "env".into(), "cost-center".into()],
+            copy_regions: vec!["eu-central-1".into()],
+        };
+        for variant in [
+            Variant::Instance,
+            Variant::AppendOnly,
+            Variant::Admin,
+            Variant::ReadOnly,
+        ] {
+            let size = policy(variant, &scope).size();
+            assert!(size <= INLINE_USER_POLICY_LIMIT, "{variant:?}: {size}");
+        }
     }
 
     #[test]
@@ -488,10 +531,65 @@ mod tests {
         assert!(err.to_string().contains("lightsail:GetDisks"), "{err}");
     }
 
+    /// Each wildcard the document writes matches exactly its group among every Lightsail
+    /// operation, as the service model (the AWS CLI's botocore copy) lists them.
     #[test]
-    fn the_purpose_tags_are_those_verify_sets() {
+    fn each_wildcard_matches_exactly_its_group_in_the_service_model() {
+        let cli = std::env::var_os("LIGHTSNAP_AWS_CLI")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/awscli/bin/aws")
+            });
+        // bin/aws → lib/python3.*/site-packages/awscli/botocore/data/lightsail/*/service-2.json
+        let lib = cli.parent().and_then(|b| b.parent()).map(|v| v.join("lib"));
+        let model = lib.and_then(|lib| {
+            std::fs::read_dir(lib).ok()?.flatten().find_map(|py| {
+                let dir = py
+                    .path()
+                    .join("site-packages/awscli/botocore/data/lightsail");
+                let version = std::fs::read_dir(dir).ok()?.flatten().next()?;
+                std::fs::read_to_string(version.path().join("service-2.json")).ok()
+            })
+        });
+        let Some(model) = model else {
+            let why = "the AWS CLI's Lightsail model was not found (LIGHTSNAP_AWS_CLI, else target/awscli: run scripts/deps)";
+            assert!(std::env::var_os("CI").is_none(), "{why}");
+            eprintln!("skipping: {why}");
+            return;
+        };
+        let model: Value = serde_json::from_str(&model).unwrap();
+        let operations: Vec<&String> = model["operations"].as_object().unwrap().keys().collect();
+        assert!(operations.len() > 100, "{}", operations.len());
+        for (wildcard, group) in WILDCARDS {
+            let prefix = wildcard.trim_end_matches('*');
+            let mut matched: Vec<&str> = operations
+                .iter()
+                .filter(|o| o.starts_with(prefix))
+                .map(|o| o.as_str())
+                .collect();
+            matched.sort();
+            assert_eq!(matched, group.to_vec(), "{wildcard}");
+        }
+    }
+
+    #[test]
+    fn groups_are_written_as_their_wildcard_only_when_whole() {
+        assert_eq!(
+            written(&[
+                "GetAutoSnapshots",
+                "GetDisk",
+                "GetDiskSnapshot",
+                "GetDiskSnapshots",
+                "GetDisks",
+                "GetInstances"
+            ]),
+            ["GetAutoSnapshots", "GetDisk*", "GetInstances"]
+        );
+        assert_eq!(written(&["GetDisk", "GetDisks"]), ["GetDisk", "GetDisks"]);
+    }
+
+    #[test]
+    fn the_scratch_tag_is_the_one_verify_sets() {
         assert_eq!(SCRATCH_TAG, crate::restore::SCRATCH_TAG);
-        assert!(PURPOSE_TAGS.contains(&crate::restore::SCRATCH_INSTANCE_TAG));
-        assert!(PURPOSE_TAGS.contains(&crate::restore::SCRATCH_OF_TAG));
     }
 }
