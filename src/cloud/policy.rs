@@ -94,7 +94,7 @@ pub enum Variant {
 pub struct Scope {
     /// The ownership tag's value: `<region>/<instance>`.
     pub owner: String,
-    /// Tag keys (patterns: `*`, `?`) a create or TagResource may carry besides `lightsnap:*`:
+    /// Tag keys (patterns: `*`, `?`) a snapshot may be created with besides `lightsnap:*`:
     /// the configuration's `[tags]` and `--tag-key`.
     pub tag_keys: Vec<String>,
     /// Regions snapshots are copied to: there a copy, which arrives untagged, may be given
