@@ -303,7 +303,14 @@ fn without_the_metadata_service_prune_needs_to_be_told_whose() {
     for cmd in [vec!["prune", "--keep", "1"], vec!["list"]] {
         let r = admin(&cmd);
         assert_eq!(r.code, 3, "{cmd:?}: {r:?}");
-        assert!(r.stderr.contains("--instance NAME"), "{cmd:?}: {r:?}");
+        assert!(
+            r.stderr.contains("--instance [REGION/]NAME"),
+            "{cmd:?}: {r:?}"
+        );
+        assert!(
+            !r.stderr.contains("--disk-name"),
+            "not freeze-and-snap's advice: {r:?}"
+        );
     }
     assert!(deletes(&fake).is_empty());
     let r = admin(&["prune", "--keep", "1", "--instance", "web-2"]);

@@ -8,18 +8,38 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::cloud::imds::{self, ImdsError};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail};
 use crate::cloud::owner::Owner;
 use crate::cloud::validate;
+use crate::exit_code::ExitCode;
+use crate::fail;
 use crate::retention::Scope;
 
 /// This instance as the owner of what lightsnap makes: the metadata service's region and
 /// instance id, then the Lightsail instance of that id, found in *that* region (so it works
 /// with a client for another region, as `list --region` or the copy region has).
 pub async fn this_owner(api: &SdkLightsail) -> Result<Owner> {
-    let identity = crate::cloud::imds::identity(Duration::from_secs(2))
-        .await
-        .context("finding which Lightsail instance this is (whose snapshots to consider); on another machine, give --instance NAME, --all-instances or --all")?;
+    let identity = match imds::identity(Duration::from_secs(2)).await {
+        Ok(i) => i,
+        Err(e) => {
+            // The metadata service's own advice (--disk-name) is freeze-and-snap's, not ours.
+            let why = match &e {
+                ImdsError::Disabled => {
+                    "the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED)"
+                        .to_string()
+                }
+                ImdsError::Unreachable { endpoint, why } => {
+                    format!("no answer from the instance metadata service at {endpoint}: {why}")
+                }
+                ImdsError::Status { .. } => e.to_string(),
+            };
+            fail!(
+                ExitCode::NotFound,
+                "cannot tell which Lightsail instance this is, so whose snapshots to consider: {why}; on another machine, give --instance [REGION/]NAME, --all-instances or --all"
+            );
+        }
+    };
     let home;
     let api = if api.region().as_deref() == Some(identity.region.as_str()) {
         api
@@ -102,6 +122,18 @@ impl OwnerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rehearsal's owner (its scratch disks' tag) is the same value discovery gives: the
+    /// region is the zone's without its letter.
+    #[test]
+    fn a_rehearsals_owner_is_the_zones_region_and_the_instance() {
+        let me = crate::restore::Me {
+            instance: "web-1".into(),
+            availability_zone: "ap-southeast-2c".into(),
+            used_paths: Vec::new(),
+        };
+        assert_eq!(me.owner().value(), "ap-southeast-2/web-1");
+    }
 
     #[test]
     fn an_instance_is_a_name_or_region_slash_name() {
