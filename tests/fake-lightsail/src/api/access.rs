@@ -101,3 +101,92 @@ impl World {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::seed::Seed;
+
+    fn world() -> World {
+        let seed = Seed::from_toml_str(
+            r#"
+[[instances]]
+name = "web-1"
+instance_id = "i-0123456789abcdef0"
+[[disks]]
+name = "data-1"
+[[disk_snapshots]]
+name = "s1"
+disk = "data-1"
+tags = { "lightsnap:owner" = "us-east-1/web-1" }
+"#,
+        )
+        .unwrap();
+        World::new(&seed, PathBuf::from("/nonexistent"), Duration::ZERO, 25)
+    }
+
+    fn keys(r: &Request) -> Vec<String> {
+        r.keys
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.join(",")))
+            .collect()
+    }
+
+    /// Each operation supplies the keys its documentation lists, and the resource it names.
+    #[test]
+    fn each_operation_supplies_its_documented_keys() {
+        let w = world();
+        let tags =
+            json!([{ "key": "lightsnap:owner", "value": "us-east-1/web-1" }, { "key": "team" }]);
+        let r = w.access_request(
+            "us-east-1",
+            "CreateDiskFromSnapshot",
+            &json!({ "diskName": "d", "diskSnapshotName": "s1", "tags": tags }),
+        );
+        assert_eq!(r.action, "lightsail:CreateDiskFromSnapshot");
+        assert!(r.resource.contains(":DiskSnapshot/"), "{}", r.resource);
+        assert_eq!(
+            keys(&r),
+            [
+                "aws:requestedregion=us-east-1",
+                "aws:requesttag/lightsnap:owner=us-east-1/web-1",
+                "aws:requesttag/team=",
+                "aws:resourcetag/lightsnap:owner=us-east-1/web-1",
+                "aws:tagkeys=lightsnap:owner,team",
+            ]
+        );
+        // A delete: the snapshot's tags only.
+        let r = w.access_request(
+            "us-east-1",
+            "DeleteDiskSnapshot",
+            &json!({ "diskSnapshotName": "s1", "tags": tags }),
+        );
+        assert_eq!(
+            keys(&r),
+            [
+                "aws:requestedregion=us-east-1",
+                "aws:resourcetag/lightsnap:owner=us-east-1/web-1",
+            ]
+        );
+        // An untagged disk: no resource tag at all; UntagResource's keys are the removed ones.
+        let r = w.access_request(
+            "us-east-1",
+            "UntagResource",
+            &json!({ "resourceName": "data-1", "tagKeys": ["a", "b"] }),
+        );
+        assert!(r.resource.contains(":Disk/"), "{}", r.resource);
+        assert_eq!(
+            keys(&r),
+            ["aws:requestedregion=us-east-1", "aws:tagkeys=a,b"]
+        );
+        // No tag key for CopySnapshot and the Get calls; no resource named: `*`.
+        let r = w.access_request("eu-west-2", "CopySnapshot", &json!({ "tags": tags }));
+        assert_eq!(r.resource, "*");
+        assert_eq!(keys(&r), ["aws:requestedregion=eu-west-2"]);
+    }
+}
