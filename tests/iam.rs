@@ -465,8 +465,8 @@ impl Drop for Workflow {
 }
 
 /// The whole own workflow under the printed policy — snapshot with a copy, whole-instance
-/// snapshots, list, verify, run with retention in both regions, prune — with no call
-/// refused; and the operations lightsnap made are exactly the policy's actions (nothing it
+/// snapshots, list, verify, run with retention in both regions and a verification every
+/// second run, prune, status and check — with no call refused; and the operations lightsnap made are exactly the policy's actions (nothing it
 /// allows goes unused, nothing used is missing).
 #[test]
 fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
@@ -478,7 +478,7 @@ fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
         &w.scratch,
         "etc/lightsnap/config.toml",
         &format!(
-            "copy_to_region = \"eu-west-2\"\n[tags]\nteam = \"ops\"\n[retention]\nkeep = 1\n[[snapshot]]\npath = \"{}\"\n",
+            "copy_to_region = \"eu-west-2\"\nverify_every = 2\n[tags]\nteam = \"ops\"\n[retention]\nkeep = 1\n[[snapshot]]\npath = \"{}\"\n",
             w.mp()
         ),
     );
@@ -504,6 +504,9 @@ fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
         vec!["run", "--snapshot-name", "r2"],
         vec!["prune", "--keep", "1"],
         vec!["prune", "--keep", "1", "--region", "eu-west-2"],
+        // Monitoring.
+        vec!["status", "--refresh"],
+        vec!["check", "--max-age", "1h"],
     ];
     for step in &steps {
         let r = w.run(step);
@@ -511,6 +514,16 @@ fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
     }
     assert!(!w.fs.is_frozen());
     assert_eq!(refused_calls(&w.fake), Vec::<String>::new());
+    // The second run verified its snapshot, under the policy.
+    let r2 = w.fake.disk_snapshot("r2").expect("r2 kept");
+    assert!(
+        r2["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "lightsnap:verified" && t["value"] == "clean"),
+        "{r2}"
+    );
     // Retention happened in both regions, under the policy.
     assert_eq!(
         names(&w.fake.snapshots(), "diskSnapshots"),
