@@ -74,6 +74,9 @@ pub enum ExitCode {
     /// `lightsnap setup` needs answers: its input is not a terminal and `--yes` was not given
     /// (or the operator said no at the end). Nothing was changed.
     NeedsAnswers = 24,
+    /// Lightsail refused an action for these credentials (AccessDeniedException): their IAM
+    /// policy does not allow it on that resource. `lightsnap iam-policy` prints what is needed.
+    AccessDenied = 23,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).
@@ -172,6 +175,7 @@ impl ExitCode {
             ApiErrorKind::Rejected | ApiErrorKind::OperationFailed => ExitCode::ApiRejected,
             ApiErrorKind::NotFound => ExitCode::NotFound,
             ApiErrorKind::Auth => ExitCode::ApiAuth,
+            ApiErrorKind::AccessDenied => ExitCode::AccessDenied,
             ApiErrorKind::Throttled
             | ApiErrorKind::Unavailable
             | ApiErrorKind::Timeout

@@ -546,8 +546,10 @@ fn who_am_i_fails_clearly() {
         count: None,
     });
     let r = snap(&denied);
-    assert_eq!(r.code, 11, "{r:?}");
+    assert_eq!(r.code, 23, "{r:?}");
     assert!(r.stderr.contains("AccessDeniedException"), "{r:?}");
+    assert!(r.stderr.contains("lightsail:GetInstances"), "{r:?}");
+    assert!(r.stderr.contains("lightsnap iam-policy"), "{r:?}");
     assert!(create_calls(&denied).is_empty());
 
     // A disk of the instance, but not the one behind the path.

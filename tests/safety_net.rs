@@ -431,7 +431,7 @@ fn fault_matrix() {
         (
             "access denied",
             error("AccessDeniedException"),
-            11,
+            23,
             "AccessDeniedException",
         ),
         (

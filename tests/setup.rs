@@ -431,7 +431,7 @@ fn without_a_terminal_or_yes_setup_refuses_and_an_access_denied_names_iam_policy
         count: None,
     });
     let r = finish(&mut s.lightsnap(&["setup", "--yes"]));
-    assert_eq!(r.code, 11, "{r:?}");
+    assert_eq!(r.code, 23, "{r:?}");
     assert!(
         r.stdout.lines().any(
             |l| l.contains("GetAutoSnapshots") && l.contains("REFUSED (AccessDeniedException)")

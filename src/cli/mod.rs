@@ -3,6 +3,7 @@
 mod check;
 mod freeze_and_snap;
 mod generate;
+mod iam_policy;
 mod list;
 pub mod owner;
 mod plan;
@@ -49,6 +50,7 @@ Exit codes:
   19   the snapshot was taken, but its copy to another region failed
   20   verify could not finish (timeout), or left a scratch disk behind
   21   verify could not check something on the restored disk (tagged lightsnap:verified=unchecked)
+  23   Lightsail refused an action for these credentials (see lightsnap iam-policy)
   24   setup: not at a terminal and no --yes, or stopped at an answer (nothing was changed)
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
@@ -130,6 +132,9 @@ pub enum Command {
     /// Set lightsnap up on this instance: credentials checked, disks found, a database's hook,
     /// the timer enabled, the first snapshot taken and verified.
     Setup(setup::Setup),
+    /// Print the least-privilege IAM policy for lightsnap's AWS keys (JSON, for
+    /// `aws iam put-user-policy`).
+    IamPolicy(iam_policy::IamPolicy),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true, name = "__generate")]
     Generate(generate::Generate),
@@ -158,6 +163,7 @@ impl Cli {
             Command::Check(c) => c.run(&globals),
             Command::Verify(c) => c.run(&globals),
             Command::Setup(c) => c.run(&globals),
+            Command::IamPolicy(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }
@@ -245,6 +251,7 @@ mod tests {
             VerifyIncomplete,
             VerifyUnchecked,
             NeedsAnswers,
+            AccessDenied,
         ] {
             let needle = format!("\n  {:<4} ", code.code());
             assert!(

@@ -101,6 +101,8 @@ pub async fn print_plan<A: Lightsail>(
     local: &LocalPlan,
     output: Output,
 ) -> Result<ExitCode> {
+    // A key that cannot read would fail the run at its first call: say so now, by name.
+    crate::cloud::policy::require_read_access(api).await?;
     let plan = snap::plan(api, opts, local).await?;
     // A hook the run would refuse is refused here too.
     let hooks = crate::hooks::discover(&opts.hook_dir)?;

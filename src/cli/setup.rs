@@ -103,10 +103,14 @@ impl Setup {
             .collect();
         let me = match me {
             Some(me) if refused.is_empty() => me,
-            _ => fail!(
-                ExitCode::ApiAuth,
+            _ if !refused.is_empty() => fail!(
+                ExitCode::AccessDenied,
                 "Lightsail refused {} to these credentials: their IAM policy must allow what lightsnap does; `lightsnap iam-policy` prints the policy it needs. Nothing was changed",
                 refused.join(", ")
+            ),
+            _ => fail!(
+                ExitCode::ApiAuth,
+                "Lightsail did not say which instance this is to these credentials: check them with `aws lightsail get-instances`. Nothing was changed"
             ),
         };
 

@@ -378,6 +378,7 @@ fn exit_code_of(code: i32) -> ExitCode {
         CopyFailed,
         VerifyIncomplete,
         VerifyUnchecked,
+        AccessDenied,
         NeedsAnswers,
         Hangup,
         Interrupted,

@@ -24,10 +24,11 @@ pub struct Call {
 /// Whether an error is a permission refusal (the credentials are valid, the policy does not
 /// allow the action).
 pub fn is_access_denied(e: &ApiError) -> bool {
-    e.kind == ApiErrorKind::Auth
-        && e.code
-            .as_deref()
-            .is_some_and(|c| c.starts_with("AccessDenied"))
+    e.kind == ApiErrorKind::AccessDenied
+        || (e.kind == ApiErrorKind::Auth
+            && e.code
+                .as_deref()
+                .is_some_and(|c| c.starts_with("AccessDenied")))
 }
 
 /// One call's outcome; `Err` for what is no answer about permissions at all (no credentials,

@@ -941,3 +941,27 @@ pub fn golden(name: &str, doc: &serde_json::Value, scratch: &Scratch) {
         path.display()
     );
 }
+
+/// Makes `fake` enforce, from now on, the IAM policy `lightsnap iam-policy ARGS` prints (with
+/// the scratch directory's configuration); returns the document.
+pub fn enforce_printed_policy(scratch: &Scratch, fake: &Fake, args: &[&str]) -> serde_json::Value {
+    let r = finish(
+        configured_lightsnap(scratch, fake)
+            .arg("iam-policy")
+            .args(args),
+    );
+    assert_eq!(r.code, 0, "iam-policy {args:?}: {r:?}");
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("iam-policy prints JSON");
+    let policy = fake_lightsail::policy::Policy::parse(&doc).expect("a policy the fake reads");
+    fake.set_policy(Some(policy));
+    doc
+}
+
+/// The API calls the fake's policy refused (AccessDeniedException), as `Operation body`.
+pub fn refused_calls(fake: &Fake) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.error.as_deref() == Some("AccessDeniedException"))
+        .map(|c| format!("{} {}", c.operation, c.body))
+        .collect()
+}

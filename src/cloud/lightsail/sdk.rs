@@ -3,6 +3,7 @@
 
 mod classify;
 mod convert;
+mod operations;
 mod storage;
 
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,8 @@ use super::{
 #[derive(Debug, thiserror::Error)]
 #[error("no AWS region found: set --region, `region` in /etc/lightsnap/config.toml, AWS_REGION, or `region` in the AWS profile (on a Lightsail instance the metadata service gives it, if it can be reached)")]
 pub struct NoRegion;
+
+pub use operations::OPERATIONS;
 
 /// The real thing, on `aws-sdk-lightsail`.
 #[derive(Debug, Clone)]

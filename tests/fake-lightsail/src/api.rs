@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::auto::AutoSnapshots;
 use crate::seed::{Seed, SeedAutoSnapshot};
 
+mod access;
 mod disks;
 mod regions;
 

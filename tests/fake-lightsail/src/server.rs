@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     /// attempt's copy before it answers.
     pub copying: Mutex<HashSet<(String, String)>>,
     pub copied: tokio::sync::Notify,
+    /// The identity policy calls are checked against, if any.
+    pub policy: Mutex<Option<crate::policy::Policy>>,
 }
 
 impl Shared {
@@ -283,6 +285,10 @@ async fn api(
         )));
     };
 
+    if let Some(refused) = refused(shared, &region, &operation, &body) {
+        return Ok(api_error(&refused));
+    }
+
     let fault = shared.faults.lock().unwrap().take(&operation);
     let mut latency = None;
     let mut fail_snapshot = false;
@@ -431,6 +437,33 @@ async fn api(
         tokio::time::sleep(delay).await;
     }
     Ok(api_json(&outcome.body))
+}
+
+/// The AccessDeniedException of a call the policy in force refuses, as IAM words it.
+fn refused(shared: &Shared, region: &str, operation: &str, body: &Value) -> Option<ApiError> {
+    use crate::policy::Decision;
+    let policy = shared.policy.lock().unwrap();
+    let policy = policy.as_ref()?;
+    let (request, account) = {
+        let worlds = shared.world.lock().unwrap();
+        let world = worlds.region(region)?;
+        (
+            world.access_request(region, operation, body),
+            world.account().to_string(),
+        )
+    };
+    let why = match policy.evaluate(&request) {
+        Decision::Allow => return None,
+        Decision::ExplicitDeny => "with an explicit deny in an identity-based policy",
+        Decision::ImplicitDeny => "because no identity-based policy allows the action",
+    };
+    Some(ApiError::new(
+        "AccessDeniedException",
+        format!(
+            "User: arn:aws:iam::{account}:user/lightsnap is not authorized to perform: {} on resource: {} {why}",
+            request.action, request.resource
+        ),
+    ))
 }
 
 /// The instance metadata service: IMDSv2 tokens, and the few paths lightsnap reads.
