@@ -1,0 +1,956 @@
+//! Real databases under load, proven by starting them on the snapshot: PostgreSQL and MariaDB
+//! (Debian's packages), each on a loop-device filesystem of the test's own, a client
+//! committing numbered rows while `lightsnap freeze-and-snap` runs, with the packaged hook
+//! installed and without it. The snapshot's image (the fake's copy of the disk) is mounted, a
+//! second server started on it (its own socket, run as the server's user), its own integrity
+//! checks run, and the rows compared with the client's log of acknowledged commits, kept in
+//! the scratch directory on the host's filesystem, never on the snapshotted one.
+//!
+//! What every run proves: every commit acknowledged before the snapshot call (made while the
+//! filesystem was frozen) is there; no commit sent after it is; the rows are a gapless prefix
+//! of the client's numbers, and a second table updated in the same transactions agrees with
+//! them. What the hook adds is proved per engine: PostgreSQL's CHECKPOINT is the restored
+//! cluster's latest checkpoint (so it replays little WAL); MariaDB's backup lock holds every
+//! commit from before the freeze to after the thaw, so the snapshot holds exactly the commits
+//! acknowledged before the hook ran.
+//!
+//! Root only (loop devices, mount, FIFREEZE, running servers as their users); CI runs them.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+
+/// Size of the test's filesystem: room for a cluster, its WAL and a few seconds of load.
+const FS_BYTES: u64 = 256 << 20;
+/// Commits acknowledged before the snapshot, and after it (proof the database took writes
+/// again).
+const BEFORE: usize = 40;
+const AFTER: usize = 40;
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn uid_of(user: &str) -> u32 {
+    nix::unistd::User::from_name(user)
+        .unwrap()
+        .unwrap_or_else(|| panic!("the {user} user"))
+        .uid
+        .as_raw()
+}
+
+fn chown_r(path: &Path, user: &str) {
+    run(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{user}:"))
+        .arg(path));
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// The client and its log
+// ---------------------------------------------------------------------------------------
+
+/// One commit as the client saw it: its number, when it was sent, when its acknowledgement
+/// arrived (unix ms).
+#[derive(Debug, Clone, Copy)]
+struct Commit {
+    seq: u64,
+    sent_ms: f64,
+    acked_ms: f64,
+}
+
+/// A client committing numbered rows, one transaction at a time, on one connection of a
+/// command-line client (psql, mariadb) fed through a pipe: each transaction inserts row `n`
+/// and sets a counter to `n`, then selects `n`, whose line comes back only once the commit is
+/// acknowledged. Every acknowledgement is appended to a log file (on the host's filesystem)
+/// before the next transaction is sent.
+struct AckClient {
+    child: Child,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    acks: mpsc::Receiver<Commit>,
+    seen: usize,
+    log: PathBuf,
+}
+
+impl AckClient {
+    /// Starts `client` and drives it with `statement(n)` for n = 1, 2, ...
+    fn start(mut client: Command, log: &Path, statement: fn(u64) -> String) -> Self {
+        let mut child = client
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the database client");
+        let mut stdin: ChildStdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, acks) = mpsc::channel();
+        let mut file = std::fs::File::create(log).unwrap();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seq = 0;
+            while !flag.load(Ordering::SeqCst) {
+                seq += 1;
+                let sent_ms = now_ms();
+                if stdin
+                    .write_all(statement(seq).as_bytes())
+                    .and_then(|()| stdin.flush())
+                    .is_err()
+                {
+                    return;
+                }
+                let mut line = String::new();
+                match stdout.read_line(&mut line) {
+                    Ok(n) if n > 0 => {}
+                    _ => return,
+                }
+                let acked_ms = now_ms();
+                assert_eq!(line.trim(), seq.to_string(), "the client's answer");
+                writeln!(file, "{seq} {sent_ms:.3} {acked_ms:.3}").unwrap();
+                file.flush().unwrap();
+                let _ = tx.send(Commit {
+                    seq,
+                    sent_ms,
+                    acked_ms,
+                });
+            }
+        });
+        Self {
+            child,
+            stop,
+            thread: Some(thread),
+            acks,
+            seen: 0,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Waits (bounded) until `n` more commits are acknowledged.
+    fn wait_acks(&mut self, n: usize, within: Duration) {
+        let until = std::time::Instant::now() + within;
+        for _ in 0..n {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            self.acks.recv_timeout(left).unwrap_or_else(|e| {
+                panic!(
+                    "the client acknowledged {} commits, not {n} more within {within:?}: {e}",
+                    self.seen
+                )
+            });
+            self.seen += 1;
+        }
+    }
+
+    /// Stops after the commit in flight, and returns every commit from the log file.
+    fn stop(mut self) -> Vec<Commit> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the client thread");
+        }
+        std::fs::read_to_string(&self.log)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                Commit {
+                    seq: f[0].parse().unwrap(),
+                    sent_ms: f[1].parse().unwrap(),
+                    acked_ms: f[2].parse().unwrap(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for AckClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the snapshot holds, compared with the client's log. `rows` are the row numbers in
+/// the restored database, `counter` the counter table's value there, `cut` the time of the
+/// snapshot call (made while frozen). Returns the commits in flight at the freeze (sent
+/// before `cut`, acknowledged after it) and how many of them the snapshot holds.
+fn compare(commits: &[Commit], rows: &[u64], counter: u64, cut: f64) -> (usize, usize) {
+    let n = rows.len() as u64;
+    assert_eq!(
+        rows,
+        (1..=n).collect::<Vec<_>>(),
+        "the rows are a gapless prefix of the client's numbers"
+    );
+    assert_eq!(
+        counter, n,
+        "the counter, updated in the same transactions, agrees with the rows"
+    );
+    let acked_before: Vec<u64> = commits
+        .iter()
+        .filter(|c| c.acked_ms < cut)
+        .map(|c| c.seq)
+        .collect();
+    assert!(
+        acked_before.len() >= BEFORE,
+        "the load ran before the snapshot: {} commits acknowledged before it",
+        acked_before.len()
+    );
+    let last = *acked_before.iter().max().unwrap();
+    assert!(
+        n >= last,
+        "commit {last} was acknowledged before the snapshot call but the snapshot holds only {n} rows"
+    );
+    if let Some(first_after) = commits.iter().find(|c| c.sent_ms > cut) {
+        assert!(
+            n < first_after.seq,
+            "commit {} was sent after the snapshot call (while frozen) and is in it: {n} rows",
+            first_after.seq
+        );
+    }
+    let in_flight: Vec<&Commit> = commits
+        .iter()
+        .filter(|c| c.sent_ms <= cut && c.acked_ms >= cut)
+        .collect();
+    let held = in_flight.iter().filter(|c| c.seq <= n).count();
+    (in_flight.len(), held)
+}
+
+// ---------------------------------------------------------------------------------------
+// The set-up shared by both engines
+// ---------------------------------------------------------------------------------------
+
+/// A scratch directory the servers' users can reach, an ext4 filesystem of the test's own,
+/// and a fake Lightsail whose disk `data-1` is that filesystem's loop device.
+struct Setup {
+    fake: Fake,
+    fs: LoopFs,
+    scratch: Scratch,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let scratch = Scratch::new();
+        std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fs = LoopFs::create_sized(&scratch, "data", FsKind::Ext4, FS_BYTES, &[]);
+        let fake = fake(&scratch, seed(&[("data-1", &fs.device)], None));
+        Self { fake, fs, scratch }
+    }
+
+    /// The hook directory: the packaged example `example` (if any) installed as the README
+    /// says, and a marker hook sorting last, which records when the last pre-freeze hook ran
+    /// (just before the freeze) and when the first post-thaw hook ran (just after the thaw)
+    /// in the scratch directory.
+    fn hooks(&self, example: Option<(&str, &str)>) -> PathBuf {
+        let dir = self.scratch.path().join("hooks.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some((source, name)) = example {
+            let installed = dir.join(name);
+            std::fs::copy(
+                repo().join("packaging/examples/hooks").join(source),
+                &installed,
+            )
+            .unwrap();
+            std::fs::set_permissions(&installed, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        hook(
+            &dir,
+            "99-marker",
+            &format!(
+                "echo \"$1 $(date +%s%3N)\" >> {}",
+                self.marker_log().display()
+            ),
+        );
+        write_conf(
+            &self.scratch,
+            "etc/lightsnap/config.toml",
+            &format!("hook_dir = \"{}\"\n", dir.display()),
+        );
+        dir
+    }
+
+    fn marker_log(&self) -> PathBuf {
+        self.scratch.path().join("marker.log")
+    }
+
+    /// (last pre-freeze, first post-thaw) as the marker hook recorded them, unix ms.
+    fn markers(&self) -> (f64, f64) {
+        let text = std::fs::read_to_string(self.marker_log()).unwrap();
+        let at = |phase: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{phase} ")))
+                .unwrap_or_else(|| panic!("the marker hook's {phase}: {text}"))
+                .parse()
+                .unwrap()
+        };
+        (at("pre-freeze"), at("post-thaw"))
+    }
+
+    /// Runs `lightsnap freeze-and-snap` on the filesystem, with `env` for the hooks.
+    fn snap(&self, name: &str, env: &[(&str, &Path)]) -> RunResult {
+        let mut cmd = configured_lightsnap(&self.scratch, &self.fake);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let r = finish(
+            cmd.args([
+                "freeze-and-snap",
+                "--output",
+                "json",
+                "--disk-name",
+                "data-1",
+            ])
+            .args(["--snapshot-name", name])
+            .arg(&self.fs.mount_point),
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        r
+    }
+
+    /// When the fake received the snapshot call (unix ms): inside the frozen window.
+    fn cut(&self) -> f64 {
+        let calls = create_calls(&self.fake);
+        assert_eq!(calls.len(), 1, "one CreateDiskSnapshot call");
+        calls[0].received_at_ms
+    }
+
+    /// The snapshot's image, attached and mounted read-write at `scratch/<dir>` (a copy: the
+    /// server started on it replays its log, as on a disk made from the snapshot).
+    fn restore(&self, snapshot: &str, dir: &str) -> LoopMount {
+        LoopMount::new(
+            &self.fake.snapshot_image(snapshot),
+            &self.scratch.path().join(dir),
+        )
+    }
+}
+
+/// A loop device over an image, mounted; unmounted and detached on drop.
+struct LoopMount {
+    device: String,
+    dir: PathBuf,
+}
+
+impl LoopMount {
+    fn new(image: &Path, dir: &Path) -> Self {
+        let out = run(Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(image));
+        let mut m = Self {
+            device: text(&out.stdout).trim().to_string(),
+            dir: dir.to_path_buf(),
+        };
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .arg(&m.device)
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        if !ok {
+            m.dir = PathBuf::new();
+            panic!("mounting {} ({}) failed", image.display(), m.device);
+        }
+        m
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        if !self.dir.as_os_str().is_empty() {
+            let ok = Command::new("umount")
+                .arg(&self.dir)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+            }
+        }
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
+    }
+}
+
+/// A background process killed on drop (pgbench's load).
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------------------
+
+/// The directory of PostgreSQL's server programs (`/usr/lib/postgresql/<v>/bin`).
+fn pg_bin_or_skip(test: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists() && b.join("pg_amcheck").exists())
+        .collect();
+    found.sort();
+    if let Some(bin) = found.pop() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} needs PostgreSQL (Debian package postgresql); scripts/deps installs it"
+    );
+    eprintln!("skipping {test}: PostgreSQL is not installed (scripts/deps installs it)");
+    None
+}
+
+/// A PostgreSQL server of the test's own: unix socket only, in a directory of its own.
+struct Pg {
+    bin: PathBuf,
+    data: PathBuf,
+    socket: PathBuf,
+    port: u16,
+}
+
+impl Pg {
+    fn as_postgres(bin: &Path, program: &str) -> Command {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"])
+            .arg(bin.join(program))
+            .current_dir("/");
+        cmd
+    }
+
+    fn initdb(bin: &Path, data: &Path) {
+        std::fs::create_dir(data).unwrap();
+        std::os::unix::fs::chown(data, Some(uid_of("postgres")), None).unwrap();
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        run(Self::as_postgres(bin, "initdb")
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(data)
+            .stdout(Stdio::null()));
+    }
+
+    fn start(bin: &Path, data: &Path, socket: &Path) -> Pg {
+        std::fs::create_dir_all(socket).unwrap();
+        std::os::unix::fs::chown(socket, Some(uid_of("postgres")), None).unwrap();
+        // A free port: it only names the socket file (there is no TCP listener).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Pg {
+            bin: bin.to_path_buf(),
+            data: data.to_path_buf(),
+            socket: socket.to_path_buf(),
+            port,
+        };
+        let options = format!("-k {} -p {port} -c listen_addresses=''", socket.display());
+        let out = Self::as_postgres(bin, "pg_ctl")
+            .arg("-D")
+            .arg(data)
+            .arg("-l")
+            .arg(pg.log())
+            .args(["-w", "-t", "120", "-o", &options, "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "starting PostgreSQL on {}: {}{}\n--- server log\n{}",
+            data.display(),
+            text(&out.stdout),
+            text(&out.stderr),
+            std::fs::read_to_string(pg.log()).unwrap_or_default()
+        );
+        pg
+    }
+
+    fn log(&self) -> PathBuf {
+        self.socket.join("server.log")
+    }
+
+    fn client(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        cmd.arg("-h")
+            .arg(&self.socket)
+            .args(["-p", &self.port.to_string(), "-U", "postgres"]);
+        cmd
+    }
+
+    fn psql(&self) -> Command {
+        let mut cmd = self.client("psql");
+        cmd.args([
+            "-d",
+            "postgres",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]);
+        cmd
+    }
+
+    fn sql(&self, query: &str) -> String {
+        text(&run(self.psql().args(["-c", query])).stdout)
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = Self::as_postgres(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `pg_controldata`'s "Latest checkpoint location" of a data directory.
+fn pg_checkpoint(bin: &Path, data: &Path) -> String {
+    let out = run(Command::new(bin.join("pg_controldata")).arg(data));
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Latest checkpoint location:"))
+        .expect("pg_controldata shows the latest checkpoint")
+        .trim()
+        .to_string()
+}
+
+/// A WAL location (`X/Y`) as a byte position.
+fn lsn(s: &str) -> u64 {
+    let (hi, lo) = s.split_once('/').unwrap();
+    (u64::from_str_radix(hi, 16).unwrap() << 32) + u64::from_str_radix(lo, 16).unwrap()
+}
+
+/// How many bytes of WAL the server replayed at start, from its log (`redo starts at X`,
+/// `redo done at Y`); 0 when it replayed none.
+fn pg_replayed(log: &str) -> u64 {
+    let find = |prefix: &str| {
+        log.lines().find_map(|l| {
+            let rest = &l[l.find(prefix)? + prefix.len()..];
+            Some(lsn(rest.split_whitespace().next()?))
+        })
+    };
+    match (find("redo starts at "), find("redo done at ")) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    }
+}
+
+fn pg_row(n: u64) -> String {
+    format!(
+        "BEGIN; INSERT INTO acked VALUES ({n}, md5('{n}')); UPDATE counter SET n = {n}; COMMIT; SELECT {n};\n"
+    )
+}
+
+fn postgresql_under_load(with_hook: bool, test: &str) {
+    if !root_or_skip(test) || !tool_or_skip(test, "runuser") {
+        return;
+    }
+    let Some(bin) = pg_bin_or_skip(test) else {
+        return;
+    };
+    let s = Setup::new();
+    let data = s.fs.mount_point.join("pgdata");
+    Pg::initdb(&bin, &data);
+    let pg = Pg::start(&bin, &data, &s.scratch.path().join("pg-live"));
+    pg.sql("CREATE TABLE acked (id int PRIMARY KEY, body text NOT NULL)");
+    pg.sql("CREATE TABLE counter (n int NOT NULL); INSERT INTO counter VALUES (0)");
+    run(pg
+        .client("pgbench")
+        .args(["-i", "-q", "-s", "1", "postgres"])
+        .stderr(Stdio::null()));
+    // A checkpoint before the load: without the hook, the snapshot's latest checkpoint is this
+    // one (no timed checkpoint comes within the test's seconds; checkpoint_timeout is 5 min).
+    pg.sql("CHECKPOINT");
+    let before_load = pg_checkpoint(&bin, &data);
+
+    // The load: pgbench's TPC-B-like transactions on two connections, and the client whose
+    // commits are logged.
+    let _pgbench = Background(
+        pg.client("pgbench")
+            .args(["-n", "-c", "2", "-j", "1", "-T", "600", "postgres"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut client = AckClient::start(pg.psql(), &s.scratch.path().join("acks.log"), pg_row);
+    client.wait_acks(BEFORE, Duration::from_secs(60));
+
+    s.hooks(with_hook.then_some(("postgresql", "10-postgresql")));
+    let r = s.snap(
+        "pg-1",
+        &[
+            ("PGHOST", &pg.socket),
+            ("PGPORT", Path::new(&pg.port.to_string())),
+        ],
+    );
+    assert_eq!(
+        r.stderr.contains("postgresql hook: CHECKPOINT done"),
+        with_hook,
+        "{r:?}"
+    );
+    client.wait_acks(AFTER, Duration::from_secs(60));
+    let commits = client.stop();
+    drop(_pgbench);
+    let cut = s.cut();
+    let (pre, post) = s.markers();
+    assert!(pre <= cut && cut <= post, "{pre} <= {cut} <= {post}");
+
+    // The snapshot, restored, started as a second server while the first still runs.
+    let restored = s.restore("pg-1", "restored");
+    let copy = restored.dir.join("pgdata");
+    let image_checkpoint = pg_checkpoint(&bin, &copy);
+    // The copy's lock file names the live postmaster, which runs: on a copy that pid is
+    // another machine's, and a server refuses to start while it exists.
+    std::fs::remove_file(copy.join("postmaster.pid")).unwrap();
+    let pg2 = Pg::start(&bin, &copy, &s.scratch.path().join("pg-restored"));
+    let log = std::fs::read_to_string(pg2.log()).unwrap();
+    assert!(
+        log.contains("database system was interrupted"),
+        "a frozen snapshot is what a crash leaves; the server recovers: {log}"
+    );
+    let replayed = pg_replayed(&log);
+
+    let out = pg2
+        .client("pg_amcheck")
+        .args(["--all", "--heapallindexed", "--install-missing"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "pg_amcheck --heapallindexed on the restored cluster: {}\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        pg2.sql("SELECT count(*) FROM acked WHERE body <> md5(id::text)"),
+        "0"
+    );
+    let rows: Vec<u64> = pg2
+        .sql("SELECT id FROM acked ORDER BY id")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let counter: u64 = pg2.sql("SELECT n FROM counter").parse().unwrap();
+    let (in_flight, held) = compare(&commits, &rows, counter, cut);
+
+    if with_hook {
+        assert_ne!(
+            image_checkpoint, before_load,
+            "the hook's CHECKPOINT is the snapshot's latest checkpoint"
+        );
+    } else {
+        assert_eq!(
+            image_checkpoint, before_load,
+            "without the hook the snapshot's latest checkpoint is the one before the load"
+        );
+    }
+    eprintln!(
+        "{test}: {} rows restored, {} commits logged, {in_flight} in flight at the freeze \
+         ({held} of them in the snapshot); WAL replayed at start: {replayed} bytes; \
+         checkpoint before the load {before_load}, in the snapshot {image_checkpoint}",
+        rows.len(),
+        commits.len()
+    );
+    drop(pg2);
+    drop(restored);
+    drop(pg);
+}
+
+#[test]
+fn postgresql_with_its_hook_starts_on_the_snapshot_with_every_acknowledged_commit() {
+    postgresql_under_load(
+        true,
+        "postgresql_with_its_hook_starts_on_the_snapshot_with_every_acknowledged_commit",
+    );
+}
+
+#[test]
+fn postgresql_without_a_hook_starts_on_the_snapshot_with_every_acknowledged_commit() {
+    postgresql_under_load(
+        false,
+        "postgresql_without_a_hook_starts_on_the_snapshot_with_every_acknowledged_commit",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// MariaDB
+// ---------------------------------------------------------------------------------------
+
+/// The server's options of every MariaDB the tests start: no configuration files of the
+/// machine's, unix socket only, small logs and buffers.
+const MARIADB_OPTIONS: &[&str] = &[
+    "--skip-networking",
+    "--innodb-log-file-size=8M",
+    "--innodb-buffer-pool-size=32M",
+    "--performance-schema=OFF",
+];
+
+/// A MariaDB server of the test's own, run as `mysql` in the foreground (a child of the
+/// test, killed on drop), its socket, pid file and error log in a directory of its own.
+struct Maria {
+    child: Child,
+    run: PathBuf,
+}
+
+impl Maria {
+    fn install(data: &Path) {
+        std::fs::create_dir(data).unwrap();
+        chown_r(data, "mysql");
+        run(Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=mysql", "--skip-test-db"])
+            .arg("--auth-root-authentication-method=socket")
+            .arg(format!("--datadir={}", data.display()))
+            .args(MARIADB_OPTIONS)
+            .current_dir("/")
+            .stdout(Stdio::null()));
+    }
+
+    fn start(data: &Path, run_dir: &Path) -> Maria {
+        std::fs::create_dir_all(run_dir).unwrap();
+        chown_r(run_dir, "mysql");
+        let child = Command::new("mariadbd")
+            .args(["--no-defaults", "--user=mysql"])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", run_dir.join("sock").display()))
+            .arg(format!("--pid-file={}", run_dir.join("pid").display()))
+            .arg(format!("--log-error={}", run_dir.join("err.log").display()))
+            .args(MARIADB_OPTIONS)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting mariadbd");
+        let mut m = Maria {
+            child,
+            run: run_dir.to_path_buf(),
+        };
+        let until = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let ok = m
+                .client()
+                .args(["-e", "SELECT 1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            if ok {
+                break;
+            }
+            let exited = m.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && std::time::Instant::now() < until,
+                "MariaDB on {} did not start ({exited:?}):\n{}",
+                data.display(),
+                m.err_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.run.join("sock")
+    }
+
+    fn err_log(&self) -> String {
+        std::fs::read_to_string(self.run.join("err.log")).unwrap_or_default()
+    }
+
+    /// The `mariadb` client, connected as root through the socket.
+    fn client(&self) -> Command {
+        let mut cmd = Command::new("mariadb");
+        cmd.arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-u", "root", "--batch", "--skip-column-names"]);
+        cmd
+    }
+
+    fn sql(&self, query: &str) -> String {
+        text(&run(self.client().args(["-e", query])).stdout)
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Maria {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn maria_row(n: u64) -> String {
+    format!(
+        "BEGIN; INSERT INTO acked VALUES ({n}, MD5('{n}')); UPDATE counter SET n = {n}; COMMIT; SELECT {n};\n"
+    )
+}
+
+fn mariadb_under_load(with_hook: bool, test: &str) {
+    if !root_or_skip(test)
+        || !tool_or_skip(test, "mariadbd")
+        || !tool_or_skip(test, "mariadb-install-db")
+        || !tool_or_skip(test, "mariadb-check")
+    {
+        return;
+    }
+    let s = Setup::new();
+    let data = s.fs.mount_point.join("mysql");
+    Maria::install(&data);
+    let db = Maria::start(&data, &s.scratch.path().join("maria-live"));
+    db.sql(
+        "CREATE DATABASE lightsnap CHARACTER SET utf8mb4; USE lightsnap; \
+         CREATE TABLE acked (id INT PRIMARY KEY, body CHAR(32) NOT NULL) ENGINE=InnoDB; \
+         CREATE TABLE counter (n INT NOT NULL) ENGINE=InnoDB; INSERT INTO counter VALUES (0)",
+    );
+    let mut cmd = db.client();
+    cmd.args(["--unbuffered", "lightsnap"]);
+    let mut client = AckClient::start(cmd, &s.scratch.path().join("acks.log"), maria_row);
+    client.wait_acks(BEFORE, Duration::from_secs(60));
+
+    s.hooks(with_hook.then_some(("mysql", "10-mysql")));
+    // The hook's credentials, the way a user gives others than Debian's: a defaults file.
+    let defaults = s.scratch.path().join("hook.cnf");
+    std::fs::write(
+        &defaults,
+        format!("[client]\nuser=root\nsocket={}\n", db.socket().display()),
+    )
+    .unwrap();
+    let r = s.snap("maria-1", &[("LIGHTSNAP_MYSQL_DEFAULTS_FILE", &defaults)]);
+    assert_eq!(
+        r.stderr.contains("mysql hook: commits blocked"),
+        with_hook,
+        "{r:?}"
+    );
+    client.wait_acks(AFTER, Duration::from_secs(60));
+    let commits = client.stop();
+    let cut = s.cut();
+    let (pre, post) = s.markers();
+    assert!(pre <= cut && cut <= post, "{pre} <= {cut} <= {post}");
+    assert!(
+        !Path::new(&s.scratch.path().join("run/mysql-hook")).exists(),
+        "the hook's session is over"
+    );
+
+    // The snapshot, restored, started as a second server while the first still runs.
+    let restored = s.restore("maria-1", "restored");
+    let db2 = Maria::start(
+        &restored.dir.join("mysql"),
+        &s.scratch.path().join("maria-restored"),
+    );
+    let log = db2.err_log();
+    let out = run(Command::new("mariadb-check")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", db2.socket().display()))
+        .args(["-u", "root", "--all-databases", "--extended"]));
+    let report = text(&out.stdout);
+    let bad: Vec<&str> = report
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("error") || l.contains("corrupt") || l.contains("crashed")
+        })
+        .collect();
+    assert!(bad.is_empty(), "mariadb-check --extended: {report}");
+    for table in ["lightsnap.acked", "lightsnap.counter"] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(table) && l.trim_end().ends_with("OK")),
+            "{table} checked OK: {report}"
+        );
+    }
+    let check = db2.sql("CHECK TABLE lightsnap.acked EXTENDED");
+    assert!(check.ends_with("status\tOK"), "{check}");
+    assert_eq!(
+        db2.sql("SELECT count(*) FROM lightsnap.acked WHERE body <> MD5(id)"),
+        "0"
+    );
+    let rows: Vec<u64> = db2
+        .sql("SELECT id FROM lightsnap.acked ORDER BY id")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let counter: u64 = db2.sql("SELECT n FROM lightsnap.counter").parse().unwrap();
+    let (in_flight, held) = compare(&commits, &rows, counter, cut);
+
+    if with_hook {
+        // Commits were blocked from the hook's pre-freeze to its post-thaw: none was
+        // acknowledged in between, and the snapshot holds exactly those acknowledged before.
+        let inside: Vec<&Commit> = commits
+            .iter()
+            .filter(|c| c.acked_ms > pre && c.acked_ms < post)
+            .collect();
+        assert!(inside.is_empty(), "acknowledged while locked: {inside:?}");
+        let acked_before = commits.iter().filter(|c| c.acked_ms < pre).count();
+        assert_eq!(
+            rows.len(),
+            acked_before,
+            "with the hook the snapshot holds exactly the commits acknowledged before it"
+        );
+    }
+    eprintln!(
+        "{test}: {} rows restored, {} commits logged, {in_flight} in flight at the freeze \
+         ({held} of them in the snapshot); crash recovery: {}",
+        rows.len(),
+        commits.len(),
+        log.lines()
+            .filter(|l| l.contains("crash recovery") || l.contains("redo log"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    drop(db2);
+    drop(restored);
+    drop(db);
+}
+
+#[test]
+fn mariadb_with_its_hook_starts_on_the_snapshot_with_exactly_the_commits_before_it() {
+    mariadb_under_load(
+        true,
+        "mariadb_with_its_hook_starts_on_the_snapshot_with_exactly_the_commits_before_it",
+    );
+}
+
+#[test]
+fn mariadb_without_a_hook_starts_on_the_snapshot_with_every_acknowledged_commit() {
+    mariadb_under_load(
+        false,
+        "mariadb_without_a_hook_starts_on_the_snapshot_with_every_acknowledged_commit",
+    );
+}
