@@ -255,8 +255,46 @@ impl Setup {
         let scratch = Scratch::new();
         std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let fs = LoopFs::create_sized(&scratch, "data", FsKind::Ext4, FS_BYTES, &[]);
-        let fake = fake(&scratch, seed(&[("data-1", &fs.device)], None));
+        // Attach mode, for `lightsnap verify`: a restored disk appears as a loop device in
+        // `dev`.
+        let snapshots = scratch.path().join("snapshots");
+        std::fs::create_dir_all(&snapshots).unwrap();
+        let mut opts = Options::new(seed(&[("data-1", &fs.device)], None), snapshots);
+        opts.snapshot_duration = Duration::ZERO;
+        opts.attach_dir = Some(scratch.path().join("dev"));
+        let fake = Fake::start(opts).expect("fake lightsail in attach mode");
         Self { fake, fs, scratch }
+    }
+
+    /// Runs `lightsnap verify` of `snapshot` with the packaged example `source` installed as
+    /// its only verify hook, and `env` for it: the hook starts a server on the restored copy.
+    fn verify(&self, snapshot: &str, source: &str, env: &[(&str, &str)]) -> RunResult {
+        let dir = self.scratch.path().join("verify.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        let installed = dir.join(format!("20-{source}"));
+        std::fs::copy(
+            repo().join("packaging/examples/hooks").join(source),
+            &installed,
+        )
+        .unwrap();
+        std::fs::set_permissions(&installed, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_conf(
+            &self.scratch,
+            "etc/lightsnap/config.toml",
+            &format!(
+                "verify_hook_dir = \"{}\"\nhook_timeout = \"5min\"\n",
+                dir.display()
+            ),
+        );
+        let mut cmd = configured_lightsnap(&self.scratch, &self.fake);
+        cmd.env("LIGHTSNAP_DEV_DIR", self.scratch.path().join("dev"))
+            .env("LIGHTSNAP_VERIFY_POLL_MS", "20")
+            // The hook's overlay: in the test's scratch directory, cleaned up with it.
+            .env("LIGHTSNAP_DB_VERIFY_DIR", self.scratch.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        finish(cmd.args(["verify", snapshot]))
     }
 
     /// The hook directory: the packaged example `example` (if any) installed as the README
@@ -667,11 +705,30 @@ fn postgresql_under_load(with_hook: bool, test: &str) {
     let counter: u64 = pg2.sql("SELECT n FROM counter").parse().unwrap();
     let (in_flight, held) = compare(&commits, &rows, counter, cut);
 
+    drop(pg2);
+    drop(restored);
     if with_hook {
         assert_ne!(
             image_checkpoint, before_load,
             "the hook's CHECKPOINT is the snapshot's latest checkpoint"
         );
+        // The same hook as a verify hook: it finds the cluster on the restored copy, starts
+        // a server on an overlay over it and runs pg_amcheck, while the live server runs.
+        let r = s.verify("pg-1", "postgresql", &[]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(
+            r.stderr
+                .contains("pgdata started and pg_amcheck --heapallindexed found nothing wrong"),
+            "{r:?}"
+        );
+        // Pointed at a directory that holds no cluster, it fails the verification.
+        let r = s.verify(
+            "pg-1",
+            "postgresql",
+            &[("LIGHTSNAP_PG_VERIFY_DATA", "nothing")],
+        );
+        assert_eq!(r.code, 18, "{r:?}");
+        assert!(r.stderr.contains("no PostgreSQL cluster readable"), "{r:?}");
     } else {
         assert_eq!(
             image_checkpoint, before_load,
@@ -685,8 +742,6 @@ fn postgresql_under_load(with_hook: bool, test: &str) {
         rows.len(),
         commits.len()
     );
-    drop(pg2);
-    drop(restored);
     drop(pg);
 }
 
@@ -924,6 +979,29 @@ fn mariadb_under_load(with_hook: bool, test: &str) {
             "with the hook the snapshot holds exactly the commits acknowledged before it"
         );
     }
+    drop(db2);
+    drop(restored);
+    if with_hook {
+        // The same hook as a verify hook: it finds the data directory on the restored copy,
+        // starts a server on an overlay over it and runs mariadb-check, while the live
+        // server runs.
+        let r = s.verify("maria-1", "mysql", &[]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(
+            r.stderr.contains("mysql started and checked clean"),
+            "{r:?}"
+        );
+        let r = s.verify(
+            "maria-1",
+            "mysql",
+            &[("LIGHTSNAP_MYSQL_VERIFY_DATA", "nothing")],
+        );
+        assert_eq!(r.code, 18, "{r:?}");
+        assert!(
+            r.stderr.contains("no MySQL/MariaDB data directory at"),
+            "{r:?}"
+        );
+    }
     eprintln!(
         "{test}: {} rows restored, {} commits logged, {in_flight} in flight at the freeze \
          ({held} of them in the snapshot); crash recovery: {}",
@@ -934,8 +1012,6 @@ fn mariadb_under_load(with_hook: bool, test: &str) {
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    drop(db2);
-    drop(restored);
     drop(db);
 }
 
