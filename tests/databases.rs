@@ -1030,3 +1030,143 @@ fn mariadb_without_a_hook_starts_on_the_snapshot_with_every_acknowledged_commit(
         "mariadb_without_a_hook_starts_on_the_snapshot_with_every_acknowledged_commit",
     );
 }
+
+/// Processes whose command line starts with `timeout <max_hold>`: the MySQL hook's holders
+/// of a test (each test gives its own hold limit, which no other process has).
+fn holders(max_hold: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (cmd.starts_with(format!("timeout\0{max_hold}\0").as_bytes()) && alive(pid))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// The MySQL hook against a real MariaDB, on the ways a snapshot goes wrong: credentials the
+/// server refuses and a lock it cannot grant in time fail the run before anything is frozen,
+/// within the hook's lock wait; when lightsnap is killed while it holds the lock, the session
+/// ends by itself and commits go on.
+#[test]
+fn the_mysql_hook_is_bounded_and_lets_go_when_lightsnap_dies() {
+    let test = "the_mysql_hook_is_bounded_and_lets_go_when_lightsnap_dies";
+    if !root_or_skip(test) || !tool_or_skip(test, "mariadbd") {
+        return;
+    }
+    let s = Setup::new();
+    let data = s.fs.mount_point.join("mysql");
+    Maria::install(&data);
+    let db = Maria::start(&data, &s.scratch.path().join("maria-live"));
+    db.sql(
+        "CREATE DATABASE lightsnap CHARACTER SET utf8mb4; \
+         CREATE TABLE lightsnap.acked (id INT PRIMARY KEY) ENGINE=InnoDB; \
+         CREATE TABLE lightsnap.plain (id INT) ENGINE=MyISAM",
+    );
+    s.hooks(Some(("mysql", "10-mysql")));
+    let max_hold = "7393";
+    let cnf = |name: &str, user: &str| {
+        let path = s.scratch.path().join(name);
+        std::fs::write(
+            &path,
+            format!("[client]\nuser={user}\nsocket={}\n", db.socket().display()),
+        )
+        .unwrap();
+        path
+    };
+    let good = cnf("root.cnf", "root");
+    let snap = |defaults: &Path, lock_wait: &str| {
+        let mut cmd = configured_lightsnap(&s.scratch, &s.fake);
+        cmd.env("LIGHTSNAP_MYSQL_DEFAULTS_FILE", defaults)
+            .env("LIGHTSNAP_MYSQL_LOCK_WAIT", lock_wait)
+            .env("LIGHTSNAP_MYSQL_MAX_HOLD", max_hold)
+            .args(["freeze-and-snap", "--disk-name", "data-1"])
+            .args(["--freeze-timeout", "60s"])
+            .arg(&s.fs.mount_point);
+        cmd
+    };
+
+    // Credentials the server refuses: the run fails before freezing, naming the answer.
+    let r = finish(&mut snap(&cnf("stranger.cnf", "stranger"), "10"));
+    assert_eq!(r.code, 16, "{r:?}");
+    assert!(r.stderr.contains("Access denied"), "{r:?}");
+    assert!(
+        create_calls(&s.fake).is_empty() && !s.fs.is_frozen(),
+        "{r:?}"
+    );
+
+    // A table write-locked by another session: the backup lock waits 2 s, then the run fails
+    // before freezing, and the hook leaves no session.
+    let mut blocker = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", db.socket().display()))
+        .args([
+            "-u",
+            "root",
+            "--batch",
+            "--skip-column-names",
+            "--unbuffered",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut blocker_in = blocker.stdin.take().unwrap();
+    blocker_in
+        .write_all(b"LOCK TABLES lightsnap.plain WRITE; SELECT 'held';\n")
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(blocker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held");
+    let started = std::time::Instant::now();
+    let r = finish(&mut snap(&good, "2"));
+    assert_eq!(r.code, 16, "{r:?}");
+    assert!(r.stderr.contains("could not take the lock"), "{r:?}");
+    assert!(r.stderr.contains("Lock wait timeout exceeded"), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "bounded by the lock wait: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        create_calls(&s.fake).is_empty() && !s.fs.is_frozen(),
+        "{r:?}"
+    );
+    assert!(holders(max_hold).is_empty(), "no session is left");
+    drop(blocker_in);
+    let _ = blocker.wait();
+
+    // lightsnap killed while frozen with the lock held (its snapshot call hangs): the
+    // watchdog thaws, and the hook's session, watching lightsnap, ends: commits go on.
+    hang_create(&s.fake);
+    let child = spawn(&mut snap(&good, "10"));
+    wait_for_create_call(&s.fake, Duration::from_secs(60));
+    assert!(s.fs.is_frozen(), "frozen before the kill");
+    assert_eq!(
+        holders(max_hold).len(),
+        1,
+        "the hook's session holds the lock"
+    );
+    kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+    let r = wait_result(child);
+    assert_eq!(r.code, -1, "killed: {r:?}");
+    wait_thawed(&s.fs, Duration::from_secs(10));
+    wait_until(
+        "the hook's session gone with lightsnap",
+        Duration::from_secs(10),
+        || holders(max_hold).is_empty(),
+    );
+    let committed = Command::new("timeout")
+        .arg("20")
+        .arg(db.client().get_program())
+        .args(db.client().get_args())
+        .args(["-e", "INSERT INTO lightsnap.acked VALUES (1)"])
+        .status()
+        .unwrap();
+    assert!(committed.success(), "a commit after lightsnap died");
+    assert_eq!(db.sql("SELECT count(*) FROM lightsnap.acked"), "1");
+}
