@@ -1248,3 +1248,67 @@ fn sqlite_needs_no_hook_with_its_journal_or_wal_beside_it() {
         );
     }
 }
+
+/// Bitnami's layout (Lightsail's LAMP and WordPress blueprints), found by the MySQL hook
+/// without configuration: the client in `<bitnami>/mariadb/bin`, the socket in
+/// `<bitnami>/mariadb/tmp/mysql.sock`, root with a password only (no socket authentication),
+/// the password in Bitnami's application password file. A wrong password fails the run
+/// before freezing; the right one takes the lock.
+#[test]
+fn the_mysql_hook_finds_bitnami_without_configuration() {
+    let test = "the_mysql_hook_finds_bitnami_without_configuration";
+    if !root_or_skip(test) || !tool_or_skip(test, "mariadbd") {
+        return;
+    }
+    let s = Setup::new();
+    let data = s.fs.mount_point.join("mysql");
+    Maria::install(&data);
+    let db = Maria::start(&data, &s.scratch.path().join("maria-live"));
+    // Bitnami's tree, its programs and socket standing for the test's own.
+    let bitnami = s.scratch.path().join("bitnami");
+    for dir in ["mariadb/bin", "mariadb/tmp"] {
+        std::fs::create_dir_all(bitnami.join(dir)).unwrap();
+    }
+    let real_client = text(&run(Command::new("sh").args(["-c", "command -v mariadb"])).stdout);
+    std::os::unix::fs::symlink(real_client.trim(), bitnami.join("mariadb/bin/mariadb")).unwrap();
+    std::os::unix::fs::symlink(db.socket(), bitnami.join("mariadb/tmp/mysql.sock")).unwrap();
+    // A password with the characters a defaults file must escape.
+    let password = r#"Bit"na\mi-1"#;
+    let password_file = s.scratch.path().join("bitnami_application_password");
+    db.sql(&format!(
+        "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD('{}')",
+        password.replace('\\', "\\\\").replace('"', "\\\"")
+    ));
+    s.hooks(Some(("mysql", "10-mysql")));
+    let snap = |name: &str| {
+        finish(
+            configured_lightsnap(&s.scratch, &s.fake)
+                .env("LIGHTSNAP_BITNAMI_DIR", &bitnami)
+                .env("LIGHTSNAP_BITNAMI_PASSWORD_FILE", &password_file)
+                .env("LIGHTSNAP_MYSQL_LOCK_WAIT", "10")
+                .args(["freeze-and-snap", "--disk-name", "data-1"])
+                .args(["--snapshot-name", name])
+                .arg(&s.fs.mount_point),
+        )
+    };
+
+    std::fs::write(&password_file, "not-the-password\n").unwrap();
+    let r = snap("bitnami-0");
+    assert_eq!(r.code, 16, "{r:?}");
+    assert!(r.stderr.contains("Access denied"), "{r:?}");
+    assert!(create_calls(&s.fake).is_empty(), "{r:?}");
+
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let r = snap("bitnami-1");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("mysql hook: commits blocked (BACKUP STAGE BLOCK_COMMIT"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("mysql hook: lock released"), "{r:?}");
+    assert!(
+        !s.scratch.path().join("run/mysql-hook").exists(),
+        "the password's defaults file went with the session"
+    );
+}
