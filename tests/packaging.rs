@@ -205,6 +205,7 @@ fn common_files(man_suffix: &str) -> Vec<String> {
         "usr/share/lightsnap/pre-deploy",
         "usr/share/lightsnap/examples/hooks/postgresql",
         "usr/share/lightsnap/examples/hooks/mysql",
+        "usr/share/lightsnap/examples/hooks/redis",
         "usr/share/doc/lightsnap/README.md",
     ]
     .iter()
@@ -263,7 +264,7 @@ fn check_installed(root: &Root, unit_dir: &str) {
     };
     same("etc/lightsnap/config.toml", "packaging/config.toml");
     same("usr/share/lightsnap/pre-deploy", "packaging/pre-deploy");
-    for hook in ["postgresql", "mysql"] {
+    for hook in ["postgresql", "mysql", "redis"] {
         same(
             &format!("usr/share/lightsnap/examples/hooks/{hook}"),
             &format!("packaging/examples/hooks/{hook}"),
@@ -934,6 +935,7 @@ fn the_shell_scripts_pass_shellcheck() {
         p("packaging/pre-deploy"),
         p("packaging/examples/hooks/postgresql"),
         p("packaging/examples/hooks/mysql"),
+        p("packaging/examples/hooks/redis"),
         p("packaging/debian/postinst"),
         p("packaging/debian/prerm"),
         p("packaging/debian/postrm"),
