@@ -1429,3 +1429,57 @@ fn redis_with_its_hook_is_saved_before_the_freeze() {
         "{test}: counter {saved} in the snapshot, {acked_before} acknowledged before the run"
     );
 }
+
+/// `pre-restore` and `post-restore` stop and start the database's service (through a
+/// stand-in `systemctl` that knows one unit and logs what it is asked); a phase the hooks
+/// do not know is no error (a newer lightsnap's), no phase at all is.
+#[test]
+fn the_hooks_stop_and_start_the_service_around_a_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = dir.path().join("systemctl.log");
+    let systemctl = bin.join("systemctl");
+    std::fs::write(
+        &systemctl,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\n[ \"$1\" = cat ] && [ \"$2\" != \"$KNOWN\" ] && exit 1\nexit 0\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    for (hook, known) in [("mysql", "mysql.service"), ("postgresql", "postgresql")] {
+        for (phase, action) in [("pre-restore", "stop"), ("post-restore", "start")] {
+            let _ = std::fs::remove_file(&log);
+            let out = Command::new(repo().join("packaging/examples/hooks").join(hook))
+                .arg(phase)
+                .env("PATH", &path)
+                .env("KNOWN", known)
+                .env("LIGHTSNAP_PHASE", phase)
+                .env("LIGHTSNAP_BITNAMI_DIR", dir.path().join("no-bitnami"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{hook} {phase}: {out:?}");
+            let calls = std::fs::read_to_string(&log).unwrap();
+            assert!(
+                calls.lines().any(|l| l == format!("{action} {known}")),
+                "{hook} {phase}: {calls}"
+            );
+        }
+        let out = Command::new(repo().join("packaging/examples/hooks").join(hook))
+            .arg("some-future-phase")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{hook}: {out:?}");
+        let out = Command::new(repo().join("packaging/examples/hooks").join(hook))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{hook} without a phase: {out:?}"
+        );
+    }
+}
