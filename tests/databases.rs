@@ -382,13 +382,16 @@ impl Setup {
         calls[0].received_at_ms
     }
 
-    /// The snapshot's image, attached and mounted read-write at `scratch/<dir>` (a copy: the
-    /// server started on it replays its log, as on a disk made from the snapshot).
+    /// A copy of the snapshot's image, attached and mounted read-write at `scratch/<dir>`
+    /// (the server started on it replays its log, as on a disk made from the snapshot; the
+    /// fake's image stays as it was taken, for `lightsnap verify`).
     fn restore(&self, snapshot: &str, dir: &str) -> LoopMount {
-        LoopMount::new(
-            &self.fake.snapshot_image(snapshot),
-            &self.scratch.path().join(dir),
-        )
+        let copy = self.scratch.path().join(format!("{dir}.img"));
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(self.fake.snapshot_image(snapshot))
+            .arg(&copy));
+        LoopMount::new(&copy, &self.scratch.path().join(dir))
     }
 }
 
@@ -638,6 +641,13 @@ fn postgresql_under_load(with_hook: bool, test: &str) {
         .stderr(Stdio::null()));
     // A checkpoint before the load: without the hook, the snapshot's latest checkpoint is this
     // one (no timed checkpoint comes within the test's seconds; checkpoint_timeout is 5 min).
+    // A table the load never touches, for the verify hook to find damaged later.
+    pg.sql("CREATE TABLE fixed AS SELECT g AS id, md5(g::text) AS body FROM generate_series(1, 2000) g");
+    let fixed = pg.sql("SELECT pg_relation_filepath('fixed')");
+    // Frozen and analysed now, so autovacuum has nothing to change in it later (its first
+    // change after the checkpoint would put a full page image in the WAL, which recovery
+    // writes back over the damage).
+    pg.sql("VACUUM (FREEZE, ANALYZE) fixed");
     pg.sql("CHECKPOINT");
     let before_load = pg_checkpoint(&bin, &data);
 
@@ -737,6 +747,31 @@ fn postgresql_under_load(with_hook: bool, test: &str) {
         );
         assert_eq!(r.code, 18, "{r:?}");
         assert!(r.stderr.contains("no PostgreSQL cluster readable"), "{r:?}");
+        // A snapshot whose table is damaged (the line pointers of its first page pointing
+        // outside it, in a page no WAL record rewrites): the server starts, pg_amcheck finds
+        // the damage, the verification fails.
+        {
+            let image = LoopMount::new(
+                &s.fake.snapshot_image("pg-1"),
+                &s.scratch.path().join("damage"),
+            );
+            let file = image.dir.join("pgdata").join(&fixed);
+            let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+            use std::io::{Seek, SeekFrom};
+            // Each of its first 100 line pointers: a normal item at offset 9000, length 100,
+            // past the end of the 8 kB page.
+            let pointer: u32 = 9000 | (1 << 15) | (100 << 17);
+            f.seek(SeekFrom::Start(24)).unwrap();
+            f.write_all(&pointer.to_le_bytes().repeat(100)).unwrap();
+            f.sync_all().unwrap();
+        }
+        let r = s.verify("pg-1", "postgresql", &[]);
+        assert_eq!(r.code, 18, "{r:?}");
+        assert!(
+            r.stderr
+                .contains("pg_amcheck --heapallindexed found damage on the restored copy"),
+            "{r:?}"
+        );
     } else {
         assert_eq!(
             image_checkpoint, before_load,
