@@ -886,6 +886,15 @@ impl Maria {
         self.run.join("sock")
     }
 
+    /// A clean shutdown, waited for.
+    fn stop(&mut self) {
+        run(Command::new("mariadb-admin")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-u", "root", "shutdown"]));
+        self.child.wait().unwrap();
+    }
+
     fn err_log(&self) -> String {
         std::fs::read_to_string(self.run.join("err.log")).unwrap_or_default()
     }
@@ -930,12 +939,19 @@ fn mariadb_under_load(with_hook: bool, test: &str) {
     let s = Setup::new();
     let data = s.fs.mount_point.join("mysql");
     Maria::install(&data);
-    let db = Maria::start(&data, &s.scratch.path().join("maria-live"));
+    let mut db = Maria::start(&data, &s.scratch.path().join("maria-live"));
     db.sql(
         "CREATE DATABASE lightsnap CHARACTER SET utf8mb4; USE lightsnap; \
          CREATE TABLE acked (id INT PRIMARY KEY, body CHAR(32) NOT NULL) ENGINE=InnoDB; \
-         CREATE TABLE counter (n INT NOT NULL) ENGINE=InnoDB; INSERT INTO counter VALUES (0)",
+         CREATE TABLE counter (n INT NOT NULL) ENGINE=InnoDB; INSERT INTO counter VALUES (0); \
+         CREATE TABLE fixed (id INT PRIMARY KEY, body CHAR(32) NOT NULL) ENGINE=InnoDB; \
+         INSERT INTO fixed SELECT seq, MD5(seq) FROM seq_1_to_2000",
     );
+    // A table the load never touches, for the verify hook to find damaged later: a clean
+    // shutdown writes it out and checkpoints, so recovery never rebuilds its pages from the
+    // redo log (which would write over the damage).
+    db.stop();
+    let db = Maria::start(&data, &s.scratch.path().join("maria-live"));
     let mut cmd = db.client();
     cmd.args(["--unbuffered", "lightsnap"]);
     let mut client = AckClient::start(cmd, &s.scratch.path().join("acks.log"), maria_row);
@@ -1044,6 +1060,28 @@ fn mariadb_under_load(with_hook: bool, test: &str) {
             r.stderr.contains("no MySQL/MariaDB data directory at"),
             "{r:?}"
         );
+        // A snapshot whose table is damaged (the middle of its clustered index's root page,
+        // page 3, overwritten): the server starts, mariadb-check finds the damage, the
+        // verification fails.
+        {
+            let image = LoopMount::new(
+                &s.fake.snapshot_image("maria-1"),
+                &s.scratch.path().join("damage"),
+            );
+            let file = image.dir.join("mysql/lightsnap/fixed.ibd");
+            let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+            use std::io::{Seek, SeekFrom};
+            f.seek(SeekFrom::Start(3 * 16384 + 200)).unwrap();
+            f.write_all(&[0xA5; 400]).unwrap();
+            f.sync_all().unwrap();
+        }
+        let r = s.verify("maria-1", "mysql", &[]);
+        assert_eq!(r.code, 18, "{r:?}");
+        assert!(
+            r.stderr.contains("found damage on the restored copy"),
+            "{r:?}"
+        );
+        assert!(r.stderr.contains("lightsnap.fixed"), "{r:?}");
     }
     eprintln!(
         "{test}: {} rows restored, {} commits logged, {in_flight} in flight at the freeze \
