@@ -12,7 +12,11 @@
 //! them. What the hook adds is proved per engine: PostgreSQL's CHECKPOINT is the restored
 //! cluster's latest checkpoint (so it replays little WAL); MariaDB's backup lock holds every
 //! commit from before the freeze to after the thaw, so the snapshot holds exactly the commits
-//! acknowledged before the hook ran.
+//! acknowledged before the hook ran. With the hooks, `lightsnap verify` starts each database
+//! on its restored copy, and fails a copy damaged on purpose. The MySQL hook is also run on
+//! its failures (refused credentials, a lock not granted in time, lightsnap killed while it
+//! holds the lock) and on Bitnami's layout; SQLite is shown to need no hook, and Redis's hook
+//! to save what the snapshot would otherwise lack.
 //!
 //! Root only (loop devices, mount, FIFREEZE, running servers as their users); CI runs them.
 
