@@ -257,14 +257,15 @@ fn the_normaliser_hides_only_what_changes_between_runs() {
 // Exit codes, as documented
 // ---------------------------------------------------------------------------------------
 
-/// The codes of a `| code | meaning |` table in the README's "Exit codes" section.
+/// The codes of the `| code | meaning |` table of the manual's "Exit codes" page.
 fn readme_exit_codes() -> Vec<u32> {
-    let readme = include_str!("../README.md");
-    let section = readme
-        .split("\n## Exit codes")
-        .nth(1)
-        .expect("the README has an Exit codes section");
-    let table = section.split("\n#").next().unwrap();
+    let page = include_str!("../docs/src/exit-codes.md");
+    let table = page
+        .strip_prefix("# Exit codes")
+        .expect("the manual's exit codes page starts with its title")
+        .split("\n#")
+        .next()
+        .unwrap();
     let mut codes = Vec::new();
     for line in table.lines().filter(|l| l.starts_with("| ")) {
         let cell = line.split('|').nth(1).unwrap().trim();
@@ -300,7 +301,7 @@ fn the_exit_codes_in_the_readme_are_those_of_help() {
     assert_eq!(
         readme_exit_codes(),
         codes,
-        "README.md's exit code table and `lightsnap --help` disagree"
+        "docs/src/exit-codes.md's table and `lightsnap --help` disagree"
     );
 }
 

@@ -32,7 +32,7 @@ pub struct List {
 }
 
 /// One snapshot in `--output json` (of `list`, and of what `prune` deletes). The schema is
-/// documented in the README and pinned by `tests/golden/`: add members, never change one.
+/// documented in the manual (docs/src/json.md) and pinned by `tests/golden/`: add members, never change one.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     /// Snapshot name.

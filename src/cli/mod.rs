@@ -67,7 +67,7 @@ pub struct Cli {
     /// Where the lock and the recovery record are kept (a tmpfs, never a filesystem to freeze).
     #[arg(long, global = true, env = "LIGHTSNAP_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
     pub run_dir: PathBuf,
-    /// Output format: short human lines, or one JSON document (schema in the README).
+    /// Output format: short human lines, or one JSON document (schema in the manual, docs/src/json.md).
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
     /// The directory configuration paths are relative to (`/etc/lightsnap/...` under it).

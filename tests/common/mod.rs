@@ -937,7 +937,7 @@ pub fn golden(name: &str, doc: &serde_json::Value, scratch: &Scratch) {
     assert_eq!(
         want,
         text,
-        "the --output json schema of {name} changed (golden file {}): if that is intended, rerun with UPDATE_GOLDEN=1 and say so in the README's JSON section",
+        "the --output json schema of {name} changed (golden file {}): if that is intended, rerun with UPDATE_GOLDEN=1 and say so in the manual's JSON page (docs/src/json.md)",
         path.display()
     );
 }
