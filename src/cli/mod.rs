@@ -1,6 +1,7 @@
 //! The command line: one clap enum, one file per subcommand, each with `run(self)`.
 
 mod check;
+mod fleet;
 mod freeze_and_snap;
 mod generate;
 mod list;
@@ -122,6 +123,9 @@ pub enum Command {
     /// Exit 0 (OK) if every target has a success younger than --max-age, else 2 (CRITICAL):
     /// a monitoring-plugins (Nagios) check.
     Check(check::Check),
+    /// Every instance's disks and their newest lightsnap snapshots, from the Lightsail API
+    /// (read-only; --max-age makes it a check).
+    Fleet(fleet::Fleet),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true, name = "__generate")]
     Generate(generate::Generate),
@@ -149,6 +153,7 @@ impl Cli {
             Command::Status(c) => c.run(&globals),
             Command::Check(c) => c.run(&globals),
             Command::Verify(c) => c.run(&globals),
+            Command::Fleet(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }
