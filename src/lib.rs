@@ -13,6 +13,7 @@ pub mod cloud;
 pub mod config;
 pub mod exit_code;
 pub mod files;
+pub mod fleet;
 pub mod hooks;
 pub mod journal;
 pub mod kernel;

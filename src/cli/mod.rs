@@ -1,6 +1,7 @@
 //! The command line: one clap enum, one file per subcommand, each with `run(self)`.
 
 mod check;
+mod fleet;
 mod freeze_and_snap;
 mod generate;
 mod iam_policy;
@@ -135,6 +136,9 @@ pub enum Command {
     /// Print the least-privilege IAM policy for lightsnap's AWS keys (JSON, for
     /// `aws iam put-user-policy`).
     IamPolicy(iam_policy::IamPolicy),
+    /// Every instance's disks and their newest lightsnap snapshots, from the Lightsail API
+    /// (read-only; --max-age makes it a check).
+    Fleet(fleet::Fleet),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true, name = "__generate")]
     Generate(generate::Generate),
@@ -164,6 +168,7 @@ impl Cli {
             Command::Verify(c) => c.run(&globals),
             Command::Setup(c) => c.run(&globals),
             Command::IamPolicy(c) => c.run(&globals),
+            Command::Fleet(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }

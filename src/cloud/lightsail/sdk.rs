@@ -117,6 +117,24 @@ impl SdkLightsail {
     }
 }
 
+impl SdkLightsail {
+    /// GetRegions: the names of every region Lightsail is in (for `lightsnap fleet
+    /// --all-regions`).
+    pub async fn regions(&self) -> Result<Vec<String>, ApiError> {
+        let out = self
+            .client
+            .get_regions()
+            .send()
+            .await
+            .map_err(|e| self.classify("GetRegions", e))?;
+        Ok(out
+            .regions()
+            .iter()
+            .filter_map(|r| r.name().map(|n| n.as_str().to_string()))
+            .collect())
+    }
+}
+
 /// Timeouts and retries that fit every attempt of a call inside `budget`, on the same
 /// connector as every other call (see [`CONNECT_TIMEOUT`]; an attempt is bounded by its own
 /// timeout, connecting included).
