@@ -138,7 +138,12 @@ fn deny(sid: &'static str, actions: &[&'static str], conditions: Vec<Condition>)
 pub fn policy(variant: Variant, scope: &Scope) -> Policy {
     let read = allow("Read", READ_ACTIONS, Vec::new());
     let statements = match variant {
-        Variant::ReadOnly => vec![read],
+        // What `lightsnap fleet` reads too: every region's list.
+        Variant::ReadOnly => {
+            let mut reads = READ_ACTIONS.to_vec();
+            reads.extend(super::lightsail::FLEET_OPERATIONS);
+            vec![allow("Read", &reads, Vec::new())]
+        }
         Variant::Admin => vec![
             read,
             allow(
@@ -436,7 +441,8 @@ mod tests {
             .all(|a| a.starts_with("Get") || a.starts_with("Delete")));
         assert!(!admin.contains("DeleteDisk"));
         let read = policy(Variant::ReadOnly, &scope()).allowed_actions();
-        assert_eq!(read, READ_ACTIONS.iter().copied().collect());
+        let fleet = crate::cloud::lightsail::FLEET_OPERATIONS;
+        assert_eq!(read, READ_ACTIONS.iter().chain(fleet).copied().collect());
     }
 
     /// Every allowed action that takes a tag condition has one on every Allow.

@@ -10,7 +10,7 @@ mod storage;
 
 use std::time::Duration;
 
-pub use sdk::{NoRegion, SdkLightsail, OPERATIONS};
+pub use sdk::{NoRegion, SdkLightsail, FLEET_OPERATIONS, OPERATIONS};
 pub use storage::{DiskState, NewDisk};
 
 /// A Lightsail disk, as far as lightsnap cares.

@@ -29,7 +29,7 @@ use super::{
 #[error("no AWS region found: set --region, `region` in /etc/lightsnap/config.toml, AWS_REGION, or `region` in the AWS profile (on a Lightsail instance the metadata service gives it, if it can be reached)")]
 pub struct NoRegion;
 
-pub use operations::OPERATIONS;
+pub use operations::{FLEET_OPERATIONS, OPERATIONS};
 
 /// The real thing, on `aws-sdk-lightsail`.
 #[derive(Debug, Clone)]

@@ -25,6 +25,11 @@ pub const OPERATIONS: &[&str] = &[
     "TagResource",
 ];
 
+/// Operations only `lightsnap fleet` makes — from an administrator's or a monitor's machine,
+/// under `lightsnap iam-policy --read-only`; never an instance's own lightsnap, so never in
+/// the instance's policy.
+pub const FLEET_OPERATIONS: &[&str] = &["GetRegions"];
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -97,7 +102,11 @@ mod tests {
         // Not operations: the client's own methods.
         calls.remove("Clone");
         calls.remove("Config");
-        let table: BTreeSet<String> = super::OPERATIONS.iter().map(|s| s.to_string()).collect();
+        let table: BTreeSet<String> = super::OPERATIONS
+            .iter()
+            .chain(super::FLEET_OPERATIONS)
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(calls, table, "the SDK client's calls vs OPERATIONS");
     }
 
