@@ -480,15 +480,51 @@ fn an_unreachable_ping_url_never_fails_a_run() {
     write_conf(
         &s.scratch,
         "etc/lightsnap/config.toml",
-        &format!("ping_url = \"http://127.0.0.1:{port}/ping/x\"\n"),
+        &format!("ping_url = \"http://127.0.0.1:{port}/ping/secret-uuid?rid=secret-rid\"\n"),
     );
-    let r = snap_named(&s, "p-1", &[]);
+    let r = snap_named(&s, "p-1", &["-vv"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stderr.contains("ping"),
-        "the failed ping is not reported: {r:?}"
+        r.stderr.contains("ping") && r.stderr.contains("http://127.0.0.1"),
+        "the failed ping is not reported with its host: {r:?}"
+    );
+    // A ping URL is a secret: only its scheme and host are ever logged.
+    assert!(
+        !r.stderr.contains("secret-"),
+        "the ping URL was logged whole: {r:?}"
     );
     assert_eq!(create_calls(&s.fake).len(), 1);
+}
+
+/// Push URLs with a query string (healthchecks' `?rid=`, Uptime Kuma's `?status=up`,
+/// Cronitor's `?state=`) are pinged with it, the suffix on the path and the query last.
+#[test]
+fn a_ping_url_with_a_query_string_keeps_it() {
+    let Some(s) = OneDisk::new("a_ping_url_with_a_query_string_keeps_it") else {
+        return;
+    };
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "ping_url = \"{}/ping/q?rid=42&create=1\"\n",
+            s.fake.endpoint()
+        ),
+    );
+    let r = snap_named(&s, "q-1", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("ping"), "{r:?}");
+    let p: Vec<String> = pings(&s.fake)
+        .into_iter()
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(
+        p,
+        vec![
+            "GET /ping/q/start?rid=42&create=1",
+            "GET /ping/q?rid=42&create=1"
+        ]
+    );
 }
 
 /// A metrics_file whose directory does not exist is refused before anything is frozen, and a

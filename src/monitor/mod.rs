@@ -94,7 +94,13 @@ impl Monitor {
             enabled,
         };
         if let (true, Some(url)) = (enabled, &monitor.ping_url) {
-            ping::send(url, ping::Kind::Start, "");
+            if let ping::Sent::Stopped(code) = ping::send(url, ping::Kind::Start, "") {
+                return Err(crate::signals::Stopped {
+                    code,
+                    when: crate::signals::BEFORE_FREEZE,
+                }
+                .into());
+            }
         }
         Ok(monitor)
     }
@@ -165,6 +171,7 @@ impl Monitor {
                 tracing::warn!("metrics_file: {e:#}");
             }
         }
+        // A stop request during this last ping gives it up (logged); the run's outcome stands.
         if let Some(url) = &self.ping_url {
             if ok {
                 ping::send(url, ping::Kind::Success, "");
