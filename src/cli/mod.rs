@@ -12,7 +12,7 @@ mod snap_args;
 mod snap_instance;
 mod status;
 mod thaw;
-mod timer;
+pub mod timer;
 pub mod verify;
 
 use std::path::PathBuf;
