@@ -104,6 +104,12 @@ pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
     }
 
+    // The configuration's page, from the same list of keys `lightsnap config` shows.
+    let toml_page = dir.join("lightsnap.toml.5");
+    let page = crate::config::keys::man_page(env!("CARGO_PKG_VERSION"));
+    write_file(&toml_page, |w| w.write_all(page.as_bytes()))?;
+    written.push(toml_page);
+
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         let mut cmd = without_hidden(Cli::command());
         let path = clap_complete::generate_to(shell, &mut cmd, "lightsnap", dir)
@@ -202,6 +208,8 @@ mod tests {
             .collect();
         for expected in [
             "lightsnap.8",
+            "lightsnap.toml.5",
+            "lightsnap-config.8",
             "lightsnap-freeze-and-snap.8",
             "lightsnap-run.8",
             "lightsnap-thaw.8",

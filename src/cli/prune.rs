@@ -241,6 +241,7 @@ mod tests {
         let config = Retention {
             keep: Some(7),
             older_than: Some(Duration::from_secs(30 * 86_400)),
+            ..Retention::default()
         };
         let day = Duration::from_secs(86_400);
         assert_eq!(

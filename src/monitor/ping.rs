@@ -55,7 +55,10 @@ fn parse(url: &str) -> Result<Uri> {
         bail!("ping_url {}: no host", redacted(url));
     };
     // `http` leaves out a port that is not a u16 rather than refusing it.
-    let port_text = authority.as_str().rsplit_once(']').map_or(authority.as_str(), |x| x.1);
+    let port_text = authority
+        .as_str()
+        .rsplit_once(']')
+        .map_or(authority.as_str(), |x| x.1);
     let bad_port = port_text
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_err());
