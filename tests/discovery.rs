@@ -505,7 +505,11 @@ fn the_metadata_service_answers_at_an_ipv6_endpoint() {
     opts.listen = "[::1]:0".parse().unwrap();
     opts.snapshot_duration = Duration::ZERO;
     let v6 = Fake::start(opts).unwrap();
-    assert!(v6.imds_endpoint().starts_with("http://[::1]:"), "{}", v6.imds_endpoint());
+    assert!(
+        v6.imds_endpoint().starts_with("http://[::1]:"),
+        "{}",
+        v6.imds_endpoint()
+    );
     let r = finish(
         lightsnap(&scratch, &v6)
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", v6.imds_endpoint())
@@ -521,7 +525,10 @@ fn the_metadata_service_answers_at_an_ipv6_endpoint() {
         .map(|c| (c.operation, c.body["token"].as_bool().unwrap_or(false)))
         .collect();
     assert!(!imds.is_empty(), "IMDS never asked");
-    assert!(imds.iter().all(|(_, token)| *token), "IMDSv2 tokens: {imds:?}");
+    assert!(
+        imds.iter().all(|(_, token)| *token),
+        "IMDSv2 tokens: {imds:?}"
+    );
 }
 
 #[test]
