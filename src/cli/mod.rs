@@ -189,8 +189,8 @@ pub enum Command {
     /// read-only, removed; the snapshot tagged lightsnap:verified=clean|failed.
     #[command(after_help = examples::VERIFY)]
     Verify(verify::Verify),
-    /// Exit 0 (OK) if every target has a success younger than --max-age, else 2 (CRITICAL):
-    /// a monitoring-plugins (Nagios) check.
+    /// A monitoring-plugins (Nagios) check: 0 OK, 1 WARNING (-w), 2 CRITICAL (-c, --max-age)
+    /// by the age of each target's last success, 3 UNKNOWN when it cannot check.
     #[command(after_help = examples::CHECK)]
     Check(check::Check),
     /// Show the settings in force and the file each came from; `config check` validates
@@ -270,6 +270,32 @@ pub fn json_asked(args: &[std::ffi::OsString]) -> bool {
         .any(|(a, next)| {
             a == "--output=json" || (a == "--output" && next.is_some_and(|n| n == "json"))
         })
+}
+
+/// The subcommand named on a command line (the first word that is neither an option nor the
+/// value of a global option), even one clap refused.
+pub fn subcommand_of(args: &[std::ffi::OsString]) -> Option<String> {
+    const TAKES_VALUE: &[&str] = &[
+        "--run-dir",
+        "--output",
+        "--config-root",
+        "--profile",
+        "--config",
+    ];
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(w) = words.next() {
+        if TAKES_VALUE.contains(&w.as_ref()) {
+            words.next();
+        } else if !w.starts_with('-') {
+            return Some(w.into_owned());
+        }
+    }
+    None
+}
+
+/// The exit code of `check`'s UNKNOWN (its usage errors included).
+pub fn check_unknown_code() -> i32 {
+    check::UNKNOWN_CODE
 }
 
 /// Parses a duration written as `500ms`, `10s`, `2m`.

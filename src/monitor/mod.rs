@@ -135,7 +135,13 @@ impl Monitor {
         let mut states = Vec::new();
         for target in &self.targets {
             let path = state::file_of(&self.state_dir, target);
-            let mut s = state::read(&path).unwrap_or_default();
+            let known = state::read(&path);
+            // A run refused before it found a filesystem (no such path: a typo) leaves no
+            // trace: otherwise `check` would report the typo CRITICAL for good.
+            if !ok && known.is_none() && target != INSTANCE_TARGET && !Path::new(target).exists() {
+                continue;
+            }
+            let mut s = known.unwrap_or_default();
             s.target = target.clone();
             self.update(&mut s, code, &message, report.as_ref());
             match serde_json::to_vec_pretty(&s) {

@@ -41,6 +41,12 @@ pub enum Kind {
 }
 
 fn parse(url: &str) -> Result<Uri> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!(
+            "ping_url {}: must start with http:// or https://",
+            redacted(url)
+        );
+    }
     let uri: Uri = url
         .parse()
         .with_context(|| format!("ping_url {}: not a URL", redacted(url)))?;
