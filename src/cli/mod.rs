@@ -32,9 +32,9 @@ macro_rules! exit_codes_text {
         "\
 Exit codes:
   0    success
-  1    unexpected failure
-  2    usage error or invalid input (nothing was touched); check: CRITICAL (a target is stale)
-  3    path, disk or instance not found
+  1    unexpected failure; check: WARNING (a target is older than -w)
+  2    usage error or invalid input (nothing was touched); check: CRITICAL (older than -c)
+  3    path, disk or instance not found; check: UNKNOWN (it could not check)
   4    not a filesystem on a block device
   5    busy (another run holds the lock, or the mount is in use)
   6    already frozen by someone else (left as it was)

@@ -74,16 +74,18 @@ pub fn endpoint() -> String {
     }
 }
 
-/// Asks the metadata service for the instance identity; each attempt's connection and each
-/// read bounded by `timeout`, the whole of one answer (retries included) by three times it.
+/// Asks the metadata service for the instance identity; each attempt bounded by `timeout`,
+/// the whole of one answer (retries included) by three times it. The connect and read
+/// timeouts stay the SDK's (1 s), unlike the Lightsail client's (2 s connect): seen in the
+/// tests, where the fake serves the API and the metadata on one port, a metadata client with
+/// the Lightsail client's connect timeout made a frozen window's CreateDiskSnapshot stall 5 s
+/// and be retried (the SDK keys its connection pools by connector settings).
 pub async fn identity(timeout: Duration) -> Result<Identity, ImdsError> {
     if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
         return Err(ImdsError::Disabled);
     }
     let client = aws_config::imds::Client::builder()
         .max_attempts(3)
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
         .operation_attempt_timeout(timeout)
         .operation_timeout(timeout * 3)
         // Lightsnap asks three questions in a second: a short-lived token is enough.
