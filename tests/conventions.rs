@@ -210,3 +210,33 @@ fn config_check_names_the_file_and_key_at_fault() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("/nonexistent/lightsnap.toml"), "{err}");
 }
+
+/// For a `cargo install`: completions and man pages from the binary itself.
+#[test]
+fn completions_and_man_pages_are_visible_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = lightsnap(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains("freeze-and-snap"), "{shell}: {out}");
+        assert!(
+            !out.contains("__generate"),
+            "{shell}: a hidden command offered"
+        );
+    }
+    let (code, out, err) = lightsnap(&["man"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(".TH lightsnap 8"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = lightsnap(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for page in ["lightsnap.8", "lightsnap-check.8", "lightsnap.toml.5"] {
+        assert!(dir.path().join(page).exists(), "{page}: {out}");
+    }
+    let toml = std::fs::read_to_string(dir.path().join("lightsnap.toml.5")).unwrap();
+    assert!(toml.contains("keep_daily"), "{toml}");
+    let (_, help, _) = lightsnap(&["--help"]);
+    assert!(
+        help.contains("completions") && help.contains("\n  man "),
+        "{help}"
+    );
+}

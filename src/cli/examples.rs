@@ -71,3 +71,16 @@ Examples:
   lightsnap config                       (each setting, its value and the file it came from)
   lightsnap config check                 (validate, without credentials or network)
   lightsnap --config ./new.toml config check";
+
+/// `completions`.
+pub const COMPLETIONS: &str = "\
+Examples:
+  lightsnap completions bash > /usr/share/bash-completion/completions/lightsnap
+  lightsnap completions zsh > /usr/local/share/zsh/site-functions/_lightsnap
+  lightsnap completions fish > ~/.config/fish/completions/lightsnap.fish";
+
+/// `man`.
+pub const MAN: &str = "\
+Examples:
+  lightsnap man | man -l -
+  lightsnap man --out-dir /usr/local/share/man/man8   (then move lightsnap.toml.5 to man5)";

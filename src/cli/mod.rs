@@ -1,6 +1,7 @@
 //! The command line: one clap enum, one file per subcommand, each with `run(self)`.
 
 mod check;
+mod docs_cmd;
 mod examples;
 mod freeze_and_snap;
 mod generate;
@@ -197,6 +198,12 @@ pub enum Command {
     /// the configuration files without credentials or network.
     #[command(after_help = examples::CONFIG)]
     Config(settings::ConfigCmd),
+    /// Print the shell completions (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = examples::COMPLETIONS)]
+    Completions(docs_cmd::Completions),
+    /// Print the man page lightsnap(8), or write every man page into a directory.
+    #[command(after_help = examples::MAN)]
+    Man(docs_cmd::ManPages),
     /// Write the man page and shell completions (for packaging).
     #[command(hide = true, name = "__generate")]
     Generate(generate::Generate),
@@ -238,6 +245,8 @@ impl Cli {
             Command::Check(c) => c.run(&globals),
             Command::Verify(c) => c.run(&globals),
             Command::Config(c) => c.run(&globals),
+            Command::Completions(c) => c.run(),
+            Command::Man(c) => c.run(),
             Command::Generate(c) => c.run(),
         }
     }
