@@ -65,9 +65,14 @@ pub struct Prune {
 struct RuleDoc {
     keep: Option<u32>,
     older_than_s: Option<u64>,
+    // Only when set: the documents of a rule without them stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
     keep_daily: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     keep_weekly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     keep_monthly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     keep_yearly: Option<u32>,
 }
 
