@@ -587,6 +587,92 @@ fn pings_go_over_https() {
     assert_eq!(p, vec!["GET /ping/tls/start", "GET /ping/tls"]);
 }
 
+/// A CONNECT proxy on 127.0.0.1 that tunnels each connection where it is asked and records
+/// each request line.
+fn connect_proxy() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let recorded = recorded.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                recorded.lock().unwrap().push(line.clone());
+                let target = line.split_whitespace().nth(1).unwrap_or_default();
+                let Ok(mut upstream) = TcpStream::connect(target) else {
+                    return;
+                };
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut u2, &mut c2);
+                    let _ = c2.shutdown(Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut client, &mut upstream);
+                let _ = upstream.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Pings go through the proxy `HTTPS_PROXY` names, as every HTTP tool's do.
+#[test]
+fn pings_go_through_https_proxy() {
+    let Some(s) = OneDisk::new("pings_go_through_https_proxy") else {
+        return;
+    };
+    let tls_dir = Scratch::new();
+    let pinged = fake_tls(&tls_dir, seed(&[], None));
+    let (proxy, seen) = connect_proxy();
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("ping_url = \"{}/ping/proxied\"\n", pinged.endpoint()),
+    );
+    let r = finish(
+        configured_lightsnap(&s.scratch, &s.fake)
+            .env("SSL_CERT_FILE", pinged.ca_file().unwrap())
+            .env("HTTPS_PROXY", format!("http://{proxy}"))
+            .args(["freeze-and-snap", "--snapshot-name", "px-1"])
+            .arg(&s.fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("ping"), "{r:?}");
+    let p: Vec<String> = pings(&pinged)
+        .into_iter()
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(p, vec!["GET /ping/proxied/start", "GET /ping/proxied"]);
+    let host = pinged.endpoint().trim_start_matches("https://").to_string();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![format!("CONNECT {host} HTTP/1.1"); 2],
+        "both pings through the proxy"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Golden files: the --output json schema of status and check, as tests/operator.rs pins the
 // others (same directory, same UPDATE_GOLDEN=1)
