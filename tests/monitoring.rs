@@ -673,6 +673,60 @@ fn pings_go_through_https_proxy() {
     );
 }
 
+/// A stop request (SIGTERM) during the last ping ends it at once: the process does not wait
+/// out the ping's time limit, and the run's outcome (a snapshot taken) stands.
+#[test]
+fn a_stop_request_ends_the_last_ping() {
+    let Some(s) = OneDisk::new("a_stop_request_ends_the_last_ping") else {
+        return;
+    };
+    // A ping service that takes each connection and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+            if tx.send(held.len()).is_err() {
+                return;
+            }
+        }
+    });
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("ping_url = \"http://127.0.0.1:{port}/ping/silent\"\n"),
+    );
+    let child = configured_lightsnap(&s.scratch, &s.fake)
+        .args(["freeze-and-snap", "--snapshot-name", "stop-1"])
+        .arg(&s.fs.mount_point)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The start ping (given up after its limit), then the last one.
+    let limit = std::time::Duration::from_secs(30);
+    assert_eq!(rx.recv_timeout(limit).unwrap(), 1);
+    assert_eq!(rx.recv_timeout(limit).unwrap(), 2, "no last ping");
+    let stopped_at = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = stopped_at.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the last ping outlived the stop request by {took:?}: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("given up"), "{stderr}");
+    assert_eq!(create_calls(&s.fake).len(), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Golden files: the --output json schema of status and check, as tests/operator.rs pins the
 // others (same directory, same UPDATE_GOLDEN=1)

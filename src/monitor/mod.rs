@@ -94,6 +94,8 @@ impl Monitor {
             enabled,
         };
         if let (true, Some(url)) = (enabled, &monitor.ping_url) {
+            // A stop request during the start ping ends the process by the signal's default
+            // action; should the ping have been stopped otherwise, the run stops here.
             if let ping::Sent::Stopped(code) = ping::send(url, ping::Kind::Start, "") {
                 return Err(crate::signals::Stopped {
                     code,

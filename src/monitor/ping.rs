@@ -6,8 +6,8 @@
 //! never fails or delays a run for long: it is sent before the run's first step and after its
 //! last (never while anything is frozen), within one time limit for the whole of it (name
 //! lookup, connection, TLS, answer), and an error is a warning. A stop request (SIGINT,
-//! SIGTERM, SIGHUP) ends a ping at once: before the run it stops the run, after it the ping
-//! is given up.
+//! SIGTERM, SIGHUP) ends a ping at once: before the run it ends the process (nothing is
+//! frozen yet), after it the ping is given up and the run's outcome stands.
 //!
 //! HTTP through `ureq` (every address a name resolves to is tried; `HTTPS_PROXY`,
 //! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured), over rustls with the aws-lc-rs
@@ -138,12 +138,19 @@ pub enum Sent {
 }
 
 /// Sends one ping; an error is a warning, never the run's. A stop request ends it at once.
-/// Called outside any async runtime (before the run's, or after it is gone).
+/// Called outside any async runtime (before the run's, or after it is gone). The start ping
+/// leaves the stop signals as they are (their default action ends the process: nothing is
+/// frozen yet, and a handler installed here would swallow a stop request made before the
+/// run listens for them); the last ping listens for them itself, the run's handlers being
+/// installed for good by then.
 pub fn send(url: &str, kind: Kind, body: &str) -> Sent {
     let started = Instant::now();
     let shown = redacted(url);
     let outcome = match crate::runtime() {
         Ok(rt) => rt.block_on(async {
+            if kind == Kind::Start {
+                return Ok(request_in_thread(url, kind, body).await);
+            }
             match Signals::install() {
                 Ok(mut signals) => send_or_stop(url, kind, body, &mut signals).await,
                 Err(_) => Ok(request_in_thread(url, kind, body).await),
