@@ -31,7 +31,7 @@ pub enum ExitCode {
     AlreadyFrozen = 6,
     /// Not permitted: not root, or refused by the confinement guard.
     Permission = 7,
-    /// The disk named (`--disk-name`, or `disk` in the configuration) is not the one behind
+    /// The disk named (`--disk`, or `disk` in the configuration) is not the one behind
     /// the path: attached to another instance, or another disk of this one.
     WrongDisk = 8,
     /// Lightsail refused the request (invalid input, operation failed).

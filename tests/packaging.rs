@@ -214,6 +214,7 @@ fn common_files(man_suffix: &str) -> Vec<String> {
     for page in MAN_PAGES {
         files.push(format!("usr/share/man/man8/{page}.8{man_suffix}"));
     }
+    files.push(format!("usr/share/man/man5/lightsnap.toml.5{man_suffix}"));
     files
 }
 

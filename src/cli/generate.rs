@@ -89,6 +89,32 @@ impl Generate {
 
 /// Writes the man pages and completions into `dir` (made if missing); returns their paths.
 pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = write_man_pages(dir)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let mut cmd = without_hidden(Cli::command());
+        let path = clap_complete::generate_to(shell, &mut cmd, "lightsnap", dir)
+            .with_context(|| format!("writing the {shell} completions into {}", dir.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Writes the completions for `shell` to `w` (`lightsnap completions SHELL`).
+pub fn completions(shell: Shell, w: &mut dyn Write) {
+    let mut cmd = without_hidden(Cli::command());
+    clap_complete::generate(shell, &mut cmd, "lightsnap", w);
+}
+
+/// Writes `lightsnap(8)` to `w` (`lightsnap man` without a directory).
+pub fn main_man_page(w: &mut dyn Write) -> Result<()> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    main_page(&cmd, w).context("writing the man page")
+}
+
+/// Writes the man pages (`lightsnap.8`, one per subcommand, `lightsnap.toml.5`) into `dir`
+/// (made if missing); returns their paths.
+pub fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
@@ -104,12 +130,11 @@ pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
     }
 
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let mut cmd = without_hidden(Cli::command());
-        let path = clap_complete::generate_to(shell, &mut cmd, "lightsnap", dir)
-            .with_context(|| format!("writing the {shell} completions into {}", dir.display()))?;
-        written.push(path);
-    }
+    // The configuration's page, from the same list of keys `lightsnap config` shows.
+    let toml_page = dir.join("lightsnap.toml.5");
+    let page = crate::config::keys::man_page(env!("CARGO_PKG_VERSION"));
+    write_file(&toml_page, |w| w.write_all(page.as_bytes()))?;
+    written.push(toml_page);
     Ok(written)
 }
 
@@ -202,6 +227,8 @@ mod tests {
             .collect();
         for expected in [
             "lightsnap.8",
+            "lightsnap.toml.5",
+            "lightsnap-config.8",
             "lightsnap-freeze-and-snap.8",
             "lightsnap-run.8",
             "lightsnap-thaw.8",

@@ -32,7 +32,7 @@ pub async fn this_owner(api: &SdkLightsail) -> Result<Owner> {
                 ImdsError::Unreachable { endpoint, why } => {
                     format!("no answer from the instance metadata service at {endpoint}: {why}")
                 }
-                ImdsError::Status { .. } => e.to_string(),
+                ImdsError::Status { .. } | ImdsError::BadEndpoint { .. } => e.to_string(),
             };
             fail!(
                 ExitCode::NotFound,

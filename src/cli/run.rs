@@ -60,10 +60,7 @@ impl Run {
                 &mut result,
             )
             .await;
-            let rule = Rule {
-                keep: settings.retention.keep,
-                older_than: settings.retention.older_than,
-            };
+            let rule = Rule::from_config(&settings.retention);
             if rule != Rule::default() {
                 let (mut pruned, mut pruning) =
                     apply_retention(api, rule, &report, output, signals).await;

@@ -305,7 +305,8 @@ fn facts(
             });
         }
     }
-    if let Some(window) = super::timer::window(root) {
+    // The timer's schedule as systemd has it (drop-ins and the local time zone included).
+    for window in super::timer::windows() {
         for t in &targets {
             if let Some(hour) = &t.auto_snapshot {
                 if super::timer::meets_auto_snapshot(window, hour) {

@@ -40,8 +40,9 @@ pub struct SnapArgs {
     #[arg(long)]
     pub allow_crash_consistent: bool,
     /// Skip the flush before the freeze: FIFREEZE then writes out all dirty data itself, with
-    /// writes paused. For measuring what the flush saves; never faster overall.
-    #[arg(long)]
+    /// writes paused. For measuring what the flush saves; never faster overall. A benchmark
+    /// knob, left out of the help.
+    #[arg(long, hide = true)]
     pub no_syncfs: bool,
     /// Make FIFREEZE quicker by expediting the kernel's RCU grace periods while it runs
     /// (/sys/kernel/rcu_expedited, a system-wide switch, on for the freeze calls only and put
@@ -66,11 +67,6 @@ pub struct SnapArgs {
     /// lock, no API writes.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print nothing on stdout when the run succeeds (for cron, which mails any output);
-    /// errors and warnings still go to stderr, and with --output json a failure's document
-    /// is still printed.
-    #[arg(short, long)]
-    pub quiet: bool,
     /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
     #[arg(long)]
     pub region: Option<String>,
@@ -152,7 +148,7 @@ impl SnapArgs {
         }
         let settings = config::load(&globals.config_root)?;
         // Every command taking these options starts here: silenced before anything prints.
-        if self.quiet {
+        if globals.quiet {
             super::quiet::silence()?;
         }
         // Tags merge: configuration, lightsnap's own, then flags, a later value winning.

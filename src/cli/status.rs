@@ -24,6 +24,14 @@ pub struct Status {
     /// metadata).
     #[arg(long, requires = "refresh")]
     pub region: Option<String>,
+    /// Drop what is recorded of PATH (a mistyped path, or one no longer snapshotted):
+    /// `status` and `check` forget it. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub forget: Vec<std::path::PathBuf>,
+    /// Every target with a state file, not only those watched (the configured ones and
+    /// those that succeeded within the last 30 days).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Seconds since the epoch, now.
@@ -42,7 +50,28 @@ impl Status {
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
         let settings = config::load(&globals.config_root)?;
         let dir = monitor::state_dir(&settings);
-        let states = state::read_all(&dir)?;
+        if !self.forget.is_empty() {
+            return forget(&dir, &self.forget);
+        }
+        let all = state::read_all(&dir)?;
+        let states: Vec<TargetState> = if self.all {
+            all
+        } else {
+            let configured: Vec<std::path::PathBuf> =
+                settings.snapshots.iter().map(|e| e.path.clone()).collect();
+            state::watched(&all, &monitor::path_targets(&configured), now())
+                .into_iter()
+                .map(|t| {
+                    all.iter()
+                        .find(|s| s.target == t)
+                        .cloned()
+                        .unwrap_or(TargetState {
+                            target: t,
+                            ..TargetState::default()
+                        })
+                })
+                .collect()
+        };
         let (newest, scratch) = if self.refresh {
             crate::runtime()?.block_on(async {
                 let api = SdkLightsail::from_env(
@@ -123,6 +152,24 @@ impl Status {
     }
 }
 
+/// `status --forget PATH...`: each path's state file removed, as given and as resolved.
+fn forget(dir: &std::path::Path, paths: &[std::path::PathBuf]) -> Result<ExitCode> {
+    let _lock = state::lock(dir);
+    for (given, resolved) in paths.iter().zip(monitor::path_targets(paths)) {
+        let given_text = given.display().to_string();
+        let mut dropped = state::forget(dir, &resolved)?;
+        if given_text != resolved {
+            dropped |= state::forget(dir, &given_text)?;
+        }
+        if dropped {
+            println!("{resolved}: forgotten");
+        } else {
+            println!("{resolved}: nothing recorded");
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
 /// One target's line.
 fn line(s: &TargetState, now: f64) -> String {
     let what = match &s.disk {
@@ -145,7 +192,7 @@ fn line(s: &TargetState, now: f64) -> String {
             "last attempt {}: FAILED (exit {}): {}; {} failure(s) in a row",
             a.time_utc, a.exit_code, a.message, s.consecutive_failures
         ),
-        None => "no attempt".to_string(),
+        None => "no run recorded".to_string(),
     };
     format!("{what}: {success}; {attempt}")
 }

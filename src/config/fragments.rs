@@ -51,6 +51,11 @@ pub(super) struct Fragment {
 #[serde(deny_unknown_fields)]
 pub(super) struct RetentionFragment {
     pub(super) keep: Option<u32>,
+    pub(super) keep_last: Option<u32>,
+    pub(super) keep_daily: Option<u32>,
+    pub(super) keep_weekly: Option<u32>,
+    pub(super) keep_monthly: Option<u32>,
+    pub(super) keep_yearly: Option<u32>,
     #[serde(default, deserialize_with = "checked::duration")]
     pub(super) older_than: Option<String>,
 }

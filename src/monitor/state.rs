@@ -139,6 +139,42 @@ pub fn read_all(dir: &Path) -> Result<Vec<TargetState>> {
     Ok(paths.iter().filter_map(|p| read(p)).collect())
 }
 
+/// How long a target that is not configured stays watched after its last run: a path once
+/// snapshotted by hand, or dropped from the configuration, leaves `status` and `check` when
+/// nothing has run on it for this long (or at once, with `status --forget PATH`).
+pub const AGE_OUT: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// The targets `status` and `check` watch without arguments: the configured ones, then
+/// those that ever succeeded and ran within [`AGE_OUT`] of `now`. A target that never
+/// succeeded and is not configured (a mistyped path) is not watched.
+pub fn watched(states: &[TargetState], configured: &[String], now: f64) -> Vec<String> {
+    let mut out: Vec<String> = configured.to_vec();
+    for s in states {
+        let last_run = s
+            .last_attempt
+            .as_ref()
+            .map(|a| a.time)
+            .into_iter()
+            .chain(s.last_success.as_ref().map(|x| x.time))
+            .fold(f64::MIN, f64::max);
+        let fresh = now - last_run <= AGE_OUT.as_secs_f64();
+        if s.last_success.is_some() && fresh && !out.contains(&s.target) {
+            out.push(s.target.clone());
+        }
+    }
+    out
+}
+
+/// Drops the state file of `target` (`status --forget`); whether there was one.
+pub fn forget(dir: &Path, target: &str) -> Result<bool> {
+    let path = file_of(dir, target);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
 /// Refuses a directory lightsnap cannot write in (made first if `create`), naming it: checked
 /// at the start of a run, before anything is frozen, by writing and removing a file there.
 pub fn check_writable(dir: &Path, what: &str, create: bool) -> Result<()> {
@@ -189,6 +225,61 @@ pub fn now() -> (f64, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watched_targets_are_the_configured_and_those_that_succeeded_lately() {
+        let now = 100.0 * 86_400.0;
+        let attempt = |days_ago: f64| Attempt {
+            time: now - days_ago * 86_400.0,
+            time_utc: String::new(),
+            result: "failure".into(),
+            exit_code: 3,
+            message: String::new(),
+        };
+        let success = |days_ago: f64| Success {
+            time: now - days_ago * 86_400.0,
+            time_utc: String::new(),
+            snapshot: "s".into(),
+            consistency: "frozen".into(),
+            window_ms: 1.0,
+        };
+        let states = vec![
+            // A typo: refused, never succeeded.
+            TargetState {
+                target: "/dta".into(),
+                last_attempt: Some(attempt(0.0)),
+                ..TargetState::default()
+            },
+            // Snapshotted by hand yesterday.
+            TargetState {
+                target: "/srv".into(),
+                last_success: Some(success(1.0)),
+                ..TargetState::default()
+            },
+            // Dropped from the configuration two months ago.
+            TargetState {
+                target: "/old".into(),
+                last_success: Some(success(60.0)),
+                last_attempt: Some(attempt(60.0)),
+                ..TargetState::default()
+            },
+            TargetState {
+                target: "/data".into(),
+                last_success: Some(success(0.5)),
+                ..TargetState::default()
+            },
+        ];
+        assert_eq!(
+            watched(&states, &["/data".into(), "/new".into()], now),
+            vec!["/data", "/new", "/srv"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = file_of(dir.path(), "/srv");
+        std::fs::write(&p, serde_json::to_vec(&states[1]).unwrap()).unwrap();
+        assert!(forget(dir.path(), "/srv").unwrap());
+        assert!(!p.exists());
+        assert!(!forget(dir.path(), "/srv").unwrap());
+    }
 
     #[test]
     fn targets_get_distinct_file_names() {

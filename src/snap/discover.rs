@@ -50,7 +50,7 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &LocalPlan) -> R
         if named.is_some() && disks.len() > 1 {
             fail!(
                 ExitCode::Usage,
-                "{} spans {} disks; a single --disk-name cannot name them all: leave it out to find them",
+                "{} spans {} disks; a single --disk cannot name them all: leave it out to find them",
                 mount.mount_point.display(),
                 disks.len()
             );

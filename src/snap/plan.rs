@@ -200,9 +200,7 @@ where
                 .take()
                 .context("the instance identity was asked for twice")?
                 .await
-                .context(
-                    "finding which Lightsail instance this is (give --disk-name to skip this)",
-                )?;
+                .context("finding which Lightsail instance this is (give --disk to skip this)")?;
             let instances = self
                 .api
                 .get_instances()
@@ -244,7 +242,7 @@ where
                 .collect();
             fail!(
                 ExitCode::NotFound,
-                "no disk of Lightsail instance {} is at {}; its disks: {}; name the disk with --disk-name",
+                "no disk of Lightsail instance {} is at {}; its disks: {}; name the disk with --disk",
                 me.name,
                 block_device.display(),
                 known.join(", ")
@@ -276,7 +274,7 @@ where
                 Ok(d) => d,
                 Err(e) if e.kind == ApiErrorKind::NotFound => fail!(
                     ExitCode::NotFound,
-                    "there is no Lightsail disk named {name} in this region; check --disk-name and AWS_REGION ({})",
+                    "there is no Lightsail disk named {name} in this region; check --disk and AWS_REGION ({})",
                     e.message
                 ),
                 Err(e) => return Err(e).context(format!("looking up disk {name}")),
@@ -287,7 +285,7 @@ where
             };
             fail!(
                 ExitCode::WrongDisk,
-                "Lightsail disk {name} is {where_}, not to this instance ({}), so it cannot be behind {}; leave --disk-name out to find the disk by itself",
+                "Lightsail disk {name} is {where_}, not to this instance ({}), so it cannot be behind {}; leave --disk out to find the disk by itself",
                 me.name,
                 block_device.display()
             );
@@ -298,7 +296,7 @@ where
         match behind.first() {
             Some(found) if !behind.iter().any(|d| d.name == name) => fail!(
                 ExitCode::WrongDisk,
-                "{} is Lightsail disk {} of this instance, not {name}: --disk-name (or the configuration's disk) names another disk; leave it out to snapshot {}",
+                "{} is Lightsail disk {} of this instance, not {name}: --disk (or the configuration's disk) names another disk; leave it out to snapshot {}",
                 block_device.display(),
                 found.name,
                 found.name

@@ -176,11 +176,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: u64, req: Request<Incoming
         return Ok(admin_request(&shared, parts.method.as_str(), admin, &body));
     }
     // A dead-man's-switch service (healthchecks.io style): every request under /ping/ is
-    // recorded as the call `PING <method> <path>`, its body as `{"body": text}`, and answered
-    // 200.
+    // recorded as the call `PING <method> <path>[?query]`, its body as `{"body": text}`, and
+    // answered 200.
     if path.starts_with("/ping/") {
+        let with_query = parts
+            .uri
+            .path_and_query()
+            .map_or(path.as_str(), |p| p.as_str());
         let seq = shared.record(
-            format!("PING {} {path}", parts.method),
+            format!("PING {} {with_query}", parts.method),
             json!({ "body": String::from_utf8_lossy(&body) }),
             SystemTime::now(),
             connection,
