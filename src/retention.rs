@@ -424,7 +424,7 @@ mod calendar {
     }
 
     fn kept(all: &[SnapshotInfo], rule: Rule, now: f64) -> Vec<(String, Vec<String>)> {
-        judge(all, rule, None, false, now)
+        judge(all, rule, None, &Scope::All, now)
             .into_iter()
             .filter(|(_, d)| !d.delete)
             .map(|(s, d)| (s.name.clone(), d.kept_by))
@@ -457,7 +457,7 @@ mod calendar {
                 ("d4".into(), vec!["daily 2026-12-04".into()]),
             ]
         );
-        let doomed: Vec<&str> = select(&all, rule, None, false, now)
+        let doomed: Vec<&str> = select(&all, rule, None, &Scope::All, now)
             .into_iter()
             .map(|s| s.name.as_str())
             .collect();
@@ -615,6 +615,7 @@ mod owners {
         let rule = Rule {
             keep: Some(1),
             older_than: None,
+            ..Rule::default()
         };
         select(all, rule, None, scope, 1000.0)
             .into_iter()
