@@ -106,14 +106,25 @@ impl Book {
         }
     }
 
-    /// Writes the record if it changed. A failure is not the watchdog's to report (it has
-    /// nowhere to): the record then says less than is known, never more.
+    /// Writes the record if it changed, unless the file is no longer its agent's: cleared
+    /// (`thaw --recover`) or replaced by the next run (which may start as soon as the agent
+    /// is dead and its lock gone), never written back. A failure is not the watchdog's to
+    /// report (it has nowhere to): the record then says less than is known, never more.
     fn save(&mut self) {
         if !std::mem::take(&mut self.dirty) {
             return;
         }
-        if let (Some(dir), Some(record)) = (&self.run_dir, &self.record) {
+        let (Some(dir), Some(record)) = (&self.run_dir, &self.record) else {
+            return;
+        };
+        let ours = runstate::read_record(dir)
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.pid == self.agent);
+        if ours {
             let _ = runstate::write_record(dir, record);
+        } else {
+            self.record = None;
         }
     }
 }
