@@ -23,6 +23,7 @@ pub mod retention;
 pub mod runstate;
 pub mod signals;
 pub mod snap;
+pub mod trust;
 pub mod watchdog;
 
 /// The async runtime: one thread is all lightsnap needs, and keeps its memory small.

@@ -3,7 +3,6 @@
 //! line and column.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -240,8 +239,8 @@ pub fn fragment_paths(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads and parses one fragment file, refusing it unless root owns it and only root may
-/// write it.
+/// Reads and parses one fragment file, refusing it unless it (and every directory on the way
+/// to it) is root's alone ([`crate::trust`]).
 pub(super) fn read(path: &Path) -> Result<Fragment> {
     check_owner(path)?;
     let text =
@@ -251,16 +250,14 @@ pub(super) fn read(path: &Path) -> Result<Fragment> {
     })
 }
 
-/// Refuses a fragment not owned by root or writable by group or others.
+/// Refuses a fragment that is not root's alone.
 fn check_owner(path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-        return Err(ConfigError::Unsafe {
+    crate::trust::check(path).map_err(|e| match e.downcast::<crate::trust::Untrusted>() {
+        Ok(found) => ConfigError::Unsafe {
             path: path.to_path_buf(),
-            uid: meta.uid(),
-            mode: meta.mode() & 0o7777,
+            found,
         }
-        .into());
-    }
-    Ok(())
+        .into(),
+        Err(e) => e,
+    })
 }
