@@ -241,10 +241,25 @@ pub fn fragment_paths(root: &Path) -> Result<Vec<PathBuf>> {
 
 /// Reads and parses one fragment file, refusing it unless it (and every directory on the way
 /// to it) is root's alone ([`crate::trust`]).
+///
+/// The packaged `/etc/lightsnap/config.toml` is readable by root alone (it may hold a ping URL,
+/// a secret): a user other than root (a monitoring agent running `lightsnap check`) who may not
+/// read a fragment is told so and goes on without it.
 pub(super) fn read(path: &Path) -> Result<Fragment> {
     check_owner(path)?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = match std::fs::read_to_string(path) {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                && !nix::unistd::Uid::effective().is_root() =>
+        {
+            tracing::warn!(
+                "{}: not readable by this user ({e}); going on without it (run as root to use it)",
+                path.display()
+            );
+            return Ok(Fragment::default());
+        }
+        read => read.with_context(|| format!("reading {}", path.display()))?,
+    };
     toml::from_str(&text).map_err(|e| {
         ConfigError::Invalid(format!("{}: {}", path.display(), e.to_string().trim_end())).into()
     })
