@@ -285,6 +285,21 @@ fn check_installed(root: &Root, unit_dir: &str) {
     assert_eq!(mode("usr/share/lightsnap/examples/hooks/mysql"), 0o755);
     assert_eq!(mode("etc/lightsnap/config.toml"), 0o640);
 
+    // The test suite's switches are compiled out of the shipped binary (issue 22): not even
+    // their names are in it. The guard, LIGHTSNAP_CONFINE_TO, stays.
+    let binary = std::fs::read(root.at("usr/bin/lightsnap")).unwrap();
+    let has = |name: &str| binary.windows(name.len()).any(|w| w == name.as_bytes());
+    for switch in [
+        "LIGHTSNAP_STATE_DIR",
+        "LIGHTSNAP_DEV_DIR",
+        "LIGHTSNAP_VERIFY_POLL_MS",
+        "LIGHTSNAP_JOURNAL_SOCKET",
+        "LIGHTSNAP_TEST_",
+    ] {
+        assert!(!has(switch), "the packaged binary reads {switch}");
+    }
+    assert!(has("LIGHTSNAP_CONFINE_TO"));
+
     // The hook directory is there and empty; nothing is enabled.
     let hooks = root.at("etc/lightsnap/hooks.d");
     assert!(

@@ -88,7 +88,7 @@ const DEVICE_POLL: Duration = Duration::from_millis(200);
 impl Host for Machine {
     fn device_now(&self, disk: &DiskState, path: &str) -> Option<PathBuf> {
         let base = Path::new(path).file_name()?;
-        match std::env::var_os(DEV_DIR_ENV) {
+        match crate::test_switch!(DEV_DIR_ENV) {
             Some(dir) => Path::new(&dir).join(base).canonicalize().ok(),
             None => find_device(&SysfsRoot::default(), disk, path),
         }

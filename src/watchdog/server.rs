@@ -21,7 +21,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 
-use super::{FreezeKind, Refusal, Reply, Request, TEST_DEATH_ENV};
+use super::{FreezeKind, Refusal, Reply, Request};
 use crate::kernel::freeze::{FreezeError, MountHandle, OutsideOrOpen, ThawError};
 use crate::kernel::mountinfo::Mount;
 use crate::kernel::{rcu, unmount};
@@ -347,7 +347,7 @@ impl State {
 /// ([`TEST_DEATH_ENV`]); never outside a confined (test) run.
 fn dies_after_a_refusal() -> bool {
     std::env::var_os(crate::kernel::guard::CONFINE_ENV).is_some()
-        && std::env::var(TEST_DEATH_ENV).is_ok_and(|v| v == "after-refusal")
+        && crate::test_switch!(super::TEST_DEATH_ENV).is_some_and(|v| v == "after-refusal")
 }
 
 /// How one FIFREEZE came out.
