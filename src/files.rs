@@ -83,12 +83,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
 /// one so: where lightsnap mounts a restored copy of a disk, which may hold files other users
 /// must not read.
 pub fn private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
+    create_private(dir)?;
     let meta =
         std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
     if meta.mode() & 0o077 != 0 {
@@ -96,6 +91,17 @@ pub fn private_dir(dir: &Path) -> Result<()> {
             .with_context(|| format!("making {} private (0700)", dir.display()))?;
     }
     Ok(())
+}
+
+/// Makes `dir` and its missing parents, each readable by root alone (0700); leaves an existing
+/// one as it is (a mount point may already have something mounted on it).
+pub fn create_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 #[cfg(test)]

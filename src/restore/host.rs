@@ -132,6 +132,9 @@ impl Host for Machine {
                 ".replay-{}",
                 device.file_name().unwrap_or_default().to_string_lossy()
             ));
+            if let Err(e) = crate::files::private_dir(&self.mount_dir) {
+                return failed("mount (journal replay)".into(), format!("{e:#}"));
+            }
             let replayed = mount(&device, &dir, fstype, replay_options(fstype), false)
                 .map_err(|e| ("mount (journal replay)", e))
                 .and_then(|()| umount(&dir).map_err(|e| ("umount (journal replay)", e)));
@@ -166,7 +169,9 @@ impl Host for Machine {
 
     async fn mount(&self, found: &Found, at: &Path) -> Result<()> {
         let fstype = found.fstype().context("no filesystem to mount")?;
-        std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
+        // Root's alone: a restored copy may hold files other users must not read.
+        crate::files::private_dir(&self.mount_dir)?;
+        crate::files::create_private(at)?;
         mount(&found.device, at, fstype, fstype.read_only_options(), true)
     }
 
@@ -270,7 +275,7 @@ fn set_read_only(device: &Path, read_only: bool) -> Result<()> {
 fn mount(device: &Path, at: &Path, fstype: FsType, options: &str, read_only: bool) -> Result<()> {
     use nix::mount::MsFlags;
     crate::kernel::guard::check(at)?;
-    std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
+    crate::files::create_private(at)?;
     let flags = if read_only {
         MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
     } else {
