@@ -312,6 +312,17 @@ mod tests {
     }
 
     #[test]
+    fn the_run_lock_is_never_taken_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("lightsnap.lock")).unwrap();
+        assert!(lock(dir.path()).is_err(), "locked through a link");
+        // The old open followed the link and wrote our pid over the file it points at.
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+
+    #[test]
     fn the_record_round_trips_and_clears() {
         let dir = tempfile::tempdir().unwrap();
         assert!(read_record(dir.path()).unwrap().is_none());

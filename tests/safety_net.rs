@@ -888,3 +888,21 @@ fn the_watchdog_thaws_on_a_request_it_cannot_read() {
         "it left its freeze behind on the way out"
     );
 }
+
+/// Issue 22: the watchdog writes the recovery record while filesystems are frozen, so a run
+/// directory on a filesystem the run would freeze is refused before anything is frozen.
+#[test]
+fn a_run_directory_on_the_filesystem_to_freeze_is_refused() {
+    let Some(s) = setup("a_run_directory_on_the_filesystem_to_freeze_is_refused") else {
+        return;
+    };
+    let run_dir = s.fs.mount_point.join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let r = finish(snap(&s).env("LIGHTSNAP_RUN_DIR", &run_dir));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("give a run directory on a tmpfs"),
+        "{r:?}"
+    );
+    s.assert_untouched(&r);
+}
