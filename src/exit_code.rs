@@ -29,7 +29,9 @@ pub enum ExitCode {
     Busy = 5,
     /// The filesystem is already frozen by someone else; lightsnap left it as it was.
     AlreadyFrozen = 6,
-    /// Not permitted: not root, or refused by the confinement guard.
+    /// Not permitted: not root, or refused by the confinement guard; or unsafe to trust as
+    /// root: a hook or configuration file others could change, a directory anyone may write
+    /// in without the sticky bit.
     Permission = 7,
     /// The disk named (`--disk`, or `disk` in the configuration) is not the one behind
     /// the path: attached to another instance, or another disk of this one.
@@ -168,6 +170,12 @@ impl ExitCode {
             }
             if let Some(e) = cause.downcast_ref::<crate::signals::Stopped>() {
                 return e.code;
+            }
+            if cause
+                .downcast_ref::<crate::files::OpenDirectory>()
+                .is_some()
+            {
+                return ExitCode::Permission;
             }
             if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
                 return match e {

@@ -123,10 +123,11 @@ pub fn send(entry: Entry, fallback: &str) {
     deliver(&entry, fallback);
 }
 
-/// The socket entries go to: [`SOCKET`], or `LIGHTSNAP_JOURNAL_SOCKET` (for the tests, which
-/// stand in for journald with a socket of their own).
+/// The socket entries go to: [`SOCKET`], or in a build with the test switches
+/// ([`crate::test_switch`]) `LIGHTSNAP_JOURNAL_SOCKET` (the tests stand in for journald with
+/// a socket of their own).
 fn socket() -> std::path::PathBuf {
-    std::env::var_os("LIGHTSNAP_JOURNAL_SOCKET")
+    crate::test_switch!("LIGHTSNAP_JOURNAL_SOCKET")
         .map(Into::into)
         .unwrap_or_else(|| SOCKET.into())
 }

@@ -285,7 +285,22 @@ fn check_installed(root: &Root, unit_dir: &str) {
     assert_eq!(mode("usr/bin/lightsnap"), 0o755);
     assert_eq!(mode("usr/share/lightsnap/pre-deploy"), 0o755);
     assert_eq!(mode("usr/share/lightsnap/examples/hooks/mysql"), 0o755);
-    assert_eq!(mode("etc/lightsnap/config.toml"), 0o644);
+    assert_eq!(mode("etc/lightsnap/config.toml"), 0o640);
+
+    // The test suite's switches are compiled out of the shipped binary (issue 22): not even
+    // their names are in it. The guard, LIGHTSNAP_CONFINE_TO, stays.
+    let binary = std::fs::read(root.at("usr/bin/lightsnap")).unwrap();
+    let has = |name: &str| binary.windows(name.len()).any(|w| w == name.as_bytes());
+    for switch in [
+        "LIGHTSNAP_STATE_DIR",
+        "LIGHTSNAP_DEV_DIR",
+        "LIGHTSNAP_VERIFY_POLL_MS",
+        "LIGHTSNAP_JOURNAL_SOCKET",
+        "LIGHTSNAP_TEST_",
+    ] {
+        assert!(!has(switch), "the packaged binary reads {switch}");
+    }
+    assert!(has("LIGHTSNAP_CONFINE_TO"));
 
     // The hook directory is there and empty; nothing is enabled.
     let hooks = root.at("etc/lightsnap/hooks.d");
@@ -947,6 +962,36 @@ fn the_shell_scripts_pass_shellcheck() {
         p("packaging/rpm/preun"),
         p("packaging/rpm/postun"),
     ]));
+}
+
+/// Issue 22: the packaged configuration may hold ping_url (a secret), so both packages install
+/// it readable by root alone. Read from the packaging metadata, without building anything.
+#[test]
+fn the_shipped_configuration_is_not_world_readable() {
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(repo().join("Cargo.toml")).unwrap()).unwrap();
+    let metadata = &manifest["package"]["metadata"];
+    let deb = metadata["deb"]["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a[1].as_str() == Some("etc/lightsnap/config.toml"))
+        .expect("the .deb ships etc/lightsnap/config.toml");
+    let rpm = metadata["generate-rpm"]["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["dest"].as_str() == Some("/etc/lightsnap/config.toml"))
+        .expect("the .rpm ships /etc/lightsnap/config.toml");
+    for (package, mode) in [("deb", &deb[2]), ("rpm", &rpm["mode"])] {
+        let mode = u32::from_str_radix(mode.as_str().unwrap(), 8).unwrap();
+        assert_eq!(
+            mode & 0o007,
+            0,
+            "the {package} installs config.toml with mode {mode:o}: others may read it"
+        );
+        assert_eq!(mode & 0o022, 0, "{package}: writable by others ({mode:o})");
+    }
 }
 
 #[test]

@@ -1087,4 +1087,36 @@ fn a_run_does_not_fail_while_a_verify_runs() {
     let r = s.run(&["run", "--snapshot-name", "r2", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(json_doc(&r)["verified"][0]["snapshot"], "r2", "{r:?}");
+
+/// Issue 22: the directory verify mounts restored copies under is root's alone (0700), made so
+/// even if it was there before with a looser mode: a restored disk may hold files other users
+/// must not read.
+#[test]
+fn the_verify_mount_directory_is_roots_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(s) = Restore::new(
+        "the_verify_mount_directory_is_roots_alone",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let mounts = s.scratch.path().join("run/verify");
+    std::fs::create_dir_all(&mounts).unwrap();
+    std::fs::set_permissions(&mounts, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let seen = s.scratch.path().join("mode-seen");
+    s.verify_hook(&format!(
+        "stat -c %a \"$(dirname \"$LIGHTSNAP_VERIFY_MOUNT\")\" > {}",
+        seen.display()
+    ));
+    let r = s.run(&["verify", "s1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap().trim(),
+        "700",
+        "while the copy was mounted: {r:?}"
+    );
+    let mode = std::fs::metadata(&mounts).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700);
 }

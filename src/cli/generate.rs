@@ -36,15 +36,17 @@ const FILES: &[(&str, &str)] = &[
         "More configuration fragments: /usr/lib/lightsnap/config.d/ before \
          /etc/lightsnap/config.toml, /etc/lightsnap/config.d/ and then \
          /run/lightsnap/config.d/ after it, each directory in name order, later keys winning. \
-         Every fragment must be owned by root and not writable by group or others.",
+         Every fragment, and the directory it is in, must be owned by root and not writable          by group or others; each directory above it too, or root's with the sticky bit.",
     ),
     (
         "/etc/lightsnap/hooks.d/",
         "Hooks: executables run in name order with the argument pre-freeze before anything is \
          frozen, and in reverse order with post-thaw after everything is thawed (preceded by \
          freeze-fail when the freeze or the snapshot failed); LIGHTSNAP_RESULT says success, \
-         failure or stopped. A failing post-thaw hook fails the run (exit 16). Root-owned, \
-         not writable by group or others.",
+         failure or stopped. A failing post-thaw hook fails the run (exit 16). Each hook, the \
+         directory and every directory above it must be root-owned and not writable by group \
+         or others (above it, root's with the sticky bit will do), checked again right before \
+         each hook runs.",
     ),
     (
         "/usr/share/lightsnap/examples/hooks/",

@@ -131,7 +131,11 @@ pub struct Cli {
     /// Output format: short human lines, or one JSON document (schema in the manual, docs/src/json.md).
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
-    /// The directory configuration paths are relative to (`/etc/lightsnap/...` under it).
+    /// The directory the configuration is read under (`/etc/lightsnap/...` below it): to try
+    /// a configuration before installing it, or to read an image's. Its files must be root's
+    /// alone, as under `/`. Kept in the shipped binary (the package tests use it) and
+    /// documented in the manual's safety page; hidden from `--help`, the man page and the
+    /// completions.
     #[arg(
         long,
         global = true,

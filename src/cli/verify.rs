@@ -53,9 +53,9 @@ const UNDO_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The rehearsal's settings for a run directory.
 pub fn rehearsal(run_dir: &Path, timeout: Duration) -> restore::Settings {
-    let poll = std::env::var("LIGHTSNAP_VERIFY_POLL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    // Test-only (a plain build never reads it): the suite's fake attaches in milliseconds.
+    let poll = crate::test_switch!("LIGHTSNAP_VERIFY_POLL_MS")
+        .and_then(|v| v.to_str()?.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(POLL);
     restore::Settings {

@@ -133,15 +133,13 @@ pub enum ConfigError {
     /// where TOML says).
     #[error("{0}")]
     Invalid(String),
-    /// A fragment anyone but root could have written.
-    #[error("{}: refusing a configuration file not owned by root or writable by group/others (owner uid {uid}, mode {mode:o}); fix with: chown root:root {0} && chmod go-w {0}", path.display())]
+    /// A fragment (or a directory on the way to it) anyone but root could have written.
+    #[error("refusing configuration file {}: {found}", path.display())]
     Unsafe {
         /// The fragment.
         path: PathBuf,
-        /// Its owner.
-        uid: u32,
-        /// Its permission bits.
-        mode: u32,
+        /// What others could change.
+        found: crate::trust::Untrusted,
     },
 }
 

@@ -32,10 +32,10 @@ pub fn note_error(message: &str) {
     *NOTED_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.to_string());
 }
 
-/// The state directory in force: `LIGHTSNAP_STATE_DIR` (for tests and ad-hoc runs), else
-/// the configuration's `state_dir`.
+/// The state directory in force: the configuration's `state_dir`, or in a build with the test
+/// switches ([`crate::test_switch`]) `LIGHTSNAP_STATE_DIR`.
 pub fn state_dir(settings: &Settings) -> PathBuf {
-    std::env::var_os("LIGHTSNAP_STATE_DIR")
+    crate::test_switch!("LIGHTSNAP_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| settings.state_dir.clone())
 }

@@ -176,39 +176,40 @@ pub fn forget(dir: &Path, target: &str) -> Result<bool> {
 }
 
 /// Refuses a directory lightsnap cannot write in (made first if `create`), naming it: checked
-/// at the start of a run, before anything is frozen, by writing and removing a file there.
+/// at the start of a run, before anything is frozen, by making and removing a file of a
+/// random name there (never through a link: see [`crate::files`]). A directory others may
+/// write in without the sticky bit is refused too ([`crate::files::OpenDirectory`]).
 pub fn check_writable(dir: &Path, what: &str, create: bool) -> Result<()> {
     let probe = || -> std::io::Result<()> {
         if create {
             std::fs::create_dir_all(dir)?;
         }
-        let p = dir.join(format!(".lightsnap-probe.{}", std::process::id()));
-        std::fs::write(&p, b"")?;
-        std::fs::remove_file(&p)
+        tempfile::Builder::new()
+            .prefix(".lightsnap-probe.")
+            .tempfile_in(dir)?
+            .close()
     };
-    probe().map_err(|e| {
-        crate::exit_code::Failure::new(
+    if let Err(e) = probe() {
+        return Err(crate::exit_code::Failure::new(
             crate::exit_code::ExitCode::Usage,
             format!(
                 "{what} {}: not a directory lightsnap can write in ({e}); nothing was frozen",
                 dir.display()
             ),
         )
-        .into()
-    })
+        .into());
+    }
+    crate::files::check_dir(dir)
+        .with_context(|| format!("{what} {}: nothing was frozen", dir.display()))
 }
 
 /// Holds `dir/.lock` exclusively while the state files are read, changed and written: two
 /// runs can finish at once (one of them refused by the run lock, which is recorded too), and
 /// each must see the other's update. `None` when the lock cannot be had (then the update goes
-/// ahead unlocked: a lost update is better than none).
+/// ahead unlocked: a lost update is better than none); never through a link planted at its
+/// name.
 pub fn lock(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".lock"))
-        .ok()?;
+    let file = crate::files::open_lock_file(&dir.join(".lock")).ok()?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
 }
 
@@ -324,6 +325,42 @@ mod tests {
             crate::exit_code::ExitCode::Usage
         );
         check_writable(&dir.path().join("new/state"), "state_dir", true).unwrap();
+    }
+
+    #[test]
+    fn the_probe_and_the_lock_do_not_follow_links() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        // The probe's name was predictable (our pid): a link there made root truncate and
+        // remove through it.
+        let probe = dir
+            .path()
+            .join(format!(".lightsnap-probe.{}", std::process::id()));
+        symlink(&victim, &probe).unwrap();
+        check_writable(dir.path(), "state_dir", false).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(
+            std::fs::symlink_metadata(&probe).is_ok(),
+            "the planted link is left alone"
+        );
+        symlink(&victim, dir.path().join(".lock")).unwrap();
+        assert!(lock(dir.path()).is_none(), "the lock opened a link");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+
+    #[test]
+    fn a_state_dir_others_may_write_in_is_refused_with_the_reason() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_writable(dir.path(), "the directory of metrics_file", false).unwrap_err();
+        assert!(format!("{e:#}").contains("sticky bit"), "{e:#}");
+        assert_eq!(
+            crate::exit_code::ExitCode::of(&e),
+            crate::exit_code::ExitCode::Permission
+        );
     }
 
     #[test]

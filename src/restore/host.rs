@@ -174,7 +174,7 @@ impl Host for Machine {
         let Some(base) = Path::new(path).file_name() else {
             return Ok(None);
         };
-        match std::env::var_os(DEV_DIR_ENV) {
+        match crate::test_switch!(DEV_DIR_ENV) {
             Some(dir) => Ok(Path::new(&dir).join(base).canonicalize().ok()),
             None => {
                 let root = SysfsRoot::default();
@@ -241,6 +241,14 @@ impl Host for Machine {
             FsType::Btrfs | FsType::Vfat => false,
         };
         if replay {
+            if let Err(e) = crate::files::private_dir(&self.mount_dir) {
+                return Check::unchecked(
+                    device,
+                    fstype,
+                    "mount (journal replay)".into(),
+                    format!("{e:#}"),
+                );
+            }
             let replayed = mount(
                 &device,
                 replay_at,
@@ -291,7 +299,9 @@ impl Host for Machine {
             ))
             .into());
         };
-        std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
+        // Root's alone: a restored copy may hold files other users must not read.
+        crate::files::private_dir(&self.mount_dir)?;
+        crate::files::create_private(at)?;
         mount(&found.device, at, fstype, options, true)
     }
 
@@ -522,7 +532,7 @@ fn set_read_only(device: &Path, read_only: bool) -> Result<()> {
 fn mount(device: &Path, at: &Path, fstype: FsType, options: &str, read_only: bool) -> Result<()> {
     use nix::mount::MsFlags;
     crate::kernel::guard::check(at)?;
-    std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
+    crate::files::create_private(at)?;
     let flags = if read_only {
         MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
     } else {

@@ -394,7 +394,7 @@ async fn rehearse<A: Lightsail, H: Host>(
         d.state == "available"
     })
     .await?;
-    let dev_dir = std::env::var_os(host::DEV_DIR_ENV).map(PathBuf::from);
+    let dev_dir = crate::test_switch!(host::DEV_DIR_ENV).map(PathBuf::from);
     let exists = |p: &str| match &dev_dir {
         Some(dir) => dir.join(p.trim_start_matches("/dev/")).exists(),
         None => std::path::Path::new(p).exists(),
