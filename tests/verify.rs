@@ -1087,6 +1087,7 @@ fn a_run_does_not_fail_while_a_verify_runs() {
     let r = s.run(&["run", "--snapshot-name", "r2", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(json_doc(&r)["verified"][0]["snapshot"], "r2", "{r:?}");
+}
 
 /// Issue 22: the directory verify mounts restored copies under is root's alone (0700), made so
 /// even if it was there before with a looser mode: a restored disk may hold files other users
