@@ -236,10 +236,13 @@ fn a_stop_request_during_wait_stops_waiting_and_reports_the_snapshot() {
 
 #[test]
 fn a_stop_request_during_prune_stops_deleting_and_says_what_was_deleted() {
-    let own: BTreeMap<String, String> = [("lightsnap:consistency", "frozen")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let own: BTreeMap<String, String> = [
+        ("lightsnap:consistency", "frozen"),
+        ("lightsnap:owner", "us-east-1/web-1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let old = |i: u32| SeedSnapshot {
         name: format!("old-{i}"),
         disk: "data-1".into(),

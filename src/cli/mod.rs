@@ -4,6 +4,7 @@ mod check;
 mod freeze_and_snap;
 mod generate;
 mod list;
+pub mod owner;
 mod plan;
 mod prune;
 pub mod quiet;
@@ -111,9 +112,10 @@ pub enum Command {
     Plan(freeze_and_snap::FreezeAndSnap),
     /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
     Thaw(thaw::Thaw),
-    /// List disk snapshots (lightsnap's own unless --all).
+    /// List disk snapshots (this instance's unless --all, --instance or --all-instances).
     List(list::List),
-    /// Delete old snapshots: lightsnap's own, completed, beyond --keep or --older-than.
+    /// Delete old snapshots: this instance's (lightsnap:owner), completed, beyond --keep or
+    /// --older-than.
     Prune(prune::Prune),
     /// Show each snapshot target's last success and last attempt (from the state files).
     Status(status::Status),

@@ -1,6 +1,7 @@
-//! `lightsnap prune`: deletes lightsnap's own completed snapshots beyond a retention rule —
-//! never pending ones, never automatic ones, never others' unless `--all` — and says what it
-//! deleted.
+//! `lightsnap prune`: deletes this instance's completed snapshots (its `lightsnap:owner` tag)
+//! beyond a retention rule — never pending ones, never automatic ones, never another
+//! instance's unless `--instance` or `--all-instances` names them, never untagged ones unless
+//! `--all` — and says what it deleted.
 
 use std::time::{Duration, SystemTime};
 
@@ -18,7 +19,7 @@ use crate::cloud::validate;
 use crate::config::{self, Retention};
 use crate::exit_code::ExitCode;
 use crate::fail;
-use crate::retention::{self, Rule};
+use crate::retention::{self, Rule, Scope};
 
 /// Delete old snapshots.
 #[derive(Debug, Args)]
@@ -39,9 +40,9 @@ pub struct Prune {
     /// Say what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Also consider snapshots lightsnap did not take (never pending or automatic ones).
-    #[arg(long)]
-    pub all: bool,
+    /// Whose: this instance's unless told otherwise.
+    #[command(flatten)]
+    pub owner: super::owner::OwnerArgs,
     /// The AWS region.
     #[arg(long)]
     pub region: Option<String>,
@@ -108,10 +109,11 @@ pub async fn delete<A: Lightsail, S: Stop>(
             return (pruned, Err(e));
         }
         let said = format!(
-            "{} ({} from {})",
+            "{} ({} from {}, owner {})",
             s.name,
             s.from.as_deref().unwrap_or("?"),
-            super::list::when(s.created_at)
+            super::list::when(s.created_at),
+            crate::cloud::owner::describe(s)
         );
         let result = if dry_run {
             Ok(())
@@ -164,13 +166,14 @@ impl Prune {
         crate::runtime()?.block_on(async {
             let mut signals = Signals::install()?;
             let api = SdkLightsail::from_env(region, settings.profile).await?;
+            let scope = self.owner.scope(&api).await?;
             let all = crate::cloud::lightsail::all_snapshots(&api).await?;
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)?
                 .as_secs_f64();
-            let doomed = retention::select(&all, rule, self.disk.as_deref(), self.all, now);
+            let doomed = retention::select(&all, rule, self.disk.as_deref(), &scope, now);
             if self.dry_run && output == Output::Human {
-                explain_combined(&all, rule, self.disk.as_deref(), self.all, now);
+                explain_combined(&all, rule, self.disk.as_deref(), &scope, now);
             }
             let (pruned, result) = delete(&api, &doomed, self.dry_run, output, &mut signals).await;
             if output == Output::Human && pruned.deleted.is_empty() && pruned.failed.is_empty() {
@@ -178,6 +181,7 @@ impl Prune {
             }
             let doc = serde_json::json!({
                 "dry_run": self.dry_run,
+                "scope": scope.to_string(),
                 "rule": RuleDoc {
                     keep: rule.keep,
                     older_than_s: rule.older_than.map(|d| d.as_secs()),
@@ -192,7 +196,7 @@ impl Prune {
 
 /// With both limits, a dry run says how they combine and which rule kept each snapshot the
 /// other alone would have deleted (or both, for one neither would).
-fn explain_combined(all: &[SnapshotInfo], rule: Rule, disk: Option<&str>, foreign: bool, now: f64) {
+fn explain_combined(all: &[SnapshotInfo], rule: Rule, disk: Option<&str>, scope: &Scope, now: f64) {
     let (Some(keep), Some(older_than)) = (rule.keep, rule.older_than) else {
         return;
     };
@@ -200,7 +204,7 @@ fn explain_combined(all: &[SnapshotInfo], rule: Rule, disk: Option<&str>, foreig
     println!(
         "rule: a snapshot is deleted only when both rules allow it: beyond the {keep} newest of its disk (--keep) and older than {age} (--older-than)"
     );
-    let select = |r: Rule| retention::select(all, r, disk, foreign, now);
+    let select = |r: Rule| retention::select(all, r, disk, scope, now);
     let names =
         |v: Vec<&SnapshotInfo>| -> Vec<String> { v.iter().map(|s| s.name.clone()).collect() };
     // Every snapshot prune may consider at all: `keep 0` selects each of them.

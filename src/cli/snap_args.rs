@@ -107,7 +107,8 @@ impl Trigger {
     }
 }
 
-/// lightsnap's own tags, on every snapshot (the consistency tag is added in the window).
+/// lightsnap's own tags, on every snapshot (the owner tag is added once discovery knows this
+/// instance, the consistency tag in the window).
 fn own_tags(trigger: Trigger) -> Vec<(String, String)> {
     let host = nix::unistd::gethostname()
         .ok()
@@ -124,7 +125,7 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
     let (key, value) = validate::parse_tag(text).map_err(|e| e.to_string())?;
     if key.starts_with(config::RESERVED_TAG_PREFIX) {
         return Err(format!(
-            "tag {key:?}: keys starting with {} are lightsnap's own (lightsnap:consistency, lightsnap:host, lightsnap:version, lightsnap:trigger); use --trigger for the trigger",
+            "tag {key:?}: keys starting with {} are lightsnap's own (lightsnap:consistency, lightsnap:owner, lightsnap:host, lightsnap:version, lightsnap:trigger); use --trigger for the trigger",
             config::RESERVED_TAG_PREFIX
         ));
     }

@@ -1,6 +1,7 @@
 //! `lightsnap status`: what the state files say of each run target — its last success and how
 //! old it is, its last attempt and how it ended, the newest snapshot lightsnap knows of; with
-//! `--refresh`, also the newest snapshot Lightsail has of each (read-only calls).
+//! `--refresh`, also the newest snapshot Lightsail has of each that is this instance's (its
+//! `lightsnap:owner` tag; read-only calls).
 
 use anyhow::Result;
 use clap::Args;
@@ -8,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::{Globals, Output};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo, SnapshotKind};
+use crate::cloud::owner::Owner;
 use crate::config;
 use crate::exit_code::ExitCode;
 use crate::monitor::{self, state, state::TargetState};
@@ -48,7 +50,8 @@ impl Status {
                     settings.profile.clone(),
                 )
                 .await?;
-                let newest = newest_snapshots(&api, &states).await?;
+                let owner = super::owner::this_owner(&api).await?;
+                let newest = newest_snapshots(&api, &owner, &states).await?;
                 Ok::<_, anyhow::Error>((newest, crate::restore::scratch::listing(&api).await?))
             })?
         } else {
@@ -147,9 +150,10 @@ fn line(s: &TargetState, now: f64) -> String {
     format!("{what}: {success}; {attempt}")
 }
 
-/// The newest snapshot Lightsail has of each target whose disk is known.
+/// The newest snapshot of `owner`'s that Lightsail has of each target whose disk is known.
 async fn newest_snapshots<A: Lightsail>(
     api: &A,
+    owner: &Owner,
     states: &[TargetState],
 ) -> Result<Vec<Option<SnapshotInfo>>> {
     let mut disks: Option<Vec<SnapshotInfo>> = None;
@@ -172,7 +176,7 @@ async fn newest_snapshots<A: Lightsail>(
             .as_ref()
             .into_iter()
             .flatten()
-            .filter(|i| i.from.as_deref() == Some(disk.as_str()))
+            .filter(|i| i.from.as_deref() == Some(disk.as_str()) && owner.owns(i))
             .max_by(|a, b| {
                 a.created_at
                     .unwrap_or(0.0)

@@ -11,6 +11,7 @@ use clap::Args;
 use super::snap_args::conclude;
 use super::{Globals, Output};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo, SnapshotKind};
+use crate::cloud::owner::Owner;
 use crate::config::{self, Settings};
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
@@ -107,9 +108,9 @@ impl Verify {
                 settings.profile.clone(),
             )
             .await?;
-            let snapshot = self.snapshot(&api, &settings).await?;
-            restore::check_snapshot(&snapshot)?;
             let me = restore::who_am_i(&api).await?;
+            let snapshot = self.snapshot(&api, &settings, &me.owner()).await?;
+            restore::check_snapshot(&snapshot)?;
             let v = restore::verify(
                 &api,
                 &machine(&settings, &globals.run_dir),
@@ -125,8 +126,13 @@ impl Verify {
         })
     }
 
-    /// The snapshot asked for.
-    async fn snapshot<A: Lightsail>(&self, api: &A, settings: &Settings) -> Result<SnapshotInfo> {
+    /// The snapshot asked for (with `--latest`, `owner`'s newest).
+    async fn snapshot<A: Lightsail>(
+        &self,
+        api: &A,
+        settings: &Settings,
+        owner: &Owner,
+    ) -> Result<SnapshotInfo> {
         if !self.latest {
             let name = self.target.as_deref().unwrap_or_default();
             return by_name(api, name).await;
@@ -136,12 +142,12 @@ impl Verify {
             (None, Some(path)) => disk_behind(api, settings, Path::new(path)).await?,
             (None, None) => unreachable!("refused above"),
         };
-        newest_of(api, &disk)
+        newest_of(api, &disk, owner)
             .await?
             .ok_or_else(|| {
                 Failure::new(
                     ExitCode::NotFound,
-                    format!("lightsnap has no completed snapshot of disk {disk} to verify (lightsnap list --disk {disk})"),
+                    format!("this instance ({owner}) has no completed snapshot of disk {disk} to verify (lightsnap list --disk {disk})"),
                 )
                 .into()
             })
@@ -162,12 +168,17 @@ async fn by_name<A: Lightsail>(api: &A, name: &str) -> Result<SnapshotInfo> {
     )
 }
 
-/// The newest completed snapshot lightsnap took of `disk` (copies from other regions aside).
-pub async fn newest_of<A: Lightsail>(api: &A, disk: &str) -> Result<Option<SnapshotInfo>> {
+/// The newest completed snapshot `owner`'s lightsnap took of `disk` (copies from other regions
+/// aside).
+pub async fn newest_of<A: Lightsail>(
+    api: &A,
+    disk: &str,
+    owner: &Owner,
+) -> Result<Option<SnapshotInfo>> {
     let all = api.get_snapshots(SnapshotKind::Disk).await?;
     Ok(all
         .into_iter()
-        .filter(|s| s.is_done() && crate::retention::is_own(s))
+        .filter(|s| s.is_done() && owner.owns(s) && !s.is_from_auto_snapshot)
         .filter(|s| s.from.as_deref() == Some(disk))
         .filter(|s| s.tag(restore::copy::COPY_OF_TAG).is_none())
         .max_by(|a, b| {
@@ -370,7 +381,7 @@ pub async fn scheduled(
         let me = restore::who_am_i(api).await?;
         let mut first_failure: Option<anyhow::Error> = None;
         for disk in &due {
-            let Some(snapshot) = newest_of(api, disk).await? else {
+            let Some(snapshot) = newest_of(api, disk, &me.owner()).await? else {
                 tracing::warn!(
                     "verify_every: no completed snapshot of {disk} yet; verified at a later run"
                 );

@@ -136,7 +136,7 @@ pub enum ConfigError {
     },
 }
 
-/// Tag keys lightsnap sets itself (`lightsnap:consistency`, `lightsnap:host`,
+/// Tag keys lightsnap sets itself (`lightsnap:consistency`, `lightsnap:owner`, `lightsnap:host`,
 /// `lightsnap:version`, `lightsnap:trigger`): refused from the configuration and `--tag`.
 pub const RESERVED_TAG_PREFIX: &str = "lightsnap:";
 

@@ -33,6 +33,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cloud::lightsail::{Lightsail, NewDisk, SnapshotInfo};
+use crate::cloud::owner::Owner;
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
 use crate::hooks::HookEnv;
@@ -59,6 +60,17 @@ pub struct Me {
     pub availability_zone: String,
     /// The device paths its disks are attached at.
     pub used_paths: Vec<String>,
+}
+
+impl Me {
+    /// This instance as the owner of what its lightsnap makes (`lightsnap:owner`). Its region
+    /// is its zone's (a Lightsail zone is its region and one letter: `us-east-1a`).
+    pub fn owner(&self) -> Owner {
+        let region = self
+            .availability_zone
+            .trim_end_matches(|c: char| c.is_ascii_lowercase());
+        Owner::new(region, self.instance.clone())
+    }
 }
 
 /// Who this instance is: the metadata service, then GetInstances.

@@ -51,6 +51,7 @@ pub fn tags(me: &Me, snapshot: &str) -> Vec<(String, String)> {
         (SCRATCH_TAG.into(), "true".into()),
         (SCRATCH_INSTANCE_TAG.into(), me.instance.clone()),
         (SCRATCH_OF_TAG.into(), snapshot.to_string()),
+        me.owner().tag(),
     ]
 }
 

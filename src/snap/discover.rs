@@ -93,6 +93,14 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &LocalPlan) -> R
             }
         }
     }
+    // Whose they are: every snapshot carries this instance's owner tag (resolved during
+    // discovery above, before anything is frozen).
+    if !snapshots.is_empty() {
+        let owner = discovery.owner().await?.tag();
+        for s in &mut snapshots {
+            s.request.tags.push(owner.clone());
+        }
+    }
     if opts.snapshot_name.is_some() && snapshots.len() > 1 {
         fail!(
             ExitCode::Usage,
@@ -140,6 +148,7 @@ pub(super) async fn instance_plan<A: Lightsail>(
         Ok(imds::identity(Duration::from_secs(2)).await?)
     });
     let me = discovery.instance().await?.clone();
+    let owner = discovery.owner().await?;
     let mounts = mountinfo::read()?;
     let root = blockdev::SysfsRoot::default();
     let patterns: Vec<glob::Pattern> = opts
@@ -267,7 +276,7 @@ pub(super) async fn instance_plan<A: Lightsail>(
     let request = SnapshotRequest {
         source: Source::Instance(me.name.clone()),
         name,
-        tags: opts.tags.clone(),
+        tags: opts.tags.iter().cloned().chain([owner.tag()]).collect(),
     };
     if find_snapshot(api, &request).await?.is_some() {
         fail!(

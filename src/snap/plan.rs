@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cloud::ebs::{self, DiskIds};
 use crate::cloud::imds::Identity;
 use crate::cloud::lightsail::{ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, Source};
+use crate::cloud::owner::Owner;
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
 use crate::kernel::blockdev;
@@ -172,6 +173,8 @@ pub struct Discovery<'a, A, F> {
     api: &'a A,
     identity: Option<F>,
     me: Option<InstanceInfo>,
+    /// This instance's region, by the metadata service, once asked.
+    region: Option<String>,
 }
 
 impl<'a, A, F> Discovery<'a, A, F>
@@ -185,6 +188,7 @@ where
             api,
             identity: Some(identity),
             me: None,
+            region: None,
         }
     }
 
@@ -205,8 +209,20 @@ where
                 .await
                 .context("listing Lightsail instances to find this one")?;
             self.me = Some(this_instance(&instances, &identity)?.clone());
+            self.region = Some(identity.region);
         }
         Ok(self.me.as_ref().expect("set above"))
+    }
+
+    /// This instance as the owner of what lightsnap makes (`lightsnap:owner`): its region by
+    /// the metadata service, its Lightsail name.
+    pub async fn owner(&mut self) -> Result<Owner> {
+        let name = self.instance().await?.name.clone();
+        let region = self
+            .region
+            .clone()
+            .context("the instance's region is known")?;
+        Ok(Owner::new(region, name))
     }
 
     /// The source behind a whole disk, or the disk named `disk_name`.
