@@ -8,6 +8,7 @@ pub mod owner;
 mod plan;
 mod prune;
 pub mod quiet;
+mod restore;
 mod run;
 mod snap_args;
 mod snap_instance;
@@ -122,6 +123,9 @@ pub enum Command {
     /// Rehearse a restore: the snapshot restored to a scratch disk, attached, checked
     /// read-only, removed; the snapshot tagged lightsnap:verified=clean|failed|unchecked.
     Verify(verify::Verify),
+    /// Restore a snapshot: its files read-only at a directory (--mount, --release), a data
+    /// disk rolled back (--replace), or a new instance (--new-instance).
+    Restore(restore::Restore),
     /// Exit 0 (OK) if every target has a success younger than --max-age, else 2 (CRITICAL):
     /// a monitoring-plugins (Nagios) check.
     Check(check::Check),
@@ -152,6 +156,7 @@ impl Cli {
             Command::Status(c) => c.run(&globals),
             Command::Check(c) => c.run(&globals),
             Command::Verify(c) => c.run(&globals),
+            Command::Restore(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }

@@ -1,0 +1,250 @@
+//! `lightsnap restore` end to end, as root: snapshots taken by `freeze-and-snap` of a loop
+//! filesystem, restored by the fake Lightsail in attach mode (a loop device over a copy of
+//! the snapshot image, linked at `DIR/<basename of the attachment path>`; lightsnap is told
+//! where with the test-only `LIGHTSNAP_DEV_DIR`): files read back from a read-only mount,
+//! released; a data disk rolled back; an instance snapshot made into a new instance.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// A one-disk set-up: the data disk `data-1` is seeded at `/dev/xvdf`, backed by the test's
+/// loop filesystem (named in the configuration, as Lightsail's path is not the loop's), and
+/// the fake attaches restored disks as loop devices in `<scratch>/dev`.
+struct Restore {
+    fake: Fake,
+    fs: LoopFs,
+    scratch: Scratch,
+}
+
+impl Restore {
+    fn new(test: &str, kind: FsKind) -> Option<Self> {
+        Self::with(test, kind, "")
+    }
+
+    fn with(test: &str, kind: FsKind, config: &str) -> Option<Self> {
+        if !root_or_skip(test) || !tool_or_skip(test, kind.mkfs_tool()) {
+            return None;
+        }
+        let scratch = Scratch::new();
+        let fs = LoopFs::create(&scratch, "data", kind);
+        let toml = format!(
+            "self_instance = \"{INSTANCE}\"\n[[instances]]\nname = \"{INSTANCE}\"\ninstance_id = \"{INSTANCE_ID}\"\n\
+             [[disks]]\nname = \"data-1\"\npath = \"/dev/xvdf\"\nattached_to = \"{INSTANCE}\"\nsize_gb = 1\nbacking = \"{}\"\n",
+            fs.device.display()
+        );
+        let seed = fake_lightsail::Seed::from_toml_str(&toml).expect("seed");
+        let dir = scratch.path().join("snapshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut opts = fake_lightsail::Options::new(seed, dir);
+        opts.snapshot_duration = Duration::ZERO;
+        opts.attach_dir = Some(scratch.path().join("dev"));
+        let fake = Fake::start(opts).expect("fake lightsail in attach mode");
+        write_conf(
+            &scratch,
+            "etc/lightsnap/config.toml",
+            &format!(
+                "{config}\n[[snapshot]]\npath = \"{}\"\ndisk = \"data-1\"\n",
+                fs.mount_point.display()
+            ),
+        );
+        Some(Self { fake, fs, scratch })
+    }
+
+    fn lightsnap(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = configured_lightsnap(&self.scratch, &self.fake);
+        cmd.env("LIGHTSNAP_DEV_DIR", self.scratch.path().join("dev"))
+            .env("LIGHTSNAP_VERIFY_POLL_MS", "20")
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> RunResult {
+        finish(&mut self.lightsnap(args))
+    }
+
+    /// A file on the filesystem, then a snapshot of it named `name`.
+    fn snapshot(&self, name: &str, text: &str) {
+        std::fs::write(self.fs.mount_point.join("hello.txt"), text).unwrap();
+        let mp = self.fs.mount_point.display().to_string();
+        let r = self.run(&["freeze-and-snap", &mp, "--snapshot-name", name]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+
+    /// The block storage disks the fake holds, with their tags.
+    fn disks(&self) -> Vec<serde_json::Value> {
+        let d = self.fake.disks();
+        d.as_array()
+            .or_else(|| d["disks"].as_array())
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| d["isSystemDisk"] != true)
+            .collect()
+    }
+
+    fn disk(&self, name: &str) -> serde_json::Value {
+        self.disks()
+            .into_iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("no disk {name}"))
+    }
+
+    fn operations(&self) -> Vec<String> {
+        self.fake
+            .calls()
+            .into_iter()
+            .map(|c| c.operation)
+            .filter(|o| !o.starts_with("IMDS"))
+            .collect()
+    }
+}
+
+impl Drop for Restore {
+    /// Loop devices over this test's files set read-write again (a failed test may leave
+    /// one read-only), so their next user is not handed a read-only device.
+    fn drop(&mut self) {
+        let out = std::process::Command::new("losetup")
+            .args(["-n", "-O", "NAME,BACK-FILE"])
+            .output();
+        let Ok(out) = out else { return };
+        let scratch = self.scratch.path().display().to_string();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((dev, file)) = line.split_once(' ') {
+                if file.trim().starts_with(&scratch) {
+                    let _ = lightsnap::kernel::set_read_only(Path::new(dev), false);
+                }
+            }
+        }
+    }
+}
+
+fn tag(d: &serde_json::Value, key: &str) -> Option<String> {
+    d["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .and_then(|t| t["value"].as_str())
+        .map(str::to_string)
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    lightsnap::kernel::mountinfo::read()
+        .unwrap()
+        .iter()
+        .any(|m| m.mount_point == p)
+}
+
+/// Restores the snapshot of a `kind` filesystem read-only beside its original (same UUID),
+/// reads the file back, releases it.
+fn files_back(test: &str, kind: FsKind) {
+    let Some(s) = Restore::new(test, kind) else {
+        return;
+    };
+    s.snapshot("s1", "as it was\n");
+    std::fs::write(s.fs.mount_point.join("hello.txt"), "changed since\n").unwrap();
+    let files = s.scratch.path().join("files");
+    let f = files.display().to_string();
+    let r = s.run(&["restore", "s1", "--mount", &f, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    let name = doc["restored_disk"].as_str().unwrap().to_string();
+    assert!(name.starts_with("s1-restore-"), "{doc}");
+    assert_eq!(doc["mounted_at"][0], f.as_str(), "{doc}");
+    assert_eq!(doc["release"], format!("lightsnap restore --release {f}"));
+    assert_eq!(doc["checks"][0]["clean"], true, "{doc}");
+    let _guard = Unmount(files.clone());
+    assert_eq!(
+        std::fs::read_to_string(files.join("hello.txt")).unwrap(),
+        "as it was\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.fs.mount_point.join("hello.txt")).unwrap(),
+        "changed since\n",
+        "the original is untouched"
+    );
+    // Read-only, and a directory of root's alone.
+    let err = std::fs::write(files.join("new"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    let d = s.disk(&name);
+    assert_eq!(tag(&d, "lightsnap:restore-of").as_deref(), Some("s1"));
+    assert_eq!(
+        tag(&d, "lightsnap:restore-instance").as_deref(),
+        Some(INSTANCE)
+    );
+    assert_eq!(
+        tag(&d, "lightsnap:owner").as_deref(),
+        Some(format!("us-east-1/{INSTANCE}").as_str())
+    );
+    // status --refresh lists it while it is attached.
+    let st = s.run(&["status", "--refresh", "--output", "json"]);
+    assert_eq!(st.code, 0, "{st:?}");
+    let listed = json_doc(&st)["restored_disks"].clone();
+    assert_eq!(listed[0]["name"], name.as_str(), "{listed}");
+
+    let r = s.run(&["restore", "--release", &f, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(json_doc(&r)["restored_disk"], name.as_str());
+    assert!(!is_mount_point(&files));
+    assert!(
+        s.disks().iter().all(|d| d["name"] != name.as_str()),
+        "deleted"
+    );
+    let ops = s.operations();
+    let detach = ops.iter().position(|o| o == "DetachDisk").unwrap();
+    assert_eq!(
+        ops[detach - 1],
+        "GetDisk",
+        "read before the detach: {ops:?}"
+    );
+    assert_eq!(ops.last().map(String::as_str), Some("DeleteDisk"));
+}
+
+#[test]
+fn ext4_files_come_back_read_only_and_are_released() {
+    files_back(
+        "ext4_files_come_back_read_only_and_are_released",
+        FsKind::Ext4,
+    );
+}
+
+#[test]
+fn xfs_files_come_back_beside_the_original() {
+    files_back("xfs_files_come_back_beside_the_original", FsKind::Xfs);
+}
+
+#[test]
+fn btrfs_files_come_back_beside_the_original() {
+    files_back("btrfs_files_come_back_beside_the_original", FsKind::Btrfs);
+}
+
+/// A directory that is not empty is refused before anything is made; `--release` of a
+/// directory that is no restored disk (the original's mount) is refused, nothing detached.
+#[test]
+fn a_busy_directory_and_a_foreign_release_are_refused() {
+    let Some(s) = Restore::new(
+        "a_busy_directory_and_a_foreign_release_are_refused",
+        FsKind::Ext4,
+    ) else {
+        return;
+    };
+    s.snapshot("s1", "x\n");
+    let full = s.scratch.path().join("full");
+    std::fs::create_dir_all(&full).unwrap();
+    std::fs::write(full.join("keep"), "mine").unwrap();
+    let r = s.run(&["restore", "s1", "--mount", &full.display().to_string()]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("not empty"), "{r:?}");
+    assert!(!s
+        .operations()
+        .contains(&"CreateDiskFromSnapshot".to_string()));
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&["restore", "--release", &mp]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("not a disk lightsnap restored"), "{r:?}");
+    assert!(s.fs.is_mounted());
+    assert!(!s.operations().contains(&"DetachDisk".to_string()));
+}
