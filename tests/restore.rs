@@ -248,3 +248,187 @@ fn a_busy_directory_and_a_foreign_release_are_refused() {
     assert!(s.fs.is_mounted());
     assert!(!s.operations().contains(&"DetachDisk".to_string()));
 }
+
+/// The system volume is never replaced from inside: refused with the steps that do it,
+/// before anything is asked of Lightsail.
+#[test]
+fn replacing_the_system_volume_is_refused_with_the_steps() {
+    let Some(s) = Restore::new(
+        "replacing_the_system_volume_is_refused_with_the_steps",
+        FsKind::Ext4,
+    ) else {
+        return;
+    };
+    let r = s.run(&["restore", "s1", "--replace", "/", "--yes"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("never replaces the system volume"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("create-instances-from-snapshot"), "{r:?}");
+    assert!(s.operations().is_empty(), "{:?}", s.operations());
+}
+
+/// A data disk rolled back under a writer: the pre-restore hook stops the writer, the live
+/// disk is swapped for the restored one at the same path and mounted at the same place; the
+/// records there end at the snapshot's point; the live disk is kept and tagged; the
+/// post-restore hook runs.
+#[test]
+fn a_data_disk_is_rolled_back_under_a_writer() {
+    let Some(s) = Restore::with(
+        "a_data_disk_is_rolled_back_under_a_writer",
+        FsKind::Ext4,
+        "",
+    ) else {
+        return;
+    };
+    let hooks = s.scratch.path().join("hooks");
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "hook_dir = \"{}\"\n[[snapshot]]\npath = \"{}\"\ndisk = \"data-1\"\n",
+            hooks.display(),
+            s.fs.mount_point.display()
+        ),
+    );
+    let pidfile = s.scratch.path().join("writer.pid");
+    let log = s.scratch.path().join("hooks.log");
+    hook(
+        &hooks,
+        "10-writer",
+        &format!(
+            "echo \"$1 $LIGHTSNAP_RESULT\" >> {log}\np=$(cat {pid})\ncase \"$1\" in pre-restore) kill $p; while [ -e /proc/$p ] && [ \"$(awk '{{print $3}}' /proc/$p/stat)\" != Z ]; do sleep 0.05; done;; esac\n",
+            log = log.display(),
+            pid = pidfile.display()
+        ),
+    );
+    let records = s.fs.mount_point.join("records");
+    let mut writer = Writer::start(&records, 5);
+    std::fs::write(&pidfile, writer_pid(&writer).to_string()).unwrap();
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&["freeze-and-snap", &mp, "--snapshot-name", "s1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // More records after the snapshot: these must be gone after the roll-back.
+    for _ in 0..5 {
+        writer.next_ack(Duration::from_secs(30));
+    }
+    let before = std::fs::read_to_string(&records).unwrap().lines().count();
+    let r = s.run(&[
+        "restore",
+        "s1",
+        "--replace",
+        &mp,
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    let acks = writer.stop();
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    let restored = doc["restored_disk"].as_str().unwrap().to_string();
+    assert_eq!(doc["replaced_disk"], "data-1");
+    assert_eq!(doc["attached_at"], "/dev/xvdf");
+    assert_eq!(doc["checks"][0]["clean"], true, "{doc}");
+    // PATH is now the restored disk's device, mounted where the original was.
+    let m = lightsnap::kernel::mountinfo::read()
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == s.fs.mount_point)
+        .expect("PATH is mounted again");
+    assert_ne!(m.source, s.fs.device.display().to_string(), "{m:?}");
+    assert_eq!(
+        s.fake
+            .attached_device(&restored)
+            .map(|(d, _)| d.display().to_string()),
+        Some(m.source.clone())
+    );
+    let text = std::fs::read_to_string(&records).unwrap();
+    let after = text.lines().count();
+    let cut = snapshot_time_ms(&s, "s1");
+    let n = check_records(&text, &acks, cut);
+    assert_eq!(n, after);
+    assert!(
+        after < before,
+        "records written after the snapshot are gone: {after} < {before}"
+    );
+    // Every record there was acknowledged before the snapshot's call answered.
+    assert!(
+        acks.iter()
+            .filter(|(seq, _)| (*seq as usize) < after)
+            .all(|(_, t)| *t <= cut + 1.0),
+        "records after the snapshot's point survived"
+    );
+    // The original disk: detached, kept, tagged.
+    let live = s.disk("data-1");
+    assert_eq!(live["isAttached"], false, "{live}");
+    assert_eq!(
+        tag(&live, "lightsnap:replaced-by").as_deref(),
+        Some(restored.as_str())
+    );
+    assert!(tag(&live, "lightsnap:replaced-at").is_some_and(|t| t.ends_with('Z')));
+    assert!(!s.operations().iter().any(|o| o == "DeleteDisk"));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "pre-freeze \npost-thaw success\npre-restore \npost-restore success\n"
+    );
+    let _ = std::process::Command::new("umount")
+        .arg(&s.fs.mount_point)
+        .status();
+}
+
+/// A failed attach of the restored disk (the fake's fault) puts the original back: attached
+/// at its path, mounted as it was; the restored disk removed; exit 22.
+#[test]
+fn a_failed_attach_puts_the_original_back() {
+    let Some(s) = Restore::new("a_failed_attach_puts_the_original_back", FsKind::Ext4) else {
+        return;
+    };
+    s.snapshot("s1", "as it was\n");
+    std::fs::write(s.fs.mount_point.join("hello.txt"), "now\n").unwrap();
+    s.fake
+        .add_fault(Fault::parse("AttachDisk=error:OperationFailureException:no@1").unwrap());
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&[
+        "restore",
+        "s1",
+        "--replace",
+        &mp,
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 22, "{r:?}");
+    assert!(r.stdout.contains("original disk data-1 is back"), "{r:?}");
+    assert!(s.fs.is_mounted());
+    assert_eq!(
+        std::fs::read_to_string(s.fs.mount_point.join("hello.txt")).unwrap(),
+        "now\n"
+    );
+    let live = s.disk("data-1");
+    assert_eq!(live["isAttached"], true, "{live}");
+    assert_eq!(live["path"], "/dev/xvdf");
+    assert_eq!(tag(&live, "lightsnap:replaced-by"), None);
+    assert_eq!(
+        s.disks().len(),
+        1,
+        "the restored disk is deleted: {:?}",
+        s.disks()
+    );
+}
+
+fn writer_pid(w: &Writer) -> u32 {
+    w.pid()
+}
+
+/// When the fake answered CreateDiskSnapshot for `name` (unix ms): the snapshot's point.
+fn snapshot_time_ms(s: &Restore, name: &str) -> f64 {
+    let call = s
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "CreateDiskSnapshot" && c.body.to_string().contains(name))
+        .expect("the snapshot call");
+    call.received_at_ms
+}

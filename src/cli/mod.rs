@@ -49,6 +49,7 @@ Exit codes:
   19   the snapshot was taken, but its copy to another region failed
   20   verify could not finish (timeout), or left a scratch disk behind
   21   verify could not check something on the restored disk (tagged lightsnap:verified=unchecked)
+  22   restore --replace failed; the original disk was put back
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)";
 
 /// Consistent snapshots of Amazon Lightsail disks from inside the instance.
@@ -243,6 +244,7 @@ mod tests {
             CopyFailed,
             VerifyIncomplete,
             VerifyUnchecked,
+            RestoreFailed,
         ] {
             let needle = format!("\n  {:<4} ", code.code());
             assert!(

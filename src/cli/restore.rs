@@ -92,6 +92,11 @@ impl Restore {
         if let Some(d) = &self.disk {
             crate::cloud::validate::name("disk name", d)?;
         }
+        if let Some(p) = &self.replace {
+            if p.canonicalize().is_ok_and(|c| c == Path::new("/")) {
+                return Err(restore::replace::refuse_system(p));
+            }
+        }
         crate::runstate::require_root()?;
         let output = globals.output;
         crate::runtime()?.block_on(async {
@@ -129,11 +134,85 @@ impl Restore {
                 }
                 return conclude(serde_json::to_value(&r)?, Ok(()), output);
             }
+            if let Some(path) = &self.replace {
+                let _run = crate::runstate::lock(&globals.run_dir)?;
+                let live = self.live(&api, &settings, &me, path).await?;
+                let plan = restore::replace::plan(&live, &snapshot);
+                if !self.yes {
+                    confirm(&plan)?;
+                } else if output == Output::Human {
+                    print!("{plan}");
+                }
+                let mut hooks = crate::hooks::Hooks::load(&settings.hook_dir, settings.hook_timeout)?;
+                let r = restore::replace::replace(
+                    &api,
+                    &host,
+                    &me,
+                    &snapshot,
+                    &live,
+                    &mut hooks,
+                    &rs,
+                    &mut signals,
+                )
+                .await?;
+                if output == Output::Human {
+                    println!(
+                        "{} rolled back to {}: restored disk {} at {}; the replaced disk {} is kept (tagged {})",
+                        r.path.display(),
+                        r.snapshot,
+                        r.restored_disk,
+                        r.attached_at,
+                        r.replaced_disk,
+                        restored::REPLACED_BY_TAG
+                    );
+                }
+                return conclude(serde_json::to_value(&r)?, Ok(()), output);
+            }
             fail!(
                 ExitCode::Usage,
-                "--replace and --new-instance are not available in this build"
+                "--new-instance is not available in this build: use aws lightsail create-instances-from-snapshot (see the restore runbook)"
             )
         })
+    }
+
+    /// The mount at `path` and the Lightsail disk behind it; the system volume refused.
+    async fn live<A: Lightsail>(
+        &self,
+        api: &A,
+        settings: &Settings,
+        me: &restore::Me,
+        path: &Path,
+    ) -> Result<restore::replace::Live> {
+        let canonical = path.canonicalize().map_err(|e| {
+            Failure::new(
+                ExitCode::NotFound,
+                format!("--replace {}: {e}", path.display()),
+            )
+        })?;
+        let mounts = crate::kernel::mountinfo::read()?;
+        let Some(mount) = mounts
+            .iter()
+            .rev()
+            .find(|m| m.mount_point == canonical)
+            .cloned()
+        else {
+            fail!(
+                ExitCode::Usage,
+                "--replace {}: not a mount point; name the directory the data disk is mounted at",
+                path.display()
+            );
+        };
+        let name = disk_behind(api, settings, &canonical).await?;
+        if name == format!("{}-system", me.instance) || name.ends_with("-system") {
+            return Err(restore::replace::refuse_system(&canonical));
+        }
+        let Some(disk) = api.disk_state(&name).await? else {
+            fail!(
+                ExitCode::NotFound,
+                "there is no Lightsail disk named {name}"
+            );
+        };
+        Ok(restore::replace::Live { mount, disk })
     }
 
     /// `--at` as seconds since the epoch.
@@ -196,6 +275,25 @@ impl Restore {
                 .into()
             })
     }
+}
+
+/// Shows the plan and asks; without a terminal, refuses (exit 2): `--yes` says it.
+fn confirm(plan: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        fail!(
+            ExitCode::Usage,
+            "a roll-back asks before it replaces a disk, and there is no terminal to ask on: read the plan and run it again with --yes\n{plan}"
+        );
+    }
+    eprint!("{plan}Type yes to go on: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        fail!(ExitCode::Usage, "not confirmed: nothing was done");
+    }
+    Ok(())
 }
 
 /// A restore's settings: verify's, with the journal replays under `<run dir>/restore`.

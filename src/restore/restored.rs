@@ -155,6 +155,20 @@ pub(super) async fn make_and_attach<A: Lightsail, H: Host>(
     settings: &Settings,
     steps: &RefCell<Vec<Step>>,
 ) -> Result<(String, PathBuf)> {
+    make(api, me, snapshot, name, size_gb, settings, steps).await?;
+    attach(api, host, me, name, path, settings, steps).await
+}
+
+/// CreateDiskFromSnapshot, waited for until the disk is available.
+pub(super) async fn make<A: Lightsail>(
+    api: &A,
+    me: &Me,
+    snapshot: &SnapshotInfo,
+    name: &str,
+    size_gb: i32,
+    settings: &Settings,
+    steps: &RefCell<Vec<Step>>,
+) -> Result<()> {
     let request = NewDisk {
         name: name.to_string(),
         snapshot: snapshot.name.clone(),
@@ -178,7 +192,21 @@ pub(super) async fn make_and_attach<A: Lightsail, H: Host>(
     scratch::wait_for(api, name, settings.poll, "available", |d| {
         d.state == "available"
     })
-    .await?;
+    .await
+    .map(drop)
+}
+
+/// AttachDisk at `path` (a free one when `None`), waited for, and the device found by its
+/// volume id.
+pub(super) async fn attach<A: Lightsail, H: Host>(
+    api: &A,
+    host: &H,
+    me: &Me,
+    name: &str,
+    path: Option<&str>,
+    settings: &Settings,
+    steps: &RefCell<Vec<Step>>,
+) -> Result<(String, PathBuf)> {
     let path = match path {
         Some(p) => p.to_string(),
         None => {
