@@ -432,3 +432,92 @@ fn snapshot_time_ms(s: &Restore, name: &str) -> f64 {
         .expect("the snapshot call");
     call.received_at_ms
 }
+
+/// `--new-instance`: printed first (nothing called), then with `--yes`
+/// CreateInstancesFromSnapshot with the snapshot's bundle, zone and attached-disk mapping;
+/// the running instance untouched. A disk snapshot is refused (exit 4).
+#[test]
+fn a_new_instance_is_printed_then_made_from_an_instance_snapshot() {
+    let test = "a_new_instance_is_printed_then_made_from_an_instance_snapshot";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = LoopFs::create(&scratch, "root", FsKind::Ext4);
+    let data = LoopFs::create(&scratch, "data", FsKind::Ext4);
+    let fake = fake(
+        &scratch,
+        seed(&[("data-1", &data.device)], Some(&root.device)),
+    );
+    let r =
+        finish(lightsnap(&scratch, &fake).args(["snap-instance", "--snapshot-name", "whole-1"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let dev = data.device.display().to_string();
+    let r = finish(lightsnap(&scratch, &fake).args([
+        "restore",
+        "whole-1",
+        "--new-instance",
+        "web-2",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["created"], false, "{doc}");
+    assert_eq!(doc["bundle_id"], "micro_3_0");
+    assert_eq!(doc["availability_zone"], "us-east-1a");
+    assert_eq!(
+        doc["disk_mapping"],
+        serde_json::json!([{"disk": "data-1", "original_disk_path": dev, "new_disk_name": "web-2-data-1"}])
+    );
+    assert!(doc["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("aws lightsail create-instances-from-snapshot --instance-snapshot-name whole-1 --instance-names web-2"));
+    let made = |fake: &Fake| {
+        fake.calls()
+            .into_iter()
+            .filter(|c| c.operation == "CreateInstancesFromSnapshot")
+            .collect::<Vec<_>>()
+    };
+    assert!(made(&fake).is_empty(), "printed only");
+
+    let r = finish(lightsnap(&scratch, &fake).args([
+        "restore",
+        "whole-1",
+        "--new-instance",
+        "web-2",
+        "--yes",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(json_doc(&r)["created"], true);
+    let calls = made(&fake);
+    assert_eq!(calls.len(), 1);
+    let body = &calls[0].body;
+    assert_eq!(body["instanceSnapshotName"], "whole-1");
+    assert_eq!(body["instanceNames"], serde_json::json!(["web-2"]));
+    assert_eq!(body["bundleId"], "micro_3_0");
+    assert_eq!(body["availabilityZone"], "us-east-1a");
+    assert_eq!(
+        body["attachedDiskMapping"],
+        serde_json::json!({"data-1": [{"originalDiskPath": dev, "newDiskName": "web-2-data-1"}]})
+    );
+    assert_eq!(calls[0].status, Some(200), "{:?}", calls[0]);
+    // The running instance: nothing detached, stopped or changed.
+    assert!(fake.calls().iter().all(|c| !matches!(
+        c.operation.as_str(),
+        "DetachDisk" | "AttachDisk" | "DeleteDisk" | "CreateDiskFromSnapshot"
+    )));
+    assert!(root.is_mounted() && data.is_mounted());
+
+    // A disk snapshot is not an instance snapshot.
+    let mp = data.mount_point.display().to_string();
+    let r =
+        finish(lightsnap(&scratch, &fake).args(["freeze-and-snap", &mp, "--snapshot-name", "d1"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = finish(lightsnap(&scratch, &fake).args(["restore", "d1", "--new-instance", "web-3"]));
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("is a disk snapshot"), "{r:?}");
+}

@@ -11,7 +11,7 @@ use clap::Args;
 use super::snap_args::conclude;
 use super::verify::{by_name, disk_behind, machine, rehearsal};
 use super::{Globals, Output};
-use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo, SnapshotKind};
+use crate::cloud::lightsail::{Lightsail, NewInstance, SdkLightsail, SnapshotInfo, SnapshotKind};
 use crate::cloud::owner::Owner;
 use crate::config::{self, Settings};
 use crate::exit_code::{ExitCode, Failure};
@@ -125,6 +125,9 @@ impl Restore {
                     Err(e) => Err(e),
                 };
             }
+            if let Some(new) = &self.new_instance {
+                return self.new_instance(&api, &me, new, output).await;
+            }
             let snapshot = self.snapshot(&api, &settings, &me.owner(), at).await?;
             if let Some(dir) = &self.mount {
                 let r =
@@ -168,11 +171,95 @@ impl Restore {
                 }
                 return conclude(serde_json::to_value(&r)?, Ok(()), output);
             }
+            unreachable!("one of --mount, --replace, --new-instance, --release is given")
+        })
+    }
+
+    /// `--new-instance NAME`: the CreateInstancesFromSnapshot call, printed; made with --yes.
+    async fn new_instance<A: Lightsail>(
+        &self,
+        api: &A,
+        me: &restore::Me,
+        new: &str,
+        output: Output,
+    ) -> Result<ExitCode> {
+        crate::cloud::validate::name("instance name", new)?;
+        let Some(name) = self.target.as_deref().filter(|_| !self.latest) else {
             fail!(
                 ExitCode::Usage,
-                "--new-instance is not available in this build: use aws lightsail create-instances-from-snapshot (see the restore runbook)"
-            )
-        })
+                "--new-instance needs the instance snapshot by name (lightsnap list --all shows them)"
+            );
+        };
+        let Some(s) = api.instance_snapshot_details(name).await? else {
+            if api.get_snapshot(SnapshotKind::Disk, name).await?.is_some() {
+                fail!(
+                    ExitCode::Unsupported,
+                    "{name} is a disk snapshot: --new-instance takes an instance snapshot (lightsnap snap-instance takes one); a disk snapshot's files: lightsnap restore {name} --mount DIR"
+                );
+            }
+            fail!(
+                ExitCode::NotFound,
+                "there is no instance snapshot named {name} in this region (lightsnap list --all)"
+            );
+        };
+        if s.state != "available" {
+            fail!(
+                ExitCode::Usage,
+                "instance snapshot {name} is {}, not available: a new instance can be made from it once it is",
+                s.state
+            );
+        }
+        let Some(bundle) = s.bundle_id.clone() else {
+            fail!(
+                ExitCode::Failure,
+                "instance snapshot {name} does not say its bundle: give it by hand with aws lightsail create-instances-from-snapshot --bundle-id"
+            );
+        };
+        let request = NewInstance {
+            name: new.to_string(),
+            snapshot: name.to_string(),
+            availability_zone: s
+                .availability_zone
+                .clone()
+                .unwrap_or_else(|| me.availability_zone.clone()),
+            bundle_id: bundle,
+            disk_mapping: s
+                .disks
+                .iter()
+                .map(|(d, p)| (d.clone(), p.clone(), format!("{new}-{d}")))
+                .collect(),
+            tags: vec![(restored::RESTORE_OF_TAG.to_string(), name.to_string())],
+        };
+        let cli = aws_command(&request);
+        let mut doc = serde_json::json!({
+            "snapshot": name,
+            "new_instance": new,
+            "availability_zone": request.availability_zone,
+            "bundle_id": request.bundle_id,
+            "disk_mapping": request.disk_mapping.iter().map(|(d, p, n)| serde_json::json!({
+                "disk": d, "original_disk_path": p, "new_disk_name": n,
+            })).collect::<Vec<_>>(),
+            "command": cli,
+            "created": false,
+        });
+        if !self.yes {
+            if output == Output::Human {
+                println!(
+                    "would make instance {new} from {name} (this instance is not touched); run again with --yes, or:\n  {cli}"
+                );
+            }
+            return conclude(doc, Ok(()), output);
+        }
+        let op = api.create_instances_from_snapshot(&request).await?;
+        doc["created"] = true.into();
+        doc["operation_id"] = serde_json::json!(op.id);
+        if output == Output::Human {
+            println!(
+                "instance {new} is being made from {name} in {} (bundle {}); this instance was not touched",
+                request.availability_zone, request.bundle_id
+            );
+        }
+        conclude(doc, Ok(()), output)
     }
 
     /// The mount at `path` and the Lightsail disk behind it; the system volume refused.
@@ -275,6 +362,31 @@ impl Restore {
                 .into()
             })
     }
+}
+
+/// The AWS CLI command that makes the same call.
+fn aws_command(r: &NewInstance) -> String {
+    let mut cmd = format!(
+        "aws lightsail create-instances-from-snapshot --instance-snapshot-name {} --instance-names {} --availability-zone {} --bundle-id {}",
+        r.snapshot, r.name, r.availability_zone, r.bundle_id
+    );
+    if !r.disk_mapping.is_empty() {
+        let map: serde_json::Map<String, serde_json::Value> = r
+            .disk_mapping
+            .iter()
+            .map(|(d, p, n)| {
+                (
+                    d.clone(),
+                    serde_json::json!([{ "originalDiskPath": p, "newDiskName": n }]),
+                )
+            })
+            .collect();
+        cmd.push_str(&format!(
+            " --attached-disk-mapping '{}'",
+            serde_json::Value::Object(map)
+        ));
+    }
+    cmd
 }
 
 /// Shows the plan and asks; without a terminal, refuses (exit 2): `--yes` says it.

@@ -33,7 +33,7 @@ impl World {
 
     /// Whether `zone` is one of this region's: `<region>a` … `<region>f`, or a seeded
     /// instance's.
-    fn valid_zone(&self, zone: &str) -> bool {
+    pub(super) fn valid_zone(&self, zone: &str) -> bool {
         let letter = zone
             .strip_prefix(self.region.as_str())
             .is_some_and(|l| l.len() == 1 && ZONE_LETTERS.contains(l));
