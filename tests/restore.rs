@@ -521,3 +521,89 @@ fn a_new_instance_is_printed_then_made_from_an_instance_snapshot() {
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("is a disk snapshot"), "{r:?}");
 }
+
+/// A roll-back of a mount in use is refused with the process holding it: nothing replaced
+/// (exit 5), the restored disk made for it deleted, the post-restore hook told `failure`.
+#[test]
+fn a_busy_mount_is_not_rolled_back_and_its_holder_is_named() {
+    let Some(s) = Restore::new(
+        "a_busy_mount_is_not_rolled_back_and_its_holder_is_named",
+        FsKind::Ext4,
+    ) else {
+        return;
+    };
+    s.snapshot("s1", "as it was\n");
+    let mut holder = std::process::Command::new("sleep")
+        .arg("600")
+        .current_dir(&s.fs.mount_point)
+        .spawn()
+        .unwrap();
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&["restore", "s1", "--replace", &mp, "--yes"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(r.stderr.contains("disk data-1 was not replaced"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("pid {} (sleep): cwd", holder.id())),
+        "{r:?}"
+    );
+    assert!(s.fs.is_mounted());
+    assert_eq!(s.disk("data-1")["isAttached"], true);
+    assert_eq!(
+        s.disks().len(),
+        1,
+        "the restored disk is deleted: {:?}",
+        s.disks()
+    );
+    let ops = s.operations();
+    assert!(
+        !ops.iter().any(|o| o == "AttachDisk"),
+        "nothing attached: {ops:?}"
+    );
+}
+
+/// Without a terminal and without --yes a roll-back asks nobody: refused (exit 2), nothing
+/// made.
+#[test]
+fn a_roll_back_without_yes_and_without_a_terminal_is_refused() {
+    let Some(s) = Restore::new(
+        "a_roll_back_without_yes_and_without_a_terminal_is_refused",
+        FsKind::Ext4,
+    ) else {
+        return;
+    };
+    s.snapshot("s1", "x\n");
+    let mp = s.fs.mount_point.display().to_string();
+    let r = finish(
+        s.lightsnap(&["restore", "s1", "--replace", &mp])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--yes"), "{r:?}");
+    assert!(
+        r.stderr.contains("detach disk data-1 from /dev/xvdf"),
+        "{r:?}"
+    );
+    assert!(!s.operations().iter().any(|o| o == "CreateDiskFromSnapshot"));
+}
+
+/// A file restore whose attach fails leaves nothing: the disk made for it deleted, the
+/// directory lightsnap made removed.
+#[test]
+fn a_failed_file_restore_leaves_nothing() {
+    let Some(s) = Restore::new("a_failed_file_restore_leaves_nothing", FsKind::Ext4) else {
+        return;
+    };
+    s.snapshot("s1", "x\n");
+    s.fake
+        .add_fault(Fault::parse("AttachDisk=error:OperationFailureException:no@1").unwrap());
+    let files = s.scratch.path().join("files");
+    let r = s.run(&["restore", "s1", "--mount", &files.display().to_string()]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("attaching restored disk"), "{r:?}");
+    assert_eq!(s.disks().len(), 1, "{:?}", s.disks());
+    assert!(s.operations().contains(&"DeleteDisk".to_string()));
+    assert!(!files.exists());
+}

@@ -129,7 +129,8 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
     let unmounted = async {
         hooks.pre_restore(&env, stop).await?;
         let all = crate::kernel::mountinfo::read()?;
-        crate::kernel::unmount::unmount(&live.mount, &all)?;
+        crate::kernel::unmount::unmount(&live.mount, &all)
+            .map_err(|e| restored::busy(e, &format!("disk {} was not replaced", live.disk.name)))?;
         Ok::<_, anyhow::Error>(())
     }
     .await;

@@ -342,7 +342,10 @@ pub async fn mount<A: Lightsail, H: Host, S: Stop>(
         Ok(()) => Ok(report),
         Err(e) => {
             let left = undo(api, host, me, steps.take(), settings).await;
-            if !made_dir {
+            if made_dir {
+                // Made for this restore: gone with it (only when empty, as it is).
+                let _ = std::fs::remove_dir(dir);
+            } else {
                 // The operator's empty directory stays as it was.
                 let _ = std::fs::create_dir_all(dir);
             }
@@ -593,6 +596,41 @@ pub async fn release<A: Lightsail, H: Host>(
         restored_disk: disk.name,
         unmounted: ours,
     })
+}
+
+/// An unmount that failed, said for a restore: a busy mount (exit 5) with the processes
+/// holding it and `what` stayed as it was.
+pub fn busy(e: crate::kernel::unmount::UnmountError, what: &str) -> anyhow::Error {
+    use crate::kernel::unmount::UnmountError;
+    match e {
+        UnmountError::Busy {
+            mount_point,
+            holders,
+            submounts,
+        } => {
+            let mut lines: Vec<String> = holders.iter().map(|h| format!("  {h}")).collect();
+            lines.extend(
+                submounts
+                    .iter()
+                    .map(|m| format!("  mount below it: {}", m.display())),
+            );
+            if lines.is_empty() {
+                lines.push(
+                    "  (no process found; a kernel user such as swap or a loop device?)".into(),
+                );
+            }
+            Failure::new(
+                ExitCode::Busy,
+                format!(
+                    "{} is busy, so it was left mounted and {what}; stop these first:\n{}",
+                    mount_point.display(),
+                    lines.join("\n")
+                ),
+            )
+            .into()
+        }
+        other => other.into(),
+    }
 }
 
 /// The disks lightsnap restored for `owner`'s instance still attached, as `status --refresh`
