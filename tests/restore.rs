@@ -607,3 +607,71 @@ fn a_failed_file_restore_leaves_nothing() {
     assert!(s.operations().contains(&"DeleteDisk".to_string()));
     assert!(!files.exists());
 }
+
+/// `--at TIME`: the newest of this instance's snapshots of the disk taken at or before it.
+#[test]
+fn at_picks_the_newest_snapshot_taken_at_or_before_the_moment() {
+    let Some(s) = Restore::new(
+        "at_picks_the_newest_snapshot_taken_at_or_before_the_moment",
+        FsKind::Ext4,
+    ) else {
+        return;
+    };
+    s.snapshot("s1", "first\n");
+    let between = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    s.snapshot("s2", "second\n");
+    let files = s.scratch.path().join("files");
+    let f = files.display().to_string();
+    let r = s.run(&[
+        "restore", "--disk", "data-1", "--at", &between, "--mount", &f, "--output", "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let _guard = Unmount(files.clone());
+    assert_eq!(json_doc(&r)["snapshot"], "s1", "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(files.join("hello.txt")).unwrap(),
+        "first\n"
+    );
+    let r = s.run(&["restore", "--release", &f]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = s.run(&[
+        "restore",
+        "--disk",
+        "data-1",
+        "--at",
+        "2000-01-01T00:00:00Z",
+        "--mount",
+        &f,
+    ]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains("at or before 2000-01-01T00:00:00Z"),
+        "{r:?}"
+    );
+}
+
+/// Past `--timeout` (an AttachDisk that never answers) everything made is undone.
+#[test]
+fn a_restore_past_its_timeout_is_undone() {
+    let Some(s) = Restore::new("a_restore_past_its_timeout_is_undone", FsKind::Ext4) else {
+        return;
+    };
+    s.snapshot("s1", "x\n");
+    s.fake.add_fault(Fault::parse("AttachDisk=hang@1").unwrap());
+    let files = s.scratch.path().join("files");
+    let r = s.run(&[
+        "restore",
+        "s1",
+        "--mount",
+        &files.display().to_string(),
+        "--timeout",
+        "2s",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("did not finish within --timeout 2s"),
+        "{r:?}"
+    );
+    assert_eq!(s.disks().len(), 1, "{:?}", s.disks());
+    assert!(!files.exists());
+}
