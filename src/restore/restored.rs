@@ -271,7 +271,13 @@ pub async fn mount<A: Lightsail, H: Host, S: Stop>(
             r.device = Some(device.clone());
         }
         if super::is_system_copy(snapshot) {
-            host.system_copy_attached(&name, &device);
+            // It stays attached until released: said now, and in the report.
+            let said = format!(
+                "restored disk {name} ({}) is a copy of the system disk: it carries the root filesystem's UUID, LABEL and PARTUUID, and a boot with it attached could take it for /; release it before rebooting",
+                device.display()
+            );
+            tracing::error!(priority = 2, "{said}");
+            report.borrow_mut().warnings.push(said);
         }
         let found = host.filesystems(&device);
         let base = settings.mount_dir.join(&name);
@@ -589,7 +595,21 @@ pub async fn release<A: Lightsail, H: Host>(
     }
     host.release(&device)?;
     // Read again: the tags must still say it is ours.
-    remove(api, me, &disk.name, settings.poll).await?;
+    match tokio::time::timeout(
+        settings.timeout,
+        remove(api, me, &disk.name, settings.poll),
+    )
+    .await
+    {
+        Ok(done) => done?,
+        Err(_) => fail!(
+            ExitCode::Failure,
+            "restored disk {} was unmounted, but it was not detached and deleted within --timeout {}; once it is detached, delete it (aws lightsail delete-disk --disk-name {}); lightsnap status --refresh lists it meanwhile",
+            disk.name,
+            humantime::format_duration(settings.timeout),
+            disk.name
+        ),
+    }
     Ok(Released {
         released: dir,
         snapshot: disk.tag(RESTORE_OF_TAG).map(str::to_string),
