@@ -505,6 +505,13 @@ fn a_new_instance_is_printed_then_made_from_an_instance_snapshot() {
         serde_json::json!({"data-1": [{"originalDiskPath": dev, "newDiskName": "web-2-data-1"}]})
     );
     assert_eq!(calls[0].status, Some(200), "{:?}", calls[0]);
+    assert_eq!(
+        body["tags"],
+        serde_json::json!([
+            {"key": "lightsnap:restore-of", "value": "whole-1"},
+            {"key": "lightsnap:owner", "value": format!("us-east-1/{INSTANCE}")},
+        ])
+    );
     // The running instance: nothing detached, stopped or changed.
     assert!(fake.calls().iter().all(|c| !matches!(
         c.operation.as_str(),

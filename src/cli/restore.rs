@@ -228,7 +228,10 @@ impl Restore {
                 .iter()
                 .map(|(d, p)| (d.clone(), p.clone(), format!("{new}-{d}")))
                 .collect(),
-            tags: vec![(restored::RESTORE_OF_TAG.to_string(), name.to_string())],
+            tags: vec![
+                (restored::RESTORE_OF_TAG.to_string(), name.to_string()),
+                me.owner().tag(),
+            ],
         };
         let cli = aws_command(&request);
         let mut doc = serde_json::json!({
