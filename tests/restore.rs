@@ -682,3 +682,58 @@ fn a_restore_past_its_timeout_is_undone() {
     assert_eq!(s.disks().len(), 1, "{:?}", s.disks());
     assert!(!files.exists());
 }
+
+/// A restored disk that fails its check (the fake corrupts it) is never handed back: it is
+/// detached from the path, the original attached there again and mounted as it was (exit 22).
+#[test]
+fn a_corrupt_restore_is_not_handed_back_and_the_original_returns() {
+    let Some(s) = Restore::new(
+        "a_corrupt_restore_is_not_handed_back_and_the_original_returns",
+        FsKind::Ext4,
+    ) else {
+        return;
+    };
+    s.snapshot("s1", "as it was\n");
+    std::fs::write(s.fs.mount_point.join("hello.txt"), "now\n").unwrap();
+    s.fake
+        .add_fault(Fault::parse("CreateDiskFromSnapshot=corrupt-disk@1").unwrap());
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&["restore", "s1", "--replace", &mp, "--yes"]);
+    assert_eq!(r.code, 22, "{r:?}");
+    assert!(r.stderr.contains("is not clean"), "{r:?}");
+    assert!(r.stderr.contains("original disk data-1 is back"), "{r:?}");
+    let m = s.fs.mountinfo().expect("mounted again");
+    assert_eq!(
+        std::fs::canonicalize(&m.source).unwrap(),
+        std::fs::canonicalize(&s.fs.device).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.fs.mount_point.join("hello.txt")).unwrap(),
+        "now\n"
+    );
+    let live = s.disk("data-1");
+    assert_eq!(
+        (live["isAttached"].clone(), live["path"].clone()),
+        (true.into(), "/dev/xvdf".into())
+    );
+    assert_eq!(s.disks().len(), 1, "{:?}", s.disks());
+    let attaches: Vec<String> = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "AttachDisk")
+        .map(|c| {
+            format!(
+                "{} {}",
+                c.body["diskName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split("-restore-")
+                    .next()
+                    .unwrap(),
+                c.body["diskPath"]
+            )
+        })
+        .collect();
+    assert_eq!(attaches, ["s1 \"/dev/xvdf\"", "data-1 \"/dev/xvdf\""]);
+}

@@ -165,8 +165,10 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
                 live.disk.name
             );
         }
-        restored::detach_checked(api, me, &now, settings.poll).await?;
+        // From the call on, the live disk may be detached (or detaching): a failure puts
+        // it back whatever state it is found in.
         *live_detached.borrow_mut() = true;
+        restored::detach_checked(api, me, &now, settings.poll).await?;
         let (_, dev) = restored::attach(api, host, me, &name, Some(&at), settings, &steps).await?;
         *device.borrow_mut() = Some(dev.clone());
         for fs in host.filesystems(&dev) {
@@ -212,8 +214,19 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
         }
         let mut left = restored::undo(api, host, me, steps, settings).await;
         if *live_detached.borrow() {
-            if let Err(back) = put_back(api, host, me, live, &at, settings).await {
-                left.push(format!("{back:#}"));
+            match tokio::time::timeout(
+                settings.undo_timeout,
+                put_back(api, host, me, live, &at, settings),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(back)) => left.push(format!("{back:#}")),
+                Err(_) => left.push(format!(
+                    "the original disk {} was not back within {}",
+                    live.disk.name,
+                    humantime::format_duration(settings.undo_timeout)
+                )),
             }
         } else if let Err(back) = crate::kernel::unmount::remount(&live.mount) {
             left.push(format!("{back:#}"));
@@ -288,16 +301,28 @@ async fn put_back<A: Lightsail, H: Host>(
     settings: &Settings,
 ) -> Result<()> {
     let name = live.disk.name.as_str();
-    api.attach_disk(name, &me.instance, at)
-        .await
-        .with_context(|| format!("attaching the original disk {name} at {at} again"))?;
+    // A detach that failed, or one still under way, is waited for; a disk still attached
+    // here at its path is only mounted again.
+    let now = api
+        .disk_state(name)
+        .await?
+        .with_context(|| format!("the original disk {name} is gone"))?;
+    let here = now.is_attached
+        && now.attached_to.as_deref() == Some(me.instance.as_str())
+        && now.path.as_deref() == Some(at);
+    if !here {
+        if now.is_attached {
+            scratch::wait_for(api, name, settings.poll, "detached", |d| !d.is_attached).await?;
+        }
+        api.attach_disk(name, &me.instance, at)
+            .await
+            .with_context(|| format!("attaching the original disk {name} at {at} again"))?;
+    }
     let disk = scratch::wait_for(api, name, settings.poll, "attached", |d| {
         d.is_attached && d.attached_to.as_deref() == Some(me.instance.as_str())
     })
     .await?;
-    let dev = tokio::time::timeout(settings.undo_timeout, host.device(&disk, at))
-        .await
-        .map_err(|_| anyhow::anyhow!("the original disk {name}'s device did not appear"))??;
+    let dev = host.device(&disk, at).await?;
     let mut m = live.mount.clone();
     m.source = dev.display().to_string();
     crate::kernel::unmount::remount(&m)
