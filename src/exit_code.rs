@@ -73,6 +73,10 @@ pub enum ExitCode {
     /// nothing wrong in the rest: the snapshot is tagged `lightsnap:verified=unchecked`,
     /// neither clean nor failed; what was not checked is named.
     VerifyUnchecked = 21,
+    /// `lightsnap restore --replace` failed after it had changed something: the original
+    /// disk was put back (attached at its path and mounted again), the restored disk removed;
+    /// the message says what failed and anything that could not be put back.
+    RestoreFailed = 22,
     /// `lightsnap setup` needs answers: its input is not a terminal and `--yes` was not given
     /// (or the operator said no at the end). Nothing was changed.
     NeedsAnswers = 24,

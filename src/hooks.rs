@@ -76,6 +76,12 @@ pub enum Phase {
     /// `lightsnap verify`: a restored snapshot is mounted read-only at
     /// `LIGHTSNAP_VERIFY_MOUNT`, for an application check against it.
     Verify,
+    /// `lightsnap restore --replace`: before PATH is unmounted and its disk swapped (stop
+    /// what writes there). A failure stops the roll-back before anything is changed.
+    PreRestore,
+    /// `lightsnap restore --replace`: after the roll-back, or after the original was put
+    /// back (`LIGHTSNAP_RESULT` says which); start again what pre-restore stopped.
+    PostRestore,
 }
 
 impl Phase {
@@ -86,6 +92,8 @@ impl Phase {
             Phase::FreezeFail => "freeze-fail",
             Phase::PostThaw => "post-thaw",
             Phase::Verify => "verify",
+            Phase::PreRestore => "pre-restore",
+            Phase::PostRestore => "post-restore",
         }
     }
 }
@@ -348,6 +356,23 @@ impl Hooks {
                 failures.join("; ")
             ))),
         }
+    }
+
+    /// Runs the pre-restore hooks in order, stopping at the first failure or stop request.
+    pub async fn pre_restore<S: Stop>(&mut self, ctx: &HookEnv, stop: &mut S) -> Result<()> {
+        for hook in &self.hooks {
+            self.ran += 1;
+            run_one(hook, Phase::PreRestore, ctx, self.timeout, stop).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the post-restore hook of every hook whose pre-restore ran, newest first; all of
+    /// them, whatever fails.
+    pub async fn post_restore(&mut self, ctx: &HookEnv) -> Result<()> {
+        let n = self.ran;
+        self.ran = 0;
+        self.all_of(n, Phase::PostRestore, ctx).await
     }
 
     /// The first `n` hooks, newest first, for `phase`: the first failure is the error, the

@@ -12,6 +12,7 @@ pub mod owner;
 mod plan;
 mod prune;
 pub mod quiet;
+mod restore;
 mod run;
 mod settings;
 mod setup;
@@ -57,6 +58,7 @@ Exit codes:
   19   the snapshot was taken, but its copy to another region failed
   20   verify could not finish (timeout), or left a scratch disk behind
   21   verify could not check something on the restored disk (tagged lightsnap:verified=unchecked)
+  22   restore --replace failed; the original disk was put back
   23   Lightsail refused an action for these credentials (see lightsnap iam-policy)
   24   setup: not at a terminal and no --yes, or stopped at an answer (nothing was changed)
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)"
@@ -202,6 +204,9 @@ pub enum Command {
     /// read-only, removed; the snapshot tagged lightsnap:verified=clean|failed|unchecked.
     #[command(after_help = examples::VERIFY)]
     Verify(verify::Verify),
+    /// Restore a snapshot: its files read-only at a directory (--mount, --release), a data
+    /// disk rolled back (--replace), or a new instance (--new-instance).
+    Restore(restore::Restore),
     /// A monitoring-plugins (Nagios) check: 0 OK, 1 WARNING (-w), 2 CRITICAL (-c, --max-age)
     /// by the age of each target's last success, 3 UNKNOWN when it cannot check.
     #[command(after_help = examples::CHECK)]
@@ -271,6 +276,7 @@ impl Cli {
             Command::Config(c) => c.run(&globals),
             Command::Completions(c) => c.run(),
             Command::Man(c) => c.run(),
+            Command::Restore(c) => c.run(&globals),
             Command::Generate(c) => c.run(),
         }
     }
@@ -383,6 +389,7 @@ mod tests {
             CopyFailed,
             VerifyIncomplete,
             VerifyUnchecked,
+            RestoreFailed,
             NeedsAnswers,
             AccessDenied,
         ] {

@@ -72,7 +72,7 @@ impl Status {
                 })
                 .collect()
         };
-        let (newest, scratch) = if self.refresh {
+        let (newest, (scratch, restored)) = if self.refresh {
             crate::runtime()?.block_on(async {
                 let api = SdkLightsail::from_env(
                     self.region.clone().or(settings.region.clone()),
@@ -81,10 +81,14 @@ impl Status {
                 .await?;
                 let owner = super::owner::this_owner(&api).await?;
                 let newest = newest_snapshots(&api, &owner, &states).await?;
-                Ok::<_, anyhow::Error>((newest, crate::restore::scratch::listing(&api).await?))
+                let restored = crate::restore::restored::listing(&api, &owner).await?;
+                Ok::<_, anyhow::Error>((
+                    newest,
+                    (crate::restore::scratch::listing(&api).await?, restored),
+                ))
             })?
         } else {
-            (vec![None; states.len()], Vec::new())
+            (vec![None; states.len()], (Vec::new(), Vec::new()))
         };
         // Scratch disks of a killed verify that the last search left alone (in use).
         let kept = crate::restore::scratch::read_kept(&dir);
@@ -111,6 +115,7 @@ impl Status {
             let mut doc = json!({ "state_dir": dir, "targets": targets });
             if self.refresh {
                 doc["scratch_disks"] = json!(scratch);
+                doc["restored_disks"] = json!(restored);
             }
             if !kept.is_empty() {
                 doc["scratch_leftovers"] = json!(kept);
@@ -141,6 +146,9 @@ impl Status {
             } else if self.refresh {
                 println!("  newest in Lightsail: none found");
             }
+        }
+        for d in &restored {
+            println!("{}", crate::restore::restored::listing_line(d));
         }
         for d in &scratch {
             println!("{}", crate::restore::scratch::listing_line(d));

@@ -155,7 +155,7 @@ impl Verify {
 }
 
 /// A snapshot by name: a disk snapshot, or an instance snapshot (refused later, clearly).
-async fn by_name<A: Lightsail>(api: &A, name: &str) -> Result<SnapshotInfo> {
+pub(crate) async fn by_name<A: Lightsail>(api: &A, name: &str) -> Result<SnapshotInfo> {
     if let Some(s) = api.get_snapshot(SnapshotKind::Disk, name).await? {
         return Ok(s);
     }
@@ -189,7 +189,11 @@ pub async fn newest_of<A: Lightsail>(
 }
 
 /// The Lightsail disk (as snapshots name it) behind a path, found as freeze-and-snap finds it.
-async fn disk_behind<A: Lightsail>(api: &A, settings: &Settings, path: &Path) -> Result<String> {
+pub(crate) async fn disk_behind<A: Lightsail>(
+    api: &A,
+    settings: &Settings,
+    path: &Path,
+) -> Result<String> {
     use crate::snap::plan;
     let mounts = crate::kernel::mountinfo::read()?;
     let located = plan::locate(path, &mounts)?;

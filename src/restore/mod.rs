@@ -21,6 +21,8 @@ pub mod copy;
 pub mod fs;
 pub mod host;
 pub mod lock;
+pub mod replace;
+pub mod restored;
 pub mod scratch;
 #[cfg(test)]
 mod tests;

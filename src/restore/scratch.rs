@@ -34,7 +34,7 @@ fn name_with(snapshot: &str, unique: &str) -> String {
 
 /// Eight hex digits, different at each call: the time and process id through the standard
 /// library's randomly keyed hasher (seeded from the OS).
-fn unique() -> String {
+pub(super) fn unique() -> String {
     use std::hash::BuildHasher;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

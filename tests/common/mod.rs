@@ -515,6 +515,11 @@ impl Writer {
         writer
     }
 
+    /// The writer's process id (a hook stops it by it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits (bounded) for the next acknowledgement: proof the filesystem takes writes.
     pub fn next_ack(&mut self, within: Duration) -> (u64, f64) {
         let ack = self

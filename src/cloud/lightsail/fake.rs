@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, Lightsail, NewDisk, OperationInfo,
-    SnapshotInfo, SnapshotKind, SnapshotRequest,
+    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, InstanceSnapshotDetails, Lightsail,
+    NewDisk, NewInstance, OperationInfo, SnapshotInfo, SnapshotKind, SnapshotRequest,
 };
 
 /// How a create call answers.
@@ -355,6 +355,24 @@ impl Lightsail for FakeLightsail {
         let line = format!("CopySnapshot {source_region}/{source} {target}");
         self.scripted("CopySnapshot", line).await?;
         Ok(op("CopySnapshot"))
+    }
+
+    async fn instance_snapshot_details(
+        &self,
+        name: &str,
+    ) -> Result<Option<InstanceSnapshotDetails>, ApiError> {
+        self.scripted("GetInstanceSnapshot", format!("GetInstanceSnapshot {name}"))
+            .await?;
+        Ok(None)
+    }
+
+    async fn create_instances_from_snapshot(
+        &self,
+        new: &NewInstance,
+    ) -> Result<OperationInfo, ApiError> {
+        let line = format!("CreateInstancesFromSnapshot {} {}", new.snapshot, new.name);
+        self.scripted("CreateInstancesFromSnapshot", line).await?;
+        Ok(op("CreateInstancesFromSnapshot"))
     }
 }
 

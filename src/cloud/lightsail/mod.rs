@@ -11,7 +11,7 @@ mod storage;
 use std::time::Duration;
 
 pub use sdk::{NoRegion, SdkLightsail, FLEET_OPERATIONS, OPERATIONS};
-pub use storage::{DiskState, NewDisk};
+pub use storage::{DiskState, InstanceSnapshotDetails, NewDisk, NewInstance};
 
 /// A Lightsail disk, as far as lightsnap cares.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -324,6 +324,17 @@ pub trait Lightsail {
         source_region: &str,
         source: &str,
         target: &str,
+    ) -> Result<OperationInfo, ApiError>;
+    /// GetInstanceSnapshot, with what a new instance is made from; `Ok(None)` when there is
+    /// no such instance snapshot.
+    async fn instance_snapshot_details(
+        &self,
+        name: &str,
+    ) -> Result<Option<InstanceSnapshotDetails>, ApiError>;
+    /// CreateInstancesFromSnapshot of one instance.
+    async fn create_instances_from_snapshot(
+        &self,
+        new: &NewInstance,
     ) -> Result<OperationInfo, ApiError>;
 }
 

@@ -20,8 +20,8 @@ use convert::{
 };
 
 use super::{
-    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, Lightsail, NewDisk, OperationInfo,
-    SnapshotInfo, SnapshotKind, SnapshotRequest, Source,
+    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, InstanceSnapshotDetails, Lightsail,
+    NewDisk, NewInstance, OperationInfo, SnapshotInfo, SnapshotKind, SnapshotRequest, Source,
 };
 
 /// No AWS region is configured anywhere.
@@ -440,6 +440,20 @@ impl Lightsail for SdkLightsail {
 
     async fn create_disk_from_snapshot(&self, disk: &NewDisk) -> Result<OperationInfo, ApiError> {
         self.sdk_create_disk_from_snapshot(disk).await
+    }
+
+    async fn instance_snapshot_details(
+        &self,
+        name: &str,
+    ) -> Result<Option<InstanceSnapshotDetails>, ApiError> {
+        self.sdk_instance_snapshot_details(name).await
+    }
+
+    async fn create_instances_from_snapshot(
+        &self,
+        new: &NewInstance,
+    ) -> Result<OperationInfo, ApiError> {
+        self.sdk_create_instances_from_snapshot(new).await
     }
 
     async fn attach_disk(
