@@ -500,6 +500,7 @@ fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
         vec!["list"],
         vec!["list", "--region", "eu-west-2"],
         vec!["verify", "s1"],
+        vec!["restore", "whole-1", "--new-instance", "web-2", "--yes"],
         vec!["run", "--snapshot-name", "r1"],
         vec!["run", "--snapshot-name", "r2"],
         vec!["prune", "--keep", "1"],

@@ -178,10 +178,11 @@ fn instance(variant: Variant, scope: &Scope) -> Vec<Statement> {
             &["CreateDiskSnapshot", "CreateInstanceSnapshot"],
             vec![claims_ours(), keys.clone()],
         ),
-        // Only verify's scratch disks are made: lightsnap's own tag keys.
+        // Only verify's scratch disks, restored copies and instances (`restore --new-instance`)
+        // are made: lightsnap's own tag keys.
         allow(
             "RestoreOurSnapshotsToDisksTaggedOurs",
-            &["CreateDiskFromSnapshot"],
+            &["CreateDiskFromSnapshot", "CreateInstancesFromSnapshot"],
             vec![
                 ours(),
                 claims_ours(),

@@ -10,6 +10,7 @@ pub const OPERATIONS: &[&str] = &[
     "CreateDiskFromSnapshot",
     "CreateDiskSnapshot",
     "CreateInstanceSnapshot",
+    "CreateInstancesFromSnapshot",
     "DeleteDisk",
     "DeleteDiskSnapshot",
     "DeleteInstanceSnapshot",
