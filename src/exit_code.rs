@@ -29,9 +29,11 @@ pub enum ExitCode {
     Busy = 5,
     /// The filesystem is already frozen by someone else; lightsnap left it as it was.
     AlreadyFrozen = 6,
-    /// Not permitted: not root, or refused by the confinement guard.
+    /// Not permitted: not root, or refused by the confinement guard; or unsafe to trust as
+    /// root: a hook or configuration file others could change, a directory anyone may write
+    /// in without the sticky bit.
     Permission = 7,
-    /// The disk named (`--disk-name`, or `disk` in the configuration) is not the one behind
+    /// The disk named (`--disk`, or `disk` in the configuration) is not the one behind
     /// the path: attached to another instance, or another disk of this one.
     WrongDisk = 8,
     /// Lightsail refused the request (invalid input, operation failed).
@@ -65,6 +67,22 @@ pub enum ExitCode {
     /// not be removed: the snapshot is not tagged; what was left is named and the next verify
     /// removes it.
     VerifyIncomplete = 20,
+    /// `lightsnap verify` could not check something on the restored disk — a checker not
+    /// installed or that did not start or finish, a layout it does not check (a partition of
+    /// unknown content, LVM, md, LUKS), a kernel that cannot mount it read-only — and found
+    /// nothing wrong in the rest: the snapshot is tagged `lightsnap:verified=unchecked`,
+    /// neither clean nor failed; what was not checked is named.
+    VerifyUnchecked = 21,
+    /// `lightsnap restore --replace` failed after it had changed something: the original
+    /// disk was put back (attached at its path and mounted again), the restored disk removed;
+    /// the message says what failed and anything that could not be put back.
+    RestoreFailed = 22,
+    /// `lightsnap setup` needs answers: its input is not a terminal and `--yes` was not given
+    /// (or the operator said no at the end). Nothing was changed.
+    NeedsAnswers = 24,
+    /// Lightsail refused an action for these credentials (AccessDeniedException): their IAM
+    /// policy does not allow it on that resource. `lightsnap iam-policy` prints what is needed.
+    AccessDenied = 23,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).
@@ -72,6 +90,36 @@ pub enum ExitCode {
     /// Stopped by SIGTERM (after thawing).
     Terminated = 143,
 }
+
+/// Every exit code with what it means, as the manual's table shows it (docs/src/exit-codes.md
+/// is written from this: a test holds the page to it, and `UPDATE_DOCS=1 cargo test --lib
+/// exit_code` rewrites the table). The `--help` list is the short form of the same codes.
+pub const MEANINGS: &[(&str, &str)] = &[
+    ("0", "success"),
+    ("1", "unexpected failure"),
+    ("2", "usage error or invalid input (name, tag, duration, an unwritable `state_dir`): nothing was touched; for `lightsnap check`: CRITICAL, a target has no success younger than `--max-age` (the first line says which)"),
+    ("3", "path, disk or instance not found"),
+    ("4", "not a filesystem on a block device"),
+    ("5", "busy: another run holds the lock, or the mount to unmount is in use"),
+    ("6", "already frozen by someone else (left as it was)"),
+    ("7", "permission denied: not root, or outside `LIGHTSNAP_CONFINE_TO`"),
+    ("8", "the disk named (`--disk-name`, or a `[[snapshot]]` mapping) is not the one behind the path: attached to another instance, or another disk of this one (nothing was frozen)"),
+    ("10", "Lightsail refused the request (invalid input, operation failed)"),
+    ("11", "no AWS credentials found, or Lightsail refused them"),
+    ("12", "Lightsail throttled, failed, or could not be reached"),
+    ("13", "the freeze deadline passed: thawed, call abandoned"),
+    ("14", "partial or unverified result (also: `run` took its snapshots but could not apply the retention)"),
+    ("15", "`--wait` gave up while a snapshot was still pending (it goes on in Lightsail)"),
+    ("16", "a hook failed or timed out (a pre-freeze hook: nothing was frozen)"),
+    ("17", "Lightsail was making an automatic snapshot of a target and it did not finish within `--auto-snapshot-wait` (nothing frozen)"),
+    ("18", "`verify`: the restored snapshot failed a check, did not mount read-only, a `verify` hook failed, or the restore ended in `error` (tagged `lightsnap:verified=failed`; scratch disk removed); also `run` when a `verify_every` verification failed"),
+    ("19", "the snapshot was taken (and kept), but its copy to another region (`--copy-to-region`) failed"),
+    ("20", "`verify` could not finish (`--timeout`), or could not remove its scratch disk (named; the next `verify` removes it); the snapshot is not tagged"),
+    ("21", "`verify` could not check something on the restored disk (a checker missing, or that did not start or finish; a partition of unknown content, LVM, md, LUKS; a kernel that cannot mount it read-only) and found nothing wrong in the rest: tagged `lightsnap:verified=unchecked`, neither clean nor failed; also `run` when a `verify_every` verification could not check"),
+    ("23", "Lightsail refused an action to these credentials (AccessDeniedException): the message names the action, and `lightsnap iam-policy` prints the policy lightsnap needs"),
+    ("24", "`setup`: not at a terminal and no `--yes`, or the operator said no (nothing was changed)"),
+    ("129 / 130 / 143", "stopped by SIGHUP / SIGINT / SIGTERM (after thawing; before the first freeze, with nothing frozen)"),
+];
 
 impl ExitCode {
     /// The code for an error, from the first typed cause in its chain.
@@ -127,6 +175,12 @@ impl ExitCode {
             if let Some(e) = cause.downcast_ref::<crate::signals::Stopped>() {
                 return e.code;
             }
+            if cause
+                .downcast_ref::<crate::files::OpenDirectory>()
+                .is_some()
+            {
+                return ExitCode::Permission;
+            }
             if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
                 return match e {
                     crate::config::ConfigError::Invalid(_) => ExitCode::Usage,
@@ -163,6 +217,7 @@ impl ExitCode {
             ApiErrorKind::Rejected | ApiErrorKind::OperationFailed => ExitCode::ApiRejected,
             ApiErrorKind::NotFound => ExitCode::NotFound,
             ApiErrorKind::Auth => ExitCode::ApiAuth,
+            ApiErrorKind::AccessDenied => ExitCode::AccessDenied,
             ApiErrorKind::Throttled
             | ApiErrorKind::Unavailable
             | ApiErrorKind::Timeout
@@ -268,6 +323,40 @@ mod tests {
         for (err, code) in cases {
             let err = err.context("running");
             assert_eq!(ExitCode::of(&err), code, "{err:#}");
+        }
+    }
+
+    /// The manual's exit-code table is [`MEANINGS`], and lists the codes `--help` does.
+    #[test]
+    fn the_manuals_exit_code_table_is_written_from_the_code() {
+        const BEGIN: &str = "<!-- generated from src/exit_code.rs (MEANINGS): do not edit -->\n";
+        const END: &str = "<!-- end of the generated table -->\n";
+        let mut table = String::from("| code | meaning |\n| --- | --- |\n");
+        for (code, meaning) in MEANINGS {
+            table.push_str(&format!("| {code} | {meaning} |\n"));
+        }
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/exit-codes.md");
+        let page = std::fs::read_to_string(&path).unwrap();
+        let (head, rest) = page
+            .split_once(BEGIN)
+            .expect("the page marks the generated table");
+        let (old, tail) = rest
+            .split_once(END)
+            .expect("the page marks the table's end");
+        if old != table {
+            if std::env::var_os("UPDATE_DOCS").is_some() {
+                std::fs::write(&path, format!("{head}{BEGIN}{table}{END}{tail}")).unwrap();
+            } else {
+                panic!("docs/src/exit-codes.md's table is not MEANINGS: rerun with UPDATE_DOCS=1");
+            }
+        }
+        let help = crate::cli::EXIT_CODES_HELP;
+        for (code, _) in MEANINGS {
+            let first = code.split(' ').next().unwrap();
+            assert!(
+                help.lines().any(|l| l.trim_start().starts_with(first)),
+                "{code} is not in --help"
+            );
         }
     }
 }

@@ -7,11 +7,13 @@
 //! aborts the run before anything is frozen, but every pre-freeze hook that ran still gets its
 //! post-thaw call, so a lock it took is released; when the freeze or the snapshot failed after
 //! the pre-freeze hooks succeeded, they are told so first with `freeze-fail`. A failing
-//! post-thaw hook fails the run (an application may not have been resumed). A hook not owned
-//! by root or writable by group or others is refused: lightsnap runs as root.
+//! post-thaw hook fails the run (an application may not have been resumed). A hook that is
+//! not root's alone — itself, its directory and every directory above ([`crate::trust`]) —
+//! is refused: lightsnap runs as root. That is checked when the hooks are loaded and again
+//! right before each hook runs (a post-thaw call may come minutes after loading).
 
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,15 +34,13 @@ pub enum HookError {
         /// The hook directory.
         dir: PathBuf,
     },
-    /// A hook others than root could have changed.
-    #[error("{}: refusing a hook not owned by root or writable by group/others (owner uid {uid}, mode {mode:o}); fix with: chown root:root {0} && chmod go-w {0}", path.display())]
+    /// A hook (or its directory, or one above) others than root could have changed.
+    #[error("refusing hook {}: {found}", path.display())]
     Unsafe {
-        /// The file.
+        /// The hook, or the hook directory.
         path: PathBuf,
-        /// Its owner.
-        uid: u32,
-        /// Its permission bits.
-        mode: u32,
+        /// What others could change.
+        found: crate::trust::Untrusted,
     },
     /// A hook ran past its timeout (and was killed with its process group).
     #[error("hook {} {phase} did not finish within {}; it was killed with its process group", hook.display(), humantime::format_duration(*timeout))]
@@ -76,6 +76,12 @@ pub enum Phase {
     /// `lightsnap verify`: a restored snapshot is mounted read-only at
     /// `LIGHTSNAP_VERIFY_MOUNT`, for an application check against it.
     Verify,
+    /// `lightsnap restore --replace`: before PATH is unmounted and its disk swapped (stop
+    /// what writes there). A failure stops the roll-back before anything is changed.
+    PreRestore,
+    /// `lightsnap restore --replace`: after the roll-back, or after the original was put
+    /// back (`LIGHTSNAP_RESULT` says which); start again what pre-restore stopped.
+    PostRestore,
 }
 
 impl Phase {
@@ -86,6 +92,8 @@ impl Phase {
             Phase::FreezeFail => "freeze-fail",
             Phase::PostThaw => "post-thaw",
             Phase::Verify => "verify",
+            Phase::PreRestore => "pre-restore",
+            Phase::PostRestore => "post-restore",
         }
     }
 }
@@ -106,6 +114,24 @@ pub struct HookEnv {
     pub verify_mount: Option<PathBuf>,
 }
 
+/// Refuses `path` (a hook, or with `dir` the hook directory) unless it, and every directory
+/// on the way to it, is root's alone.
+fn check_trusted(path: &Path, dir: bool) -> Result<()> {
+    let checked = if dir {
+        crate::trust::check_dir(path)
+    } else {
+        crate::trust::check(path)
+    };
+    checked.map_err(|e| match e.downcast::<crate::trust::Untrusted>() {
+        Ok(found) => HookError::Unsafe {
+            path: path.to_path_buf(),
+            found,
+        }
+        .into(),
+        Err(e) => e,
+    })
+}
+
 /// The hooks of a directory, checked, in name order. No directory means no hooks.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
@@ -113,6 +139,7 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
+    check_trusted(dir, true)?;
     let mut hooks: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -137,14 +164,7 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
             }
             .into());
         }
-        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-            return Err(HookError::Unsafe {
-                path: h.clone(),
-                uid: meta.uid(),
-                mode: meta.mode() & 0o7777,
-            }
-            .into());
-        }
+        check_trusted(h, false)?;
     }
     Ok(hooks)
 }
@@ -158,6 +178,9 @@ pub async fn run_one<S: Stop>(
     timeout: Duration,
     stop: &mut S,
 ) -> Result<()> {
+    // Again, right before it runs: its directory may have changed since the hooks were
+    // loaded (a post-thaw call comes after the whole snapshot).
+    check_trusted(hook, false)?;
     let join = |v: Vec<String>| v.join(" ");
     let mut cmd = Command::new(hook);
     cmd.arg(phase.as_str())
@@ -333,6 +356,23 @@ impl Hooks {
                 failures.join("; ")
             ))),
         }
+    }
+
+    /// Runs the pre-restore hooks in order, stopping at the first failure or stop request.
+    pub async fn pre_restore<S: Stop>(&mut self, ctx: &HookEnv, stop: &mut S) -> Result<()> {
+        for hook in &self.hooks {
+            self.ran += 1;
+            run_one(hook, Phase::PreRestore, ctx, self.timeout, stop).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the post-restore hook of every hook whose pre-restore ran, newest first; all of
+    /// them, whatever fails.
+    pub async fn post_restore(&mut self, ctx: &HookEnv) -> Result<()> {
+        let n = self.ran;
+        self.ran = 0;
+        self.all_of(n, Phase::PostRestore, ctx).await
     }
 
     /// The first `n` hooks, newest first, for `phase`: the first failure is the error, the

@@ -123,10 +123,11 @@ pub fn send(entry: Entry, fallback: &str) {
     deliver(&entry, fallback);
 }
 
-/// The socket entries go to: [`SOCKET`], or `LIGHTSNAP_JOURNAL_SOCKET` (for the tests, which
-/// stand in for journald with a socket of their own).
+/// The socket entries go to: [`SOCKET`], or in a build with the test switches
+/// ([`crate::test_switch`]) `LIGHTSNAP_JOURNAL_SOCKET` (the tests stand in for journald with
+/// a socket of their own).
 fn socket() -> std::path::PathBuf {
-    std::env::var_os("LIGHTSNAP_JOURNAL_SOCKET")
+    crate::test_switch!("LIGHTSNAP_JOURNAL_SOCKET")
         .map(Into::into)
         .unwrap_or_else(|| SOCKET.into())
 }
@@ -174,6 +175,8 @@ struct Fields {
     message: String,
     extra: Vec<(&'static str, String)>,
     event: Option<String>,
+    /// An explicit syslog priority (`priority = 2` for crit), above the level's.
+    priority: Option<u8>,
 }
 
 impl Visit for Fields {
@@ -198,6 +201,10 @@ impl Fields {
                 self.event = Some(text);
                 return;
             }
+            "priority" => {
+                self.priority = text.parse().ok();
+                return;
+            }
             "snapshot" => "LIGHTSNAP_SNAPSHOT",
             "disk" => "LIGHTSNAP_DISK",
             "window_ms" => "LIGHTSNAP_WINDOW_MS",
@@ -218,7 +225,8 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
         let level = event.metadata().level();
         let mut e = Entry::default();
         e.field("MESSAGE", &fields.message);
-        e.field("PRIORITY", &priority(level).to_string());
+        let prio = fields.priority.unwrap_or_else(|| priority(level));
+        e.field("PRIORITY", &prio.to_string());
         e.field("SYSLOG_IDENTIFIER", "lightsnap");
         if let Some(id) = fields.event.as_deref().and_then(message_id) {
             e.field("MESSAGE_ID", id);
@@ -242,6 +250,29 @@ mod tests {
         assert_eq!(priority(&Level::INFO), 6);
         assert_eq!(priority(&Level::DEBUG), 7);
         assert_eq!(priority(&Level::TRACE), 7);
+    }
+
+    /// `priority = 2` on an event (a copy of the system disk attached) sends it at crit, above
+    /// its level's err.
+    #[test]
+    fn an_explicit_priority_outranks_the_level() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+        struct Capture(Arc<Mutex<Vec<Option<u8>>>>);
+        impl<S: Subscriber> Layer<S> for Capture {
+            fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+                let mut fields = Fields::default();
+                event.record(&mut fields);
+                self.0.lock().unwrap().push(fields.priority);
+            }
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(priority = 2, "a copy of the system disk is attached");
+            tracing::error!("a plain error");
+        });
+        assert_eq!(*seen.lock().unwrap(), [Some(2), None]);
     }
 
     #[test]

@@ -23,6 +23,14 @@ fn main() {
             if !e.use_stderr() {
                 std::process::exit(0);
             }
+            // `check` is a monitoring plugin: its usage errors are UNKNOWN (3), said on
+            // stdout's first line, never the CRITICAL that 2 means to a monitoring system.
+            if cli::subcommand_of(&args).as_deref() == Some("check") {
+                let detail = e.to_string();
+                let first = detail.lines().next().unwrap_or_default();
+                println!("UNKNOWN: {}", first.trim_start_matches("error: "));
+                std::process::exit(cli::check_unknown_code());
+            }
             // A usage error is a JSON document too when one was asked for.
             if cli::json_asked(&args) {
                 // clap's message without its usage and help lines, on one line.

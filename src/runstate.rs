@@ -8,7 +8,7 @@
 //! everything is undone ([`Run::undone`]), and releases the lock when dropped. A run that
 //! could not undo everything drops it without clearing: the record stays for `thaw --recover`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,41 @@ pub enum Quiesce {
     Unmount,
 }
 
+/// Where an entry of the recovery record stands, as the run last knew it. The run's watchdog
+/// (which makes the FIFREEZE calls and hears of every unmount) brings it up to date as it
+/// goes, and when it thaws on its way out: the run directory is a tmpfs, written while
+/// frozen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Not touched yet: nothing owed.
+    Planned,
+    /// FIFREEZE was called and its answer is not recorded yet: it may be frozen.
+    Freezing,
+    /// Frozen by this run: a thaw is owed.
+    Frozen,
+    /// FIFREEZE refused it (frozen by someone else, or it cannot be frozen): not this run's
+    /// to thaw.
+    Refused,
+    /// About to be unmounted by this run: it may be unmounted.
+    Unmounting,
+    /// Unmounted by this run: mounting it again is owed.
+    Unmounted,
+    /// Thawed, or mounted again: nothing owed.
+    Undone,
+}
+
+/// What recovering an entry takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owed {
+    /// Nothing: never touched, refused, or already undone.
+    Nothing,
+    /// A thaw, if it is still mounted as it was.
+    Thaw,
+    /// Mounting it again, unless it is mounted already.
+    Remount,
+}
+
 /// One entry of the recovery record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
@@ -39,15 +74,28 @@ pub struct Entry {
     /// The mount as it was before.
     pub mount: Mount,
     /// A freeze that may fall back to unmounting at run time (FIFREEZE refused as not
-    /// supported): recovery looks for both.
+    /// supported).
     #[serde(default)]
     pub unmount_fallback: bool,
+    /// Its index in the run's plan (the watchdog's numbering).
+    #[serde(default)]
+    pub index: Option<usize>,
+    /// Where it stands. `None` in a record written before stages were recorded: then what
+    /// it may have been is assumed (thaw a freeze, mount again what may be unmounted).
+    #[serde(default)]
+    pub stage: Option<Stage>,
 }
 
 impl Entry {
-    /// Whether the run may have left it unmounted.
-    pub fn may_unmount(&self) -> bool {
-        self.quiesce == Quiesce::Unmount || self.unmount_fallback
+    /// What recovering it takes.
+    pub fn owed(&self) -> Owed {
+        match self.stage {
+            Some(Stage::Planned | Stage::Refused | Stage::Undone) => Owed::Nothing,
+            Some(Stage::Freezing | Stage::Frozen) => Owed::Thaw,
+            Some(Stage::Unmounting | Stage::Unmounted) => Owed::Remount,
+            None if self.quiesce == Quiesce::Unmount || self.unmount_fallback => Owed::Remount,
+            None => Owed::Thaw,
+        }
     }
 }
 
@@ -182,7 +230,7 @@ pub fn check_stale(dir: &Path, locked: bool) -> Result<()> {
         return Ok(());
     }
     let mut unmounted = Vec::new();
-    for e in old.entries.iter().filter(|e| e.may_unmount()) {
+    for e in old.entries.iter().filter(|e| e.owed() == Owed::Remount) {
         if !crate::kernel::unmount::is_back(&e.mount)? {
             unmounted.push(format!(
                 "{} from {}",
@@ -219,13 +267,10 @@ pub fn require_root() -> Result<()> {
 /// Takes the lock without waiting; a second run fails at once, naming the holder.
 pub fn lock(run_dir: &Path) -> Result<RunLock> {
     fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    crate::files::check_dir(run_dir)?;
     let path = run_dir.join("lightsnap.lock");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
+    // Never through a link planted at its name.
+    let file = crate::files::open_lock_file(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut lock) => {
@@ -267,6 +312,17 @@ mod tests {
     }
 
     #[test]
+    fn the_run_lock_is_never_taken_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("lightsnap.lock")).unwrap();
+        assert!(lock(dir.path()).is_err(), "locked through a link");
+        // The old open followed the link and wrote our pid over the file it points at.
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+
+    #[test]
     fn the_record_round_trips_and_clears() {
         let dir = tempfile::tempdir().unwrap();
         assert!(read_record(dir.path()).unwrap().is_none());
@@ -281,6 +337,8 @@ mod tests {
                 quiesce: Quiesce::Freeze,
                 mount: mount.clone(),
                 unmount_fallback: false,
+                index: Some(0),
+                stage: Some(Stage::Frozen),
             }],
             rcu_expedited: true,
         };

@@ -773,9 +773,12 @@ fn own_snapshot(name: &str, disk: &str, age: &str) -> SeedSnapshot {
         age: age.into(),
         auto: false,
         state: "completed".into(),
-        tags: [("lightsnap:consistency".to_string(), "frozen".to_string())]
-            .into_iter()
-            .collect(),
+        tags: [
+            ("lightsnap:consistency".to_string(), "frozen".to_string()),
+            ("lightsnap:owner".to_string(), "us-east-1/web-1".to_string()),
+        ]
+        .into_iter()
+        .collect(),
     }
 }
 

@@ -485,6 +485,49 @@ fn plan_and_dry_run_touch_nothing() {
     assert!(!fs.is_frozen());
 }
 
+/// The metadata service at an IPv6 endpoint written as the standard one is
+/// (`http://[fd00:ec2::254]`, no port): here `http://[::1]`, the fake on [::1]:80 — which the
+/// hand-written client could not parse. Found, through IMDSv2.
+#[test]
+fn the_metadata_service_answers_at_an_ipv6_endpoint() {
+    let test = "the_metadata_service_answers_at_an_ipv6_endpoint";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
+    let dir = scratch.path().join("snapshots");
+    let mut opts = Options::new(seed(&[("data-1", &fs.device)], None), &dir);
+    opts.listen = "[::1]:80".parse().unwrap();
+    opts.snapshot_duration = Duration::ZERO;
+    let v6 = match Fake::start(opts) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("skipping {test}: cannot listen on [::1]:80 ({e})");
+            return;
+        }
+    };
+    let r = finish(
+        lightsnap(&scratch, &v6)
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://[::1]")
+            .arg("freeze-and-snap")
+            .arg(&fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(create_calls(&v6).len(), 1);
+    let imds: Vec<(String, bool)> = v6
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation.starts_with("IMDS GET"))
+        .map(|c| (c.operation, c.body["token"].as_bool().unwrap_or(false)))
+        .collect();
+    assert!(!imds.is_empty(), "IMDS never asked");
+    assert!(
+        imds.iter().all(|(_, token)| *token),
+        "IMDSv2 tokens: {imds:?}"
+    );
+}
+
 #[test]
 fn who_am_i_fails_clearly() {
     let test = "who_am_i_fails_clearly";
@@ -509,18 +552,20 @@ fn who_am_i_fails_clearly() {
     let r = snap(&off);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains("metadata service"), "{r:?}");
-    assert!(r.stderr.contains("--disk-name"), "says what to do: {r:?}");
+    assert!(r.stderr.contains("--disk"), "says what to do: {r:?}");
     drop(off);
 
-    // An old blueprint without IMDSv2 still works, through IMDSv1.
+    // A metadata service that refuses IMDSv2 tokens (Lightsail serves v2): a clear error,
+    // nothing frozen, nothing created.
     let dir = scratch.path().join("snapshots-v1");
     let mut opts = Options::new(seed(&[("data-1", &fs.device)], None), &dir);
     opts.imds = fake_lightsail::ImdsMode::V1Only;
     opts.snapshot_duration = Duration::ZERO;
     let v1 = Fake::start(opts).unwrap();
     let r = snap(&v1);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(create_calls(&v1).len(), 1);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("IMDSv2"), "{r:?}");
+    assert!(create_calls(&v1).is_empty());
     drop(v1);
 
     // The metadata says an instance this account and region do not have.
@@ -546,8 +591,10 @@ fn who_am_i_fails_clearly() {
         count: None,
     });
     let r = snap(&denied);
-    assert_eq!(r.code, 11, "{r:?}");
+    assert_eq!(r.code, 23, "{r:?}");
     assert!(r.stderr.contains("AccessDeniedException"), "{r:?}");
+    assert!(r.stderr.contains("lightsail:GetInstances"), "{r:?}");
+    assert!(r.stderr.contains("lightsnap iam-policy"), "{r:?}");
     assert!(create_calls(&denied).is_empty());
 
     // A disk of the instance, but not the one behind the path.

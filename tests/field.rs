@@ -316,3 +316,63 @@ fn refused_for_an_automatic_snapshot_begun_meanwhile_it_thaws_waits_and_tries_on
     assert_eq!(creates(&s.fake), (1, 1), "refused once, then taken: {r:?}");
     assert!(!s.fs.is_frozen());
 }
+
+/// `plan` asks systemd when the timer fires (here a stand-in `systemctl` answering as for a
+/// drop-in that moved `OnCalendar=` to 05:50 with a 20-minute random delay): a window that
+/// meets the automatic snapshot's hour (06:00 UTC) is warned of; the packaged schedule
+/// (midnight) is not.
+#[test]
+fn plan_warns_of_a_timer_drop_in_that_meets_the_automatic_snapshot() {
+    let test = "plan_warns_of_a_timer_drop_in_that_meets_the_automatic_snapshot";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
+    let fake = fake(&scratch, auto_snapshotted(&fs));
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let systemctl = |calendar: &str, delay: &str| {
+        let script = format!(
+            "#!/bin/sh\n\
+             [ \"$1\" = show ] || exit 1\n\
+             case \" $* \" in *\" lightsnap-snapshot.timer \"*) ;; *) exit 1 ;; esac\n\
+             [ \"$TZ\" = UTC ] || {{ echo 'timestamps asked in local time' >&2; exit 1; }}\n\
+             printf '%s\\n' 'LoadState=loaded' \
+             'TimersCalendar={{ OnCalendar={calendar} ; next_elapse=Tue 2026-12-08 {time} UTC }}' \
+             'RandomizedDelayUSec={delay}' 'NextElapseUSecRealtime=n/a'\n",
+            time = calendar.split_whitespace().nth(1).unwrap(),
+        );
+        let path = bin.join("systemctl");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plan = || {
+        finish(
+            configured_lightsnap(&scratch, &fake)
+                .env("PATH", &path)
+                .arg("plan")
+                .arg(&fs.mount_point),
+        )
+    };
+    systemctl("*-*-* 05:50:00", "20min");
+    let r = plan();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(
+            "warning: lightsnap-snapshot.timer may fire then (05:50 UTC plus up to 20 min)"
+        ),
+        "{r:?}"
+    );
+    systemctl("*-*-* 00:00:00", "1h");
+    let r = plan();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("automatic snapshots of data-1"), "{r:?}");
+    assert!(!r.stdout.contains("may fire then"), "{r:?}");
+}

@@ -480,15 +480,51 @@ fn an_unreachable_ping_url_never_fails_a_run() {
     write_conf(
         &s.scratch,
         "etc/lightsnap/config.toml",
-        &format!("ping_url = \"http://127.0.0.1:{port}/ping/x\"\n"),
+        &format!("ping_url = \"http://127.0.0.1:{port}/ping/secret-uuid?rid=secret-rid\"\n"),
     );
-    let r = snap_named(&s, "p-1", &[]);
+    let r = snap_named(&s, "p-1", &["-vv"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stderr.contains("ping"),
-        "the failed ping is not reported: {r:?}"
+        r.stderr.contains("ping") && r.stderr.contains("http://127.0.0.1"),
+        "the failed ping is not reported with its host: {r:?}"
+    );
+    // A ping URL is a secret: only its scheme and host are ever logged.
+    assert!(
+        !r.stderr.contains("secret-"),
+        "the ping URL was logged whole: {r:?}"
     );
     assert_eq!(create_calls(&s.fake).len(), 1);
+}
+
+/// Push URLs with a query string (healthchecks' `?rid=`, Uptime Kuma's `?status=up`,
+/// Cronitor's `?state=`) are pinged with it, the suffix on the path and the query last.
+#[test]
+fn a_ping_url_with_a_query_string_keeps_it() {
+    let Some(s) = OneDisk::new("a_ping_url_with_a_query_string_keeps_it") else {
+        return;
+    };
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "ping_url = \"{}/ping/q?rid=42&create=1\"\n",
+            s.fake.endpoint()
+        ),
+    );
+    let r = snap_named(&s, "q-1", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("ping"), "{r:?}");
+    let p: Vec<String> = pings(&s.fake)
+        .into_iter()
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(
+        p,
+        vec![
+            "GET /ping/q/start?rid=42&create=1",
+            "GET /ping/q?rid=42&create=1"
+        ]
+    );
 }
 
 /// A metrics_file whose directory does not exist is refused before anything is frozen, and a
@@ -549,6 +585,146 @@ fn pings_go_over_https() {
         .map(|(m, p, _)| format!("{m} {p}"))
         .collect();
     assert_eq!(p, vec!["GET /ping/tls/start", "GET /ping/tls"]);
+}
+
+/// A CONNECT proxy on 127.0.0.1 that tunnels each connection where it is asked and records
+/// each request line.
+fn connect_proxy() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let recorded = recorded.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                recorded.lock().unwrap().push(line.clone());
+                let target = line.split_whitespace().nth(1).unwrap_or_default();
+                let Ok(mut upstream) = TcpStream::connect(target) else {
+                    return;
+                };
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut u2, &mut c2);
+                    let _ = c2.shutdown(Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut client, &mut upstream);
+                let _ = upstream.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Pings go through the proxy `HTTPS_PROXY` names, as every HTTP tool's do.
+#[test]
+fn pings_go_through_https_proxy() {
+    let Some(s) = OneDisk::new("pings_go_through_https_proxy") else {
+        return;
+    };
+    let tls_dir = Scratch::new();
+    let pinged = fake_tls(&tls_dir, seed(&[], None));
+    let (proxy, seen) = connect_proxy();
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("ping_url = \"{}/ping/proxied\"\n", pinged.endpoint()),
+    );
+    let r = finish(
+        configured_lightsnap(&s.scratch, &s.fake)
+            .env("SSL_CERT_FILE", pinged.ca_file().unwrap())
+            .env("HTTPS_PROXY", format!("http://{proxy}"))
+            .args(["freeze-and-snap", "--snapshot-name", "px-1"])
+            .arg(&s.fs.mount_point),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("ping"), "{r:?}");
+    let p: Vec<String> = pings(&pinged)
+        .into_iter()
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(p, vec!["GET /ping/proxied/start", "GET /ping/proxied"]);
+    let host = pinged.endpoint().trim_start_matches("https://").to_string();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![format!("CONNECT {host} HTTP/1.1"); 2],
+        "both pings through the proxy"
+    );
+}
+
+/// A stop request (SIGTERM) during the last ping ends it at once: the process does not wait
+/// out the ping's time limit, and the run's outcome (a snapshot taken) stands.
+#[test]
+fn a_stop_request_ends_the_last_ping() {
+    let Some(s) = OneDisk::new("a_stop_request_ends_the_last_ping") else {
+        return;
+    };
+    // A ping service that takes each connection and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+            if tx.send(held.len()).is_err() {
+                return;
+            }
+        }
+    });
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("ping_url = \"http://127.0.0.1:{port}/ping/silent\"\n"),
+    );
+    let child = configured_lightsnap(&s.scratch, &s.fake)
+        .args(["freeze-and-snap", "--snapshot-name", "stop-1"])
+        .arg(&s.fs.mount_point)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The start ping (given up after its limit), then the last one.
+    let limit = std::time::Duration::from_secs(30);
+    assert_eq!(rx.recv_timeout(limit).unwrap(), 1);
+    assert_eq!(rx.recv_timeout(limit).unwrap(), 2, "no last ping");
+    let stopped_at = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = stopped_at.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the last ping outlived the stop request by {took:?}: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("given up"), "{stderr}");
+    assert_eq!(create_calls(&s.fake).len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -50,10 +50,12 @@ fn seeded(
     }
 }
 
-/// The tags lightsnap puts on its own snapshots (the consistency tag is what marks them).
+/// The tags lightsnap puts on its own snapshots (the owner tag, this instance's, is what
+/// marks them as this instance's).
 const OWN: &[(&str, &str)] = &[
     ("lightsnap:consistency", "frozen"),
     ("lightsnap:trigger", "timer"),
+    ("lightsnap:owner", "us-east-1/web-1"),
 ];
 
 /// The snapshots `list` and `prune` are tested on, of two disks. What each test expects
@@ -69,7 +71,10 @@ fn fixture() -> Vec<SeedSnapshot> {
             "50d",
             "completed",
             false,
-            &[("lightsnap:consistency", "unmounted")],
+            &[
+                ("lightsnap:consistency", "unmounted"),
+                ("lightsnap:owner", "us-east-1/web-1"),
+            ],
         ),
         seeded("d1-pending", "data-1", "60d", "pending", false, OWN),
         seeded("d1-error", "data-1", "65d", "error", false, OWN),
@@ -252,14 +257,15 @@ fn the_normaliser_hides_only_what_changes_between_runs() {
 // Exit codes, as documented
 // ---------------------------------------------------------------------------------------
 
-/// The codes of a `| code | meaning |` table in the README's "Exit codes" section.
+/// The codes of the `| code | meaning |` table of the manual's "Exit codes" page.
 fn readme_exit_codes() -> Vec<u32> {
-    let readme = include_str!("../README.md");
-    let section = readme
-        .split("\n## Exit codes")
-        .nth(1)
-        .expect("the README has an Exit codes section");
-    let table = section.split("\n#").next().unwrap();
+    let page = include_str!("../docs/src/exit-codes.md");
+    let table = page
+        .strip_prefix("# Exit codes")
+        .expect("the manual's exit codes page starts with its title")
+        .split("\n#")
+        .next()
+        .unwrap();
     let mut codes = Vec::new();
     for line in table.lines().filter(|l| l.starts_with("| ")) {
         let cell = line.split('|').nth(1).unwrap().trim();
@@ -295,7 +301,7 @@ fn the_exit_codes_in_the_readme_are_those_of_help() {
     assert_eq!(
         readme_exit_codes(),
         codes,
-        "README.md's exit code table and `lightsnap --help` disagree"
+        "docs/src/exit-codes.md's table and `lightsnap --help` disagree"
     );
 }
 
@@ -321,7 +327,7 @@ fn list_shows_lightsnaps_own_newest_first_and_filters_by_disk() {
     let scratch = Scratch::new();
     let fake = fixture_fake(&scratch);
 
-    // lightsnap's own: tagged lightsnap:consistency and not automatic, whatever the state.
+    // This instance's: tagged lightsnap:owner with its value, not automatic, whatever the state.
     let r = list(&scratch, &fake, &["--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let doc = json_doc(&r);
@@ -389,6 +395,7 @@ fn list_for_people_is_a_short_table() {
         "CREATED",
         "SIZE",
         "CONSISTENCY",
+        "OWNER",
     ] {
         assert!(lines[0].contains(col), "header lacks {col}: {r:?}");
     }
@@ -401,14 +408,18 @@ fn list_for_people_is_a_short_table() {
             .split_whitespace()
             .collect()
     };
-    // NAME DISK STATE PROGRESS DATE TIME SIZE CONSISTENCY
+    // NAME DISK STATE PROGRESS DATE TIME SIZE CONSISTENCY OWNER
     assert_eq!(
         row("d1-pending")[1..4],
         ["data-1", "pending", "0%"],
         "{r:?}"
     );
     assert_eq!(row("d1-new")[2..4], ["completed", "100%"]);
-    assert_eq!(row("d1-new")[6..], ["8G", "frozen"], "data-1 is 8 GB");
+    assert_eq!(
+        row("d1-new")[6..],
+        ["8G", "frozen", "us-east-1/web-1"],
+        "data-1 is 8 GB"
+    );
     assert_eq!(row("d1-oldest")[7], "unmounted");
     // The date of a one-day-old snapshot is yesterday's (or today's, just after midnight).
     let yesterday = SystemTime::now() - Duration::from_secs(86_400);
@@ -811,6 +822,8 @@ fn every_snapshot_carries_lightsnaps_tags_and_the_operators() {
             ("lightsnap:host", host.as_str()),
             ("lightsnap:version", version.as_str()),
             ("lightsnap:trigger", trigger.unwrap_or("manual")),
+            // Whose it is: this instance's region and name (docs/src/ownership.md).
+            ("lightsnap:owner", "us-east-1/web-1"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -837,6 +850,10 @@ fn tags_are_checked_before_anything_is_frozen() {
         (vec!["--tag", "lightsnap:consistency=frozen"], "lightsnap"),
         (vec!["--tag", "lightsnap:trigger=timer"], "lightsnap"),
         (vec!["--tag", "lightsnap:host=elsewhere"], "lightsnap"),
+        (
+            vec!["--tag", "lightsnap:owner=us-east-1/web-2"],
+            "lightsnap",
+        ),
     ];
     for (args, needle) in cases {
         let r = s.snap(&args);
@@ -847,18 +864,18 @@ fn tags_are_checked_before_anything_is_frozen() {
         );
         s.assert_untouched(&r);
     }
-    // 50 tags at most on a snapshot, lightsnap's four included: 46 more fit, 47 do not.
+    // 50 tags at most on a snapshot, lightsnap's five included: 45 more fit, 46 do not.
     let tags = |n: usize| -> Vec<String> {
         (0..n)
             .flat_map(|i| ["--tag".to_string(), format!("k{i}=v{i}")])
             .collect()
     };
-    let too_many = tags(47);
+    let too_many = tags(46);
     let r = s.snap(&too_many.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("at most 50 tags"), "{r:?}");
     s.assert_untouched(&r);
-    let most = tags(46);
+    let most = tags(45);
     let r = s.snap(&most.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(tags_of(&create_calls(&s.fake)[0]).len(), 50);

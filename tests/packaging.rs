@@ -205,6 +205,7 @@ fn common_files(man_suffix: &str) -> Vec<String> {
         "usr/share/lightsnap/pre-deploy",
         "usr/share/lightsnap/examples/hooks/postgresql",
         "usr/share/lightsnap/examples/hooks/mysql",
+        "usr/share/lightsnap/examples/hooks/redis",
         "usr/share/doc/lightsnap/README.md",
     ]
     .iter()
@@ -213,6 +214,7 @@ fn common_files(man_suffix: &str) -> Vec<String> {
     for page in MAN_PAGES {
         files.push(format!("usr/share/man/man8/{page}.8{man_suffix}"));
     }
+    files.push(format!("usr/share/man/man5/lightsnap.toml.5{man_suffix}"));
     files
 }
 
@@ -263,7 +265,7 @@ fn check_installed(root: &Root, unit_dir: &str) {
     };
     same("etc/lightsnap/config.toml", "packaging/config.toml");
     same("usr/share/lightsnap/pre-deploy", "packaging/pre-deploy");
-    for hook in ["postgresql", "mysql"] {
+    for hook in ["postgresql", "mysql", "redis"] {
         same(
             &format!("usr/share/lightsnap/examples/hooks/{hook}"),
             &format!("packaging/examples/hooks/{hook}"),
@@ -283,7 +285,22 @@ fn check_installed(root: &Root, unit_dir: &str) {
     assert_eq!(mode("usr/bin/lightsnap"), 0o755);
     assert_eq!(mode("usr/share/lightsnap/pre-deploy"), 0o755);
     assert_eq!(mode("usr/share/lightsnap/examples/hooks/mysql"), 0o755);
-    assert_eq!(mode("etc/lightsnap/config.toml"), 0o644);
+    assert_eq!(mode("etc/lightsnap/config.toml"), 0o640);
+
+    // The test suite's switches are compiled out of the shipped binary (issue 22): not even
+    // their names are in it. The guard, LIGHTSNAP_CONFINE_TO, stays.
+    let binary = std::fs::read(root.at("usr/bin/lightsnap")).unwrap();
+    let has = |name: &str| binary.windows(name.len()).any(|w| w == name.as_bytes());
+    for switch in [
+        "LIGHTSNAP_STATE_DIR",
+        "LIGHTSNAP_DEV_DIR",
+        "LIGHTSNAP_VERIFY_POLL_MS",
+        "LIGHTSNAP_JOURNAL_SOCKET",
+        "LIGHTSNAP_TEST_",
+    ] {
+        assert!(!has(switch), "the packaged binary reads {switch}");
+    }
+    assert!(has("LIGHTSNAP_CONFINE_TO"));
 
     // The hook directory is there and empty; nothing is enabled.
     let hooks = root.at("etc/lightsnap/hooks.d");
@@ -962,6 +979,7 @@ fn the_shell_scripts_pass_shellcheck() {
         p("packaging/pre-deploy"),
         p("packaging/examples/hooks/postgresql"),
         p("packaging/examples/hooks/mysql"),
+        p("packaging/examples/hooks/redis"),
         p("packaging/debian/postinst"),
         p("packaging/debian/prerm"),
         p("packaging/debian/postrm"),
@@ -972,6 +990,36 @@ fn the_shell_scripts_pass_shellcheck() {
         p("packaging/rpm/preun"),
         p("packaging/rpm/postun"),
     ]));
+}
+
+/// Issue 22: the packaged configuration may hold ping_url (a secret), so both packages install
+/// it readable by root alone. Read from the packaging metadata, without building anything.
+#[test]
+fn the_shipped_configuration_is_not_world_readable() {
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(repo().join("Cargo.toml")).unwrap()).unwrap();
+    let metadata = &manifest["package"]["metadata"];
+    let deb = metadata["deb"]["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a[1].as_str() == Some("etc/lightsnap/config.toml"))
+        .expect("the .deb ships etc/lightsnap/config.toml");
+    let rpm = metadata["generate-rpm"]["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["dest"].as_str() == Some("/etc/lightsnap/config.toml"))
+        .expect("the .rpm ships /etc/lightsnap/config.toml");
+    for (package, mode) in [("deb", &deb[2]), ("rpm", &rpm["mode"])] {
+        let mode = u32::from_str_radix(mode.as_str().unwrap(), 8).unwrap();
+        assert_eq!(
+            mode & 0o007,
+            0,
+            "the {package} installs config.toml with mode {mode:o}: others may read it"
+        );
+        assert_eq!(mode & 0o022, 0, "{package}: writable by others ({mode:o})");
+    }
 }
 
 #[test]
@@ -1063,10 +1111,14 @@ fn pre_deploy_tags_the_deploy_and_stops_it_when_the_snapshot_fails() {
     assert_eq!((code, args.as_str()), (2, ""));
 }
 
-/// A stand-in for the `mysql` client: logs what it is sent, answers the hook's SELECT (or
+/// A stand-in for the `mysql` client: answers the hook's version probe (`-e`) as a MySQL
+/// without backup stages, logs what its session is sent, answers the hook's SELECT (or
 /// refuses the lock with `FAKE_MYSQL_FAIL`), and logs when its input ends (the disconnect
-/// that releases the lock).
+/// that releases the lock). tests/databases.rs runs the hook against a real MariaDB.
 const FAKE_MYSQL: &str = r#"#!/bin/sh
+for a in "$@"; do
+    if [ "$a" = -e ]; then echo "8.0.36-fake"; exit 0; fi
+done
 echo "connected" >> "$FAKE_MYSQL_LOG"
 while IFS= read -r line; do
     echo "sql $line" >> "$FAKE_MYSQL_LOG"
@@ -1092,8 +1144,11 @@ fn the_mysql_example_hook_holds_its_session_from_pre_freeze_to_post_thaw() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
-    std::fs::write(bin.join("mysql"), FAKE_MYSQL).unwrap();
-    std::fs::set_permissions(bin.join("mysql"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Under both names: the hook prefers `mariadb`, which this machine may have for real.
+    for name in ["mariadb", "mysql"] {
+        std::fs::write(bin.join(name), FAKE_MYSQL).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let log = dir.path().join("mysql.log");
     let run_dir = dir.path().join("run");
     let state = run_dir.join("mysql-hook");
@@ -1129,19 +1184,22 @@ fn the_mysql_example_hook_holds_its_session_from_pre_freeze_to_post_thaw() {
         std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
-            .filter(|c| c == format!("sleep\0{max_hold}\0").as_bytes())
+            .filter(|c| c.starts_with(format!("timeout\0{max_hold}\0").as_bytes()))
             .count()
     };
 
     // pre-freeze returns with the lock held: the session is still connected.
     let out = hook("pre-freeze", false);
     assert!(out.status.success(), "{out:?}");
-    assert!(text(&out.stderr).contains("read-locked"), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("commits blocked (FLUSH TABLES WITH READ LOCK"),
+        "{out:?}"
+    );
     assert_eq!(
         logged(),
-        "connected\nsql FLUSH TABLES WITH READ LOCK;\nsql SELECT 'lightsnap: locked';\n"
+        "connected\nsql SET SESSION lock_wait_timeout = 10;\nsql FLUSH TABLES WITH READ LOCK;\nsql SELECT 'lightsnap: locked';\n"
     );
-    let session: i32 = std::fs::read_to_string(state.join("mysql.pid"))
+    let session: i32 = std::fs::read_to_string(state.join("client.pid"))
         .unwrap()
         .trim()
         .parse()
@@ -1156,7 +1214,7 @@ fn the_mysql_example_hook_holds_its_session_from_pre_freeze_to_post_thaw() {
     // post-thaw ends it: the client disconnects (which releases the lock), nothing is left.
     let out = hook("post-thaw", false);
     assert!(out.status.success(), "{out:?}");
-    assert!(text(&out.stderr).contains("read lock released"), "{out:?}");
+    assert!(text(&out.stderr).contains("lock released"), "{out:?}");
     assert!(logged().ends_with("disconnected\n"), "{}", logged());
     assert!(!state.exists(), "its state is cleared");
     assert_eq!(holders(), 0, "no holder is left");
@@ -1166,7 +1224,7 @@ fn the_mysql_example_hook_holds_its_session_from_pre_freeze_to_post_thaw() {
     let out = hook("pre-freeze", true);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("could not take the read lock"), "{stderr}");
+    assert!(stderr.contains("could not take the lock"), "{stderr}");
     assert!(stderr.contains("Access denied"), "{stderr}");
     assert!(!state.exists());
     assert_eq!(holders(), 0, "no holder is left");

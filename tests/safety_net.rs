@@ -431,7 +431,7 @@ fn fault_matrix() {
         (
             "access denied",
             error("AccessDeniedException"),
-            11,
+            23,
             "AccessDeniedException",
         ),
         (
@@ -702,4 +702,207 @@ fn recover_turns_off_the_switch_a_killed_watchdog_left_on() {
     assert_eq!(doc["rcu_expedited_reset"], true, "{doc}");
     assert_eq!(std::fs::read_to_string(switch).unwrap().trim(), "0");
     assert!(!run.join("recovery.json").exists(), "record cleared");
+}
+
+/// Waits (bounded) for the watchdog `pid` to be gone: it updates the recovery record after
+/// its thaw, on its way out.
+fn wait_gone(pid: u32) {
+    wait_until("the watchdog exits", Duration::from_secs(30), || {
+        !alive(pid as i32)
+    });
+}
+
+/// The recovery record a run left in the scratch run directory, if any.
+fn record_of(scratch: &Scratch) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(scratch.path().join("run/recovery.json")).ok()?;
+    Some(serde_json::from_str(&text).unwrap())
+}
+
+/// Unmounts a test's own filesystem and removes its mount point, as its owner might.
+fn owner_unmounts(fs: &LoopFs) {
+    run(Command::new("umount").arg(&fs.mount_point));
+    std::fs::remove_dir(&fs.mount_point).unwrap();
+}
+
+/// Issue 22: lightsnap SIGKILLed while frozen; its watchdog thaws; then the filesystem's owner
+/// unmounts it and removes the mount point. The watchdog brought the record up to date when it
+/// thawed, so nothing is owed: the next run (of another filesystem) succeeds, and
+/// `thaw --recover` clears the record with a note instead of mounting it again.
+#[test]
+fn a_sigkill_then_the_owners_unmount_blocks_nothing() {
+    let test = "a_sigkill_then_the_owners_unmount_blocks_nothing";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let first = LoopFs::create(&scratch, "first", FsKind::Ext4);
+    let second = LoopFs::create(&scratch, "second", FsKind::Ext4);
+    let fake = fake(
+        &scratch,
+        seed(
+            &[("disk-a", &first.device), ("disk-b", &second.device)],
+            None,
+        ),
+    );
+    let killed_while_frozen = |fs: &LoopFs| {
+        hang_create(&fake);
+        let before = create_calls(&fake).len();
+        let child = spawn(
+            lightsnap(&scratch, &fake)
+                .args(["freeze-and-snap", "--freeze-timeout", "60s"])
+                .arg(&fs.mount_point),
+        );
+        wait_until("its snapshot call", Duration::from_secs(30), || {
+            create_calls(&fake).len() > before
+        });
+        let watchdog = watchdog_of(child.id());
+        kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+        let _ = wait_result(child);
+        wait_gone(watchdog);
+        fake.clear_faults();
+        assert!(!fs.is_frozen(), "the watchdog thawed it");
+        let record = record_of(&scratch).expect("the killed run's record stays");
+        assert_eq!(
+            record["entries"][0]["stage"], "undone",
+            "the watchdog recorded its thaw: {record}"
+        );
+        owner_unmounts(fs);
+    };
+
+    killed_while_frozen(&first);
+    let next = finish(
+        lightsnap(&scratch, &fake)
+            .args(["freeze-and-snap", "--snapshot-name", "next"])
+            .arg(&second.mount_point),
+    );
+    assert_eq!(next.code, 0, "the next run was blocked: {next:?}");
+    assert!(!first.mount_point.exists(), "nothing mounted it again");
+
+    killed_while_frozen(&second);
+    let recover = finish(lightsnap(&scratch, &fake).args(["thaw", "--recover"]));
+    assert_eq!(recover.code, 0, "{recover:?}");
+    assert!(
+        recover
+            .stdout
+            .contains(&format!("{}: nothing to do", second.mount_point.display())),
+        "{recover:?}"
+    );
+    assert!(!second.mount_point.exists(), "nothing mounted it again");
+    assert!(record_of(&scratch).is_none(), "the record is cleared");
+}
+
+/// Issue 22: a run froze one filesystem and was refused another (EBUSY: someone else's
+/// freeze, taken crash-consistent), then it and its watchdog died. `thaw --recover` thaws the
+/// one it froze and leaves the other's freeze to its owner.
+#[test]
+fn thaw_recover_after_ebusy_leaves_someone_elses_freeze_alone() {
+    let test = "thaw_recover_after_ebusy_leaves_someone_elses_freeze_alone";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let theirs = LoopFs::create(&scratch, "theirs", FsKind::Ext4);
+    let ours = LoopFs::create(&scratch, "ours", FsKind::Ext4);
+    let fake = fake(
+        &scratch,
+        seed(
+            &[("disk-a", &theirs.device), ("disk-b", &ours.device)],
+            None,
+        ),
+    );
+    run(Command::new("fsfreeze").arg("-f").arg(&theirs.mount_point));
+    hang_create(&fake);
+    let child = spawn(
+        lightsnap(&scratch, &fake)
+            .args([
+                "freeze-and-snap",
+                "--allow-crash-consistent",
+                "--freeze-timeout",
+                "60s",
+            ])
+            .arg(&theirs.mount_point)
+            .arg(&ours.mount_point),
+    );
+    wait_for_create_call(&fake, Duration::from_secs(30));
+    let watchdog = watchdog_of(child.id());
+    kill(watchdog, nix::sys::signal::Signal::SIGKILL);
+    kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_result(child);
+    assert!(ours.is_frozen(), "left frozen by the two deaths");
+
+    let recover = finish(lightsnap(&scratch, &fake).args(["thaw", "--recover"]));
+    let theirs_frozen = theirs.is_frozen();
+    if theirs_frozen {
+        run(Command::new("fsfreeze").arg("-u").arg(&theirs.mount_point));
+    }
+    assert_eq!(recover.code, 0, "{recover:?}");
+    assert!(!ours.is_frozen(), "its own freeze was thawed: {recover:?}");
+    assert!(
+        theirs_frozen,
+        "someone else's freeze was thawed: {recover:?}"
+    );
+    assert!(
+        recover.stdout.contains(&format!(
+            "{}: nothing to do: its freeze was refused",
+            theirs.mount_point.display()
+        )),
+        "{recover:?}"
+    );
+}
+
+/// Issue 22: a request the watchdog cannot read, while it holds a freeze, ends its loop
+/// through the thaw-all like every other way out.
+#[test]
+fn the_watchdog_thaws_on_a_request_it_cannot_read() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some(s) = setup("the_watchdog_thaws_on_a_request_it_cannot_read") else {
+        return;
+    };
+    let mut watchdog = Command::new(env!("CARGO_BIN_EXE_lightsnap"))
+        .arg("__watchdog")
+        .env("LIGHTSNAP_CONFINE_TO", s.scratch.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut to = watchdog.stdin.take().unwrap();
+    let mut from = BufReader::new(watchdog.stdout.take().unwrap());
+    let mut hear = || {
+        let mut line = String::new();
+        from.read_line(&mut line).unwrap();
+        line
+    };
+    let init = serde_json::json!({"init": {"mounts": [s.fs.mount_point], "deadline_ms": 60000}});
+    writeln!(to, "{init}").unwrap();
+    assert!(hear().contains("ready"));
+    writeln!(to, "{}", serde_json::json!({"freeze": [0]})).unwrap();
+    assert!(hear().contains("landed"));
+    assert!(hear().contains("frozen"));
+    assert!(s.fs.is_frozen(), "frozen by the watchdog");
+    writeln!(to, "not a request").unwrap();
+    let status = watchdog.wait().unwrap();
+    assert!(!status.success(), "it says it failed: {status}");
+    assert!(
+        !s.fs.is_frozen(),
+        "it left its freeze behind on the way out"
+    );
+}
+
+/// Issue 22: the watchdog writes the recovery record while filesystems are frozen, so a run
+/// directory on a filesystem the run would freeze is refused before anything is frozen.
+#[test]
+fn a_run_directory_on_the_filesystem_to_freeze_is_refused() {
+    let Some(s) = setup("a_run_directory_on_the_filesystem_to_freeze_is_refused") else {
+        return;
+    };
+    let run_dir = s.fs.mount_point.join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let r = finish(snap(&s).env("LIGHTSNAP_RUN_DIR", &run_dir));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("give a run directory on a tmpfs"),
+        "{r:?}"
+    );
+    s.assert_untouched(&r);
 }

@@ -236,10 +236,13 @@ fn a_stop_request_during_wait_stops_waiting_and_reports_the_snapshot() {
 
 #[test]
 fn a_stop_request_during_prune_stops_deleting_and_says_what_was_deleted() {
-    let own: BTreeMap<String, String> = [("lightsnap:consistency", "frozen")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let own: BTreeMap<String, String> = [
+        ("lightsnap:consistency", "frozen"),
+        ("lightsnap:owner", "us-east-1/web-1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let old = |i: u32| SeedSnapshot {
         name: format!("old-{i}"),
         disk: "data-1".into(),
@@ -279,4 +282,58 @@ fn a_stop_request_during_prune_stops_deleting_and_says_what_was_deleted() {
     assert!(deleted >= 1 && left >= 1, "stopped part-way: {doc}");
     assert_eq!(deleted + left, 6, "the document says every deletion: {doc}");
     assert_eq!(doc["error"]["exit_code"], 143, "{doc}");
+}
+
+/// Issue 22: a hook directory others may write in is refused before any hook runs (exit 7),
+/// and so is a hook whose directory became writable after the hooks were loaded: a post-thaw
+/// call may come minutes later, and the check is made again right before each hook runs.
+#[test]
+fn a_hook_directory_others_can_write_is_refused_also_when_it_changes_after_loading() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "a_hook_directory_others_can_write_is_refused_also_when_it_changes_after_loading";
+    let Some(s) = OneDisk::new(test) else {
+        return;
+    };
+    let dir = hook_dir(&s, "");
+    let log = s.scratch.path().join("hooks.log");
+    hook(&dir, "10-db", &logging(&log));
+    let chmod = |mode: u32| {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+
+    chmod(0o777);
+    let r = finish(&mut snap(&s, &[]));
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("{} is writable by group or others", dir.display())),
+        "{r:?}"
+    );
+    s.assert_untouched(&r);
+    assert!(!log.exists(), "no hook ran: {r:?}");
+    chmod(0o755);
+
+    // The pre-freeze call opens the directory up (as anyone who later could might): the
+    // post-thaw call that follows is refused, and the run says so.
+    hook(
+        &dir,
+        "20-opens",
+        &format!(
+            "{}\n[ \"$1\" = pre-freeze ] && chmod 0777 {}\nexit 0",
+            logging(&log),
+            dir.display()
+        ),
+    );
+    let r = finish(&mut snap(&s, &["--snapshot-name", "opened"]));
+    chmod(0o755);
+    assert_eq!(r.code, 16, "{r:?}");
+    assert!(r.stderr.contains("refusing hook"), "{r:?}");
+    assert_eq!(
+        said(&log),
+        [
+            "10-db pre-freeze result=unset",
+            "20-opens pre-freeze result=unset"
+        ],
+        "no post-thaw call ran from the opened directory: {r:?}"
+    );
 }

@@ -139,6 +139,21 @@ impl Drop for Restore {
     }
 }
 
+/// The scratch disk a report names: `<snapshot>-verify-<8 hex digits>`, new at each
+/// rehearsal.
+fn scratch_name(doc: &serde_json::Value) -> String {
+    let name = doc["scratch_disk"].as_str().unwrap_or_default().to_string();
+    let snapshot = doc["snapshot"].as_str().unwrap_or_default();
+    let unique = name
+        .strip_prefix(&format!("{snapshot}-verify-"))
+        .unwrap_or_else(|| panic!("scratch disk {name} of {snapshot}: {doc}"));
+    assert!(
+        unique.len() == 8 && unique.chars().all(|c| c.is_ascii_hexdigit()),
+        "{name}"
+    );
+    name
+}
+
 /// No loop device is left over a file under `dir`.
 fn loops_under(dir: &Path) -> Vec<String> {
     let out = run(std::process::Command::new("losetup").args(["-n", "-O", "NAME,BACK-FILE"]));
@@ -162,18 +177,19 @@ fn a_good_snapshot_verifies_clean_and_is_tagged() {
     let log = s.verify_hook("");
     let r = s.run(&["verify", "s1", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let mut doc = json_doc(&r);
     assert_eq!(doc["result"], "clean", "{doc}");
-    assert_eq!(doc["scratch_disk"], "s1-verify");
+    let scratch_disk = scratch_name(&doc);
     assert_eq!(doc["checks"][0]["fstype"], "ext4");
     assert!(doc["checks"][0]["checker"]
         .as_str()
         .unwrap()
         .starts_with("e2fsck -f -n /dev/loop"));
+    doc["scratch_disk"] = "s1-verify-<unique>".into();
     golden("verify", &doc, &s.scratch);
     // The hook saw the restored file, mounted read-only where it was told.
     let seen = std::fs::read_to_string(&log).unwrap();
-    let mount = s.scratch.path().join("run/verify/s1-verify");
+    let mount = s.scratch.path().join("run/verify").join(&scratch_disk);
     assert_eq!(
         seen,
         format!("verify mount={} snapshots=s1 restored\n", mount.display())
@@ -261,7 +277,7 @@ fn a_corrupted_restore_fails_is_tagged_failed_and_its_disk_is_deleted() {
         doc["failures"][0]
             .as_str()
             .unwrap()
-            .contains("no ext4, XFS or btrfs superblock"),
+            .contains("no ext4, XFS, btrfs or FAT superblock"),
         "{doc}"
     );
     assert_eq!(s.tags_of("s1")["lightsnap:verified"], "failed");
@@ -340,7 +356,11 @@ fn a_killed_run_leaves_a_scratch_disk_the_next_one_removes() {
     kill(hook_pid, nix::sys::signal::Signal::SIGKILL);
     let killed = wait_result(child);
     assert_eq!(killed.code, -1, "{killed:?}");
-    let mount = s.scratch.path().join("run/verify/s1-verify");
+    let names = s.disk_names();
+    assert_eq!(names.len(), 2, "the killed run left its scratch disk");
+    let left = names.iter().find(|n| *n != "data-1").unwrap().clone();
+    assert!(left.starts_with("s1-verify-"), "{left}");
+    let mount = s.scratch.path().join("run/verify").join(&left);
     assert!(
         lightsnap::kernel::mountinfo::read()
             .unwrap()
@@ -348,27 +368,22 @@ fn a_killed_run_leaves_a_scratch_disk_the_next_one_removes() {
             .any(|m| m.mount_point == mount),
         "the killed run left its mount"
     );
-    assert_eq!(s.disk_names().len(), 2, "and its scratch disk");
     // status --refresh and plan list it.
     let r = s.run(&["status", "--refresh"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("scratch disk s1-verify"), "{r:?}");
+    assert!(r.stdout.contains(&format!("scratch disk {left}")), "{r:?}");
     let mp = s.fs.mount_point.display().to_string();
     let r = s.run(&["plan", &mp, "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let listed = &json_doc(&r)["scratch_disks"][0];
-    assert_eq!(listed["name"], "s1-verify", "{r:?}");
+    assert_eq!(listed["name"], left.as_str(), "{r:?}");
     assert_eq!(listed["instance"], "web-1");
     assert_eq!(listed["snapshot"], "s1");
 
     let r = s.run(&["verify", "s1", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let doc = json_doc(&r);
-    assert_eq!(
-        doc["leftovers_removed"],
-        serde_json::json!(["s1-verify"]),
-        "{doc}"
-    );
+    assert_eq!(doc["leftovers_removed"], serde_json::json!([left]), "{doc}");
     assert_eq!(doc["result"], "clean");
     assert!(
         !lightsnap::kernel::mountinfo::read()
@@ -412,8 +427,9 @@ fn verify_never_touches_a_disk_it_did_not_create() {
             .await
             .unwrap();
     });
-    let r = s.run(&["verify", "s1"]);
+    let r = s.run(&["verify", "s1", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
+    let mine = scratch_name(&json_doc(&r));
     let touched: Vec<String> = s
         .fake
         .calls()
@@ -429,9 +445,9 @@ fn verify_never_touches_a_disk_it_did_not_create() {
     assert_eq!(
         touched,
         [
-            "AttachDisk s1-verify",
-            "DetachDisk s1-verify",
-            "DeleteDisk s1-verify"
+            format!("AttachDisk {mine}"),
+            format!("DetachDisk {mine}"),
+            format!("DeleteDisk {mine}")
         ],
         "only its own scratch disk"
     );
@@ -752,4 +768,356 @@ fn a_stop_request_or_the_timeout_undoes_everything() {
     assert!(untagged(&s));
     assert_eq!(s.disk_names(), ["data-1"]);
     assert!(!mounted());
+}
+
+impl Restore {
+    /// A scratch disk of snapshot `s1` as a killed rehearsal of this instance leaves it:
+    /// made with this instance's scratch tags, attached to it at `/dev/xvdg` (the fake's
+    /// loop device over its copy, linked at `<scratch>/dev/xvdg`). Returns that loop device.
+    fn leftover(&self, name: &str) -> PathBuf {
+        let sdk = sdk(&self.fake, "us-east-1");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            sdk.create_disk_from_snapshot()
+                .disk_name(name)
+                .disk_snapshot_name("s1")
+                .availability_zone("us-east-1a")
+                .size_in_gb(8)
+                .tags(tag("lightsnap:scratch", "true"))
+                .tags(tag("lightsnap:scratch-instance", "web-1"))
+                .tags(tag("lightsnap:scratch-of", "s1"))
+                .send()
+                .await
+                .unwrap();
+            // Pending at the first look, as in Lightsail.
+            loop {
+                let d = sdk.get_disk().disk_name(name).send().await.unwrap();
+                if d.disk().and_then(|d| d.state()).map(|s| s.as_str()) == Some("available") {
+                    break;
+                }
+            }
+            sdk.attach_disk()
+                .disk_name(name)
+                .instance_name("web-1")
+                .disk_path("/dev/xvdg")
+                .send()
+                .await
+                .unwrap();
+        });
+        let (device, _) = self
+            .fake
+            .attached_device(name)
+            .expect("attached as a loop device");
+        device
+    }
+
+    /// The calls that detach or delete `disk`.
+    fn changes_of(&self, disk: &str) -> Vec<String> {
+        self.fake
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c.operation.as_str(), "DetachDisk" | "DeleteDisk"))
+            .filter(|c| c.body["diskName"] == disk)
+            .map(|c| c.operation)
+            .collect()
+    }
+}
+
+/// Mounts `device` at `at` (made if missing) with `options`, by the mount command.
+fn mount_at(device: &Path, at: &Path, options: &str) {
+    std::fs::create_dir_all(at).unwrap();
+    let out = run(std::process::Command::new("mount")
+        .args(["-o", options])
+        .arg(device)
+        .arg(at));
+    assert!(out.status.success(), "mount {}: {out:?}", at.display());
+}
+
+fn umount_at(at: &Path) {
+    let out = run(std::process::Command::new("umount").arg(at));
+    assert!(out.status.success(), "umount {}: {out:?}", at.display());
+}
+
+fn is_mounted(at: &Path) -> bool {
+    lightsnap::kernel::mountinfo::read()
+        .unwrap()
+        .iter()
+        .any(|m| m.mount_point == at)
+}
+
+/// A disk someone named like the old fixed scratch name (`s1-verify`, no tags) is never
+/// detached nor deleted: `lightsnap verify s1` used to restore to that very name, be refused,
+/// and delete the other disk in its undo.
+#[test]
+fn a_disk_named_like_the_scratch_disk_is_never_touched() {
+    let Some(s) = Restore::new(
+        "a_disk_named_like_the_scratch_disk_is_never_touched",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let sdk = sdk(&s.fake, "us-east-1");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        sdk.create_disk_from_snapshot()
+            .disk_name("s1-verify")
+            .disk_snapshot_name("s1")
+            .availability_zone("us-east-1a")
+            .size_in_gb(8)
+            .send()
+            .await
+            .unwrap();
+    });
+    let r = s.run(&["verify", "s1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mine = scratch_name(&json_doc(&r));
+    assert!(s.changes_of("s1-verify").is_empty(), "{r:?}");
+    assert_eq!(s.changes_of(&mine), ["DetachDisk", "DeleteDisk"]);
+    let mut names = s.disk_names();
+    names.sort();
+    assert_eq!(names, ["data-1", "s1-verify"]);
+}
+
+/// A killed rehearsal's scratch disk that an operator has mounted elsewhere (recovering
+/// files from it) is reported and left attached, and the mount stays; once unmounted, the
+/// next verify removes it.
+#[test]
+fn a_leftover_mounted_elsewhere_is_reported_not_detached() {
+    let Some(s) = Restore::new(
+        "a_leftover_mounted_elsewhere_is_reported_not_detached",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let device = s.leftover("s1-verify-dead0001");
+    let recovering = s.scratch.path().join("recovering");
+    mount_at(&device, &recovering, "ro,noload");
+    let r = s.run(&["verify", "s1", "--output", "json"]);
+    // Read, then let go, before asserting: a failure leaves nothing mounted.
+    let still = is_mounted(&recovering);
+    let changes = s.changes_of("s1-verify-dead0001");
+    let names = s.disk_names();
+    umount_at(&recovering);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    let kept = doc["leftovers_kept"][0].as_str().unwrap_or_default();
+    assert!(
+        kept.contains("s1-verify-dead0001") && kept.contains(&recovering.display().to_string()),
+        "{doc}"
+    );
+    assert_eq!(doc["leftovers_removed"], serde_json::json!([]), "{doc}");
+    assert!(still, "the operator's mount stays");
+    assert!(changes.is_empty(), "{changes:?}");
+    assert!(names.contains(&"s1-verify-dead0001".to_string()));
+    // status and check say so (check's verdict, about snapshots, stays OK).
+    let r = s.run(&["status"]);
+    assert!(
+        r.stdout
+            .contains("left by verify: scratch disk s1-verify-dead0001"),
+        "{r:?}"
+    );
+    let r = s.run(&["check", "--max-age", "1d"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("left by verify: scratch disk s1-verify-dead0001"),
+        "{r:?}"
+    );
+    // Unmounted: the next run (no verification configured) removes it.
+    let mp = s.fs.mount_point.display().to_string();
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("[[snapshot]]\npath = \"{mp}\"\n"),
+    );
+    let r = s.run(&["run", "--snapshot-name", "r1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        json_doc(&r)["scratch_leftovers"]["removed"],
+        serde_json::json!(["s1-verify-dead0001"]),
+        "{r:?}"
+    );
+    assert_eq!(s.disk_names(), ["data-1"]);
+    assert!(loops_under(s.scratch.path()).is_empty());
+    let r = s.run(&["status"]);
+    assert!(!r.stdout.contains("left by verify"), "{r:?}");
+}
+
+/// A rehearsal killed while its journal-replay mount was up (`<run>/verify/.replay-loopN`,
+/// where lightsnap made it) leaves that mount on the scratch disk's device: the next verify
+/// unmounts it, then removes the disk.
+#[test]
+fn a_replay_mount_left_by_a_kill_is_cleaned_by_the_next_verify() {
+    let Some(s) = Restore::new(
+        "a_replay_mount_left_by_a_kill_is_cleaned_by_the_next_verify",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let device = s.leftover("s1-verify-dead0002");
+    let replay = s.scratch.path().join("run/verify").join(format!(
+        ".replay-{}",
+        device.file_name().unwrap().to_string_lossy()
+    ));
+    mount_at(&device, &replay, "rw,nosuid,nodev,noexec");
+    let r = s.run(&["verify", "s1", "--output", "json"]);
+    let left_mounted = is_mounted(&replay);
+    if left_mounted {
+        umount_at(&replay);
+    }
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!left_mounted, "the replay mount is unmounted: {r:?}");
+    assert_eq!(
+        json_doc(&r)["leftovers_removed"],
+        serde_json::json!(["s1-verify-dead0002"]),
+        "{r:?}"
+    );
+    assert!(!replay.exists());
+    assert_eq!(s.disk_names(), ["data-1"]);
+    assert!(loops_under(s.scratch.path()).is_empty());
+}
+
+/// A checker that is not installed, and a restored disk holding a layout lightsnap does not
+/// check (a LUKS header where the filesystem was): "could not check" — exit 21, tagged
+/// `unchecked`, naming what was not checked; never clean, never failed.
+#[test]
+fn what_cannot_be_checked_exits_21_tagged_unchecked() {
+    let Some(s) = Restore::new(
+        "what_cannot_be_checked_exits_21_tagged_unchecked",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    // A PATH with blockdev and without e2fsck.
+    let bin = s.scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let blockdev = ["/usr/sbin/blockdev", "/sbin/blockdev", "/usr/bin/blockdev"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("blockdev (util-linux)");
+    std::os::unix::fs::symlink(blockdev, bin.join("blockdev")).unwrap();
+    let r = finish(
+        s.lightsnap(&["verify", "s1", "--output", "json"])
+            .env("PATH", &bin),
+    );
+    assert_eq!(r.code, 21, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["result"], "unchecked", "{doc}");
+    assert_eq!(doc["error"]["exit_code"], 21);
+    assert!(
+        doc["unchecked"][0].as_str().unwrap().contains("e2fsck"),
+        "{doc}"
+    );
+    assert_eq!(doc["checks"][0]["unchecked"], true);
+    assert_eq!(s.tags_of("s1")["lightsnap:verified"], "unchecked");
+    assert_eq!(s.disk_names(), ["data-1"]);
+    // status says what was not checked.
+    let r = s.run(&["status"]);
+    assert!(r.stdout.contains("snapshot s1 unchecked: "), "{r:?}");
+    assert!(r.stdout.contains("e2fsck"), "{r:?}");
+
+    // A LUKS header over the snapshot's first MiB: nothing lightsnap checks.
+    let image = s.fake.snapshot_image("s1");
+    let mut head = vec![0u8; 1 << 20];
+    head[..6].copy_from_slice(b"LUKS\xba\xbe");
+    use std::io::{Seek, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap();
+    f.rewind().unwrap();
+    f.write_all(&head).unwrap();
+    drop(f);
+    let r = s.run(&["verify", "s1"]);
+    assert_eq!(r.code, 21, "{r:?}");
+    assert!(r.stdout.contains(": COULD NOT CHECK\n"), "{r:?}");
+    assert!(r.stdout.contains("LUKS"), "{r:?}");
+    assert!(r.stderr.contains("could not be checked in full"), "{r:?}");
+    assert_eq!(s.tags_of("s1")["lightsnap:verified"], "unchecked");
+    assert_eq!(s.disk_names(), ["data-1"]);
+}
+
+/// A timer `run` while a `verify` runs: the snapshots are taken and the run succeeds; its
+/// due verification waits for a later run (it used to fail at once on the run lock).
+#[test]
+fn a_run_does_not_fail_while_a_verify_runs() {
+    let Some(s) = Restore::new("a_run_does_not_fail_while_a_verify_runs", FsKind::Ext4, &[]) else {
+        return;
+    };
+    s.snapshot("s1");
+    let pid_file = s.scratch.path().join("hook.pid");
+    s.verify_hook(&format!(
+        "if [ -e {p} ]; then exit 0; fi; echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 600",
+        p = pid_file.display()
+    ));
+    let mp = s.fs.mount_point.display().to_string();
+    let verify = spawn(&mut s.lightsnap(&["verify", "s1"]));
+    wait_until("the verify hook runs", Duration::from_secs(60), || {
+        pid_file.exists()
+    });
+    write_conf(
+        &s.scratch,
+        "etc/lightsnap/config.toml",
+        &format!(
+            "verify_hook_dir = \"{}\"\nverify_every = 1\n[[snapshot]]\npath = \"{mp}\"\n",
+            s.scratch.path().join("verify.d").display()
+        ),
+    );
+    let r = s.run(&["run", "--snapshot-name", "r1", "--output", "json"]);
+    kill(verify.id(), nix::sys::signal::Signal::SIGTERM);
+    let stopped = wait_result(verify);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert!(doc.get("verified").is_none(), "{doc}");
+    assert!(
+        r.stderr.contains("a verification is running already"),
+        "{r:?}"
+    );
+    assert!(s.tags_of("r1").get("lightsnap:consistency").is_some());
+    assert_eq!(stopped.code, 143, "{stopped:?}");
+    assert_eq!(s.disk_names(), ["data-1"]);
+    // Still due: the next run verifies.
+    let r = s.run(&["run", "--snapshot-name", "r2", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(json_doc(&r)["verified"][0]["snapshot"], "r2", "{r:?}");
+}
+
+/// Issue 22: the directory verify mounts restored copies under is root's alone (0700), made so
+/// even if it was there before with a looser mode: a restored disk may hold files other users
+/// must not read.
+#[test]
+fn the_verify_mount_directory_is_roots_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(s) = Restore::new(
+        "the_verify_mount_directory_is_roots_alone",
+        FsKind::Ext4,
+        &[],
+    ) else {
+        return;
+    };
+    s.snapshot("s1");
+    let mounts = s.scratch.path().join("run/verify");
+    std::fs::create_dir_all(&mounts).unwrap();
+    std::fs::set_permissions(&mounts, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let seen = s.scratch.path().join("mode-seen");
+    s.verify_hook(&format!(
+        "stat -c %a \"$(dirname \"$LIGHTSNAP_VERIFY_MOUNT\")\" > {}",
+        seen.display()
+    ));
+    let r = s.run(&["verify", "s1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap().trim(),
+        "700",
+        "while the copy was mounted: {r:?}"
+    );
+    let mode = std::fs::metadata(&mounts).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700);
 }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::vm::{lab_dir, lab_or_skip, repo, ROOT_SERIAL};
+use common::vm::{deb, lab_dir, lab_or_skip, repo, ROOT_SERIAL};
 use common::{check_records, run, tool_or_skip};
 use serde_json::Value;
 
@@ -420,20 +420,6 @@ fn power_loss_while_frozen() {
     call_for(&b.json("boot2/calls.json"), "diskName", "data-1");
     b.fsck_clean("boot2", "next");
     check_records(&b.text("boot2/records-next.log"), &acks, f64::INFINITY);
-}
-
-/// The .deb `scripts/package` builds (the portable, glibc 2.17 build), once per test binary.
-fn deb() -> &'static Path {
-    static DEB: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DEB.get_or_init(|| {
-        let out = run(Command::new(repo().join("scripts/package")).current_dir(repo()));
-        let listed = String::from_utf8(out.stdout).unwrap();
-        let deb = listed
-            .lines()
-            .find(|l| l.ends_with(".deb"))
-            .unwrap_or_else(|| panic!("scripts/package listed no .deb: {listed}"));
-        repo().join(deb)
-    })
 }
 
 /// Scenario 5 on one distribution: the package installed, configured, given credentials as

@@ -137,8 +137,8 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(checks[0]["device"], device.as_str(), "{report}");
 
     // The fake ran the attach command with the copy, the serial and the path, then its
-    // detach; the second rehearsal the same (the same scratch disk name: the same volume id,
-    // the same serial).
+    // detach; the second rehearsal the same, with a scratch disk of its own (each rehearsal
+    // names its disk anew: another volume id, another serial).
     let attach_calls = b.lines("attach-calls");
     assert_eq!(attach_calls.len(), 4, "two rehearsals: {attach_calls:?}");
     let fields: Vec<&str> = attach_calls[0].split(' ').collect();
@@ -148,7 +148,14 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(copy, format!("/lab/snaps/disks/{scratch_disk}.img"));
     assert_eq!(fields[3], path, "attached at the path lightsnap chose");
     assert_eq!(attach_calls[1], format!("detach {serial}"));
-    assert_eq!(attach_calls[2..], attach_calls[..2], "{attach_calls:?}");
+    let second: Vec<&str> = attach_calls[2].split(' ').collect();
+    assert_eq!((second.len(), second[0]), (4, "attach"), "{attach_calls:?}");
+    assert_eq!(second[3], path, "{attach_calls:?}");
+    assert_ne!(
+        second[2], serial,
+        "a scratch disk of its own: {attach_calls:?}"
+    );
+    assert_eq!(attach_calls[3], format!("detach {}", second[2]));
     assert!(
         serial.len() == 20
             && serial.starts_with("vol0")
@@ -159,20 +166,25 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     // reported DEVICE_DELETED and the file was let go), twice on the same port: the first
     // unplug freed it.
     let events = std::fs::read_to_string(out.join("events")).unwrap();
+    let (copy2, serial2) = (second[1], second[2]);
     let plug = format!("attach {copy} {serial}");
     let unplug = format!("detach {serial}");
+    let plug2 = format!("attach {copy2} {serial2}");
+    let unplug2 = format!("detach {serial2}");
     assert_eq!(
         events.lines().collect::<Vec<_>>(),
-        [&plug, &unplug, &plug, &unplug],
+        [&plug, &unplug, &plug2, &unplug2],
         "the event port"
     );
     let said = |what: &str| stderr.lines().filter(|l| l.ends_with(what)).count();
-    assert_eq!(
-        said(&format!("hot-plugged {copy} as NVMe {serial} on hp0")),
-        2,
-        "{stderr}"
-    );
-    assert_eq!(said(&format!("unplugged NVMe {serial}")), 2, "{stderr}");
+    for (c, s) in [(copy, serial), (copy2, serial2)] {
+        assert_eq!(
+            said(&format!("hot-plugged {c} as NVMe {s} on hp0")),
+            1,
+            "{stderr}"
+        );
+        assert_eq!(said(&format!("unplugged NVMe {s}")), 1, "{stderr}");
+    }
 
     // While attached (the verify hook): an NVMe disk with that serial, the device lightsnap
     // checked, whose serial is the scratch disk's volume id in its supportCode; the restored
@@ -236,7 +248,11 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(code, 18, "{failed}\n{}", b.text("corrupt/stderr"));
     assert_eq!(failed["result"], "failed", "{failed}");
     assert_eq!(failed["tagged"], "failed", "{failed}");
-    assert_eq!(failed["scratch_disk"], scratch_disk.as_str(), "{failed}");
+    let failed_disk = failed["scratch_disk"].as_str().unwrap().to_string();
+    assert!(
+        failed_disk.starts_with("v-data-verify-") && failed_disk != scratch_disk,
+        "a scratch disk of its own: {failed}"
+    );
     assert_eq!(failed["left_behind"], serde_json::json!([]), "{failed}");
     assert_eq!(failed["hooks_ran"], false, "{failed}");
     let bad = failed["device"].as_str().unwrap();
@@ -257,7 +273,8 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
             let body = &c["body"];
             match op {
                 "CreateDiskFromSnapshot" | "AttachDisk" | "DetachDisk" | "DeleteDisk"
-                    if body["diskName"] == scratch_disk.as_str() =>
+                    if body["diskName"] == scratch_disk.as_str()
+                        || body["diskName"] == failed_disk.as_str() =>
                 {
                     Some(op.to_string())
                 }
@@ -304,6 +321,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     assert!(!names.contains(&scratch_disk.as_str()), "{names:?}");
+    assert!(!names.contains(&failed_disk.as_str()), "{names:?}");
     assert!(
         disks
             .as_array()

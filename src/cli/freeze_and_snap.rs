@@ -18,7 +18,7 @@ pub struct FreezeAndSnap {
     pub paths: Vec<PathBuf>,
     /// The Lightsail disk behind PATH (default: a mapping in the configuration, else found
     /// through the instance metadata).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long = "disk", visible_alias = "disk-name", value_name = "NAME")]
     pub disk_name: Option<String>,
     /// Options shared with snap-instance.
     #[command(flatten)]

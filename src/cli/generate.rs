@@ -36,15 +36,17 @@ const FILES: &[(&str, &str)] = &[
         "More configuration fragments: /usr/lib/lightsnap/config.d/ before \
          /etc/lightsnap/config.toml, /etc/lightsnap/config.d/ and then \
          /run/lightsnap/config.d/ after it, each directory in name order, later keys winning. \
-         Every fragment must be owned by root and not writable by group or others.",
+         Every fragment, and the directory it is in, must be owned by root and not writable          by group or others; each directory above it too, or root's with the sticky bit.",
     ),
     (
         "/etc/lightsnap/hooks.d/",
         "Hooks: executables run in name order with the argument pre-freeze before anything is \
          frozen, and in reverse order with post-thaw after everything is thawed (preceded by \
          freeze-fail when the freeze or the snapshot failed); LIGHTSNAP_RESULT says success, \
-         failure or stopped. A failing post-thaw hook fails the run (exit 16). Root-owned, \
-         not writable by group or others.",
+         failure or stopped. A failing post-thaw hook fails the run (exit 16). Each hook, the \
+         directory and every directory above it must be root-owned and not writable by group \
+         or others (above it, root's with the sticky bit will do), checked again right before \
+         each hook runs.",
     ),
     (
         "/usr/share/lightsnap/examples/hooks/",
@@ -89,6 +91,32 @@ impl Generate {
 
 /// Writes the man pages and completions into `dir` (made if missing); returns their paths.
 pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = write_man_pages(dir)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let mut cmd = without_hidden(Cli::command());
+        let path = clap_complete::generate_to(shell, &mut cmd, "lightsnap", dir)
+            .with_context(|| format!("writing the {shell} completions into {}", dir.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Writes the completions for `shell` to `w` (`lightsnap completions SHELL`).
+pub fn completions(shell: Shell, w: &mut dyn Write) {
+    let mut cmd = without_hidden(Cli::command());
+    clap_complete::generate(shell, &mut cmd, "lightsnap", w);
+}
+
+/// Writes `lightsnap(8)` to `w` (`lightsnap man` without a directory).
+pub fn main_man_page(w: &mut dyn Write) -> Result<()> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    main_page(&cmd, w).context("writing the man page")
+}
+
+/// Writes the man pages (`lightsnap.8`, one per subcommand, `lightsnap.toml.5`) into `dir`
+/// (made if missing); returns their paths.
+pub fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
@@ -104,12 +132,11 @@ pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
     }
 
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let mut cmd = without_hidden(Cli::command());
-        let path = clap_complete::generate_to(shell, &mut cmd, "lightsnap", dir)
-            .with_context(|| format!("writing the {shell} completions into {}", dir.display()))?;
-        written.push(path);
-    }
+    // The configuration's page, from the same list of keys `lightsnap config` shows.
+    let toml_page = dir.join("lightsnap.toml.5");
+    let page = crate::config::keys::man_page(env!("CARGO_PKG_VERSION"));
+    write_file(&toml_page, |w| w.write_all(page.as_bytes()))?;
+    written.push(toml_page);
     Ok(written)
 }
 
@@ -202,6 +229,8 @@ mod tests {
             .collect();
         for expected in [
             "lightsnap.8",
+            "lightsnap.toml.5",
+            "lightsnap-config.8",
             "lightsnap-freeze-and-snap.8",
             "lightsnap-run.8",
             "lightsnap-thaw.8",

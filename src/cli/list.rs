@@ -1,5 +1,6 @@
-//! `lightsnap list`: disk and instance snapshots with state, progress, age, size and consistency;
-//! lightsnap's own unless `--all`.
+//! `lightsnap list`: disk and instance snapshots with state, progress, age, size, consistency
+//! and owner; this instance's (their `lightsnap:owner` tag) unless `--instance`,
+//! `--all-instances` or `--all`.
 
 use std::collections::BTreeMap;
 
@@ -9,10 +10,11 @@ use serde::Serialize;
 
 use super::{Globals, Output};
 use crate::cloud::lightsail::{SdkLightsail, SnapshotInfo};
+use crate::cloud::owner::{self, OWNER_TAG};
 use crate::cloud::validate;
 use crate::config;
 use crate::exit_code::ExitCode;
-use crate::retention::is_own;
+use crate::retention::{is_own, Scope};
 use crate::snap::plan::CONSISTENCY_TAG;
 
 /// List disk and instance snapshots.
@@ -21,16 +23,16 @@ pub struct List {
     /// Only snapshots of this disk (`<instance>-system` for a system volume).
     #[arg(long, value_name = "NAME")]
     pub disk: Option<String>,
-    /// Include snapshots lightsnap did not take (Lightsail's automatic ones, others').
-    #[arg(long)]
-    pub all: bool,
+    /// Whose: this instance's unless told otherwise.
+    #[command(flatten)]
+    pub owner: super::owner::OwnerArgs,
     /// The AWS region.
     #[arg(long)]
     pub region: Option<String>,
 }
 
 /// One snapshot in `--output json` (of `list`, and of what `prune` deletes). The schema is
-/// documented in the README and pinned by `tests/golden/`: add members, never change one.
+/// documented in the manual (docs/src/json.md) and pinned by `tests/golden/`: add members, never change one.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     /// Snapshot name.
@@ -52,8 +54,14 @@ pub struct Entry {
     /// Its `lightsnap:consistency` tag (`frozen`, `unmounted`, `readonly`, `crash`,
     /// `unverified`), if it has one.
     pub consistency: Option<String>,
-    /// Whether lightsnap took it (the only snapshots `prune` deletes without `--all`).
+    /// Whether a lightsnap took it (it carries `lightsnap:owner`, or the
+    /// `lightsnap:consistency` tag of a lightsnap older than that tag), not Lightsail's
+    /// automatic snapshots.
     pub own: bool,
+    /// Its `lightsnap:owner` tag, `REGION/INSTANCE` of the instance whose lightsnap made it;
+    /// `null` for a snapshot without one (by hand, automatic, or an older lightsnap's), which
+    /// only `prune --all` deletes.
+    pub owner: Option<String>,
     /// Whether Lightsail's automatic snapshots made it (never deleted by `prune`).
     pub auto: bool,
     /// All its tags.
@@ -73,6 +81,7 @@ impl Entry {
             size_gb: s.size_gb,
             consistency: s.tag(CONSISTENCY_TAG).map(str::to_string),
             own: is_own(s),
+            owner: s.tag(OWNER_TAG).map(str::to_string),
             auto: s.is_from_auto_snapshot,
             tags: s.tags.iter().cloned().collect(),
         }
@@ -95,14 +104,15 @@ impl List {
         let region = self.region.clone().or(settings.region);
         crate::runtime()?.block_on(async {
             let api = SdkLightsail::from_env(region, settings.profile).await?;
-            let snaps = self.select(crate::cloud::lightsail::all_snapshots(&api).await?);
+            let scope = self.owner.scope(&api).await?;
+            let snaps = self.select(&scope, crate::cloud::lightsail::all_snapshots(&api).await?);
             print(&snaps, globals.output)?;
             Ok(ExitCode::Success)
         })
     }
 
-    fn select(&self, mut all: Vec<SnapshotInfo>) -> Vec<SnapshotInfo> {
-        all.retain(|s| self.all || is_own(s));
+    fn select(&self, scope: &Scope, mut all: Vec<SnapshotInfo>) -> Vec<SnapshotInfo> {
+        all.retain(|s| scope.includes(s));
         all.retain(|s| self.disk.is_none() || s.from == self.disk);
         all.sort_by(|a, b| {
             b.created_at
@@ -137,19 +147,20 @@ fn print(snaps: &[SnapshotInfo], output: Output) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<40} {:<20} {:<10} {:>8} {:<16} {:>6}  CONSISTENCY",
-        "NAME", "DISK", "STATE", "PROGRESS", "CREATED (UTC)", "SIZE"
+        "{:<40} {:<20} {:<10} {:>8} {:<16} {:>6}  {:<11}  OWNER",
+        "NAME", "DISK", "STATE", "PROGRESS", "CREATED (UTC)", "SIZE", "CONSISTENCY"
     );
     for s in snaps {
         println!(
-            "{:<40} {:<20} {:<10} {:>8} {:<16} {:>6}  {}",
+            "{:<40} {:<20} {:<10} {:>8} {:<16} {:>6}  {:<11}  {}",
             s.name,
             s.from.as_deref().unwrap_or("?"),
             s.state,
             s.progress.as_deref().unwrap_or(""),
             when(s.created_at),
             s.size_gb.map(|g| format!("{g}G")).unwrap_or_default(),
-            s.tag(CONSISTENCY_TAG).unwrap_or("-")
+            s.tag(CONSISTENCY_TAG).unwrap_or("-"),
+            owner::describe(s)
         );
     }
     Ok(())

@@ -81,15 +81,16 @@ fn auto_snapshot_line(source: &Source, a: &AutoSnapshotAddOn) -> Option<String> 
         "  automatic snapshots of {} daily at {at} UTC: Lightsail refuses manual ones for up to 45 minutes from then (a run waits, --auto-snapshot-wait)",
         crate::snap::auto_resource(source)
     );
-    if let Some(w) = super::timer::window(std::path::Path::new("/")) {
-        if super::timer::meets_auto_snapshot(w, at) {
-            line.push_str(&format!(
-                "\n  warning: lightsnap-snapshot.timer may fire then ({:02}:{:02} plus up to {} min): move one of them",
-                w.start / 60,
-                w.start % 60,
-                w.length
-            ));
-        }
+    if let Some(w) = super::timer::windows()
+        .into_iter()
+        .find(|w| super::timer::meets_auto_snapshot(*w, at))
+    {
+        line.push_str(&format!(
+            "\n  warning: lightsnap-snapshot.timer may fire then ({:02}:{:02} UTC plus up to {} min): move one of them",
+            w.start / 60,
+            w.start % 60,
+            w.length
+        ));
     }
     Some(line)
 }
@@ -101,6 +102,8 @@ pub async fn print_plan<A: Lightsail>(
     local: &LocalPlan,
     output: Output,
 ) -> Result<ExitCode> {
+    // A key that cannot read would fail the run at its first call: say so now, by name.
+    crate::cloud::policy::require_read_access(api).await?;
     let plan = snap::plan(api, opts, local).await?;
     // A hook the run would refuse is refused here too.
     let hooks = crate::hooks::discover(&opts.hook_dir)?;

@@ -1,6 +1,7 @@
-//! `lightsnap prune`: deletes lightsnap's own completed snapshots beyond a retention rule —
-//! never pending ones, never automatic ones, never others' unless `--all` — and says what it
-//! deleted.
+//! `lightsnap prune`: deletes this instance's completed snapshots (its `lightsnap:owner` tag)
+//! beyond a retention rule — never pending ones, never automatic ones, never another
+//! instance's unless `--instance` or `--all-instances` names them, never untagged ones unless
+//! `--all` — and says what it deleted.
 
 use std::time::{Duration, SystemTime};
 
@@ -18,7 +19,7 @@ use crate::cloud::validate;
 use crate::config::{self, Retention};
 use crate::exit_code::ExitCode;
 use crate::fail;
-use crate::retention::{self, Rule};
+use crate::retention::{self, Rule, Scope};
 
 /// Delete old snapshots.
 #[derive(Debug, Args)]
@@ -27,8 +28,21 @@ pub struct Prune {
     /// With --older-than too, a snapshot is deleted only when both rules allow it: it is
     /// beyond the N newest of its disk and older than DURATION (--dry-run says which rule
     /// kept each one).
-    #[arg(long, value_name = "N")]
+    #[arg(long, visible_alias = "keep-last", value_name = "N")]
     pub keep: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days (UTC) that have one, per disk
+    /// [default: retention.keep_daily]. Keep rules add up: a snapshot any of them keeps stays.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one, per disk.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have one, per disk.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have one, per disk.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
     /// Delete snapshots older than this (`30d`, `12h`) [default: retention.older_than].
     /// With --keep too, a snapshot is deleted only when both rules allow it.
     #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
@@ -39,9 +53,9 @@ pub struct Prune {
     /// Say what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Also consider snapshots lightsnap did not take (never pending or automatic ones).
-    #[arg(long)]
-    pub all: bool,
+    /// Whose: this instance's unless told otherwise.
+    #[command(flatten)]
+    pub owner: super::owner::OwnerArgs,
     /// The AWS region.
     #[arg(long)]
     pub region: Option<String>,
@@ -52,6 +66,38 @@ pub struct Prune {
 struct RuleDoc {
     keep: Option<u32>,
     older_than_s: Option<u64>,
+    // Only when set: the documents of a rule without them stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_daily: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_weekly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_monthly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_yearly: Option<u32>,
+}
+
+impl From<Rule> for RuleDoc {
+    fn from(r: Rule) -> Self {
+        Self {
+            keep: r.keep,
+            older_than_s: r.older_than.map(|d| d.as_secs()),
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+            keep_monthly: r.keep_monthly,
+            keep_yearly: r.keep_yearly,
+        }
+    }
+}
+
+/// The rule of a prune from its options: the command line's when it gives any (whole: a
+/// command-line rule does not pick up configured ones), else the configuration's.
+pub fn rule_from(cli: Rule, config: &Retention) -> Rule {
+    if cli != Rule::default() {
+        cli
+    } else {
+        Rule::from_config(config)
+    }
 }
 
 /// A snapshot that could not be deleted.
@@ -72,19 +118,6 @@ pub struct Pruned {
     pub deleted: Vec<Entry>,
     /// Those whose deletion failed.
     pub failed: Vec<NotDeleted>,
-}
-
-/// The rule of a prune: the command line's when it gives one (whole: `--keep` alone does
-/// not pick up a configured `older_than`), else the configuration's.
-pub fn rule_of(keep: Option<u32>, older_than: Option<Duration>, config: &Retention) -> Rule {
-    if keep.is_some() || older_than.is_some() {
-        Rule { keep, older_than }
-    } else {
-        Rule {
-            keep: config.keep,
-            older_than: config.older_than,
-        }
-    }
 }
 
 /// Deletes `doomed` (unless `dry_run`), one by one, going on past failures; says each in
@@ -108,10 +141,11 @@ pub async fn delete<A: Lightsail, S: Stop>(
             return (pruned, Err(e));
         }
         let said = format!(
-            "{} ({} from {})",
+            "{} ({} from {}, owner {})",
             s.name,
             s.from.as_deref().unwrap_or("?"),
-            super::list::when(s.created_at)
+            super::list::when(s.created_at),
+            crate::cloud::owner::describe(s)
         );
         let result = if dry_run {
             Ok(())
@@ -152,11 +186,21 @@ impl Prune {
             validate::name("disk name", disk)?;
         }
         let settings = config::load(&globals.config_root)?;
-        let rule = rule_of(self.keep, self.older_than, &settings.retention);
+        let rule = rule_from(
+            Rule {
+                keep: self.keep,
+                older_than: self.older_than,
+                keep_daily: self.keep_daily,
+                keep_weekly: self.keep_weekly,
+                keep_monthly: self.keep_monthly,
+                keep_yearly: self.keep_yearly,
+            },
+            &settings.retention,
+        );
         if rule == Rule::default() {
             fail!(
                 ExitCode::Usage,
-                "give --keep N or --older-than DURATION (or set [retention] in the configuration)"
+                "give --keep N, --keep-daily/--keep-weekly/--keep-monthly/--keep-yearly N or --older-than DURATION (or set [retention] in the configuration)"
             );
         }
         let region = self.region.clone().or(settings.region);
@@ -164,13 +208,18 @@ impl Prune {
         crate::runtime()?.block_on(async {
             let mut signals = Signals::install()?;
             let api = SdkLightsail::from_env(region, settings.profile).await?;
+            let scope = self.owner.scope(&api).await?;
             let all = crate::cloud::lightsail::all_snapshots(&api).await?;
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)?
                 .as_secs_f64();
-            let doomed = retention::select(&all, rule, self.disk.as_deref(), self.all, now);
+            let doomed = retention::select(&all, rule, self.disk.as_deref(), &scope, now);
             if self.dry_run && output == Output::Human {
-                explain_combined(&all, rule, self.disk.as_deref(), self.all, now);
+                if rule.has_calendar_rule() {
+                    explain_kept(&all, rule, self.disk.as_deref(), &scope, now);
+                } else {
+                    explain_combined(&all, rule, self.disk.as_deref(), &scope, now);
+                }
             }
             let (pruned, result) = delete(&api, &doomed, self.dry_run, output, &mut signals).await;
             if output == Output::Human && pruned.deleted.is_empty() && pruned.failed.is_empty() {
@@ -178,10 +227,8 @@ impl Prune {
             }
             let doc = serde_json::json!({
                 "dry_run": self.dry_run,
-                "rule": RuleDoc {
-                    keep: rule.keep,
-                    older_than_s: rule.older_than.map(|d| d.as_secs()),
-                },
+                "scope": scope.to_string(),
+                "rule": RuleDoc::from(rule),
                 "deleted": pruned.deleted,
                 "failed": pruned.failed,
             });
@@ -190,9 +237,34 @@ impl Prune {
     }
 }
 
+/// With calendar rules, a dry run says which rule kept each snapshot (every rule that
+/// would: `last 1, daily 2026-12-07, weekly 2026-W50`).
+fn explain_kept(all: &[SnapshotInfo], rule: Rule, disk: Option<&str>, scope: &Scope, now: f64) {
+    println!(
+        "rule: a snapshot is kept when any keep rule keeps it{}",
+        rule.older_than
+            .map(|d| format!(
+                ", or while it is newer than {} (--older-than)",
+                humantime::format_duration(d)
+            ))
+            .unwrap_or_default()
+    );
+    for (s, d) in retention::judge(all, rule, disk, scope, now) {
+        if !d.delete {
+            println!(
+                "would keep {} ({} from {}): {}",
+                s.name,
+                s.from.as_deref().unwrap_or("?"),
+                super::list::when(s.created_at),
+                d.kept_by.join(", ")
+            );
+        }
+    }
+}
+
 /// With both limits, a dry run says how they combine and which rule kept each snapshot the
 /// other alone would have deleted (or both, for one neither would).
-fn explain_combined(all: &[SnapshotInfo], rule: Rule, disk: Option<&str>, foreign: bool, now: f64) {
+fn explain_combined(all: &[SnapshotInfo], rule: Rule, disk: Option<&str>, scope: &Scope, now: f64) {
     let (Some(keep), Some(older_than)) = (rule.keep, rule.older_than) else {
         return;
     };
@@ -200,22 +272,22 @@ fn explain_combined(all: &[SnapshotInfo], rule: Rule, disk: Option<&str>, foreig
     println!(
         "rule: a snapshot is deleted only when both rules allow it: beyond the {keep} newest of its disk (--keep) and older than {age} (--older-than)"
     );
-    let select = |r: Rule| retention::select(all, r, disk, foreign, now);
+    let select = |r: Rule| retention::select(all, r, disk, scope, now);
     let names =
         |v: Vec<&SnapshotInfo>| -> Vec<String> { v.iter().map(|s| s.name.clone()).collect() };
     // Every snapshot prune may consider at all: `keep 0` selects each of them.
     let eligible = select(Rule {
         keep: Some(0),
-        older_than: None,
+        ..Rule::default()
     });
     let doomed = names(select(rule));
     let beyond_keep = names(select(Rule {
         keep: Some(keep),
-        older_than: None,
+        ..Rule::default()
     }));
     let too_old = names(select(Rule {
-        keep: None,
         older_than: Some(older_than),
+        ..Rule::default()
     }));
     for s in eligible.iter().filter(|s| !doomed.contains(&s.name)) {
         let why = match (beyond_keep.contains(&s.name), too_old.contains(&s.name)) {
@@ -241,27 +313,43 @@ mod tests {
         let config = Retention {
             keep: Some(7),
             older_than: Some(Duration::from_secs(30 * 86_400)),
+            ..Retention::default()
         };
         let day = Duration::from_secs(86_400);
         assert_eq!(
-            rule_of(None, None, &config),
+            rule_from(Rule::default(), &config),
             Rule {
                 keep: Some(7),
-                older_than: Some(30 * day)
+                older_than: Some(30 * day),
+                ..Rule::default()
             }
         );
         assert_eq!(
-            rule_of(Some(1), None, &config),
+            rule_from(
+                Rule {
+                    keep: Some(1),
+                    ..Rule::default()
+                },
+                &config
+            ),
             Rule {
                 keep: Some(1),
-                older_than: None
+                older_than: None,
+                ..Rule::default()
             }
         );
         assert_eq!(
-            rule_of(None, Some(day), &config),
+            rule_from(
+                Rule {
+                    older_than: Some(day),
+                    ..Rule::default()
+                },
+                &config
+            ),
             Rule {
                 keep: None,
-                older_than: Some(day)
+                older_than: Some(day),
+                ..Rule::default()
             }
         );
     }

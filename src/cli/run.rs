@@ -1,7 +1,8 @@
 //! `lightsnap run`: what the systemd timer and deploy hooks call — snapshot every path the
 //! configuration names (`[[snapshot]]`), as one consistency group, then apply `[retention]`
-//! to the disks it snapshotted (only those: other instances' disks in the same account are
-//! theirs to prune).
+//! to the disks it snapshotted, in this region and the copy region, and only to this instance's
+//! snapshots of them (their `lightsnap:owner` tag: another instance's snapshots of a same-named
+//! disk, copies arriving from other regions, and untagged snapshots are never touched).
 
 use anyhow::Result;
 use clap::Args;
@@ -13,7 +14,7 @@ use crate::budget::{self, Deadline};
 use crate::cloud::lightsail::{Lightsail, SnapshotInfo, SnapshotKind, Source};
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
-use crate::retention::{self, Rule};
+use crate::retention::{self, Rule, Scope};
 use crate::signals::Signals;
 use crate::snap::{self, Report};
 
@@ -64,6 +65,12 @@ impl Run {
                 .report_and_wait(api, &report, output, signals)
                 .await;
             let (mut doc, mut result) = report_json(&report, waited)?;
+            // Scratch disks a killed verify left, after the snapshots (never delaying them).
+            if let Some(l) = super::verify::leftovers_at_run(api, &settings, &opts.run_dir).await {
+                if !l.removed.is_empty() || !l.kept.is_empty() {
+                    doc["scratch_leftovers"] = serde_json::to_value(&l)?;
+                }
+            }
             capped()
                 .copy(
                     api,
@@ -75,10 +82,7 @@ impl Run {
                     &mut result,
                 )
                 .await;
-            let rule = Rule {
-                keep: settings.retention.keep,
-                older_than: settings.retention.older_than,
-            };
+            let rule = Rule::from_config(&settings.retention);
             if rule != Rule::default() {
                 let (mut pruned, mut pruning) =
                     apply_retention(api, rule, &report, output, signals).await;
@@ -144,7 +148,8 @@ impl Run {
     }
 }
 
-/// `[retention]` over lightsnap's own snapshots of the disks this run snapshotted.
+/// `[retention]` over this instance's snapshots (the owner of the run's own) of the disks this
+/// run snapshotted.
 async fn apply_retention<A: Lightsail>(
     api: &A,
     rule: Rule,
@@ -160,6 +165,10 @@ async fn apply_retention<A: Lightsail>(
         Ok(all) => all,
         Err(e) => return (empty, Err(e.into())),
     };
+    let Some(owner) = report.owner.clone() else {
+        tracing::warn!("retention not applied: the run's snapshots name no owner");
+        return (empty, Ok(()));
+    };
     let disks = disks_of(report, &all);
     let ours: Vec<SnapshotInfo> = all
         .into_iter()
@@ -169,7 +178,7 @@ async fn apply_retention<A: Lightsail>(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    let doomed = retention::select(&ours, rule, None, false, now);
+    let doomed = retention::select(&ours, rule, None, &Scope::Owner(owner), now);
     prune::delete(api, &doomed, false, output, signals).await
 }
 

@@ -40,8 +40,9 @@ pub struct SnapArgs {
     #[arg(long)]
     pub allow_crash_consistent: bool,
     /// Skip the flush before the freeze: FIFREEZE then writes out all dirty data itself, with
-    /// writes paused. For measuring what the flush saves; never faster overall.
-    #[arg(long)]
+    /// writes paused. For measuring what the flush saves; never faster overall. A benchmark
+    /// knob, left out of the help.
+    #[arg(long, hide = true)]
     pub no_syncfs: bool,
     /// Make FIFREEZE quicker by expediting the kernel's RCU grace periods while it runs
     /// (/sys/kernel/rcu_expedited, a system-wide switch, on for the freeze calls only and put
@@ -66,11 +67,6 @@ pub struct SnapArgs {
     /// lock, no API writes.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print nothing on stdout when the run succeeds (for cron, which mails any output);
-    /// errors and warnings still go to stderr, and with --output json a failure's document
-    /// is still printed.
-    #[arg(short, long)]
-    pub quiet: bool,
     /// The AWS region (default: AWS_REGION, the profile, or the instance metadata).
     #[arg(long)]
     pub region: Option<String>,
@@ -107,7 +103,8 @@ impl Trigger {
     }
 }
 
-/// lightsnap's own tags, on every snapshot (the consistency tag is added in the window).
+/// lightsnap's own tags, on every snapshot (the owner tag is added once discovery knows this
+/// instance, the consistency tag in the window).
 fn own_tags(trigger: Trigger) -> Vec<(String, String)> {
     let host = nix::unistd::gethostname()
         .ok()
@@ -124,7 +121,7 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
     let (key, value) = validate::parse_tag(text).map_err(|e| e.to_string())?;
     if key.starts_with(config::RESERVED_TAG_PREFIX) {
         return Err(format!(
-            "tag {key:?}: keys starting with {} are lightsnap's own (lightsnap:consistency, lightsnap:host, lightsnap:version, lightsnap:trigger); use --trigger for the trigger",
+            "tag {key:?}: keys starting with {} are lightsnap's own (lightsnap:consistency, lightsnap:owner, lightsnap:host, lightsnap:version, lightsnap:trigger); use --trigger for the trigger",
             config::RESERVED_TAG_PREFIX
         ));
     }
@@ -151,7 +148,7 @@ impl SnapArgs {
         }
         let settings = config::load(&globals.config_root)?;
         // Every command taking these options starts here: silenced before anything prints.
-        if self.quiet {
+        if globals.quiet {
             super::quiet::silence()?;
         }
         // Tags merge: configuration, lightsnap's own, then flags, a later value winning.

@@ -1,6 +1,7 @@
 //! `lightsnap status`: what the state files say of each run target — its last success and how
 //! old it is, its last attempt and how it ended, the newest snapshot lightsnap knows of; with
-//! `--refresh`, also the newest snapshot Lightsail has of each (read-only calls).
+//! `--refresh`, also the newest snapshot Lightsail has of each that is this instance's (its
+//! `lightsnap:owner` tag; read-only calls).
 
 use anyhow::Result;
 use clap::Args;
@@ -8,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::{Globals, Output};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo, SnapshotKind};
+use crate::cloud::owner::Owner;
 use crate::config;
 use crate::exit_code::ExitCode;
 use crate::monitor::{self, state, state::TargetState};
@@ -22,6 +24,14 @@ pub struct Status {
     /// metadata).
     #[arg(long, requires = "refresh")]
     pub region: Option<String>,
+    /// Drop what is recorded of PATH (a mistyped path, or one no longer snapshotted):
+    /// `status` and `check` forget it. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub forget: Vec<std::path::PathBuf>,
+    /// Every target with a state file, not only those watched (the configured ones and
+    /// those that succeeded within the last 30 days).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Seconds since the epoch, now.
@@ -40,20 +50,48 @@ impl Status {
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
         let settings = config::load(&globals.config_root)?;
         let dir = monitor::state_dir(&settings);
-        let states = state::read_all(&dir)?;
-        let (newest, scratch) = if self.refresh {
+        if !self.forget.is_empty() {
+            return forget(&dir, &self.forget);
+        }
+        let all = state::read_all(&dir)?;
+        let states: Vec<TargetState> = if self.all {
+            all
+        } else {
+            let configured: Vec<std::path::PathBuf> =
+                settings.snapshots.iter().map(|e| e.path.clone()).collect();
+            state::watched(&all, &monitor::path_targets(&configured), now())
+                .into_iter()
+                .map(|t| {
+                    all.iter()
+                        .find(|s| s.target == t)
+                        .cloned()
+                        .unwrap_or(TargetState {
+                            target: t,
+                            ..TargetState::default()
+                        })
+                })
+                .collect()
+        };
+        let (newest, (scratch, restored)) = if self.refresh {
             crate::runtime()?.block_on(async {
                 let api = SdkLightsail::from_env(
                     self.region.clone().or(settings.region.clone()),
                     settings.profile.clone(),
                 )
                 .await?;
-                let newest = newest_snapshots(&api, &states).await?;
-                Ok::<_, anyhow::Error>((newest, crate::restore::scratch::listing(&api).await?))
+                let owner = super::owner::this_owner(&api).await?;
+                let newest = newest_snapshots(&api, &owner, &states).await?;
+                let restored = crate::restore::restored::listing(&api, &owner).await?;
+                Ok::<_, anyhow::Error>((
+                    newest,
+                    (crate::restore::scratch::listing(&api).await?, restored),
+                ))
             })?
         } else {
-            (vec![None; states.len()], Vec::new())
+            (vec![None; states.len()], (Vec::new(), Vec::new()))
         };
+        // Scratch disks of a killed verify that the last search left alone (in use).
+        let kept = crate::restore::scratch::read_kept(&dir);
         let now = now();
         if globals.output == Output::Json {
             let targets: Vec<Value> = states
@@ -77,6 +115,10 @@ impl Status {
             let mut doc = json!({ "state_dir": dir, "targets": targets });
             if self.refresh {
                 doc["scratch_disks"] = json!(scratch);
+                doc["restored_disks"] = json!(restored);
+            }
+            if !kept.is_empty() {
+                doc["scratch_leftovers"] = json!(kept);
             }
             super::print_json(doc)?;
             return Ok(ExitCode::Success);
@@ -105,11 +147,35 @@ impl Status {
                 println!("  newest in Lightsail: none found");
             }
         }
+        for d in &restored {
+            println!("{}", crate::restore::restored::listing_line(d));
+        }
         for d in &scratch {
             println!("{}", crate::restore::scratch::listing_line(d));
         }
+        for k in &kept {
+            println!("left by verify: {k}");
+        }
         Ok(ExitCode::Success)
     }
+}
+
+/// `status --forget PATH...`: each path's state file removed, as given and as resolved.
+fn forget(dir: &std::path::Path, paths: &[std::path::PathBuf]) -> Result<ExitCode> {
+    let _lock = state::lock(dir);
+    for (given, resolved) in paths.iter().zip(monitor::path_targets(paths)) {
+        let given_text = given.display().to_string();
+        let mut dropped = state::forget(dir, &resolved)?;
+        if given_text != resolved {
+            dropped |= state::forget(dir, &given_text)?;
+        }
+        if dropped {
+            println!("{resolved}: forgotten");
+        } else {
+            println!("{resolved}: nothing recorded");
+        }
+    }
+    Ok(ExitCode::Success)
 }
 
 /// One target's line.
@@ -134,14 +200,15 @@ fn line(s: &TargetState, now: f64) -> String {
             "last attempt {}: FAILED (exit {}): {}; {} failure(s) in a row",
             a.time_utc, a.exit_code, a.message, s.consecutive_failures
         ),
-        None => "no attempt".to_string(),
+        None => "no run recorded".to_string(),
     };
     format!("{what}: {success}; {attempt}")
 }
 
-/// The newest snapshot Lightsail has of each target whose disk is known.
+/// The newest snapshot of `owner`'s that Lightsail has of each target whose disk is known.
 async fn newest_snapshots<A: Lightsail>(
     api: &A,
+    owner: &Owner,
     states: &[TargetState],
 ) -> Result<Vec<Option<SnapshotInfo>>> {
     let mut disks: Option<Vec<SnapshotInfo>> = None;
@@ -164,7 +231,7 @@ async fn newest_snapshots<A: Lightsail>(
             .as_ref()
             .into_iter()
             .flatten()
-            .filter(|i| i.from.as_deref() == Some(disk.as_str()))
+            .filter(|i| i.from.as_deref() == Some(disk.as_str()) && owner.owns(i))
             .max_by(|a, b| {
                 a.created_at
                     .unwrap_or(0.0)

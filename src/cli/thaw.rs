@@ -9,7 +9,7 @@ use super::{Globals, Output};
 use crate::exit_code::ExitCode;
 use crate::fail;
 use crate::kernel::{freeze, mountinfo, rcu, unmount};
-use crate::runstate::{self, Quiesce};
+use crate::runstate::{self, Owed, Stage};
 
 /// Thaw a filesystem by hand, or everything an interrupted run left quiesced.
 #[derive(Debug, Args)]
@@ -17,8 +17,10 @@ pub struct Thaw {
     /// The filesystem to thaw (any path on it).
     #[arg(required_unless_present = "recover", conflicts_with = "recover")]
     pub path: Option<PathBuf>,
-    /// Thaw (or mount again) exactly what the recovery record names as still frozen
-    /// (or unmounted), then clear the record.
+    /// Thaw what the recovery record says the interrupted run froze (and is still mounted
+    /// as it was), mount again what it unmounted, say what needs nothing, then clear the
+    /// record. Never thaws a freeze the run was refused (someone else's), never mounts what
+    /// the run did not unmount.
     #[arg(long)]
     pub recover: bool,
 }
@@ -34,6 +36,9 @@ struct ThawReport {
     remounted: Vec<PathBuf>,
     /// Unmounted by an interrupted run, but mounted already.
     mounted: Vec<PathBuf>,
+    /// `--recover`: named by the record, but owed nothing (never touched, its freeze refused,
+    /// already undone by the run's watchdog, or no longer mounted as it was).
+    nothing_owed: Vec<PathBuf>,
     /// `--recover`: whether there was a recovery record.
     record: Option<bool>,
     /// `--recover`: whether `/sys/kernel/rcu_expedited` was put back to 0.
@@ -111,11 +116,25 @@ fn recover(run_dir: &Path, output: Output, report: &mut ThawReport) -> Result<Ex
     let mut failed = Vec::new();
     for entry in record.entries.iter().rev() {
         let point = &entry.mount.mount_point;
-        // A freeze that fell back to an unmount at run time is recorded as a freeze that may
-        // have: what the mount table shows decides.
-        let unmounted = entry.may_unmount() && !unmount::is_back(&entry.mount)?;
-        if unmounted {
-            match unmount::remount(&entry.mount) {
+        match entry.owed() {
+            Owed::Nothing => {
+                let why = match entry.stage {
+                    Some(Stage::Refused) => {
+                        "its freeze was refused (frozen by someone else, or it cannot be frozen), so it is not the run's to thaw"
+                    }
+                    Some(Stage::Undone) => "the run (or its watchdog) already thawed it or mounted it again",
+                    _ => "the run had not frozen or unmounted it yet",
+                };
+                let line = format!("{}: nothing to do: {why}", point.display());
+                report.note(output, |d| &mut d.nothing_owed, point, line);
+            }
+            // Only what the run unmounted (or was about to): never what its owner unmounted
+            // since.
+            Owed::Remount if unmount::is_back(&entry.mount)? => {
+                let line = format!("{} is mounted", point.display());
+                report.note(output, |d| &mut d.mounted, point, line);
+            }
+            Owed::Remount => match unmount::remount(&entry.mount) {
                 Ok(()) => {
                     let line = format!(
                         "mounted {} on {} again",
@@ -125,9 +144,18 @@ fn recover(run_dir: &Path, output: Output, report: &mut ThawReport) -> Result<Ex
                     report.note(output, |d| &mut d.remounted, point, line);
                 }
                 Err(e) => failed.push(format!("{e:#}")),
+            },
+            Owed::Thaw if !still_mounted(&entry.mount)? => {
+                // Unmounted since (by its owner): an unmounted filesystem is not frozen, and
+                // whatever is at that path now is not the run's.
+                let line = format!(
+                    "{}: nothing to do: {} is no longer mounted there (unmounted since), so there is nothing of the run's to thaw",
+                    point.display(),
+                    entry.mount.source
+                );
+                report.note(output, |d| &mut d.nothing_owed, point, line);
             }
-        } else if entry.quiesce == Quiesce::Freeze {
-            match freeze::thaw_path(point) {
+            Owed::Thaw => match freeze::thaw_path(point) {
                 Ok(true) => {
                     let line = format!("thawed {} (it was frozen)", point.display());
                     report.note(output, |d| &mut d.thawed, point, line);
@@ -137,10 +165,7 @@ fn recover(run_dir: &Path, output: Output, report: &mut ThawReport) -> Result<Ex
                     report.note(output, |d| &mut d.not_frozen, point, line);
                 }
                 Err(e) => failed.push(format!("{e:#}")),
-            }
-        } else {
-            let line = format!("{} is mounted", point.display());
-            report.note(output, |d| &mut d.mounted, point, line);
+            },
         }
     }
     // The interrupted run's watchdog may have died holding the switch on.
@@ -167,4 +192,9 @@ fn recover(run_dir: &Path, output: Output, report: &mut ThawReport) -> Result<Ex
     }
     runstate::clear_record(run_dir)?;
     Ok(ExitCode::Success)
+}
+
+/// Whether `mount`'s filesystem is still mounted at its mount point (the same device).
+fn still_mounted(mount: &mountinfo::Mount) -> Result<bool> {
+    Ok(unmount::current(&mount.mount_point)?.is_some_and(|m| m.dev == mount.dev))
 }

@@ -11,6 +11,7 @@ use clap::Args;
 use super::snap_args::conclude;
 use super::{Globals, Output};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo, SnapshotKind};
+use crate::cloud::owner::Owner;
 use crate::config::{self, Settings};
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
@@ -52,9 +53,9 @@ pub const UNDO_TIMEOUT: Duration = crate::budget::UNDO;
 
 /// The rehearsal's settings for a run directory.
 pub fn rehearsal(run_dir: &Path, timeout: Duration) -> restore::Settings {
-    let poll = std::env::var("LIGHTSNAP_VERIFY_POLL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    // Test-only (a plain build never reads it): the suite's fake attaches in milliseconds.
+    let poll = crate::test_switch!("LIGHTSNAP_VERIFY_POLL_MS")
+        .and_then(|v| v.to_str()?.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(POLL);
     restore::Settings {
@@ -95,9 +96,10 @@ impl Verify {
             crate::cloud::validate::name("disk name", d)?;
         }
         crate::runstate::require_root()?;
-        // One at a time, and never beside a snapshot run: a rehearsal removes this instance's
-        // scratch disks it finds, which another rehearsal's would be.
-        let _lock = crate::runstate::lock(&globals.run_dir)?;
+        // One rehearsal at a time (a rehearsal removes this instance's scratch disks it
+        // finds, which another rehearsal's would be), under a lock of its own: a snapshot run
+        // meanwhile is not refused (see restore::lock).
+        let _lock = restore::lock::take(&globals.run_dir)?;
         let output = globals.output;
         crate::runtime()?.block_on(async {
             let mut signals = Signals::install()?;
@@ -106,9 +108,9 @@ impl Verify {
                 settings.profile.clone(),
             )
             .await?;
-            let snapshot = self.snapshot(&api, &settings).await?;
-            restore::check_snapshot(&snapshot)?;
             let me = restore::who_am_i(&api).await?;
+            let snapshot = self.snapshot(&api, &settings, &me.owner()).await?;
+            restore::check_snapshot(&snapshot)?;
             let v = restore::verify(
                 &api,
                 &machine(&settings, &globals.run_dir),
@@ -119,12 +121,18 @@ impl Verify {
             )
             .await?;
             crate::monitor::verified(&settings, &v);
+            record_kept(&settings, &v);
             report(v, output)
         })
     }
 
-    /// The snapshot asked for.
-    async fn snapshot<A: Lightsail>(&self, api: &A, settings: &Settings) -> Result<SnapshotInfo> {
+    /// The snapshot asked for (with `--latest`, `owner`'s newest).
+    async fn snapshot<A: Lightsail>(
+        &self,
+        api: &A,
+        settings: &Settings,
+        owner: &Owner,
+    ) -> Result<SnapshotInfo> {
         if !self.latest {
             let name = self.target.as_deref().unwrap_or_default();
             return by_name(api, name).await;
@@ -134,12 +142,12 @@ impl Verify {
             (None, Some(path)) => disk_behind(api, settings, Path::new(path)).await?,
             (None, None) => unreachable!("refused above"),
         };
-        newest_of(api, &disk)
+        newest_of(api, &disk, owner)
             .await?
             .ok_or_else(|| {
                 Failure::new(
                     ExitCode::NotFound,
-                    format!("lightsnap has no completed snapshot of disk {disk} to verify (lightsnap list --disk {disk})"),
+                    format!("this instance ({owner}) has no completed snapshot of disk {disk} to verify (lightsnap list --disk {disk})"),
                 )
                 .into()
             })
@@ -147,7 +155,7 @@ impl Verify {
 }
 
 /// A snapshot by name: a disk snapshot, or an instance snapshot (refused later, clearly).
-async fn by_name<A: Lightsail>(api: &A, name: &str) -> Result<SnapshotInfo> {
+pub(crate) async fn by_name<A: Lightsail>(api: &A, name: &str) -> Result<SnapshotInfo> {
     if let Some(s) = api.get_snapshot(SnapshotKind::Disk, name).await? {
         return Ok(s);
     }
@@ -160,12 +168,17 @@ async fn by_name<A: Lightsail>(api: &A, name: &str) -> Result<SnapshotInfo> {
     )
 }
 
-/// The newest completed snapshot lightsnap took of `disk` (copies from other regions aside).
-pub async fn newest_of<A: Lightsail>(api: &A, disk: &str) -> Result<Option<SnapshotInfo>> {
+/// The newest completed snapshot `owner`'s lightsnap took of `disk` (copies from other regions
+/// aside).
+pub async fn newest_of<A: Lightsail>(
+    api: &A,
+    disk: &str,
+    owner: &Owner,
+) -> Result<Option<SnapshotInfo>> {
     let all = api.get_snapshots(SnapshotKind::Disk).await?;
     Ok(all
         .into_iter()
-        .filter(|s| s.is_done() && crate::retention::is_own(s))
+        .filter(|s| s.is_done() && owner.owns(s) && !s.is_from_auto_snapshot)
         .filter(|s| s.from.as_deref() == Some(disk))
         .filter(|s| s.tag(restore::copy::COPY_OF_TAG).is_none())
         .max_by(|a, b| {
@@ -176,7 +189,11 @@ pub async fn newest_of<A: Lightsail>(api: &A, disk: &str) -> Result<Option<Snaps
 }
 
 /// The Lightsail disk (as snapshots name it) behind a path, found as freeze-and-snap finds it.
-async fn disk_behind<A: Lightsail>(api: &A, settings: &Settings, path: &Path) -> Result<String> {
+pub(crate) async fn disk_behind<A: Lightsail>(
+    api: &A,
+    settings: &Settings,
+    path: &Path,
+) -> Result<String> {
     use crate::snap::plan;
     let mounts = crate::kernel::mountinfo::read()?;
     let located = plan::locate(path, &mounts)?;
@@ -223,6 +240,7 @@ pub fn report(mut v: Verification, output: Output) -> Result<ExitCode> {
             ),
         )
         .into()),
+        (Outcome::Unchecked, _) => Err(unchecked(&v).into()),
         (Outcome::Incomplete, Some(e)) => Err(e),
         (Outcome::Incomplete, None) => Err(Failure::new(
             ExitCode::VerifyIncomplete,
@@ -236,6 +254,18 @@ pub fn report(mut v: Verification, output: Output) -> Result<ExitCode> {
     conclude(serde_json::to_value(&v)?, result, output)
 }
 
+/// The failure of a rehearsal that could not check everything (exit 21).
+fn unchecked(v: &Verification) -> Failure {
+    Failure::new(
+        ExitCode::VerifyUnchecked,
+        format!(
+            "snapshot {} could not be checked in full (nothing checked was found wrong): {}",
+            v.snapshot,
+            v.unchecked.join("; ")
+        ),
+    )
+}
+
 /// The report for people.
 pub fn human(v: &Verification) -> String {
     use std::fmt::Write;
@@ -243,6 +273,7 @@ pub fn human(v: &Verification) -> String {
     let verdict = match v.result {
         Outcome::Clean => "clean",
         Outcome::Failed => "FAILED",
+        Outcome::Unchecked => "COULD NOT CHECK",
         Outcome::Incomplete => "incomplete",
     };
     let _ = writeln!(
@@ -254,6 +285,9 @@ pub fn human(v: &Verification) -> String {
     for l in &v.leftovers_removed {
         let _ = writeln!(out, "  removed scratch disk {l}, left by an earlier verify");
     }
+    for l in &v.leftovers_kept {
+        let _ = writeln!(out, "  LEFT ALONE: {l}");
+    }
     let at = match (&v.attached_at, &v.device) {
         (Some(p), Some(d)) => format!(", attached at {p} ({})", d.display()),
         (Some(p), None) => format!(", attached at {p}"),
@@ -264,6 +298,8 @@ pub fn human(v: &Verification) -> String {
         let fs = c.fstype.map(|t| t.mount_type()).unwrap_or("unknown");
         let state = if c.clean {
             "clean".to_string()
+        } else if c.unchecked {
+            format!("NOT CHECKED: {}", c.detail)
         } else {
             format!("FAILED: {}", c.detail)
         };
@@ -281,6 +317,15 @@ pub fn human(v: &Verification) -> String {
     for f in &v.failures {
         if !v.checks.iter().any(|c| !c.clean && f.contains(&c.detail)) {
             let _ = writeln!(out, "  failed: {f}");
+        }
+    }
+    for u in &v.unchecked {
+        if !v
+            .checks
+            .iter()
+            .any(|c| c.unchecked && u.contains(&c.detail))
+        {
+            let _ = writeln!(out, "  not checked: {u}");
         }
     }
     match &v.tagged {
@@ -323,12 +368,27 @@ pub async fn scheduled(
         return None;
     }
     let mut docs = Vec::new();
+    // A rehearsal already running (a manual `lightsnap verify`) is not this run's failure:
+    // the verification stays due, for the next run.
+    let _lock = match restore::lock::try_take(run_dir) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::warn!(
+                "verify_every: a verification is running already; {} verified at a later run",
+                due.join(", ")
+            );
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!("verify_every: {e:#}; verified at a later run");
+            return None;
+        }
+    };
     let result = async {
-        let _lock = crate::runstate::lock(run_dir)?;
         let me = restore::who_am_i(api).await?;
         let mut first_failure: Option<anyhow::Error> = None;
         for disk in &due {
-            let Some(snapshot) = newest_of(api, disk).await? else {
+            let Some(snapshot) = newest_of(api, disk, &me.owner()).await? else {
                 tracing::warn!(
                     "verify_every: no completed snapshot of {disk} yet; verified at a later run"
                 );
@@ -351,6 +411,7 @@ pub async fn scheduled(
             )
             .await?;
             crate::monitor::verified(settings, &v);
+            record_kept(settings, &v);
             if output == Output::Human {
                 print!("{}", human(&v));
             }
@@ -366,6 +427,7 @@ pub async fn scheduled(
                     )
                     .into(),
                 ),
+                (Outcome::Unchecked, _) => Some(unchecked(&v).into()),
                 (Outcome::Incomplete, e) => e,
                 (Outcome::Clean, _) => None,
             };
@@ -383,7 +445,10 @@ pub async fn scheduled(
     let result = result.map_err(|e| {
         let known = e.chain().any(|c| {
             c.downcast_ref::<Failure>().is_some_and(|f| {
-                matches!(f.code, ExitCode::VerifyFailed | ExitCode::VerifyIncomplete)
+                matches!(
+                    f.code,
+                    ExitCode::VerifyFailed | ExitCode::VerifyIncomplete | ExitCode::VerifyUnchecked
+                )
             }) || c.is::<crate::signals::Stopped>()
         });
         if known {
@@ -401,6 +466,60 @@ pub async fn scheduled(
 
 /// The rehearsal's bound in `lightsnap run` (less when the run's budget has less left).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// At each `lightsnap run`, after its snapshots: this instance's scratch disks a killed
+/// rehearsal left are looked for and removed (those in use are reported and left), unless a
+/// rehearsal is running now (it holds the verify lock, and the scratch disk is its own).
+/// Never the run's failure: what happened is logged and returned for the report.
+pub async fn leftovers_at_run(
+    api: &SdkLightsail,
+    settings: &Settings,
+    run_dir: &Path,
+) -> Option<restore::scratch::Leftovers> {
+    let _lock = match restore::lock::try_take(run_dir) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!("looking for scratch disks a killed verify left: {e:#}");
+            return None;
+        }
+    };
+    let found = async {
+        let me = restore::who_am_i(api).await?;
+        restore::scratch::clean_up(
+            api,
+            &machine(settings, run_dir),
+            &me,
+            &rehearsal(run_dir, DEFAULT_TIMEOUT),
+        )
+        .await
+    }
+    .await;
+    match found {
+        Ok(l) => {
+            restore::scratch::record_kept(&crate::monitor::state_dir(settings), &l);
+            Some(l)
+        }
+        Err(e) => {
+            // An instance that never verifies may not be allowed GetDisks: said quietly then.
+            if settings.verify_every.is_some() {
+                tracing::warn!("looking for scratch disks a killed verify left: {e:#}");
+            } else {
+                tracing::debug!("looking for scratch disks a killed verify left: {e:#}");
+            }
+            None
+        }
+    }
+}
+
+/// Records the leftovers a rehearsal left alone, for `status` and `check`.
+fn record_kept(settings: &Settings, v: &Verification) {
+    let l = restore::scratch::Leftovers {
+        removed: v.leftovers_removed.clone(),
+        kept: v.leftovers_kept.clone(),
+    };
+    restore::scratch::record_kept(&crate::monitor::state_dir(settings), &l);
+}
 
 /// The mount dir of a run directory, for `status`.
 pub fn mount_dir(run_dir: &Path) -> PathBuf {

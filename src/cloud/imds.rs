@@ -1,18 +1,22 @@
 //! Who am I: the instance id, region and zone from the instance metadata service.
 //!
-//! IMDSv2 first (a session token from `PUT /latest/api/token`), falling back to IMDSv1 where
-//! the token call is refused or gets no answer (old blueprints, or a hop limit of 1 behind a
-//! container). A small client of its own because the SDK's IMDS client has no v1 fallback. The
-//! endpoint is the standard `AWS_EC2_METADATA_SERVICE_ENDPOINT`, and
-//! `AWS_EC2_METADATA_DISABLED=true` turns it off, as for every AWS tool. Never used for
-//! credentials: Lightsail instances have no instance role.
+//! Through the SDK's own IMDS client (`aws_config::imds::Client`): IMDSv2 session tokens,
+//! retries of what is worth retrying, and the standard settings every AWS tool reads —
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`, `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE` (`IPv6`:
+//! `http://[fd00:ec2::254]`) and their profile keys `ec2_metadata_service_endpoint(_mode)`.
+//! `AWS_EC2_METADATA_DISABLED=true` turns it off. IMDSv1 alone is not spoken: Lightsail
+//! instances serve IMDSv2. Never used for credentials: Lightsail instances have no instance
+//! role. Its errors are lightsnap's own sentences ([`ImdsError`]), saying what to do.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use aws_config::imds::client::error::ImdsError as SdkImdsError;
 
+/// The IPv4 endpoint, the default.
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+
+/// The IPv6 endpoint (`AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6`).
+const IPV6_ENDPOINT: &str = "http://[fd00:ec2::254]";
 
 /// What the metadata service says about this instance.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -29,10 +33,10 @@ pub struct Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum ImdsError {
     /// Turned off by `AWS_EC2_METADATA_DISABLED`.
-    #[error("the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED); name the disk with --disk-name")]
+    #[error("the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED); name the disk with --disk")]
     Disabled,
     /// No answer at all: not on Lightsail/EC2, or blocked.
-    #[error("no answer from the instance metadata service at {endpoint}: {why}; is this a Lightsail instance? Otherwise name the disk with --disk-name")]
+    #[error("no answer from the instance metadata service at {endpoint}: {why}; is this a Lightsail instance? Otherwise name the disk with --disk")]
     Unreachable {
         /// The endpoint tried.
         endpoint: String,
@@ -49,27 +53,51 @@ pub enum ImdsError {
         /// HTTP status.
         status: u16,
     },
+    /// The settings name an endpoint (or endpoint mode) that cannot be used.
+    #[error("the instance metadata service endpoint is not valid ({why}): check AWS_EC2_METADATA_SERVICE_ENDPOINT and AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")]
+    BadEndpoint {
+        /// What the SDK said.
+        why: String,
+    },
 }
 
-/// The metadata endpoint in force.
+/// The metadata endpoint in force, as far as the environment says (for messages; the
+/// profile's `ec2_metadata_service_endpoint` is read by the SDK too).
 pub fn endpoint() -> String {
-    std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
-        .trim_end_matches('/')
-        .to_string()
+    let var = |name: &str| std::env::var(name).ok().filter(|e| !e.is_empty());
+    if let Some(e) = var("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+        return e.trim_end_matches('/').to_string();
+    }
+    match var("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") {
+        Some(m) if m.eq_ignore_ascii_case("ipv6") => IPV6_ENDPOINT.into(),
+        _ => DEFAULT_ENDPOINT.into(),
+    }
 }
 
-/// Asks the metadata service for the instance identity, each request bounded by `timeout`.
+/// Asks the metadata service for the instance identity; each attempt bounded by `timeout`,
+/// the whole of one answer (retries included) by three times it. The connect and read
+/// timeouts stay the SDK's (1 s), unlike the Lightsail client's (2 s connect): seen in the
+/// tests, where the fake serves the API and the metadata on one port, a metadata client with
+/// the Lightsail client's connect timeout made a frozen window's CreateDiskSnapshot stall 5 s
+/// and be retried (the SDK keys its connection pools by connector settings).
 pub async fn identity(timeout: Duration) -> Result<Identity, ImdsError> {
     if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
         return Err(ImdsError::Disabled);
     }
-    let endpoint = endpoint();
-    let client = Client { endpoint, timeout };
-    let token = client.token().await;
-    let get = |path: &'static str| client.get(path, token.as_deref());
+    let client = aws_config::imds::Client::builder()
+        .max_attempts(3)
+        .operation_attempt_timeout(timeout)
+        .operation_timeout(timeout * 3)
+        // Lightsnap asks three questions in a second: a short-lived token is enough.
+        .token_ttl(Duration::from_secs(60))
+        .build();
+    let get = async |path: &'static str| -> Result<String, ImdsError> {
+        client
+            .get(path)
+            .await
+            .map(|s| s.as_ref().trim().to_string())
+            .map_err(|e| plain(path, e))
+    };
     Ok(Identity {
         instance_id: get("/latest/meta-data/instance-id").await?,
         region: get("/latest/meta-data/placement/region").await?,
@@ -77,99 +105,33 @@ pub async fn identity(timeout: Duration) -> Result<Identity, ImdsError> {
     })
 }
 
-struct Client {
-    endpoint: String,
-    timeout: Duration,
-}
-
-impl Client {
-    /// An IMDSv2 token, or `None` to go on with IMDSv1.
-    async fn token(&self) -> Option<String> {
-        let (status, body) = self
-            .request(
-                "PUT",
-                "/latest/api/token",
-                &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
-            )
-            .await
-            .ok()?;
-        (status == 200).then(|| body.trim().to_string())
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> Result<String, ImdsError> {
-        let headers: Vec<(&str, &str)> = token
-            .map(|t| vec![("X-aws-ec2-metadata-token", t)])
-            .unwrap_or_default();
-        let (status, body) = self.request("GET", path, &headers).await?;
-        if status != 200 {
-            return Err(ImdsError::Status {
-                endpoint: self.endpoint.clone(),
-                path: path.to_string(),
-                status,
-            });
+/// The SDK's error as lightsnap's sentence.
+fn plain(path: &str, e: SdkImdsError) -> ImdsError {
+    let endpoint = endpoint();
+    // The innermost cause says it best ("Connection refused", "timed out").
+    let root = {
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
         }
-        Ok(body.trim().to_string())
-    }
-
-    /// One HTTP/1.0 request (no chunking, connection closed after): all IMDS needs.
-    async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<(u16, String), ImdsError> {
-        let unreachable = |why: String| ImdsError::Unreachable {
-            endpoint: self.endpoint.clone(),
-            why,
-        };
-        let authority = self
-            .endpoint
-            .strip_prefix("http://")
-            .ok_or_else(|| unreachable("only http:// endpoints are supported".into()))?;
-        let authority = authority.split('/').next().unwrap_or(authority);
-        let addr = if authority.contains(':') {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
-        let exchange = async {
-            let mut stream = TcpStream::connect(&addr).await?;
-            let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {authority}\r\n");
-            for (k, v) in headers {
-                req.push_str(&format!("{k}: {v}\r\n"));
-            }
-            req.push_str("Content-Length: 0\r\n\r\n");
-            stream.write_all(req.as_bytes()).await?;
-            let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).await?;
-            Ok::<_, std::io::Error>(raw)
-        };
-        let raw = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| unreachable(format!("timed out after {:?}", self.timeout)))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        parse_response(&raw).ok_or_else(|| unreachable("malformed HTTP response".into()))
-    }
-}
-
-fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_a_response() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\ni-0123456789abcdef0";
-        assert_eq!(
-            parse_response(raw),
-            Some((200, "i-0123456789abcdef0".to_string()))
-        );
-        assert_eq!(parse_response(b"garbage"), None);
+        cause.to_string()
+    };
+    match &e {
+        SdkImdsError::ErrorResponse(r) => ImdsError::Status {
+            endpoint,
+            path: path.to_string(),
+            status: r.response().status().as_u16(),
+        },
+        SdkImdsError::FailedToLoadToken(t) if !t.is_dispatch_failure() => ImdsError::Unreachable {
+            endpoint,
+            why: format!("no IMDSv2 session token ({root})"),
+        },
+        _ if root.contains("invalid endpoint") || root.contains("endpoint mode") => {
+            ImdsError::BadEndpoint { why: root }
+        }
+        _ => ImdsError::Unreachable {
+            endpoint,
+            why: root,
+        },
     }
 }

@@ -3,7 +3,6 @@
 //! line and column.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -60,6 +59,11 @@ pub(super) struct RunFragment {
 #[serde(deny_unknown_fields)]
 pub(super) struct RetentionFragment {
     pub(super) keep: Option<u32>,
+    pub(super) keep_last: Option<u32>,
+    pub(super) keep_daily: Option<u32>,
+    pub(super) keep_weekly: Option<u32>,
+    pub(super) keep_monthly: Option<u32>,
+    pub(super) keep_yearly: Option<u32>,
     #[serde(default, deserialize_with = "checked::duration")]
     pub(super) older_than: Option<String>,
 }
@@ -257,27 +261,40 @@ pub fn fragment_paths(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads and parses one fragment file, refusing it unless root owns it and only root may
-/// write it.
+/// Reads and parses one fragment file, refusing it unless it (and every directory on the way
+/// to it) is root's alone ([`crate::trust`]).
+///
+/// The packaged `/etc/lightsnap/config.toml` is readable by root alone (it may hold a ping URL,
+/// a secret): a user other than root (a monitoring agent running `lightsnap check`) who may not
+/// read a fragment is told so and goes on without it.
 pub(super) fn read(path: &Path) -> Result<Fragment> {
     check_owner(path)?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = match std::fs::read_to_string(path) {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                && !nix::unistd::Uid::effective().is_root() =>
+        {
+            tracing::warn!(
+                "{}: not readable by this user ({e}); going on without it (run as root to use it)",
+                path.display()
+            );
+            return Ok(Fragment::default());
+        }
+        read => read.with_context(|| format!("reading {}", path.display()))?,
+    };
     toml::from_str(&text).map_err(|e| {
         ConfigError::Invalid(format!("{}: {}", path.display(), e.to_string().trim_end())).into()
     })
 }
 
-/// Refuses a fragment not owned by root or writable by group or others.
+/// Refuses a fragment that is not root's alone.
 fn check_owner(path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-        return Err(ConfigError::Unsafe {
+    crate::trust::check(path).map_err(|e| match e.downcast::<crate::trust::Untrusted>() {
+        Ok(found) => ConfigError::Unsafe {
             path: path.to_path_buf(),
-            uid: meta.uid(),
-            mode: meta.mode() & 0o7777,
+            found,
         }
-        .into());
-    }
-    Ok(())
+        .into(),
+        Err(e) => e,
+    })
 }

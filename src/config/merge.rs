@@ -66,8 +66,23 @@ pub(super) fn apply(
         settings.run_budget = duration("run.budget", &b)?;
     }
     if let Some(r) = f.retention {
-        if r.keep.is_some() {
-            settings.retention.keep = r.keep;
+        anyhow::ensure!(
+            r.keep.is_none() || r.keep_last.is_none(),
+            "retention.keep and retention.keep_last are the same setting: give one"
+        );
+        if r.keep.is_some() || r.keep_last.is_some() {
+            settings.retention.keep = r.keep.or(r.keep_last);
+        }
+        let calendar = [
+            (&mut settings.retention.keep_daily, r.keep_daily),
+            (&mut settings.retention.keep_weekly, r.keep_weekly),
+            (&mut settings.retention.keep_monthly, r.keep_monthly),
+            (&mut settings.retention.keep_yearly, r.keep_yearly),
+        ];
+        for (setting, value) in calendar {
+            if value.is_some() {
+                *setting = value;
+            }
         }
         if let Some(o) = r.older_than {
             settings.retention.older_than = Some(duration("retention.older_than", &o)?);

@@ -13,6 +13,7 @@
 //! The snapshot name template ([`render_name`]) is in `template`.
 
 mod fragments;
+pub mod keys;
 mod merge;
 mod template;
 #[cfg(test)]
@@ -36,6 +37,14 @@ pub struct Retention {
     pub keep: Option<u32>,
     /// Delete lightsnap's completed snapshots older than this.
     pub older_than: Option<Duration>,
+    /// Keep the newest of each of the last N days (UTC) that have one.
+    pub keep_daily: Option<u32>,
+    /// Keep the newest of each of the last N ISO weeks that have one.
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest of each of the last N months that have one.
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest of each of the last N years that have one.
+    pub keep_yearly: Option<u32>,
 }
 
 /// A path to snapshot (by the timer), and optionally the disk behind it.
@@ -126,19 +135,17 @@ pub enum ConfigError {
     /// where TOML says).
     #[error("{0}")]
     Invalid(String),
-    /// A fragment anyone but root could have written.
-    #[error("{}: refusing a configuration file not owned by root or writable by group/others (owner uid {uid}, mode {mode:o}); fix with: chown root:root {0} && chmod go-w {0}", path.display())]
+    /// A fragment (or a directory on the way to it) anyone but root could have written.
+    #[error("refusing configuration file {}: {found}", path.display())]
     Unsafe {
         /// The fragment.
         path: PathBuf,
-        /// Its owner.
-        uid: u32,
-        /// Its permission bits.
-        mode: u32,
+        /// What others could change.
+        found: crate::trust::Untrusted,
     },
 }
 
-/// Tag keys lightsnap sets itself (`lightsnap:consistency`, `lightsnap:host`,
+/// Tag keys lightsnap sets itself (`lightsnap:consistency`, `lightsnap:owner`, `lightsnap:host`,
 /// `lightsnap:version`, `lightsnap:trigger`): refused from the configuration and `--tag`.
 pub const RESERVED_TAG_PREFIX: &str = "lightsnap:";
 
@@ -178,7 +185,38 @@ impl Settings {
     }
 }
 
-/// Loads, merges and validates every fragment under `root`.
+/// What the command line puts over the configuration files: `--config FILE` (that file
+/// alone), `--profile NAME`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config FILE`.
+    pub file: Option<PathBuf>,
+    /// `--profile NAME`.
+    pub profile: Option<String>,
+}
+
+static OVERRIDES: std::sync::OnceLock<Overrides> = std::sync::OnceLock::new();
+
+/// Sets the command line's overrides, once, before any configuration is loaded.
+pub fn set_overrides(overrides: Overrides) {
+    let _ = OVERRIDES.set(overrides);
+}
+
+/// The command line's overrides in force.
+pub fn overrides() -> Overrides {
+    OVERRIDES.get().cloned().unwrap_or_default()
+}
+
+/// The fragment files in force: `--config FILE` alone, else those under `root`.
+pub fn sources(root: &Path) -> Result<Vec<PathBuf>> {
+    match overrides().file {
+        Some(file) => Ok(vec![file]),
+        None => fragment_paths(root),
+    }
+}
+
+/// Loads, merges and validates every fragment under `root` (or `--config FILE`), the
+/// command line's `--profile` over them.
 pub fn load(root: &Path) -> Result<Settings> {
     let mut settings = Settings {
         hook_dir: root.join("etc/lightsnap/hooks.d"),
@@ -186,7 +224,7 @@ pub fn load(root: &Path) -> Result<Settings> {
         ..Settings::default()
     };
     let mut tags: BTreeMap<String, String> = BTreeMap::new();
-    for path in fragment_paths(root)? {
+    for path in sources(root)? {
         let fragment = fragments::read(&path)?;
         merge::apply(&mut settings, &mut tags, fragment)
             .map_err(|e| ConfigError::Invalid(format!("{}: {e:#}", path.display())))?;
@@ -194,5 +232,8 @@ pub fn load(root: &Path) -> Result<Settings> {
     }
     settings.tags = tags.into_iter().collect();
     validate::tags(&settings.tags).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    if let Some(p) = overrides().profile {
+        settings.profile = Some(p);
+    }
     Ok(settings)
 }

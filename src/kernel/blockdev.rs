@@ -161,6 +161,64 @@ impl SysfsRoot {
         Ok(())
     }
 
+    /// The kernel names of the whole disks sysfs lists (`/sys/class/block` without
+    /// partitions, and without the per-path nodes of NVMe multipath such as `nvme1c1n1`),
+    /// sorted.
+    pub fn whole_disks(&self) -> Vec<String> {
+        let Ok(names) = std::fs::read_dir(self.path("/sys/class/block")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = names
+            .flatten()
+            .filter(|e| !e.path().join("partition").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !(n.starts_with("nvme") && n.contains('c')))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The partitions of disk `name`, each with its number (sysfs `partition`), in order.
+    pub fn partitions_of(&self, name: &str) -> Vec<(String, u32)> {
+        let dir = self.path(&format!("/sys/class/block/{name}"));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, u32)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let number = std::fs::read_to_string(e.path().join("partition")).ok()?;
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    number.trim().parse().ok()?,
+                ))
+            })
+            .collect();
+        out.sort_by_key(|(_, n)| *n);
+        out
+    }
+
+    /// The `major:minor` of block device `name` (sysfs `dev`).
+    pub fn dev_of(&self, name: &str) -> Option<(u32, u32)> {
+        let text = self.read(&format!("/sys/class/block/{name}/dev"))?;
+        let (major, minor) = text.split_once(':')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    }
+
+    /// What is built on block device `name` (sysfs `holders/`: device-mapper, md), sorted.
+    pub fn holders_of(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> =
+            std::fs::read_dir(self.path(&format!("/sys/class/block/{name}/holders")))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+        out.sort();
+        out
+    }
+
     /// The members of a multi-device btrfs that `member` (a kernel name) belongs to; just
     /// `member` when it is not in one.
     pub fn btrfs_members(&self, member: &str) -> Vec<String> {

@@ -32,10 +32,10 @@ pub fn note_error(message: &str) {
     *NOTED_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.to_string());
 }
 
-/// The state directory in force: `LIGHTSNAP_STATE_DIR` (for tests and ad-hoc runs), else
-/// the configuration's `state_dir`.
+/// The state directory in force: the configuration's `state_dir`, or in a build with the test
+/// switches ([`crate::test_switch`]) `LIGHTSNAP_STATE_DIR`.
 pub fn state_dir(settings: &Settings) -> PathBuf {
-    std::env::var_os("LIGHTSNAP_STATE_DIR")
+    crate::test_switch!("LIGHTSNAP_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| settings.state_dir.clone())
 }
@@ -94,7 +94,15 @@ impl Monitor {
             enabled,
         };
         if let (true, Some(url)) = (enabled, &monitor.ping_url) {
-            ping::send(url, ping::Kind::Start, "");
+            // A stop request during the start ping ends the process by the signal's default
+            // action; should the ping have been stopped otherwise, the run stops here.
+            if let ping::Sent::Stopped(code) = ping::send(url, ping::Kind::Start, "") {
+                return Err(crate::signals::Stopped {
+                    code,
+                    when: crate::signals::BEFORE_FREEZE,
+                }
+                .into());
+            }
         }
         Ok(monitor)
     }
@@ -129,7 +137,13 @@ impl Monitor {
         let mut states = Vec::new();
         for target in &self.targets {
             let path = state::file_of(&self.state_dir, target);
-            let mut s = state::read(&path).unwrap_or_default();
+            let known = state::read(&path);
+            // A run refused before it found a filesystem (no such path: a typo) leaves no
+            // trace: otherwise `check` would report the typo CRITICAL for good.
+            if !ok && known.is_none() && target != INSTANCE_TARGET && !Path::new(target).exists() {
+                continue;
+            }
+            let mut s = known.unwrap_or_default();
             s.target = target.clone();
             self.update(&mut s, code, &message, report.as_ref());
             match serde_json::to_vec_pretty(&s) {
@@ -165,6 +179,7 @@ impl Monitor {
                 tracing::warn!("metrics_file: {e:#}");
             }
         }
+        // A stop request during this last ping gives it up (logged); the run's outcome stands.
         if let Some(url) = &self.ping_url {
             if ok {
                 ping::send(url, ping::Kind::Success, "");
@@ -267,7 +282,7 @@ pub fn verified(settings: &Settings, v: &crate::restore::Verification) {
     let message = match (&v.error, v.failures.is_empty()) {
         (Some(e), _) => format!("{e:#}"),
         (None, false) => v.failures.join("; "),
-        (None, true) => String::new(),
+        (None, true) => v.unchecked.join("; "),
     };
     let mut recorded = false;
     for mut s in state::read_all(&dir).unwrap_or_default() {

@@ -139,40 +139,77 @@ pub fn read_all(dir: &Path) -> Result<Vec<TargetState>> {
     Ok(paths.iter().filter_map(|p| read(p)).collect())
 }
 
+/// How long a target that is not configured stays watched after its last run: a path once
+/// snapshotted by hand, or dropped from the configuration, leaves `status` and `check` when
+/// nothing has run on it for this long (or at once, with `status --forget PATH`).
+pub const AGE_OUT: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// The targets `status` and `check` watch without arguments: the configured ones, then
+/// those that ever succeeded and ran within [`AGE_OUT`] of `now`. A target that never
+/// succeeded and is not configured (a mistyped path) is not watched.
+pub fn watched(states: &[TargetState], configured: &[String], now: f64) -> Vec<String> {
+    let mut out: Vec<String> = configured.to_vec();
+    for s in states {
+        let last_run = s
+            .last_attempt
+            .as_ref()
+            .map(|a| a.time)
+            .into_iter()
+            .chain(s.last_success.as_ref().map(|x| x.time))
+            .fold(f64::MIN, f64::max);
+        let fresh = now - last_run <= AGE_OUT.as_secs_f64();
+        if s.last_success.is_some() && fresh && !out.contains(&s.target) {
+            out.push(s.target.clone());
+        }
+    }
+    out
+}
+
+/// Drops the state file of `target` (`status --forget`); whether there was one.
+pub fn forget(dir: &Path, target: &str) -> Result<bool> {
+    let path = file_of(dir, target);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
 /// Refuses a directory lightsnap cannot write in (made first if `create`), naming it: checked
-/// at the start of a run, before anything is frozen, by writing and removing a file there.
+/// at the start of a run, before anything is frozen, by making and removing a file of a
+/// random name there (never through a link: see [`crate::files`]). A directory others may
+/// write in without the sticky bit is refused too ([`crate::files::OpenDirectory`]).
 pub fn check_writable(dir: &Path, what: &str, create: bool) -> Result<()> {
     let probe = || -> std::io::Result<()> {
         if create {
             std::fs::create_dir_all(dir)?;
         }
-        let p = dir.join(format!(".lightsnap-probe.{}", std::process::id()));
-        std::fs::write(&p, b"")?;
-        std::fs::remove_file(&p)
+        tempfile::Builder::new()
+            .prefix(".lightsnap-probe.")
+            .tempfile_in(dir)?
+            .close()
     };
-    probe().map_err(|e| {
-        crate::exit_code::Failure::new(
+    if let Err(e) = probe() {
+        return Err(crate::exit_code::Failure::new(
             crate::exit_code::ExitCode::Usage,
             format!(
                 "{what} {}: not a directory lightsnap can write in ({e}); nothing was frozen",
                 dir.display()
             ),
         )
-        .into()
-    })
+        .into());
+    }
+    crate::files::check_dir(dir)
+        .with_context(|| format!("{what} {}: nothing was frozen", dir.display()))
 }
 
 /// Holds `dir/.lock` exclusively while the state files are read, changed and written: two
 /// runs can finish at once (one of them refused by the run lock, which is recorded too), and
 /// each must see the other's update. `None` when the lock cannot be had (then the update goes
-/// ahead unlocked: a lost update is better than none).
+/// ahead unlocked: a lost update is better than none); never through a link planted at its
+/// name.
 pub fn lock(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".lock"))
-        .ok()?;
+    let file = crate::files::open_lock_file(&dir.join(".lock")).ok()?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
 }
 
@@ -189,6 +226,61 @@ pub fn now() -> (f64, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watched_targets_are_the_configured_and_those_that_succeeded_lately() {
+        let now = 100.0 * 86_400.0;
+        let attempt = |days_ago: f64| Attempt {
+            time: now - days_ago * 86_400.0,
+            time_utc: String::new(),
+            result: "failure".into(),
+            exit_code: 3,
+            message: String::new(),
+        };
+        let success = |days_ago: f64| Success {
+            time: now - days_ago * 86_400.0,
+            time_utc: String::new(),
+            snapshot: "s".into(),
+            consistency: "frozen".into(),
+            window_ms: 1.0,
+        };
+        let states = vec![
+            // A typo: refused, never succeeded.
+            TargetState {
+                target: "/dta".into(),
+                last_attempt: Some(attempt(0.0)),
+                ..TargetState::default()
+            },
+            // Snapshotted by hand yesterday.
+            TargetState {
+                target: "/srv".into(),
+                last_success: Some(success(1.0)),
+                ..TargetState::default()
+            },
+            // Dropped from the configuration two months ago.
+            TargetState {
+                target: "/old".into(),
+                last_success: Some(success(60.0)),
+                last_attempt: Some(attempt(60.0)),
+                ..TargetState::default()
+            },
+            TargetState {
+                target: "/data".into(),
+                last_success: Some(success(0.5)),
+                ..TargetState::default()
+            },
+        ];
+        assert_eq!(
+            watched(&states, &["/data".into(), "/new".into()], now),
+            vec!["/data", "/new", "/srv"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = file_of(dir.path(), "/srv");
+        std::fs::write(&p, serde_json::to_vec(&states[1]).unwrap()).unwrap();
+        assert!(forget(dir.path(), "/srv").unwrap());
+        assert!(!p.exists());
+        assert!(!forget(dir.path(), "/srv").unwrap());
+    }
 
     #[test]
     fn targets_get_distinct_file_names() {
@@ -233,6 +325,42 @@ mod tests {
             crate::exit_code::ExitCode::Usage
         );
         check_writable(&dir.path().join("new/state"), "state_dir", true).unwrap();
+    }
+
+    #[test]
+    fn the_probe_and_the_lock_do_not_follow_links() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        // The probe's name was predictable (our pid): a link there made root truncate and
+        // remove through it.
+        let probe = dir
+            .path()
+            .join(format!(".lightsnap-probe.{}", std::process::id()));
+        symlink(&victim, &probe).unwrap();
+        check_writable(dir.path(), "state_dir", false).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(
+            std::fs::symlink_metadata(&probe).is_ok(),
+            "the planted link is left alone"
+        );
+        symlink(&victim, dir.path().join(".lock")).unwrap();
+        assert!(lock(dir.path()).is_none(), "the lock opened a link");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+
+    #[test]
+    fn a_state_dir_others_may_write_in_is_refused_with_the_reason() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_writable(dir.path(), "the directory of metrics_file", false).unwrap_err();
+        assert!(format!("{e:#}").contains("sticky bit"), "{e:#}");
+        assert_eq!(
+            crate::exit_code::ExitCode::of(&e),
+            crate::exit_code::ExitCode::Permission
+        );
     }
 
     #[test]

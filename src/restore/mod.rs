@@ -1,17 +1,28 @@
 //! Restore rehearsals (`lightsnap verify`): a disk snapshot restored to a scratch disk in this
 //! instance's zone, attached here, checked read-only (its filesystems' own checkers in
 //! no-change mode, a read-only mount, the `verify` hooks against it), then detached and
-//! deleted, and the snapshot tagged `lightsnap:verified` = `clean` or `failed`.
+//! deleted, and the snapshot tagged `lightsnap:verified` = `clean`, `failed` or `unchecked`
+//! (something on the disk could not be checked: never called clean, never a false alarm).
 //!
-//! Every step is recorded before it is taken and undone in reverse whatever ends the
-//! rehearsal — a failure, the timeout, a stop request — and a scratch disk a killed run left
-//! is found by its tags and removed by the next rehearsal ([`scratch`]). The machine's side
+//! What verify touches is what it made. The scratch disk has a name of its own for each
+//! rehearsal, and it is recorded as a step only once CreateDiskFromSnapshot succeeded (or
+//! answered ambiguously and the disk that exists carries this rehearsal's tags); every
+//! DetachDisk and DeleteDisk — undo and leftovers alike — is preceded by a GetDisk whose tags
+//! must say it is this instance's scratch disk. Local steps (the journal-replay mount, the
+//! read-only mounts, the device set read-only) are recorded before they are taken and undone
+//! in reverse whatever ends the rehearsal — a failure, the timeout, a stop request. A scratch
+//! disk a killed run left is found by its tags and removed by the next `verify` or `run`
+//! ([`scratch`]) — unless its device is mounted, held or open outside lightsnap's own mount
+//! directory: then it is reported and left alone. The machine's side
 //! (device, checkers, mounts, hooks) is behind [`host::Host`]; the filesystems' rules are in
 //! [`fs`]; copies to another region in [`copy`].
 
 pub mod copy;
 pub mod fs;
 pub mod host;
+pub mod lock;
+pub mod replace;
+pub mod restored;
 pub mod scratch;
 #[cfg(test)]
 mod tests;
@@ -24,6 +35,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cloud::lightsail::{Lightsail, NewDisk, SnapshotInfo};
+use crate::cloud::owner::Owner;
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
 use crate::hooks::HookEnv;
@@ -36,7 +48,7 @@ pub const SCRATCH_TAG: &str = "lightsnap:scratch";
 pub const SCRATCH_INSTANCE_TAG: &str = "lightsnap:scratch-instance";
 /// The snapshot a scratch disk was made from.
 pub const SCRATCH_OF_TAG: &str = "lightsnap:scratch-of";
-/// A verified snapshot's result: `clean` or `failed`.
+/// A verified snapshot's result: `clean`, `failed` or `unchecked`.
 pub const VERIFIED_TAG: &str = "lightsnap:verified";
 /// When it was verified (RFC 3339, UTC).
 pub const VERIFIED_AT_TAG: &str = "lightsnap:verified-at";
@@ -50,6 +62,17 @@ pub struct Me {
     pub availability_zone: String,
     /// The device paths its disks are attached at.
     pub used_paths: Vec<String>,
+}
+
+impl Me {
+    /// This instance as the owner of what its lightsnap makes (`lightsnap:owner`). Its region
+    /// is its zone's (a Lightsail zone is its region and one letter: `us-east-1a`).
+    pub fn owner(&self) -> Owner {
+        let region = self
+            .availability_zone
+            .trim_end_matches(|c: char| c.is_ascii_lowercase());
+        Owner::new(region, self.instance.clone())
+    }
 }
 
 /// Who this instance is: the metadata service, then GetInstances.
@@ -91,6 +114,10 @@ pub enum Outcome {
     /// The restore does not work: a check, the mount or a hook failed, or the disk ended in
     /// `error`.
     Failed,
+    /// Nothing failed, but something on the restored disk could not be checked (a missing
+    /// checker, a layout lightsnap does not check, a kernel that cannot mount it read-only):
+    /// neither clean nor failed; what was not checked is named.
+    Unchecked,
     /// The rehearsal could not finish (timeout, stop request, an API failure): nothing is
     /// known of the snapshot, and it is not tagged.
     Incomplete,
@@ -102,6 +129,7 @@ impl Outcome {
         match self {
             Outcome::Clean => Some("clean"),
             Outcome::Failed => Some("failed"),
+            Outcome::Unchecked => Some("unchecked"),
             Outcome::Incomplete => None,
         }
     }
@@ -128,8 +156,13 @@ pub struct Verification {
     pub hooks_ran: bool,
     /// What failed (checks, mount, hooks), in plain words.
     pub failures: Vec<String>,
+    /// What could not be checked, in plain words.
+    pub unchecked: Vec<String>,
     /// Scratch disks of earlier, killed runs removed first.
     pub leftovers_removed: Vec<String>,
+    /// Scratch disks of earlier runs left alone, and why (mounted or open outside
+    /// lightsnap's mount directory, attached elsewhere, or they could not be removed).
+    pub leftovers_kept: Vec<String>,
     /// What could not be undone (a scratch disk left, which the next run removes).
     pub left_behind: Vec<String>,
     /// The `lightsnap:verified` value the snapshot was tagged with.
@@ -144,13 +177,15 @@ pub struct Verification {
 /// A step taken, to be undone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
-    /// CreateDiskFromSnapshot was called (the disk may exist).
+    /// CreateDiskFromSnapshot made this disk (it answered, or the disk that exists after an
+    /// ambiguous answer carries this rehearsal's tags).
     Created(String),
     /// AttachDisk was called.
     Attached(String),
     /// Its block device was found here (and may be set read-only).
     Device(PathBuf),
-    /// A filesystem was (being) mounted here.
+    /// A filesystem was (being) mounted here: read-only for the hooks, or for its journal
+    /// replay.
     Mounted(PathBuf),
 }
 
@@ -162,6 +197,7 @@ struct Findings {
     checks: Vec<Check>,
     hooks_ran: bool,
     failures: Vec<String>,
+    unchecked: Vec<String>,
 }
 
 /// What a stop request during a rehearsal means.
@@ -204,18 +240,7 @@ pub async fn verify<A: Lightsail, H: Host, S: Stop>(
 ) -> Result<Verification> {
     check_snapshot(snapshot)?;
     let started = Instant::now();
-    // Bounded as an undo is: a leftover that never detaches is left for the next run.
-    let leftovers = scratch::remove_leftovers(api, host, me, &settings.mount_dir, settings.poll);
-    let leftovers_removed = match tokio::time::timeout(settings.undo_timeout, leftovers).await {
-        Ok(removed) => removed?,
-        Err(_) => {
-            tracing::warn!(
-                "removing earlier runs' scratch disks did not finish within {}; going on",
-                humantime::format_duration(settings.undo_timeout)
-            );
-            Vec::new()
-        }
-    };
+    let leftovers = scratch::clean_up(api, host, me, settings).await?;
     let name = scratch::name_for(&snapshot.name);
     let steps = RefCell::new(Vec::new());
     let findings = RefCell::new(Findings::default());
@@ -250,13 +275,14 @@ pub async fn verify<A: Lightsail, H: Host, S: Stop>(
                 failures,
                 Outcome::Failed,
                 None,
-                leftovers_removed,
+                leftovers,
                 left_behind,
                 started,
             )
             .await;
         }
         _ if !f.failures.is_empty() => (Outcome::Failed, None),
+        Ok(()) if !f.unchecked.is_empty() => (Outcome::Unchecked, None),
         Ok(()) => (Outcome::Clean, None),
         Err(e) => (Outcome::Incomplete, Some(e)),
     };
@@ -269,7 +295,7 @@ pub async fn verify<A: Lightsail, H: Host, S: Stop>(
         failures,
         result,
         error,
-        leftovers_removed,
+        leftovers,
         left_behind,
         started,
     )
@@ -286,7 +312,7 @@ async fn finish<A: Lightsail>(
     failures: Vec<String>,
     result: Outcome,
     error: Option<anyhow::Error>,
-    leftovers_removed: Vec<String>,
+    leftovers: scratch::Leftovers,
     left_behind: Vec<String>,
     started: Instant,
 ) -> Result<Verification> {
@@ -315,7 +341,9 @@ async fn finish<A: Lightsail>(
         checks: f.checks,
         hooks_ran: f.hooks_ran,
         failures,
-        leftovers_removed,
+        unchecked: f.unchecked,
+        leftovers_removed: leftovers.removed,
+        leftovers_kept: leftovers.kept,
         left_behind,
         tagged,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -323,7 +351,8 @@ async fn finish<A: Lightsail>(
     })
 }
 
-/// The rehearsal proper; each step recorded in `steps` before it is taken.
+/// The rehearsal proper; each local step recorded in `steps` before it is taken, the
+/// scratch disk once it is known to be this rehearsal's.
 #[allow(clippy::too_many_arguments)]
 async fn rehearse<A: Lightsail, H: Host>(
     api: &A,
@@ -340,26 +369,34 @@ async fn rehearse<A: Lightsail, H: Host>(
         snapshot: snapshot.name.clone(),
         availability_zone: me.availability_zone.clone(),
         size_gb: snapshot.size_gb.unwrap_or(8).max(8),
-        tags: vec![
-            (SCRATCH_TAG.into(), "true".into()),
-            (SCRATCH_INSTANCE_TAG.into(), me.instance.clone()),
-            (SCRATCH_OF_TAG.into(), snapshot.name.clone()),
-        ],
+        tags: scratch::tags(me, &snapshot.name),
     };
-    steps.borrow_mut().push(Step::Created(name.to_string()));
-    api.create_disk_from_snapshot(&request)
-        .await
-        .with_context(|| {
-            format!(
-                "restoring snapshot {} to scratch disk {name}",
-                snapshot.name
-            )
-        })?;
+    let context = || {
+        format!(
+            "restoring snapshot {} to scratch disk {name}",
+            snapshot.name
+        )
+    };
+    match api.create_disk_from_snapshot(&request).await {
+        Ok(_) => steps.borrow_mut().push(Step::Created(name.to_string())),
+        Err(e) if e.is_ambiguous() => {
+            // The request may have landed: the disk is this rehearsal's only if it exists
+            // with this rehearsal's tags (a disk of that name without them is not touched).
+            if let Ok(Some(d)) = api.disk_state(name).await {
+                if scratch::is_ours_of(&d, me, &snapshot.name) {
+                    steps.borrow_mut().push(Step::Created(name.to_string()));
+                }
+            }
+            return Err(e).with_context(context);
+        }
+        // Refused (a name in use among them): nothing was made, nothing is undone.
+        Err(e) => return Err(e).with_context(context),
+    }
     scratch::wait_for(api, name, settings.poll, "available", |d| {
         d.state == "available"
     })
     .await?;
-    let dev_dir = std::env::var_os(host::DEV_DIR_ENV).map(PathBuf::from);
+    let dev_dir = crate::test_switch!(host::DEV_DIR_ENV).map(PathBuf::from);
     let exists = |p: &str| match &dev_dir {
         Some(dir) => dir.join(p.trim_start_matches("/dev/")).exists(),
         None => std::path::Path::new(p).exists(),
@@ -378,28 +415,46 @@ async fn rehearse<A: Lightsail, H: Host>(
     tracing::info!("scratch disk {name} is {} here", device.display());
     steps.borrow_mut().push(Step::Device(device.clone()));
     findings.borrow_mut().device = Some(device.clone());
+    if is_system_copy(snapshot) {
+        host.system_copy_attached(name, &device);
+    }
+    // Every mount of this rehearsal is below `<mount dir>/<scratch disk>`: the journal
+    // replays, then the read-only mounts (one directory per partition when there are more).
+    let base = settings.mount_dir.join(name);
+    steps.borrow_mut().push(Step::Mounted(base.clone()));
     let found = host.filesystems(&device);
+    if found.is_empty() {
+        findings
+            .borrow_mut()
+            .unchecked
+            .push(format!("{}: no filesystem found", device.display()));
+    }
     for fs in &found {
-        let check = host.check(fs).await;
+        let dev_name = fs.device.file_name().unwrap_or_default().to_string_lossy();
+        let replay_at = base.join(format!(".replay-{dev_name}"));
+        steps.borrow_mut().push(Step::Mounted(replay_at.clone()));
+        let check = host.check(fs, &replay_at).await;
         let mut f = findings.borrow_mut();
-        if !check.clean {
-            f.failures.push(format!(
-                "{}: {}: {}",
-                check.device.display(),
-                check.checker,
-                check.detail
-            ));
+        let line = format!(
+            "{}: {}: {}",
+            check.device.display(),
+            check.checker,
+            check.detail
+        );
+        if check.unchecked {
+            f.unchecked.push(line);
+        } else if !check.clean {
+            f.failures.push(line);
         }
         f.checks.push(check);
     }
     if !findings.borrow().failures.is_empty() {
         return Ok(());
     }
-    // Mounted read-only, each at `<mount dir>/<scratch disk>` (or below it, one directory
-    // per partition); the hooks are told where.
-    let base = settings.mount_dir.join(name);
+    // Mounted read-only, each that has a filesystem lightsnap knows; the hooks are told where.
+    let mountable: Vec<&fs::Found> = found.iter().filter(|f| f.fstype().is_some()).collect();
     let mut mounted = Vec::new();
-    for fs in &found {
+    for fs in &mountable {
         let at = if found.len() == 1 {
             base.clone()
         } else {
@@ -407,6 +462,10 @@ async fn rehearse<A: Lightsail, H: Host>(
         };
         steps.borrow_mut().push(Step::Mounted(at.clone()));
         if let Err(e) = host.mount(fs, &at).await {
+            if e.is::<host::CouldNotCheck>() {
+                findings.borrow_mut().unchecked.push(format!("{e:#}"));
+                continue;
+            }
             findings.borrow_mut().failures.push(format!(
                 "{:#}",
                 e.context("the restored filesystem does not mount read-only")
@@ -414,6 +473,9 @@ async fn rehearse<A: Lightsail, H: Host>(
             return Ok(());
         }
         mounted.push(at);
+    }
+    if mounted.is_empty() {
+        return Ok(());
     }
     let env = HookEnv {
         paths: mounted.clone(),
@@ -428,6 +490,15 @@ async fn rehearse<A: Lightsail, H: Host>(
         findings.borrow_mut().failures.push(format!("{e:#}"));
     }
     Ok(())
+}
+
+/// Whether the snapshot is of a system disk (`<instance>-system`): its copy carries the
+/// root filesystem's UUID, LABEL and PARTUUID.
+pub fn is_system_copy(snapshot: &SnapshotInfo) -> bool {
+    snapshot
+        .from
+        .as_deref()
+        .is_some_and(|f| f.ends_with("-system"))
 }
 
 /// Undoes `steps` in reverse; what could not be undone, in plain words.
@@ -473,7 +544,7 @@ async fn undo<A: Lightsail, H: Host>(
     }
     if !left.is_empty() {
         left.push(
-            "the next `lightsnap verify` removes the scratch disk (tag lightsnap:scratch)".into(),
+            "the next `lightsnap verify` or `lightsnap run` removes the scratch disk (tag lightsnap:scratch), unless it is in use".into(),
         );
     }
     left

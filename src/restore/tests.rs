@@ -22,6 +22,16 @@ struct Scripted<'a> {
     mount_fails: bool,
     /// Notified, then hangs, when the check starts (a stop request arriving there).
     stop_in_check: Option<&'a tokio::sync::Notify>,
+    /// The check replays a journal (mounts at the replay path it is given), then hangs.
+    replay_then_hang: bool,
+    /// The checker is not installed.
+    no_checker: bool,
+    /// What the disk holds (default: one ext4 filesystem).
+    found: Option<Vec<Found>>,
+    /// Why the device is in use, when it is (an operator's mount).
+    busy: Option<String>,
+    /// Mounts of the device outside `<mount dir>/<disk>` (an older run's journal replay).
+    device_mounts: Vec<PathBuf>,
     mounted: Mutex<Vec<PathBuf>>,
 }
 
@@ -34,6 +44,11 @@ impl<'a> Scripted<'a> {
             hook_fails: false,
             mount_fails: false,
             stop_in_check: None,
+            replay_then_hang: false,
+            no_checker: false,
+            found: None,
+            busy: None,
+            device_mounts: Vec::new(),
             mounted: Mutex::default(),
         }
     }
@@ -52,8 +67,21 @@ impl Host for Scripted<'_> {
         Ok(PathBuf::from("/dev/nvme9n1"))
     }
 
-    fn device_now(&self, _disk: &DiskState, _path: &str) -> Option<PathBuf> {
-        Some(PathBuf::from("/dev/nvme8n1"))
+    fn device_now(&self, _disk: &DiskState, _path: &str) -> anyhow::Result<Option<PathBuf>> {
+        Ok(Some(PathBuf::from("/dev/nvme8n1")))
+    }
+
+    fn in_use(&self, _device: &Path) -> Option<String> {
+        self.busy.clone()
+    }
+
+    fn mounts_of(&self, _device: &Path) -> Vec<PathBuf> {
+        let m = self.mounted.lock().unwrap();
+        self.device_mounts
+            .iter()
+            .filter(|p| m.contains(p))
+            .cloned()
+            .collect()
     }
 
     fn release(&self, device: &Path) -> anyhow::Result<()> {
@@ -62,31 +90,44 @@ impl Host for Scripted<'_> {
     }
 
     fn filesystems(&self, device: &Path) -> Vec<Found> {
-        vec![Found {
-            device: device.to_path_buf(),
-            superblock: Some(Superblock {
-                fstype: FsType::Ext4,
-                needs_recovery: false,
-            }),
-        }]
+        if let Some(found) = &self.found {
+            return found.clone();
+        }
+        vec![ext4(device)]
     }
 
-    async fn check(&self, fs: &Found) -> Check {
+    async fn check(&self, fs: &Found, replay_at: &Path) -> Check {
         self.note(format!("check {}", fs.device.display()));
         if let Some(n) = self.stop_in_check {
             n.notify_one();
             std::future::pending::<()>().await;
         }
-        Check {
-            device: fs.device.clone(),
-            fstype: fs.fstype(),
-            checker: "e2fsck -f -n".into(),
-            clean: self.clean,
-            detail: if self.clean {
-                String::new()
-            } else {
-                "Inode 12 has a bad extent".into()
-            },
+        if self.replay_then_hang {
+            self.note(format!("mount {}", replay_at.display()));
+            self.mounted.lock().unwrap().push(replay_at.to_path_buf());
+            std::future::pending::<()>().await;
+        }
+        let device = fs.device.clone();
+        if let Some(layout) = fs.layout {
+            return Check::unchecked(device, None, "not checked".into(), layout.describe().into());
+        }
+        if self.no_checker {
+            return Check::unchecked(
+                device,
+                fs.fstype(),
+                "e2fsck -f -n".into(),
+                "e2fsck could not be started: No such file or directory".into(),
+            );
+        }
+        if self.clean {
+            Check::clean(device, fs.fstype(), "e2fsck -f -n".into())
+        } else {
+            Check::failed(
+                device,
+                fs.fstype(),
+                "e2fsck -f -n".into(),
+                "Inode 12 has a bad extent".into(),
+            )
         }
     }
 
@@ -107,6 +148,10 @@ impl Host for Scripted<'_> {
         Ok(())
     }
 
+    fn unmount_leftover(&self, at: &Path) -> anyhow::Result<()> {
+        self.unmount(at)
+    }
+
     fn mounts_below(&self, dir: &Path) -> Vec<PathBuf> {
         self.mounted
             .lock()
@@ -117,6 +162,10 @@ impl Host for Scripted<'_> {
             .collect()
     }
 
+    fn system_copy_attached(&self, name: &str, device: &Path) {
+        self.note(format!("system copy {name} {}", device.display()));
+    }
+
     async fn hooks(&self, env: &HookEnv) -> anyhow::Result<()> {
         let at = env.verify_mount.as_ref().unwrap();
         self.note(format!("hooks {}", at.display()));
@@ -125,6 +174,17 @@ impl Host for Scripted<'_> {
             "hook /etc/lightsnap/verify.d/pg verify failed (exit status: 1)"
         );
         Ok(())
+    }
+}
+
+fn ext4(device: &Path) -> Found {
+    Found {
+        device: device.to_path_buf(),
+        superblock: Some(Superblock {
+            fstype: FsType::Ext4,
+            needs_recovery: false,
+        }),
+        layout: None,
     }
 }
 
@@ -180,15 +240,35 @@ fn run<S: crate::signals::Stop>(
     .unwrap()
 }
 
-/// The calls after the leftover search, the repeated GetDisk looks collapsed.
+/// The calls after the leftover search, the repeated GetDisk looks collapsed, the scratch
+/// disk's unique name said as `s1-verify`.
 fn steps(fake: &FakeLightsail) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for l in fake.log() {
+        let l = unique_said_plain(&l);
         if out.last() == Some(&l) && l.starts_with("GetDisk ") {
             continue;
         }
         out.push(l);
     }
+    out
+}
+
+/// `s1-verify-0a1b2c3d` → `s1-verify`.
+fn unique_said_plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("s1-verify-") {
+        out.push_str(&rest[..i + "s1-verify".len()]);
+        let after = &rest[i + "s1-verify-".len()..];
+        let hex = after.chars().take_while(|c| c.is_ascii_hexdigit()).count();
+        rest = if hex == 8 {
+            &after[8..]
+        } else {
+            &rest[i + "s1-verify".len()..]
+        };
+    }
+    out.push_str(rest);
     out
 }
 
@@ -477,4 +557,273 @@ fn a_hanging_undo_is_bounded_and_reported() {
         "{v:?}"
     );
     assert_eq!(fake.disks.lock().unwrap().len(), 1, "left for the next run");
+}
+
+/// The operations that change a disk, with their disk.
+fn disk_changes(fake: &FakeLightsail) -> Vec<String> {
+    fake.log()
+        .into_iter()
+        .filter(|l| l.starts_with("DetachDisk ") || l.starts_with("DeleteDisk "))
+        .collect()
+}
+
+/// A disk named like the old fixed scratch name (`s1-verify`) is never touched: the
+/// rehearsal's disk has a name of its own.
+#[test]
+fn a_disk_named_like_the_old_scratch_name_is_never_touched() {
+    let fake = FakeLightsail::default();
+    fake.disks
+        .lock()
+        .unwrap()
+        .push(disk("s1-verify", &[("team", "ops")], None));
+    let host = Scripted::new(&fake);
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Clean, "{v:?}");
+    assert_ne!(v.scratch_disk, "s1-verify");
+    assert!(v.scratch_disk.starts_with("s1-verify-"), "{v:?}");
+    assert!(
+        !disk_changes(&fake)
+            .iter()
+            .any(|l| l.ends_with(" s1-verify")),
+        "{:#?}",
+        fake.log()
+    );
+    let names: Vec<String> = fake
+        .disks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    assert_eq!(names, ["s1-verify"]);
+}
+
+/// Another creator takes the name in the instant before CreateDiskFromSnapshot (which is
+/// then refused): nothing was made, so nothing is undone — the other disk is neither
+/// detached nor deleted. (The step used to be recorded before the call, and its undo
+/// deleted the other disk.)
+#[test]
+fn a_name_taken_in_a_race_is_not_undone() {
+    let fake = FakeLightsail {
+        disk_name_race: Some(vec![(SCRATCH_TAG.into(), "true".into())]),
+        ..Default::default()
+    };
+    let host = Scripted::new(&fake);
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Incomplete, "{v:?}");
+    assert!(
+        format!("{:#}", v.error.as_ref().unwrap()).contains("already in use"),
+        "{v:?}"
+    );
+    assert!(disk_changes(&fake).is_empty(), "{:#?}", fake.log());
+    assert_eq!(fake.disks.lock().unwrap().len(), 1, "the other disk stays");
+    assert!(v.left_behind.is_empty(), "{v:?}");
+}
+
+/// An ambiguous answer (the call may have landed): the disk is this rehearsal's, and undone,
+/// only when it carries this rehearsal's tags.
+#[test]
+fn an_ambiguous_create_is_undone_only_when_the_disk_is_ours() {
+    let fake = FakeLightsail {
+        create_disk_answer_lost: Some(ApiErrorKind::Timeout),
+        ..Default::default()
+    };
+    let host = Scripted::new(&fake);
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Incomplete);
+    assert!(fake.disks.lock().unwrap().is_empty(), "{:#?}", fake.log());
+    assert_eq!(steps(&fake).last().unwrap(), "DeleteDisk s1-verify");
+}
+
+/// Before any DetachDisk or DeleteDisk the disk is read and its tags checked: a disk whose
+/// tags say it is not this instance's scratch disk is refused, said, and left.
+#[test]
+fn the_undo_reads_the_tags_before_deleting() {
+    let fake = FakeLightsail::default();
+    let me = me();
+    let d = disk(
+        "s1-verify",
+        &[(SCRATCH_TAG, "true"), (SCRATCH_INSTANCE_TAG, "web-2")],
+        None,
+    );
+    fake.disks.lock().unwrap().push(d);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(scratch::remove(
+            &fake,
+            &me,
+            "s1-verify",
+            Duration::from_millis(10),
+        ))
+        .unwrap_err();
+    assert!(err.downcast_ref::<scratch::NotOurs>().is_some(), "{err:#}");
+    let err = rt
+        .block_on(scratch::detach(
+            &fake,
+            &me,
+            "s1-verify",
+            Duration::from_millis(10),
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("left alone"), "{err:#}");
+    assert_eq!(fake.log(), ["GetDisk s1-verify", "GetDisk s1-verify"]);
+}
+
+/// A killed run's scratch disk whose device is mounted elsewhere (an operator recovering
+/// files from it) is reported and left attached; the rehearsal goes on.
+#[test]
+fn a_leftover_in_use_is_reported_not_detached() {
+    let fake = FakeLightsail::default();
+    let ours = [(SCRATCH_TAG, "true"), (SCRATCH_INSTANCE_TAG, "web-1")];
+    fake.disks
+        .lock()
+        .unwrap()
+        .push(disk("old-verify", &ours, Some("web-1")));
+    let mut host = Scripted::new(&fake);
+    host.busy = Some("/dev/nvme8n1 is mounted at /root/recovered".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let left = rt
+        .block_on(scratch::remove_leftovers(
+            &fake,
+            &host,
+            &me(),
+            Path::new("/run/lightsnap/verify"),
+            Duration::from_millis(10),
+        ))
+        .unwrap();
+    assert!(left.removed.is_empty());
+    assert!(
+        left.kept[0].contains("old-verify") && left.kept[0].contains("/root/recovered"),
+        "{left:?}"
+    );
+    assert!(disk_changes(&fake).is_empty(), "{:#?}", fake.log());
+    assert!(!fake.log().iter().any(|l| l.starts_with("release")));
+    assert_eq!(
+        fake.disks.lock().unwrap()[0].attached_to.as_deref(),
+        Some("web-1")
+    );
+}
+
+/// The journal-replay mount is a step: a rehearsal ended while it is mounted (here by the
+/// timeout) unmounts it in its undo, before the disk is detached.
+#[test]
+fn the_replay_mount_is_undone_like_any_step() {
+    let fake = FakeLightsail::default();
+    let mut host = Scripted::new(&fake);
+    host.replay_then_hang = true;
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Incomplete);
+    let log = steps(&fake);
+    let replay = "/run/lightsnap/verify/s1-verify/.replay-nvme9n1";
+    let unmounted = log
+        .iter()
+        .position(|l| *l == format!("unmount {replay}"))
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    let detached = log
+        .iter()
+        .position(|l| l.starts_with("DetachDisk"))
+        .unwrap();
+    assert!(unmounted < detached, "{log:#?}");
+    assert!(host.mounted.lock().unwrap().is_empty());
+}
+
+/// A killed run's journal replay of the leftover's device, beside the other mounts (where an
+/// older lightsnap made it), is unmounted before the leftover is removed.
+#[test]
+fn a_leftover_replay_mount_is_unmounted_first() {
+    let fake = FakeLightsail::default();
+    let ours = [(SCRATCH_TAG, "true"), (SCRATCH_INSTANCE_TAG, "web-1")];
+    fake.disks
+        .lock()
+        .unwrap()
+        .push(disk("old-verify", &ours, Some("web-1")));
+    let mut host = Scripted::new(&fake);
+    let replay = PathBuf::from("/run/lightsnap/verify/.replay-nvme8n1");
+    host.device_mounts = vec![replay.clone()];
+    host.mounted.lock().unwrap().push(replay.clone());
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.leftovers_removed, ["old-verify"], "{v:?}");
+    let log = steps(&fake);
+    assert_eq!(log[1], format!("unmount {}", replay.display()), "{log:#?}");
+    assert!(host.mounted.lock().unwrap().is_empty());
+}
+
+/// A partition of unknown content beside a clean filesystem, or a checker not installed:
+/// "could not check", tagged `unchecked`, naming what was not checked — never clean, never
+/// failed.
+#[test]
+fn what_could_not_be_checked_is_neither_clean_nor_failed() {
+    let fake = FakeLightsail::default();
+    let mut host = Scripted::new(&fake);
+    host.found = Some(vec![
+        ext4(Path::new("/dev/nvme9n1p1")),
+        Found {
+            device: PathBuf::from("/dev/nvme9n1p2"),
+            superblock: None,
+            layout: Some(super::fs::Layout::Unknown),
+        },
+    ]);
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Unchecked, "{v:?}");
+    assert!(v.failures.is_empty());
+    assert!(
+        v.unchecked[0].contains("/dev/nvme9n1p2") && v.unchecked[0].contains("unknown content"),
+        "{v:?}"
+    );
+    assert_eq!(v.tagged.as_deref(), Some("unchecked"));
+    assert!(fake
+        .log()
+        .last()
+        .unwrap()
+        .starts_with("TagResource s1 lightsnap:verified=unchecked"));
+    assert!(
+        v.hooks_ran,
+        "the filesystem that was checked is still mounted for the hooks"
+    );
+
+    let fake = FakeLightsail::default();
+    let mut host = Scripted::new(&fake);
+    host.no_checker = true;
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Unchecked, "{v:?}");
+    assert!(v.unchecked[0].contains("could not be started"), "{v:?}");
+    assert_eq!(v.tagged.as_deref(), Some("unchecked"));
+}
+
+/// A copy of a system disk is said (at crit, by the real machine) as soon as its device is
+/// known, and is detached and deleted before the rehearsal ends.
+#[test]
+fn a_system_disk_copy_is_said_while_attached_and_removed() {
+    let fake = FakeLightsail::default();
+    let host = Scripted::new(&fake);
+    let mut snap = snapshot("s1");
+    snap.from = Some("web-1-system".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let v = rt
+        .block_on(verify(&fake, &host, &me(), &snap, &settings(), &mut Never))
+        .unwrap();
+    assert_eq!(v.result, Outcome::Clean);
+    let log = steps(&fake);
+    let said = log
+        .iter()
+        .position(|l| l == "system copy s1-verify /dev/nvme9n1")
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    let deleted = log
+        .iter()
+        .position(|l| l == "DeleteDisk s1-verify")
+        .unwrap();
+    assert!(said < deleted);
+    assert!(fake.disks.lock().unwrap().is_empty());
 }

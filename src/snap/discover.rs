@@ -50,7 +50,7 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &LocalPlan) -> R
         if named.is_some() && disks.len() > 1 {
             fail!(
                 ExitCode::Usage,
-                "{} spans {} disks; a single --disk-name cannot name them all: leave it out to find them",
+                "{} spans {} disks; a single --disk cannot name them all: leave it out to find them",
                 mount.mount_point.display(),
                 disks.len()
             );
@@ -91,6 +91,14 @@ pub async fn plan<A: Lightsail>(api: &A, opts: &Options, local: &LocalPlan) -> R
                     })
                 }
             }
+        }
+    }
+    // Whose they are: every snapshot carries this instance's owner tag (resolved during
+    // discovery above, before anything is frozen).
+    if !snapshots.is_empty() {
+        let owner = discovery.owner().await?.tag();
+        for s in &mut snapshots {
+            s.request.tags.push(owner.clone());
         }
     }
     if opts.snapshot_name.is_some() && snapshots.len() > 1 {
@@ -140,6 +148,7 @@ pub(super) async fn instance_plan<A: Lightsail>(
         Ok(imds::identity(Duration::from_secs(2)).await?)
     });
     let me = discovery.instance().await?.clone();
+    let owner = discovery.owner().await?;
     let mounts = mountinfo::read()?;
     let root = blockdev::SysfsRoot::default();
     let patterns: Vec<glob::Pattern> = opts
@@ -159,6 +168,12 @@ pub(super) async fn instance_plan<A: Lightsail>(
     for m in &mounts {
         let point = &m.mount_point;
         if crate::config::excluded(point, &patterns) {
+            continue;
+        }
+        // A `lightsnap verify` running meanwhile: its read-only mounts of a scratch disk are
+        // a copy of a snapshot, not this instance's data.
+        if point.starts_with(opts.run_dir.join("verify")) {
+            elsewhere.push(format!("{} (a verify's scratch disk)", point.display()));
             continue;
         }
         let Ok(located) = plan::locate(point, &mounts) else {
@@ -261,7 +276,7 @@ pub(super) async fn instance_plan<A: Lightsail>(
     let request = SnapshotRequest {
         source: Source::Instance(me.name.clone()),
         name,
-        tags: opts.tags.clone(),
+        tags: opts.tags.iter().cloned().chain([owner.tag()]).collect(),
     };
     if find_snapshot(api, &request).await?.is_some() {
         fail!(

@@ -32,6 +32,7 @@ pub fn validate_options(opts: &Options) -> Result<()> {
     }
     let mut all = opts.tags.clone();
     all.push((CONSISTENCY_TAG.into(), String::new()));
+    all.push((crate::cloud::owner::OWNER_TAG.into(), String::new()));
     validate::tags(&all)?;
     validate::freeze_timeout("--freeze-timeout", opts.freeze_timeout)?;
     if opts.paths.is_empty() {

@@ -2,7 +2,7 @@
 //! unmounts and mounts again, and the agent's own descriptors are the last resort for a thaw
 //! when the watchdog is gone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -37,6 +37,7 @@ impl<'a> Machine<'a> {
         table: &'a [Mount],
         deadline: Duration,
         expedite_freeze: bool,
+        run_dir: &Path,
     ) -> Result<Self> {
         let fss = &plan.filesystems;
         let own: Vec<Option<MountHandle>> = fss
@@ -56,7 +57,7 @@ impl<'a> Machine<'a> {
                 (f.quiesce == Some(Quiesce::Freeze)).then(|| f.located.mount.mount_point.clone())
             })
             .collect();
-        let watchdog = Watchdog::start(&to_freeze, deadline, expedite_freeze)?;
+        let watchdog = Watchdog::start(&to_freeze, deadline, expedite_freeze, Some(run_dir))?;
         if !watchdog.memory_locked {
             tracing::warn!("the watchdog could not lock its memory (mlockall)");
         }
@@ -114,10 +115,19 @@ impl Quiescer for Machine<'_> {
     }
 
     fn unmount(&mut self, i: usize) -> Result<()> {
-        unmount::unmount(&self.mounts[i], self.table)?;
-        // Should the agent die now, the watchdog mounts it again; if the watchdog is gone,
-        // the agent still does in its undo, and the recovery record has it.
-        if let Err(e) = self.watchdog.note_unmounted(i, &self.mounts[i]) {
+        // Told first: from then on the watchdog mounts it again should the agent die, and the
+        // recovery record says it may be unmounted. Without a watchdog to tell, no unmount.
+        self.watchdog
+            .note_unmounting(i, &self.mounts[i])
+            .context("the watchdog is gone (before an unmount)")?;
+        if let Err(e) = unmount::unmount(&self.mounts[i], self.table) {
+            // Still mounted: nothing is owed.
+            if let Err(w) = self.watchdog.note_remounted(i) {
+                tracing::warn!("{w:#}");
+            }
+            return Err(e.into());
+        }
+        if let Err(e) = self.watchdog.note_unmounted(i) {
             tracing::warn!("{e:#}");
         }
         Ok(())

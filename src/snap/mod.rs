@@ -29,7 +29,7 @@ use crate::exit_code::ExitCode;
 use crate::fail;
 use crate::hooks::{HookEnv, Hooks};
 use crate::kernel::{mountinfo, rcu, syncfs};
-use crate::runstate::{self, Entry, Quiesce, Record};
+use crate::runstate::{self, Entry, Quiesce, Record, Stage};
 use crate::signals::{already_stopped, unless_stopped, Signals, Stopped, BEFORE_FREEZE};
 use machine::Machine;
 use plan::{Located, Method};
@@ -260,6 +260,28 @@ async fn warm_up<A: Lightsail>(api: &A, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a run directory on a filesystem the plan quiesces: the watchdog writes the recovery
+/// record there while it is frozen, and a write to a frozen filesystem never returns.
+fn run_dir_apart(run_dir: &std::path::Path, plan: &Plan) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(run_dir)
+        .with_context(|| format!("reading {}", run_dir.display()))?
+        .dev();
+    for f in plan.filesystems.iter().filter(|f| f.quiesce.is_some()) {
+        let point = &f.located.mount.mount_point;
+        if std::fs::metadata(point).is_ok_and(|m| m.dev() == dev) {
+            fail!(
+                ExitCode::Usage,
+                "the run directory {} is on {}, which this run would freeze or unmount; give a run directory on a tmpfs (--run-dir, default {}); nothing was frozen",
+                run_dir.display(),
+                point.display(),
+                runstate::DEFAULT_RUN_DIR
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Whether a run ended on a stop request.
 fn is_stopped(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<Stopped>())
@@ -283,21 +305,26 @@ async fn quiesce_and_snap<A: Lightsail>(
     // Our own descriptors and the watchdog, which does the freezing; the recovery record. A
     // stop request already made ends the run before the watchdog starts.
     already_stopped(signals, BEFORE_FREEZE).await?;
+    run_dir_apart(&opts.run_dir, plan)?;
     let mut machine = Machine::start(
         plan,
         mounts,
         opts.freeze_timeout + WATCHDOG_GRACE,
         opts.expedite_freeze,
+        &opts.run_dir,
     )?;
     run.record(&Record {
         pid: std::process::id(),
         entries: fss
             .iter()
-            .filter_map(|f| {
+            .enumerate()
+            .filter_map(|(i, f)| {
                 f.quiesce.map(|q| Entry {
                     quiesce: q,
                     mount: f.located.mount.clone(),
                     unmount_fallback: q == Quiesce::Freeze && settings.unmount_fallback,
+                    index: Some(i),
+                    stage: Some(Stage::Planned),
                 })
             })
             .collect(),

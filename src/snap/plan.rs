@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cloud::ebs::{self, DiskIds};
 use crate::cloud::imds::Identity;
 use crate::cloud::lightsail::{ApiErrorKind, DiskInfo, InstanceInfo, Lightsail, Source};
+use crate::cloud::owner::Owner;
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
 use crate::kernel::blockdev;
@@ -172,6 +173,8 @@ pub struct Discovery<'a, A, F> {
     api: &'a A,
     identity: Option<F>,
     me: Option<InstanceInfo>,
+    /// This instance's region, by the metadata service, once asked.
+    region: Option<String>,
 }
 
 impl<'a, A, F> Discovery<'a, A, F>
@@ -185,6 +188,7 @@ where
             api,
             identity: Some(identity),
             me: None,
+            region: None,
         }
     }
 
@@ -196,17 +200,27 @@ where
                 .take()
                 .context("the instance identity was asked for twice")?
                 .await
-                .context(
-                    "finding which Lightsail instance this is (give --disk-name to skip this)",
-                )?;
+                .context("finding which Lightsail instance this is (give --disk to skip this)")?;
             let instances = self
                 .api
                 .get_instances()
                 .await
                 .context("listing Lightsail instances to find this one")?;
             self.me = Some(this_instance(&instances, &identity)?.clone());
+            self.region = Some(identity.region);
         }
         Ok(self.me.as_ref().expect("set above"))
+    }
+
+    /// This instance as the owner of what lightsnap makes (`lightsnap:owner`): its region by
+    /// the metadata service, its Lightsail name.
+    pub async fn owner(&mut self) -> Result<Owner> {
+        let name = self.instance().await?.name.clone();
+        let region = self
+            .region
+            .clone()
+            .context("the instance's region is known")?;
+        Ok(Owner::new(region, name))
     }
 
     /// The source behind a whole disk, or the disk named `disk_name`.
@@ -228,7 +242,7 @@ where
                 .collect();
             fail!(
                 ExitCode::NotFound,
-                "no disk of Lightsail instance {} is at {}; its disks: {}; name the disk with --disk-name",
+                "no disk of Lightsail instance {} is at {}; its disks: {}; name the disk with --disk",
                 me.name,
                 block_device.display(),
                 known.join(", ")
@@ -260,7 +274,7 @@ where
                 Ok(d) => d,
                 Err(e) if e.kind == ApiErrorKind::NotFound => fail!(
                     ExitCode::NotFound,
-                    "there is no Lightsail disk named {name} in this region; check --disk-name and AWS_REGION ({})",
+                    "there is no Lightsail disk named {name} in this region; check --disk and AWS_REGION ({})",
                     e.message
                 ),
                 Err(e) => return Err(e).context(format!("looking up disk {name}")),
@@ -271,7 +285,7 @@ where
             };
             fail!(
                 ExitCode::WrongDisk,
-                "Lightsail disk {name} is {where_}, not to this instance ({}), so it cannot be behind {}; leave --disk-name out to find the disk by itself",
+                "Lightsail disk {name} is {where_}, not to this instance ({}), so it cannot be behind {}; leave --disk out to find the disk by itself",
                 me.name,
                 block_device.display()
             );
@@ -282,7 +296,7 @@ where
         match behind.first() {
             Some(found) if !behind.iter().any(|d| d.name == name) => fail!(
                 ExitCode::WrongDisk,
-                "{} is Lightsail disk {} of this instance, not {name}: --disk-name (or the configuration's disk) names another disk; leave it out to snapshot {}",
+                "{} is Lightsail disk {} of this instance, not {name}: --disk (or the configuration's disk) names another disk; leave it out to snapshot {}",
                 block_device.display(),
                 found.name,
                 found.name

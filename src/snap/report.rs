@@ -13,6 +13,7 @@ use super::{Options, Plan};
 use crate::cloud::lightsail::{
     ApiError, ApiErrorKind, Lightsail, SnapshotInfo, SnapshotRequest, Source,
 };
+use crate::cloud::owner::Owner;
 use crate::exit_code::ExitCode;
 use crate::fail;
 use crate::signals;
@@ -48,6 +49,9 @@ pub struct Report {
     /// snapshot stays, and is reported).
     #[serde(skip)]
     pub post_thaw_failure: Option<String>,
+    /// Whose the snapshots are (their `lightsnap:owner` tag): what `run`'s retention keeps to.
+    #[serde(skip)]
+    pub owner: Option<Owner>,
 }
 
 impl Report {
@@ -154,6 +158,10 @@ pub(super) async fn report<A: Lightsail>(
                     snapshots,
                     window_ms,
                     post_thaw_failure: None,
+                    owner: plan
+                        .snapshots
+                        .iter()
+                        .find_map(|s| Owner::of_tags(&s.request.tags)),
                 });
             };
             // The SDK's own operation timeout is the deadline too (it is set to the time left):

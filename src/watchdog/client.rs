@@ -42,12 +42,14 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// Starts the watchdog on `mounts` (`None` for targets it is not to freeze) with a
-    /// `deadline` counted from its first freeze. Fails (nothing frozen) if a mount cannot be
+    /// `deadline` counted from its first freeze; it keeps the recovery record in `run_dir` up
+    /// to date (entries by index into `mounts`). Fails (nothing frozen) if a mount cannot be
     /// opened or is outside the confinement.
     pub fn start(
         mounts: &[Option<PathBuf>],
         deadline: Duration,
         expedite_rcu: bool,
+        run_dir: Option<&Path>,
     ) -> Result<Self> {
         // /proc/self/exe still runs this binary if a package upgrade replaced the file.
         let mut child = Command::new("/proc/self/exe")
@@ -72,6 +74,7 @@ impl Watchdog {
             mounts: mounts.to_vec(),
             deadline_ms: deadline.as_millis() as u64,
             expedite_rcu,
+            run_dir: run_dir.map(Path::to_path_buf),
         })?;
         match reply {
             Reply::Ready { memory_locked } => watchdog.memory_locked = memory_locked,
@@ -152,13 +155,22 @@ impl Watchdog {
         }
     }
 
-    /// Tells the watchdog that mount `index` is unmounted: it mounts it again if the agent
-    /// dies (or is past the deadline) before doing so.
-    pub fn note_unmounted(&mut self, index: usize, mount: &Mount) -> Result<()> {
-        match self.ask(&Request::Unmounted {
+    /// Tells the watchdog that mount `index` is about to be unmounted: from its answer on, it
+    /// mounts it again (unless mounted) if the agent dies (or is past the deadline) before
+    /// saying it did, and the recovery record says it may be unmounted.
+    pub fn note_unmounting(&mut self, index: usize, mount: &Mount) -> Result<()> {
+        match self.ask(&Request::Unmounting {
             index,
             mount: mount.clone(),
         })? {
+            Reply::Noted => Ok(()),
+            other => bail!("watchdog answered {other:?} to an unmount"),
+        }
+    }
+
+    /// Tells the watchdog that mount `index` is unmounted (the record says so).
+    pub fn note_unmounted(&mut self, index: usize) -> Result<()> {
+        match self.ask(&Request::Unmounted(index))? {
             Reply::Noted => Ok(()),
             other => bail!("watchdog answered {other:?} to an unmount"),
         }

@@ -13,6 +13,12 @@
 //! - it gets SIGINT, SIGTERM or SIGHUP (it is in its own process group, so a terminal's Ctrl-C
 //!   reaches only the agent, but `systemctl stop` signals the whole cgroup).
 //!
+//! It also keeps the recovery record ([`crate::runstate`]) up to date, which the agent wrote
+//! before starting it: each mount as it is frozen, refused, unmounted, thawed or mounted again
+//! (the run directory is a tmpfs, never a filesystem it freezes), so that `thaw --recover`
+//! after the death of both thaws only what this run froze and mounts again only what it
+//! unmounted.
+//!
 //! This module is the protocol between the two: one JSON line per request and per reply.
 
 mod client;
@@ -49,6 +55,10 @@ enum Request {
         /// Expedite RCU grace periods around each FIFREEZE (`--expedite-freeze`).
         #[serde(default)]
         expedite_rcu: bool,
+        /// The run directory whose recovery record the watchdog keeps up to date (its entries
+        /// by plan index): what it froze, what was refused, what is unmounted, what it undid.
+        #[serde(default)]
+        run_dir: Option<PathBuf>,
     },
     /// Freeze these, all at once (one thread each): none of them lives on another.
     Freeze(Vec<usize>),
@@ -56,12 +66,15 @@ enum Request {
     /// Close the descriptor of a mount that is to be unmounted instead: an open descriptor
     /// would keep it busy.
     Release(usize),
-    /// The agent unmounted this mount: mount it again if the agent dies before it does.
-    Unmounted {
+    /// The agent is about to unmount this mount: from now on, mount it again (unless it is
+    /// mounted) if the agent dies before it says it did.
+    Unmounting {
         index: usize,
         mount: Mount,
     },
-    /// The agent mounted it again itself.
+    /// The agent unmounted it.
+    Unmounted(usize),
+    /// The agent mounted it again itself (or its unmount failed: it is mounted).
     Remounted(usize),
     Done,
 }

@@ -2,11 +2,18 @@
 //! then serves the agent's requests until it is done, gone, stopped or late, and on the way
 //! out thaws what it froze and mounts again what the agent left unmounted.
 //!
-//! While anything is frozen it must not block on the frozen filesystem: it writes no logs and
-//! no files (stderr is /dev/null), keeps its memory locked, and talks only through pipes.
+//! While anything is frozen it must not block on the frozen filesystem: it writes no logs
+//! (stderr is /dev/null), no file but the recovery record in the run directory (a tmpfs, and
+//! never on a filesystem it holds: see [`Book`]), keeps its memory locked, and talks only
+//! through pipes.
+//!
+//! Every way out of its request loop — done, the agent gone, a signal, the deadline's end, a
+//! request it cannot read, a failed read or poll — goes through the thaw-all.
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -14,10 +21,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 
-use super::{FreezeKind, Refusal, Reply, Request, TEST_DEATH_ENV};
+use super::{FreezeKind, Refusal, Reply, Request};
 use crate::kernel::freeze::{FreezeError, MountHandle, OutsideOrOpen, ThawError};
 use crate::kernel::mountinfo::Mount;
 use crate::kernel::{rcu, unmount};
+use crate::runstate::{self, Record, Stage};
 
 /// The watchdog process itself (`lightsnap __watchdog`). Never returns.
 pub fn run() -> ! {
@@ -39,20 +47,103 @@ struct State {
     thawed_by_deadline: Vec<usize>,
     clean: bool,
     expedite_rcu: bool,
+    book: Book,
+}
+
+/// The recovery record, as the watchdog keeps it up to date: read at its first change (the
+/// agent writes it after starting the watchdog, before its first request), then written whole
+/// after each change. Only a record of the agent that started it (its pid) is touched, and
+/// none in a run directory on a filesystem the watchdog holds (a write there while frozen
+/// would never return).
+struct Book {
+    run_dir: Option<PathBuf>,
+    agent: u32,
+    record: Option<Record>,
+    loaded: bool,
+    dirty: bool,
+}
+
+impl Book {
+    fn new(run_dir: Option<PathBuf>, handles: &[Option<MountHandle>]) -> Self {
+        let on_a_held_filesystem = |dir: &PathBuf| {
+            let Ok(dev) = std::fs::metadata(dir).map(|m| m.dev()) else {
+                return false;
+            };
+            handles
+                .iter()
+                .flatten()
+                .any(|h| std::fs::metadata(h.path()).is_ok_and(|m| m.dev() == dev))
+        };
+        Self {
+            run_dir: run_dir.filter(|d| !on_a_held_filesystem(d)),
+            agent: std::os::unix::process::parent_id(),
+            record: None,
+            loaded: false,
+            dirty: false,
+        }
+    }
+
+    /// Notes that mount `index` is now at `stage` (written by [`Book::save`]).
+    fn set(&mut self, index: usize, stage: Stage) {
+        let Some(dir) = &self.run_dir else {
+            return;
+        };
+        if !self.loaded {
+            self.loaded = true;
+            self.record = runstate::read_record(dir)
+                .ok()
+                .flatten()
+                .filter(|r| r.pid == self.agent);
+        }
+        let Some(record) = &mut self.record else {
+            return;
+        };
+        for e in record.entries.iter_mut().filter(|e| e.index == Some(index)) {
+            if e.stage != Some(stage) {
+                e.stage = Some(stage);
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Writes the record if it changed, unless the file is no longer its agent's: cleared
+    /// (`thaw --recover`) or replaced by the next run (which may start as soon as the agent
+    /// is dead and its lock gone), never written back. A failure is not the watchdog's to
+    /// report (it has nowhere to): the record then says less than is known, never more.
+    fn save(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let (Some(dir), Some(record)) = (&self.run_dir, &self.record) else {
+            return;
+        };
+        let ours = runstate::read_record(dir)
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.pid == self.agent);
+        if ours {
+            let _ = runstate::write_record(dir, record);
+        } else {
+            self.record = None;
+        }
+    }
 }
 
 impl State {
     /// Thaws everything we froze, newest first, then mounts again what the agent left
-    /// unmounted; remembers failures for the exit code.
+    /// unmounted; remembers failures for the exit code, and brings the record up to date.
     fn thaw_all(&mut self, by_deadline: bool) {
         self.thaw_frozen(by_deadline);
-        while let Some((_, mount)) = self.unmounted.pop() {
+        while let Some((index, mount)) = self.unmounted.pop() {
             // The agent may have mounted it again without getting to say so.
             let back = unmount::is_back(&mount).unwrap_or(false);
-            if !back && unmount::remount(&mount).is_err() {
+            if back || unmount::remount(&mount).is_ok() {
+                self.book.set(index, Stage::Undone);
+            } else {
                 self.clean = false;
             }
         }
+        self.book.save();
     }
 
     fn thaw_frozen(&mut self, by_deadline: bool) {
@@ -62,7 +153,7 @@ impl State {
                 continue;
             };
             match handle.thaw() {
-                Ok(()) | Err(ThawError::NotFrozen(_)) => {}
+                Ok(()) | Err(ThawError::NotFrozen(_)) => self.book.set(i, Stage::Undone),
                 Err(_) => self.clean = false,
             }
             if by_deadline {
@@ -85,6 +176,7 @@ impl State {
             message: format!("bad freeze request for mount {i}"),
         };
         let mut seen = Vec::new();
+        let book = &mut self.book;
         let handles: Vec<Option<&MountHandle>> = indices
             .iter()
             .map(|&i| {
@@ -100,6 +192,13 @@ impl State {
             self.deadline_at
                 .get_or_insert_with(|| Instant::now() + self.deadline);
         }
+        // Recorded before the calls: from now on each may be frozen.
+        for (&i, h) in indices.iter().zip(&handles) {
+            if h.is_some() {
+                book.set(i, Stage::Freezing);
+            }
+        }
+        book.save();
         let _expedited = self.expedite_rcu.then(rcu::Expedited::begin).flatten();
         let mut answers: Vec<Option<Refusal>> = indices.iter().map(|&i| Some(bad(i))).collect();
         let mut frozen = Vec::new();
@@ -107,9 +206,14 @@ impl State {
             answers[pos] = match result {
                 Landing::Frozen => {
                     frozen.push(indices[pos]);
+                    book.set(indices[pos], Stage::Frozen);
                     None
                 }
-                Landing::Refused(e) => Some(Refusal::of(&e)),
+                Landing::Refused(e) => {
+                    // Someone else's freeze, or none at all: not ours to thaw.
+                    book.set(indices[pos], Stage::Refused);
+                    Some(Refusal::of(&e))
+                }
                 // The thread died around its ioctl: the mount may be frozen, so it is counted
                 // as frozen (the watchdog thaws it; "not frozen" then is harmless) and the
                 // agent hears a refusal.
@@ -121,6 +225,8 @@ impl State {
                     })
                 }
             };
+            // Recorded before the agent hears of it.
+            book.save();
             landed(indices[pos], &answers[pos]);
         };
         if handles.iter().filter(|h| h.is_some()).count() <= 1 {
@@ -144,13 +250,23 @@ impl State {
                 message: "init sent twice".into(),
             },
 
-            Request::Unmounted { index, mount } => {
+            Request::Unmounting { index, mount } => {
+                // Recorded before the unmount, which may then happen at any moment.
+                self.book.set(index, Stage::Unmounting);
+                self.book.save();
                 self.unmounted.push((index, mount));
                 self.deadline_at
                     .get_or_insert_with(|| Instant::now() + self.deadline);
                 Reply::Noted
             }
+            Request::Unmounted(index) => {
+                self.book.set(index, Stage::Unmounted);
+                self.book.save();
+                Reply::Noted
+            }
             Request::Remounted(i) => {
+                // Saved once the agent has its answer (see the request loop).
+                self.book.set(i, Stage::Undone);
                 self.unmounted.retain(|(u, _)| *u != i);
                 if self.frozen.is_empty() && self.unmounted.is_empty() {
                     self.deadline_at = None;
@@ -196,15 +312,22 @@ impl State {
                                 message: format!("mount {i} has no descriptor"),
                             });
                         };
+                        // Saved once the agent has its answer (see the request loop).
                         match handle.thaw() {
-                            Ok(()) => Reply::Thawed {
-                                was_frozen: true,
-                                by_deadline: false,
-                            },
-                            Err(ThawError::NotFrozen(_)) => Reply::Thawed {
-                                was_frozen: false,
-                                by_deadline: false,
-                            },
+                            Ok(()) => {
+                                self.book.set(i, Stage::Undone);
+                                Reply::Thawed {
+                                    was_frozen: true,
+                                    by_deadline: false,
+                                }
+                            }
+                            Err(ThawError::NotFrozen(_)) => {
+                                self.book.set(i, Stage::Undone);
+                                Reply::Thawed {
+                                    was_frozen: false,
+                                    by_deadline: false,
+                                }
+                            }
                             Err(e) => {
                                 self.clean = false;
                                 Reply::ThawFailed {
@@ -224,7 +347,7 @@ impl State {
 /// ([`TEST_DEATH_ENV`]); never outside a confined (test) run.
 fn dies_after_a_refusal() -> bool {
     std::env::var_os(crate::kernel::guard::CONFINE_ENV).is_some()
-        && std::env::var(TEST_DEATH_ENV).is_ok_and(|v| v == "after-refusal")
+        && crate::test_switch!(super::TEST_DEATH_ENV).is_some_and(|v| v == "after-refusal")
 }
 
 /// How one FIFREEZE came out.
@@ -298,6 +421,7 @@ fn serve() -> Result<bool> {
         mounts,
         deadline_ms,
         expedite_rcu,
+        run_dir,
     }) = input.next_request(stdin_fd)?
     else {
         bail!("expected an init request");
@@ -327,7 +451,9 @@ fn serve() -> Result<bool> {
         nix::sys::mman::MlockAllFlags::MCL_CURRENT | nix::sys::mman::MlockAllFlags::MCL_FUTURE,
     )
     .is_ok();
+    let book = Book::new(run_dir, &handles);
     let mut state = State {
+        book,
         handles,
         frozen: Vec::new(),
         unmounted: Vec::new(),
@@ -341,21 +467,32 @@ fn serve() -> Result<bool> {
         return Ok(true);
     }
 
+    // Whatever ends the loop, everything is thawed and mounted again on the way out.
+    let served = serve_requests(&mut state, &mut input, stdin_fd, &signal_fd, &mut stdout);
+    state.thaw_all(false);
+    served.map(|()| state.clean)
+}
+
+/// The request loop, until the agent is done or gone, a signal comes, or something fails:
+/// its caller thaws everything however it ends.
+fn serve_requests(
+    state: &mut State,
+    input: &mut LineReader,
+    stdin_fd: BorrowedFd<'_>,
+    signal_fd: &SignalFd,
+    stdout: &mut impl Write,
+) -> Result<()> {
     loop {
         // Requests already buffered are served before polling again.
         while let Some(request) = input.buffered_request()? {
-            match state.handle(request, &mut stdout) {
-                Some(reply) => {
-                    if send(&mut stdout, &reply).is_err() {
-                        state.thaw_all(false);
-                        return Ok(state.clean);
-                    }
-                }
-                None => {
-                    state.thaw_all(false);
-                    return Ok(state.clean);
-                }
+            let Some(reply) = state.handle(request, stdout) else {
+                return Ok(());
+            };
+            if send(stdout, &reply).is_err() {
+                return Ok(());
             }
+            // What the reply's request changed, recorded once the agent has its answer.
+            state.book.save();
         }
         let timeout = match state.deadline_at {
             None => PollTimeout::NONE,
@@ -371,22 +508,17 @@ fn serve() -> Result<bool> {
         ];
         match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                state.thaw_all(false);
-                return Err(e.into());
-            }
+            Err(e) => return Err(e.into()),
             Ok(_) => {}
         }
         let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
         if ready(&fds[1]) {
-            state.thaw_all(false);
-            return Ok(state.clean);
+            return Ok(());
         }
         if ready(&fds[0]) {
             if !input.fill(stdin_fd)? {
                 // End of file: the agent is gone.
-                state.thaw_all(false);
-                return Ok(state.clean);
+                return Ok(());
             }
             continue;
         }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use fake_lightsail::{Fake, Fault, FaultKind, Options, Seed};
 
+pub mod pg;
 /// The writer's record format, shared with the writer itself.
 #[path = "../writer/record.rs"]
 pub mod record;
@@ -514,6 +515,11 @@ impl Writer {
         writer
     }
 
+    /// The writer's process id (a hook stops it by it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits (bounded) for the next acknowledgement: proof the filesystem takes writes.
     pub fn next_ack(&mut self, within: Duration) -> (u64, f64) {
         let ack = self
@@ -936,7 +942,31 @@ pub fn golden(name: &str, doc: &serde_json::Value, scratch: &Scratch) {
     assert_eq!(
         want,
         text,
-        "the --output json schema of {name} changed (golden file {}): if that is intended, rerun with UPDATE_GOLDEN=1 and say so in the README's JSON section",
+        "the --output json schema of {name} changed (golden file {}): if that is intended, rerun with UPDATE_GOLDEN=1 and say so in the manual's JSON page (docs/src/json.md)",
         path.display()
     );
+}
+
+/// Makes `fake` enforce, from now on, the IAM policy `lightsnap iam-policy ARGS` prints (with
+/// the scratch directory's configuration); returns the document.
+pub fn enforce_printed_policy(scratch: &Scratch, fake: &Fake, args: &[&str]) -> serde_json::Value {
+    let r = finish(
+        configured_lightsnap(scratch, fake)
+            .arg("iam-policy")
+            .args(args),
+    );
+    assert_eq!(r.code, 0, "iam-policy {args:?}: {r:?}");
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("iam-policy prints JSON");
+    let policy = fake_lightsail::policy::Policy::parse(&doc).expect("a policy the fake reads");
+    fake.set_policy(Some(policy));
+    doc
+}
+
+/// The API calls the fake's policy refused (AccessDeniedException), as `Operation body`.
+pub fn refused_calls(fake: &Fake) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.error.as_deref() == Some("AccessDeniedException"))
+        .map(|c| format!("{} {}", c.operation, c.body))
+        .collect()
 }

@@ -105,3 +105,17 @@ pub fn lab_dir(scratch: &Path, disks: &[(&str, String)], with_lightsnap: bool) -
     std::fs::write(lab.join("disks.env"), format!("ROOT={ROOT_SERIAL}\n{env}")).unwrap();
     lab
 }
+
+/// The .deb `scripts/package` builds (the portable, glibc 2.17 build), once per test binary.
+pub fn deb() -> &'static Path {
+    static DEB: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DEB.get_or_init(|| {
+        let out = run(Command::new(repo().join("scripts/package")).current_dir(repo()));
+        let listed = String::from_utf8(out.stdout).unwrap();
+        let deb = listed
+            .lines()
+            .find(|l| l.ends_with(".deb"))
+            .unwrap_or_else(|| panic!("scripts/package listed no .deb: {listed}"));
+        repo().join(deb)
+    })
+}

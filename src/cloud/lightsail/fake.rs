@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, Lightsail, NewDisk, OperationInfo,
-    SnapshotInfo, SnapshotKind, SnapshotRequest,
+    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, InstanceSnapshotDetails, Lightsail,
+    NewDisk, NewInstance, OperationInfo, SnapshotInfo, SnapshotKind, SnapshotRequest,
 };
 
 /// How a create call answers.
@@ -47,6 +47,11 @@ pub(crate) struct FakeLightsail {
     pub failing: HashMap<&'static str, ApiErrorKind>,
     /// Operations that never answer.
     pub hanging: Vec<&'static str>,
+    /// CreateDiskFromSnapshot races another creator: a disk of the requested name, with
+    /// these tags, appears just before the call, which is then refused (name in use).
+    pub disk_name_race: Option<Vec<(String, String)>>,
+    /// CreateDiskFromSnapshot makes the disk, but its answer is lost: this error instead.
+    pub create_disk_answer_lost: Option<ApiErrorKind>,
 }
 
 impl FakeLightsail {
@@ -257,6 +262,33 @@ impl Lightsail for FakeLightsail {
     async fn create_disk_from_snapshot(&self, disk: &NewDisk) -> Result<OperationInfo, ApiError> {
         let line = format!("CreateDiskFromSnapshot {} {}", disk.name, disk.snapshot);
         self.scripted("CreateDiskFromSnapshot", line).await?;
+        if let Some(tags) = &self.disk_name_race {
+            self.disks.lock().unwrap().push(DiskState {
+                name: disk.name.clone(),
+                state: "available".into(),
+                path: None,
+                attached_to: None,
+                is_attached: false,
+                support_code: None,
+                availability_zone: Some(disk.availability_zone.clone()),
+                size_gb: Some(disk.size_gb),
+                tags: tags.clone(),
+            });
+        }
+        // Names are unique, as in Lightsail.
+        if self
+            .disks
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d.name == disk.name)
+        {
+            return Err(error(
+                "CreateDiskFromSnapshot",
+                ApiErrorKind::Rejected,
+                format!("Some names are already in use: {}", disk.name),
+            ));
+        }
         self.disks.lock().unwrap().push(DiskState {
             name: disk.name.clone(),
             state: "pending".into(),
@@ -268,6 +300,13 @@ impl Lightsail for FakeLightsail {
             size_gb: Some(disk.size_gb),
             tags: disk.tags.clone(),
         });
+        if let Some(kind) = self.create_disk_answer_lost {
+            return Err(error(
+                "CreateDiskFromSnapshot",
+                kind,
+                "the answer was lost".into(),
+            ));
+        }
         Ok(op("CreateDiskFromSnapshot"))
     }
 
@@ -316,6 +355,24 @@ impl Lightsail for FakeLightsail {
         let line = format!("CopySnapshot {source_region}/{source} {target}");
         self.scripted("CopySnapshot", line).await?;
         Ok(op("CopySnapshot"))
+    }
+
+    async fn instance_snapshot_details(
+        &self,
+        name: &str,
+    ) -> Result<Option<InstanceSnapshotDetails>, ApiError> {
+        self.scripted("GetInstanceSnapshot", format!("GetInstanceSnapshot {name}"))
+            .await?;
+        Ok(None)
+    }
+
+    async fn create_instances_from_snapshot(
+        &self,
+        new: &NewInstance,
+    ) -> Result<OperationInfo, ApiError> {
+        let line = format!("CreateInstancesFromSnapshot {} {}", new.snapshot, new.name);
+        self.scripted("CreateInstancesFromSnapshot", line).await?;
+        Ok(op("CreateInstancesFromSnapshot"))
     }
 }
 

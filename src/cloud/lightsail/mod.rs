@@ -10,8 +10,8 @@ mod storage;
 
 use std::time::Duration;
 
-pub use sdk::{NoRegion, SdkLightsail};
-pub use storage::{DiskState, NewDisk};
+pub use sdk::{NoRegion, SdkLightsail, FLEET_OPERATIONS, OPERATIONS};
+pub use storage::{DiskState, InstanceSnapshotDetails, NewDisk, NewInstance};
 
 /// A Lightsail disk, as far as lightsnap cares.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -178,8 +178,11 @@ pub enum ApiErrorKind {
     Rejected,
     /// The named disk, instance or snapshot does not exist.
     NotFound,
-    /// Credentials missing, wrong, expired, or not allowed.
+    /// Credentials missing, wrong, or expired.
     Auth,
+    /// The credentials are good, but their IAM policy does not allow this call on this
+    /// resource (AccessDeniedException).
+    AccessDenied,
     /// Throttled, even after retries.
     Throttled,
     /// The service failed or is not ready (ServiceException, 5xx, setup in progress).
@@ -239,6 +242,9 @@ impl ApiError {
             }
             ApiErrorKind::Auth => {
                 "check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and that they allow lightsail:CreateDiskSnapshot"
+            }
+            ApiErrorKind::AccessDenied => {
+                "`lightsnap iam-policy` prints the policy lightsnap needs; attach it to the key's IAM user"
             }
             ApiErrorKind::Throttled => "the account is being throttled; try again in a minute",
             ApiErrorKind::Unavailable => "Lightsail is failing or not ready; try again later",
@@ -318,6 +324,17 @@ pub trait Lightsail {
         source_region: &str,
         source: &str,
         target: &str,
+    ) -> Result<OperationInfo, ApiError>;
+    /// GetInstanceSnapshot, with what a new instance is made from; `Ok(None)` when there is
+    /// no such instance snapshot.
+    async fn instance_snapshot_details(
+        &self,
+        name: &str,
+    ) -> Result<Option<InstanceSnapshotDetails>, ApiError>;
+    /// CreateInstancesFromSnapshot of one instance.
+    async fn create_instances_from_snapshot(
+        &self,
+        new: &NewInstance,
     ) -> Result<OperationInfo, ApiError>;
 }
 

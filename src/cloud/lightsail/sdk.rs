@@ -3,6 +3,7 @@
 
 mod classify;
 mod convert;
+mod operations;
 mod storage;
 
 use std::sync::{Arc, Mutex};
@@ -19,14 +20,16 @@ use convert::{
 };
 
 use super::{
-    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, Lightsail, NewDisk, OperationInfo,
-    SnapshotInfo, SnapshotKind, SnapshotRequest, Source,
+    ApiError, ApiErrorKind, DiskInfo, DiskState, InstanceInfo, InstanceSnapshotDetails, Lightsail,
+    NewDisk, NewInstance, OperationInfo, SnapshotInfo, SnapshotKind, SnapshotRequest, Source,
 };
 
 /// No AWS region is configured anywhere.
 #[derive(Debug, thiserror::Error)]
 #[error("no AWS region found: set --region, `region` in /etc/lightsnap/config.toml, AWS_REGION, or `region` in the AWS profile (on a Lightsail instance the metadata service gives it, if it can be reached)")]
 pub struct NoRegion;
+
+pub use operations::{FLEET_OPERATIONS, OPERATIONS};
 
 /// The real thing, on `aws-sdk-lightsail`.
 #[derive(Debug, Clone)]
@@ -111,6 +114,24 @@ impl SdkLightsail {
             lanes: Arc::default(),
             endpoint,
         })
+    }
+}
+
+impl SdkLightsail {
+    /// GetRegions: the names of every region Lightsail is in (for `lightsnap fleet
+    /// --all-regions`).
+    pub async fn regions(&self) -> Result<Vec<String>, ApiError> {
+        let out = self
+            .client
+            .get_regions()
+            .send()
+            .await
+            .map_err(|e| self.classify("GetRegions", e))?;
+        Ok(out
+            .regions()
+            .iter()
+            .filter_map(|r| r.name().map(|n| n.as_str().to_string()))
+            .collect())
     }
 }
 
@@ -419,6 +440,20 @@ impl Lightsail for SdkLightsail {
 
     async fn create_disk_from_snapshot(&self, disk: &NewDisk) -> Result<OperationInfo, ApiError> {
         self.sdk_create_disk_from_snapshot(disk).await
+    }
+
+    async fn instance_snapshot_details(
+        &self,
+        name: &str,
+    ) -> Result<Option<InstanceSnapshotDetails>, ApiError> {
+        self.sdk_instance_snapshot_details(name).await
+    }
+
+    async fn create_instances_from_snapshot(
+        &self,
+        new: &NewInstance,
+    ) -> Result<OperationInfo, ApiError> {
+        self.sdk_create_instances_from_snapshot(new).await
     }
 
     async fn attach_disk(

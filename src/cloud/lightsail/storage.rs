@@ -58,3 +58,38 @@ pub struct NewDisk {
     /// Its tags.
     pub tags: Vec<(String, String)>,
 }
+
+/// An instance snapshot as a new instance is made from it (GetInstanceSnapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceSnapshotDetails {
+    /// The snapshot.
+    pub name: String,
+    /// `pending`, `available`, `error`.
+    pub state: String,
+    /// The bundle of the instance it was taken of.
+    pub bundle_id: Option<String>,
+    /// Its availability zone.
+    pub availability_zone: Option<String>,
+    /// The instance it was taken of.
+    pub from_instance: Option<String>,
+    /// The block storage disks it holds: name and the path each was attached at.
+    pub disks: Vec<(String, String)>,
+}
+
+/// One CreateInstancesFromSnapshot call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewInstance {
+    /// The new instance's name.
+    pub name: String,
+    /// The instance snapshot.
+    pub snapshot: String,
+    /// Where.
+    pub availability_zone: String,
+    /// Its bundle.
+    pub bundle_id: String,
+    /// Each disk of the snapshot: (its name, the path it was attached at, the new disk's
+    /// name) — Lightsail's `attachedDiskMapping`.
+    pub disk_mapping: Vec<(String, String, String)>,
+    /// Its tags.
+    pub tags: Vec<(String, String)>,
+}

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::auto::AutoSnapshots;
 use crate::seed::{Seed, SeedAutoSnapshot};
 
+mod access;
 mod disks;
+mod instances;
 mod regions;
 
 pub(crate) use regions::Worlds;
@@ -789,6 +791,7 @@ impl World {
                 Ok(json!({ "disks": page, "nextPageToken": next }).into())
             }
             "CreateDiskFromSnapshot" => self.create_disk_from_snapshot(body, now),
+            "CreateInstancesFromSnapshot" => self.create_instances_from_snapshot(body, now),
             "AttachDisk" => self.attach_disk(body, now),
             "DetachDisk" => self.detach_disk(body, now),
             "DeleteDisk" => self.delete_disk(body, now),

@@ -40,6 +40,37 @@ pub(crate) enum Device {
     Loop(Exposed),
     /// Plugged in by the attach command (`--attach-command`).
     Plugged(Plugged),
+    /// A seeded disk backed by a block device, attached again after a DetachDisk
+    /// (`--attach-dir`): only the link, to that device (a roll-back's original disk put
+    /// back). The device is the test's; dropping this removes the link only.
+    #[allow(dead_code)] // held for its Drop
+    Linked(Linked),
+}
+
+/// The link of a seeded disk's own block device in the attach directory.
+#[derive(Debug)]
+pub(crate) struct Linked {
+    /// `DIR/<basename of diskPath>`.
+    pub link: PathBuf,
+}
+
+impl Drop for Linked {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.link);
+    }
+}
+
+/// Links `link` to a seeded disk's block device `backing`.
+pub(crate) fn link(backing: &Path, link: &Path) -> Result<Linked, String> {
+    if let Some(dir) = link.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(backing, link)
+        .map_err(|e| format!("linking {} to {}: {e}", link.display(), backing.display()))?;
+    Ok(Linked {
+        link: link.to_path_buf(),
+    })
 }
 
 /// A restored disk's copy handed to the attach command; dropping it runs `CMD detach SERIAL`.

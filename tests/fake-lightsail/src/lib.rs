@@ -15,6 +15,8 @@
 //! - `api::disks`: restores and attachments (CreateDiskFromSnapshot, AttachDisk, DetachDisk,
 //!   DeleteDisk); `attach`: the test-only attach mode (loop devices over restored disks, or
 //!   a command that plugs them in).
+//! - [`policy`]: an IAM identity policy enforced on every call (`api::access`: the keys each
+//!   operation supplies); a refused call answers AccessDeniedException.
 //! - `api::regions`: one state per region, chosen by the signature's scope; CopySnapshot.
 //!
 //! A disk may name a *backing* block device or image file: CreateDiskSnapshot copies its
@@ -30,6 +32,7 @@ pub mod conn;
 mod copy;
 pub mod fault;
 pub mod lookups;
+pub mod policy;
 pub mod seed;
 mod server;
 mod sigv4;
@@ -157,6 +160,9 @@ pub struct Options {
     /// How many GetDisk/GetDisks reads a disk restored by CreateDiskFromSnapshot is
     /// `pending` for before it is `available` (0: available at once).
     pub disk_pending_reads: u32,
+    /// An IAM identity policy every API call is checked against ([`policy`]); `None`: every
+    /// call allowed.
+    pub policy: Option<policy::Policy>,
 }
 
 impl Options {
@@ -179,6 +185,7 @@ impl Options {
             attach_dir: None,
             attach_command: None,
             disk_pending_reads: 1,
+            policy: None,
         }
     }
 }
@@ -263,6 +270,7 @@ impl Fake {
             idle_timeout: options.idle_timeout,
             copying: Mutex::new(HashSet::new()),
             copied: tokio::sync::Notify::new(),
+            policy: Mutex::new(options.policy),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -388,6 +396,11 @@ impl Fake {
     /// Removes every fault.
     pub fn clear_faults(&self) {
         self.shared.faults.lock().unwrap().clear();
+    }
+
+    /// Enforces `policy` on every API call from now on (`None`: allows every call).
+    pub fn set_policy(&self, policy: Option<policy::Policy>) {
+        *self.shared.policy.lock().unwrap() = policy;
     }
 
     /// Where a disk snapshot's image is (or would be).

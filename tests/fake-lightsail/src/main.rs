@@ -74,6 +74,10 @@ struct Args {
     /// How many GetDisk/GetDisks reads a restored disk stays pending for (0: available at once).
     #[arg(long, default_value_t = 1)]
     disk_pending_reads: u32,
+    /// An IAM identity policy (JSON, as `aws iam put-user-policy` takes it) to enforce on
+    /// every API call: a call it does not allow answers AccessDeniedException.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -91,6 +95,15 @@ fn main() -> Result<()> {
     options.attach_dir = args.attach_dir;
     options.attach_command = args.attach_command;
     options.disk_pending_reads = args.disk_pending_reads;
+    if let Some(path) = &args.policy {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the policy {}", path.display()))?;
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("the policy {} is not JSON", path.display()))?;
+        let policy = fake_lightsail::policy::Policy::parse(&doc)
+            .map_err(|e| anyhow::anyhow!("the policy {}: {e}", path.display()))?;
+        options.policy = Some(policy);
+    }
     if args.tls {
         let mut tls = TlsOptions {
             ca_file: args.ca_file,

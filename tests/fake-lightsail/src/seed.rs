@@ -65,6 +65,11 @@ pub struct Seed {
     /// made there by CopySnapshot; `disk` names the source region's disk).
     #[serde(default)]
     pub region_disk_snapshots: BTreeMap<String, Vec<SeedSnapshot>>,
+    /// What another region served holds besides its old copies: its own instances, disks and
+    /// disk snapshots (a seed of its own, whose `region` and `account` are taken from here),
+    /// for a fleet spread over several regions. Its metadata service is never asked.
+    #[serde(default)]
+    pub region_seeds: BTreeMap<String, Seed>,
 }
 
 /// An instance.
@@ -280,6 +285,12 @@ impl Seed {
             if r == &self.region || !regions.contains(r.as_str()) {
                 bail!("region_disk_snapshots: {r} is not one of regions");
             }
+        }
+        for (r, seed) in &self.region_seeds {
+            if r == &self.region || !regions.contains(r.as_str()) {
+                bail!("region_seeds: {r} is not one of regions");
+            }
+            seed.check().with_context(|| format!("region_seeds.{r}"))?;
         }
         let everywhere = self
             .disk_snapshots

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     /// attempt's copy before it answers.
     pub copying: Mutex<HashSet<(String, String)>>,
     pub copied: tokio::sync::Notify,
+    /// The identity policy calls are checked against, if any.
+    pub policy: Mutex<Option<crate::policy::Policy>>,
 }
 
 impl Shared {
@@ -174,11 +176,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: u64, req: Request<Incoming
         return Ok(admin_request(&shared, parts.method.as_str(), admin, &body));
     }
     // A dead-man's-switch service (healthchecks.io style): every request under /ping/ is
-    // recorded as the call `PING <method> <path>`, its body as `{"body": text}`, and answered
-    // 200.
+    // recorded as the call `PING <method> <path>[?query]`, its body as `{"body": text}`, and
+    // answered 200.
     if path.starts_with("/ping/") {
+        let with_query = parts
+            .uri
+            .path_and_query()
+            .map_or(path.as_str(), |p| p.as_str());
         let seq = shared.record(
-            format!("PING {} {path}", parts.method),
+            format!("PING {} {with_query}", parts.method),
             json!({ "body": String::from_utf8_lossy(&body) }),
             SystemTime::now(),
             connection,
@@ -282,6 +288,10 @@ async fn api(
             "the request body is not valid JSON",
         )));
     };
+
+    if let Some(refused) = refused(shared, &region, &operation, &body) {
+        return Ok(api_error(&refused));
+    }
 
     let fault = shared.faults.lock().unwrap().take(&operation);
     let mut latency = None;
@@ -431,6 +441,33 @@ async fn api(
         tokio::time::sleep(delay).await;
     }
     Ok(api_json(&outcome.body))
+}
+
+/// The AccessDeniedException of a call the policy in force refuses, as IAM words it.
+fn refused(shared: &Shared, region: &str, operation: &str, body: &Value) -> Option<ApiError> {
+    use crate::policy::Decision;
+    let policy = shared.policy.lock().unwrap();
+    let policy = policy.as_ref()?;
+    let (request, account) = {
+        let worlds = shared.world.lock().unwrap();
+        let world = worlds.region(region)?;
+        (
+            world.access_request(region, operation, body),
+            world.account().to_string(),
+        )
+    };
+    let why = match policy.evaluate(&request) {
+        Decision::Allow => return None,
+        Decision::ExplicitDeny => "with an explicit deny in an identity-based policy",
+        Decision::ImplicitDeny => "because no identity-based policy allows the action",
+    };
+    Some(ApiError::new(
+        "AccessDeniedException",
+        format!(
+            "User: arn:aws:iam::{account}:user/lightsnap is not authorized to perform: {} on resource: {} {why}",
+            request.action, request.resource
+        ),
+    ))
 }
 
 /// The instance metadata service: IMDSv2 tokens, and the few paths lightsnap reads.

@@ -51,10 +51,12 @@ where
                     s.raw().status().as_u16()
                 )
             });
-            let message = if kind == ApiErrorKind::Auth {
-                format!("{said} (the credentials were refused: {REFUSED_CREDENTIALS})")
-            } else {
-                said
+            let message = match kind {
+                ApiErrorKind::Auth => {
+                    format!("{said} (the credentials were refused: {REFUSED_CREDENTIALS})")
+                }
+                ApiErrorKind::AccessDenied => denied(operation, &said),
+                _ => said,
             };
             (kind, code, message)
         }
@@ -116,9 +118,9 @@ fn service_kind(code: Option<&str>, client_error: bool) -> ApiErrorKind {
     match code {
         Some("InvalidInputException" | "OperationFailureException") => ApiErrorKind::Rejected,
         Some("NotFoundException") => ApiErrorKind::NotFound,
+        Some("AccessDeniedException") => ApiErrorKind::AccessDenied,
         Some(
-            "AccessDeniedException"
-            | "UnauthenticatedException"
+            "UnauthenticatedException"
             | "UnrecognizedClientException"
             | "InvalidSignatureException"
             | "ExpiredTokenException"
@@ -137,6 +139,13 @@ fn service_kind(code: Option<&str>, client_error: bool) -> ApiErrorKind {
         Some(_) if client_error => ApiErrorKind::Rejected,
         _ => ApiErrorKind::Unavailable,
     }
+}
+
+/// The sentence for a call the key's IAM policy refused: which action, and what to do.
+fn denied(operation: &str, said: &str) -> String {
+    format!(
+        "the AWS credentials are not allowed lightsail:{operation} on this resource ({said}); `lightsnap iam-policy` prints the IAM policy lightsnap needs"
+    )
 }
 
 fn no_answer(endpoint: &str) -> String {
@@ -299,6 +308,28 @@ mod tests {
         );
         assert_eq!(e.kind, ApiErrorKind::Timeout);
         plain(&e);
+    }
+
+    /// A refusal by the key's policy is its own class, and names the action and the command
+    /// that prints the policy.
+    #[test]
+    fn access_denied_names_the_action_and_the_policy_command() {
+        use aws_sdk_lightsail::error::ErrorMetadata;
+        use aws_sdk_lightsail::operation::delete_disk_snapshot::DeleteDiskSnapshotError;
+        let meta = ErrorMetadata::builder()
+            .code("AccessDeniedException")
+            .message("User: arn:aws:iam::1:user/x is not authorized to perform: lightsail:DeleteDiskSnapshot")
+            .build();
+        let raw = HttpResponse::new(400.try_into().unwrap(), "".into());
+        let err = SdkError::service_error(DeleteDiskSnapshotError::generic(meta), raw);
+        let e = classify("DeleteDiskSnapshot", "https://x", err);
+        assert_eq!(e.kind, ApiErrorKind::AccessDenied);
+        assert!(e.message.contains("lightsail:DeleteDiskSnapshot"), "{e}");
+        assert!(e.message.contains("lightsnap iam-policy"), "{e}");
+        assert_eq!(
+            crate::exit_code::ExitCode::of_api(&e),
+            crate::exit_code::ExitCode::AccessDenied
+        );
     }
 
     #[test]

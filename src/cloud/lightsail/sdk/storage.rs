@@ -7,7 +7,9 @@ use aws_sdk_lightsail::types::RegionName;
 use super::convert::{operation_result, sdk_tags, tags_of};
 use super::{every_page, SdkLightsail};
 use crate::cloud::lightsail::ApiError;
-use crate::cloud::lightsail::{ApiErrorKind, DiskState, NewDisk, OperationInfo};
+use crate::cloud::lightsail::{
+    ApiErrorKind, DiskState, InstanceSnapshotDetails, NewDisk, NewInstance, OperationInfo,
+};
 
 /// A [`DiskState`] from the SDK's `Disk`.
 fn disk_state(d: &aws_sdk_lightsail::types::Disk) -> DiskState {
@@ -108,6 +110,80 @@ impl SdkLightsail {
             .await
             .map_err(|e| self.classify("CreateDiskFromSnapshot", e))?;
         operation_result("CreateDiskFromSnapshot", out.operations())
+    }
+
+    pub(super) async fn sdk_instance_snapshot_details(
+        &self,
+        name: &str,
+    ) -> Result<Option<InstanceSnapshotDetails>, ApiError> {
+        let out = match self
+            .client
+            .get_instance_snapshot()
+            .instance_snapshot_name(name)
+            .send()
+            .await
+            .map_err(|e| self.classify("GetInstanceSnapshot", e))
+        {
+            Ok(o) => o,
+            Err(e) if e.kind == ApiErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(s) = out.instance_snapshot() else {
+            return Ok(None);
+        };
+        Ok(Some(InstanceSnapshotDetails {
+            name: s.name().unwrap_or_default().to_string(),
+            state: s
+                .state()
+                .map(|x| x.as_str().to_string())
+                .unwrap_or_default(),
+            bundle_id: s.from_bundle_id().map(str::to_string),
+            availability_zone: s
+                .location()
+                .and_then(|l| l.availability_zone())
+                .map(str::to_string),
+            from_instance: s.from_instance_name().map(str::to_string),
+            disks: s
+                .from_attached_disks()
+                .iter()
+                .filter(|d| !d.is_system_disk().unwrap_or(false))
+                .map(|d| {
+                    (
+                        d.name().unwrap_or_default().to_string(),
+                        d.path().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+        }))
+    }
+
+    pub(super) async fn sdk_create_instances_from_snapshot(
+        &self,
+        new: &NewInstance,
+    ) -> Result<OperationInfo, ApiError> {
+        use aws_sdk_lightsail::types::DiskMap;
+        let mut call = self
+            .client
+            .create_instances_from_snapshot()
+            .instance_names(&new.name)
+            .instance_snapshot_name(&new.snapshot)
+            .availability_zone(&new.availability_zone)
+            .bundle_id(&new.bundle_id)
+            .set_tags(Some(sdk_tags(&new.tags)));
+        for (disk, path, new_name) in &new.disk_mapping {
+            call = call.attached_disk_mapping(
+                disk,
+                vec![DiskMap::builder()
+                    .original_disk_path(path)
+                    .new_disk_name(new_name)
+                    .build()],
+            );
+        }
+        let out = call
+            .send()
+            .await
+            .map_err(|e| self.classify("CreateInstancesFromSnapshot", e))?;
+        operation_result("CreateInstancesFromSnapshot", out.operations())
     }
 
     pub(super) async fn sdk_attach_disk(

@@ -33,7 +33,7 @@ impl World {
 
     /// Whether `zone` is one of this region's: `<region>a` … `<region>f`, or a seeded
     /// instance's.
-    fn valid_zone(&self, zone: &str) -> bool {
+    pub(super) fn valid_zone(&self, zone: &str) -> bool {
         let letter = zone
             .strip_prefix(self.region.as_str())
             .is_some_and(|l| l.len() == 1 && ZONE_LETTERS.contains(l));
@@ -241,7 +241,20 @@ impl World {
                 self.disks[i].copy = Some(copy.clone());
                 copy
             }
-            (None, None) => return Ok(None),
+            (None, None) => {
+                // A seeded disk backed by a block device, attached again (a roll-back puts
+                // the original back): its own device, linked where the path says.
+                let backing = self.disks[i].backing.clone();
+                return match (&mode, backing) {
+                    (Mode::Dir(dir), Some(b)) if is_block_device(&b) => {
+                        let base = path.rsplit('/').next().unwrap_or(path);
+                        crate::attach::link(&b, &dir.join(base))
+                            .map(|l| Some(Device::Linked(l)))
+                            .map_err(failed)
+                    }
+                    _ => Ok(None),
+                };
+            }
         };
         if self.disks[i].corrupt || self.corrupt_next {
             crate::attach::corrupt(&copy)
@@ -334,7 +347,7 @@ impl World {
     pub(crate) fn attached_device(&self, name: &str) -> Option<(PathBuf, PathBuf)> {
         match self.disk(name)?.device.as_ref()? {
             Device::Loop(e) => Some((e.device.clone(), e.link.clone())),
-            Device::Plugged(_) => None,
+            Device::Plugged(_) | Device::Linked(_) => None,
         }
     }
 
@@ -350,4 +363,9 @@ impl World {
             d.device = None;
         }
     }
+}
+
+fn is_block_device(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device())
 }

@@ -75,16 +75,27 @@ impl Worlds {
         for region in &seed.regions {
             // Only its snapshots: instances, disks and the metadata service are the home
             // region's.
-            let mut empty = Seed::from_toml_str(&format!(
-                "account = {:?}\nregion = {region:?}",
-                seed.account
-            ))
-            .expect("a valid empty seed");
-            empty.disk_snapshots = seed
-                .region_disk_snapshots
-                .get(region)
-                .cloned()
-                .unwrap_or_default();
+            let mut empty = match seed.region_seeds.get(region) {
+                // A region with instances of its own (a fleet).
+                Some(own) => {
+                    let mut own = own.clone();
+                    own.account = seed.account.clone();
+                    own.region = region.clone();
+                    own.regions.clear();
+                    own
+                }
+                None => Seed::from_toml_str(&format!(
+                    "account = {:?}\nregion = {region:?}",
+                    seed.account
+                ))
+                .expect("a valid empty seed"),
+            };
+            empty.disk_snapshots.extend(
+                seed.region_disk_snapshots
+                    .get(region)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             let mut w = World::new(
                 &empty,
                 snapshot_dir.join(region),
@@ -132,6 +143,22 @@ impl Worlds {
     ) -> Result<Outcome, ApiError> {
         if operation == "CopySnapshot" && body.is_object() {
             return self.copy_snapshot(region, body, now);
+        }
+        if operation == "GetRegions" && self.region(region).is_some() {
+            // Every region this fake serves (the real service lists all of Lightsail's).
+            let regions: Vec<Value> = self
+                .served()
+                .into_iter()
+                .map(|name| {
+                    serde_json::json!({
+                        "name": name,
+                        "displayName": name,
+                        "continentCode": "NA",
+                        "description": format!("the fake's {name}"),
+                    })
+                })
+                .collect();
+            return Ok(serde_json::json!({ "regions": regions }).into());
         }
         match self.region_mut(region) {
             Some(w) => w.call(operation, body, now),
