@@ -96,9 +96,9 @@ pub enum ExitCode {
 /// exit_code` rewrites the table). The `--help` list is the short form of the same codes.
 pub const MEANINGS: &[(&str, &str)] = &[
     ("0", "success"),
-    ("1", "unexpected failure"),
-    ("2", "usage error or invalid input (name, tag, duration, an unwritable `state_dir`): nothing was touched; for `lightsnap check`: CRITICAL, a target has no success younger than `--max-age` (the first line says which)"),
-    ("3", "path, disk or instance not found"),
+    ("1", "unexpected failure; for `lightsnap check`: WARNING, a target has no success younger than `-w` (the first line says which)"),
+    ("2", "usage error or invalid input (name, tag, duration, an unwritable `state_dir`): nothing was touched; for `lightsnap check`: CRITICAL, a target has no success younger than `-c` (`--max-age`); for `lightsnap fleet --max-age`: a disk is stale"),
+    ("3", "path, disk or instance not found; for `lightsnap check`: UNKNOWN, it could not check (its own failures and usage errors)"),
     ("4", "not a filesystem on a block device"),
     ("5", "busy: another run holds the lock, or the mount to unmount is in use"),
     ("6", "already frozen by someone else (left as it was)"),
@@ -116,6 +116,7 @@ pub const MEANINGS: &[(&str, &str)] = &[
     ("19", "the snapshot was taken (and kept), but its copy to another region (`--copy-to-region`) failed"),
     ("20", "`verify` could not finish (`--timeout`), or could not remove its scratch disk (named; the next `verify` removes it); the snapshot is not tagged"),
     ("21", "`verify` could not check something on the restored disk (a checker missing, or that did not start or finish; a partition of unknown content, LVM, md, LUKS; a kernel that cannot mount it read-only) and found nothing wrong in the rest: tagged `lightsnap:verified=unchecked`, neither clean nor failed; also `run` when a `verify_every` verification could not check"),
+    ("22", "`restore --replace` failed after it had changed something: the original disk was put back (attached at its path and mounted again) and the restored disk removed; the message says what failed and anything that could not be put back"),
     ("23", "Lightsail refused an action to these credentials (AccessDeniedException): the message names the action, and `lightsnap iam-policy` prints the policy lightsnap needs"),
     ("24", "`setup`: not at a terminal and no `--yes`, or the operator said no (nothing was changed)"),
     ("129 / 130 / 143", "stopped by SIGHUP / SIGINT / SIGTERM (after thawing; before the first freeze, with nothing frozen)"),

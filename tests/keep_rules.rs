@@ -16,9 +16,13 @@ fn own_snapshot(name: &str, age: &str) -> SeedSnapshot {
         age: age.into(),
         auto: false,
         state: "completed".into(),
-        tags: [("lightsnap:consistency".to_string(), "frozen".to_string())]
-            .into_iter()
-            .collect(),
+        // This instance's (the fake's web-1 in us-east-1): prune considers only its own.
+        tags: [
+            ("lightsnap:consistency".to_string(), "frozen".to_string()),
+            ("lightsnap:owner".to_string(), "us-east-1/web-1".to_string()),
+        ]
+        .into_iter()
+        .collect(),
     }
 }
 
