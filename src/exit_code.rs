@@ -123,6 +123,47 @@ pub const MEANINGS: &[(&str, &str)] = &[
 ];
 
 impl ExitCode {
+    /// Every code, in order of number: what a child lightsnap's exit status is read back
+    /// into, and what the help's list is held to.
+    pub const ALL: &[ExitCode] = &[
+        ExitCode::Success,
+        ExitCode::Failure,
+        ExitCode::Usage,
+        ExitCode::NotFound,
+        ExitCode::Unsupported,
+        ExitCode::Busy,
+        ExitCode::AlreadyFrozen,
+        ExitCode::Permission,
+        ExitCode::WrongDisk,
+        ExitCode::ApiRejected,
+        ExitCode::ApiAuth,
+        ExitCode::ApiUnavailable,
+        ExitCode::DeadlineExceeded,
+        ExitCode::Partial,
+        ExitCode::WaitTimeout,
+        ExitCode::HookFailed,
+        ExitCode::AutoSnapshot,
+        ExitCode::VerifyFailed,
+        ExitCode::CopyFailed,
+        ExitCode::VerifyIncomplete,
+        ExitCode::VerifyUnchecked,
+        ExitCode::RestoreFailed,
+        ExitCode::AccessDenied,
+        ExitCode::NeedsAnswers,
+        ExitCode::Hangup,
+        ExitCode::Interrupted,
+        ExitCode::Terminated,
+    ];
+
+    /// The code of a number lightsnap exits with; [`ExitCode::Failure`] for any other.
+    pub fn from_code(code: i32) -> ExitCode {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.code() == code)
+            .unwrap_or(ExitCode::Failure)
+    }
+
     /// The code for an error, from the first typed cause in its chain.
     pub fn of(err: &anyhow::Error) -> ExitCode {
         for cause in err.chain() {

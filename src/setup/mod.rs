@@ -356,37 +356,7 @@ pub fn apply<M: Machine>(machine: &mut M, actions: &[Action], out: &mut dyn Writ
 
 /// The [`ExitCode`] a child lightsnap exited with (its own number, where lightsnap knows it).
 fn exit_code_of(code: i32) -> ExitCode {
-    use ExitCode::*;
-    [
-        Failure,
-        Usage,
-        NotFound,
-        Unsupported,
-        Busy,
-        AlreadyFrozen,
-        Permission,
-        WrongDisk,
-        ApiRejected,
-        ApiAuth,
-        ApiUnavailable,
-        DeadlineExceeded,
-        Partial,
-        WaitTimeout,
-        HookFailed,
-        AutoSnapshot,
-        VerifyFailed,
-        CopyFailed,
-        VerifyIncomplete,
-        VerifyUnchecked,
-        AccessDenied,
-        NeedsAnswers,
-        Hangup,
-        Interrupted,
-        Terminated,
-    ]
-    .into_iter()
-    .find(|c| c.code() == code)
-    .unwrap_or(Failure)
+    ExitCode::from_code(code)
 }
 
 /// Asks a yes/no question on `out`, reading the answer from `input`; an empty answer (or end
