@@ -103,7 +103,7 @@ pub const MEANINGS: &[(&str, &str)] = &[
     ("5", "busy: another run holds the lock, or the mount to unmount is in use"),
     ("6", "already frozen by someone else (left as it was)"),
     ("7", "permission denied: not root, or outside `LIGHTSNAP_CONFINE_TO`"),
-    ("8", "the disk named (`--disk-name`, or a `[[snapshot]]` mapping) is not the one behind the path: attached to another instance, or another disk of this one (nothing was frozen)"),
+    ("8", "the disk named (`--disk`, or a `[[snapshot]]` mapping) is not the one behind the path: attached to another instance, or another disk of this one (nothing was frozen)"),
     ("10", "Lightsail refused the request (invalid input, operation failed)"),
     ("11", "no AWS credentials found, or Lightsail refused them"),
     ("12", "Lightsail throttled, failed, or could not be reached"),
