@@ -211,26 +211,26 @@ fn common_files(man_suffix: &str) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for page in MAN_PAGES {
+    for page in man_pages() {
         files.push(format!("usr/share/man/man8/{page}.8{man_suffix}"));
     }
     files.push(format!("usr/share/man/man5/lightsnap.toml.5{man_suffix}"));
     files
 }
 
-const MAN_PAGES: &[&str] = &[
-    "lightsnap",
-    "lightsnap-freeze-and-snap",
-    "lightsnap-snap-instance",
-    "lightsnap-run",
-    "lightsnap-plan",
-    "lightsnap-thaw",
-    "lightsnap-list",
-    "lightsnap-prune",
-    "lightsnap-status",
-    "lightsnap-check",
-    "lightsnap-verify",
-];
+/// The man pages: lightsnap(8) and one per subcommand users see, from the clap definition
+/// (as `lightsnap __generate` writes them), so a command added is a page expected.
+fn man_pages() -> Vec<String> {
+    use clap::CommandFactory;
+    let cli = lightsnap::cli::Cli::command();
+    std::iter::once("lightsnap".to_string())
+        .chain(
+            cli.get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(|s| format!("lightsnap-{}", s.get_name())),
+        )
+        .collect()
+}
 
 const UNITS: &[&str] = &[
     "lightsnap-snapshot.service",
@@ -350,7 +350,7 @@ fn check_installed(root: &Root, unit_dir: &str) {
     );
 
     // The man pages render, without a warning from groff.
-    for page in MAN_PAGES {
+    for page in man_pages() {
         let file = std::fs::read_dir(root.at("usr/share/man/man8"))
             .unwrap()
             .map(|e| e.unwrap().path())
