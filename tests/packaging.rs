@@ -367,7 +367,7 @@ fn check_installed(root: &Root, unit_dir: &str) {
         let (page_text, warnings) = (text(&out.stdout), text(&out.stderr));
         assert!(warnings.trim().is_empty(), "{page}(8): {warnings}");
         assert!(page_text.contains("SYNOPSIS"), "{page}(8):\n{page_text}");
-        if *page == "lightsnap" {
+        if page == "lightsnap" {
             for needle in [
                 "EXIT STATUS",
                 "freeze deadline passed",
