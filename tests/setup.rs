@@ -83,7 +83,10 @@ impl Instance {
         std::fs::write(
             &systemctl,
             format!(
-                "#!/bin/sh\necho \"$*\" >> {state}/calls\ncase \"$1\" in\nenable) touch {state}/on ;;\nis-enabled|is-active) test -e {state}/on ;;\n*) exit 1 ;;\nesac\n",
+                // `show` answers the packaged timer's schedule as systemd would (daily at
+                // midnight UTC, an hour's random delay), not recorded: a question, asked
+                // whenever setup looks for an overlap with the automatic snapshots.
+                "#!/bin/sh\nif [ \"$1\" = show ]; then printf '%s\\n' 'LoadState=loaded' 'TimersCalendar={{ OnCalendar=*-*-* 00:00:00 ; next_elapse=Tue 2026-12-08 00:00:00 UTC }}' 'RandomizedDelayUSec=1h' 'NextElapseUSecRealtime=n/a'; exit 0; fi\necho \"$*\" >> {state}/calls\ncase \"$1\" in\nenable) touch {state}/on ;;\nis-enabled|is-active) test -e {state}/on ;;\n*) exit 1 ;;\nesac\n",
                 state = state.display()
             ),
         )
