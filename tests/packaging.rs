@@ -325,13 +325,21 @@ fn check_installed(root: &Root, unit_dir: &str) {
         "the installed binary needs GLIBC_{glibc:?}"
     );
     let version = text(&root.chroot(&["/usr/bin/lightsnap", "--version"]).stdout);
-    assert_eq!(
-        version.trim(),
-        format!("lightsnap {VERSION}"),
-        "in the root"
+    // `lightsnap 0.1.0 (commit abc..., x86_64-unknown-linux-gnu)`: the version, then where
+    // it was built from.
+    assert!(
+        version
+            .trim()
+            .starts_with(&format!("lightsnap {VERSION} (commit ")),
+        "in the root: {version}"
     );
     let version = stdout_of(Command::new(&lightsnap).arg("--version"));
-    assert_eq!(version.trim(), format!("lightsnap {VERSION}"));
+    assert!(
+        version
+            .trim()
+            .starts_with(&format!("lightsnap {VERSION} (commit ")),
+        "on the build machine: {version}"
+    );
 
     // It reads the packaged configuration: no error about the file, only that it names
     // nothing to snapshot (everything in it is commented out).
