@@ -385,35 +385,14 @@ pub(super) async fn read_ours<A: Lightsail>(
 }
 
 /// Detaches a disk from this instance (if attached here) and waits until it is detached;
-/// `check` is the GetDisk-and-tags read that must pass first.
+/// `disk` is the GetDisk-and-tags read that must pass first.
 pub(super) async fn detach_checked<A: Lightsail>(
     api: &A,
     me: &Me,
     disk: &DiskState,
     poll: Duration,
 ) -> Result<()> {
-    let name = disk.name.as_str();
-    if !disk.is_attached {
-        return Ok(());
-    }
-    if disk.attached_to.as_deref() != Some(me.instance.as_str()) {
-        anyhow::bail!(
-            "disk {name} is attached to instance {}, not this one ({}): left alone",
-            disk.attached_to.as_deref().unwrap_or("?"),
-            me.instance
-        );
-    }
-    if let Err(e) = api.detach_disk(name).await {
-        if e.kind == ApiErrorKind::NotFound {
-            return Ok(());
-        }
-        tracing::info!("DetachDisk {name}: {e}; waiting for it to be detached all the same");
-    }
-    scratch::wait_for(api, name, poll, "detached", |d| {
-        !d.is_attached && d.state != "in-use"
-    })
-    .await
-    .map(drop)
+    scratch::detach_here(api, me, disk, poll).await
 }
 
 /// Deletes a restored disk of this instance (detaching it first); gone already is fine.

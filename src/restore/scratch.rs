@@ -162,13 +162,34 @@ async fn detach_read<A: Lightsail>(
     disk: &DiskState,
     poll: Duration,
 ) -> Result<()> {
+    match detach_here(api, me, disk, poll).await {
+        // Gone while it was being detached: nothing left to detach.
+        Err(e)
+            if e.downcast_ref::<Failure>()
+                .is_some_and(|f| f.code == ExitCode::NotFound) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Detaches `disk` (as just read, its ownership checked by the caller) from this instance if
+/// it is attached here, and waits until it is detached; a disk attached elsewhere is refused.
+/// Shared by verify's scratch disks and restore's disks.
+pub(super) async fn detach_here<A: Lightsail>(
+    api: &A,
+    me: &Me,
+    disk: &DiskState,
+    poll: Duration,
+) -> Result<()> {
     let name = disk.name.as_str();
     if !disk.is_attached {
         return Ok(());
     }
     if disk.attached_to.as_deref() != Some(me.instance.as_str()) {
         anyhow::bail!(
-            "scratch disk {name} is attached to instance {}, not this one ({}): left alone",
+            "disk {name} is attached to instance {}, not this one ({}): left alone",
             disk.attached_to.as_deref().unwrap_or("?"),
             me.instance
         );
@@ -180,19 +201,11 @@ async fn detach_read<A: Lightsail>(
         }
         tracing::info!("DetachDisk {name}: {e}; waiting for it to be detached all the same");
     }
-    match wait_for(api, name, poll, "detached", |d| {
+    wait_for(api, name, poll, "detached", |d| {
         !d.is_attached && d.state != "in-use"
     })
     .await
-    {
-        Err(e)
-            if e.downcast_ref::<Failure>()
-                .is_some_and(|f| f.code == ExitCode::NotFound) =>
-        {
-            Ok(())
-        }
-        other => other.map(drop),
-    }
+    .map(drop)
 }
 
 /// Deletes a scratch disk (detaching it from this instance first); gone already is fine.
