@@ -12,12 +12,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cloud::lightsail::{AutoSnapshotAddOn, InstanceInfo, SnapshotInfo};
+use crate::cloud::owner::{owner_value, OWNER_TAG};
 use crate::restore::copy::COPY_OF_TAG;
 use crate::restore::{VERIFIED_AT_TAG, VERIFIED_TAG};
 use crate::snap::plan::CONSISTENCY_TAG;
-
-/// The tag naming the instance whose lightsnap made a snapshot: `<region>/<instance>`.
-pub const OWNER_TAG: &str = "lightsnap:owner";
 
 /// What one region lists.
 #[derive(Debug, Clone)]
@@ -154,7 +152,7 @@ pub fn report(listings: &[RegionListing], now: f64, max_age: Option<Duration>) -
         let mut names: Vec<&InstanceInfo> = l.instances.iter().collect();
         names.sort_by(|a, b| a.name.cmp(&b.name));
         for i in names {
-            let owner = format!("{}/{}", l.region, i.name);
+            let owner = owner_value(&l.region, &i.name);
             let mine = owned.get(owner.as_str()).cloned().unwrap_or_default();
             let lightsnap = !mine.is_empty();
             let disks = i

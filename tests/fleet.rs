@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use common::*;
 
-const OWNER: &str = "lightsnap:owner";
+use lightsnap::cloud::owner::OWNER_TAG as OWNER;
 
 fn own(owner: &str, extra: &str) -> String {
     format!("tags = {{ \"lightsnap:consistency\" = \"frozen\", \"{OWNER}\" = \"{owner}\"{extra} }}")
