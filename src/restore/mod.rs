@@ -269,6 +269,7 @@ pub async fn verify<A: Lightsail, H: Host, S: Stop>(
             failures.push(format!("{e:#}"));
             return finish(
                 api,
+                me,
                 snapshot,
                 name,
                 f,
@@ -289,6 +290,7 @@ pub async fn verify<A: Lightsail, H: Host, S: Stop>(
     let failures = f.failures.clone();
     finish(
         api,
+        me,
         snapshot,
         name,
         f,
@@ -306,6 +308,7 @@ pub async fn verify<A: Lightsail, H: Host, S: Stop>(
 #[allow(clippy::too_many_arguments)]
 async fn finish<A: Lightsail>(
     api: &A,
+    me: &Me,
     snapshot: &SnapshotInfo,
     scratch_disk: String,
     f: Findings,
@@ -323,8 +326,24 @@ async fn finish<A: Lightsail>(
             (VERIFIED_TAG.to_string(), value.to_string()),
             (VERIFIED_AT_TAG.to_string(), at),
         ];
-        match api.tag_resource(&snapshot.name, &tags).await {
-            Ok(()) => tagged = Some(value.to_string()),
+        // Only this instance's snapshot gets the verdict (as read when the rehearsal began):
+        // another instance's, or an untagged one a user named, is left as it is.
+        let owner = me.owner();
+        let ours = owner.owns(snapshot);
+        let tagging = if ours {
+            api.tag_resource(&snapshot.name, &tags).await
+        } else {
+            tracing::warn!(
+                "snapshot {} does not carry {} = {}: verified, not tagged",
+                snapshot.name,
+                crate::cloud::owner::OWNER_TAG,
+                owner.value()
+            );
+            Ok(())
+        };
+        match tagging.map(|()| ours) {
+            Ok(false) => {}
+            Ok(true) => tagged = Some(value.to_string()),
             Err(e) => tracing::warn!(
                 "tagging snapshot {} {VERIFIED_TAG}={value}: {e}",
                 snapshot.name

@@ -201,7 +201,11 @@ fn snapshot(name: &str) -> SnapshotInfo {
         name: name.into(),
         state: "completed".into(),
         progress: Some("100%".into()),
-        tags: vec![("lightsnap:consistency".into(), "frozen".into())],
+        // This instance's (me()): the verdict goes only on its own snapshots.
+        tags: vec![
+            ("lightsnap:consistency".into(), "frozen".into()),
+            me().owner().tag(),
+        ],
         created_at: Some(1.0),
         from: Some("data-1".into()),
         size_gb: Some(32),
