@@ -61,6 +61,7 @@ Exit codes:
   22   restore --replace failed; the original disk was put back
   23   Lightsail refused an action for these credentials (see lightsnap iam-policy)
   24   setup: not at a terminal and no --yes, or stopped at an answer (nothing was changed)
+  25   restore --replace: the live disk is not tagged as this instance's (nothing was changed)
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)"
     };
 }

@@ -302,6 +302,8 @@ impl Restore {
                 "there is no Lightsail disk named {name}"
             );
         };
+        // Before anything is made: only a live disk tagged as this instance's is replaced.
+        restore::replace::require_ours(&disk, me)?;
         Ok(restore::replace::Live { mount, disk })
     }
 

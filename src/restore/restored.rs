@@ -4,9 +4,13 @@
 //! `restore --release DIR` unmounts, detaches and deletes it.
 //!
 //! A restored disk carries `lightsnap:restore-of` (the snapshot), `lightsnap:restore-instance`
-//! (this instance) and `lightsnap:owner`; it is never a scratch disk, so verify and run never
-//! remove it. Every DetachDisk and DeleteDisk of one follows a GetDisk whose tags say it is a
-//! disk lightsnap restored for this instance. The steps of a restore are recorded once taken
+//! (this instance), `lightsnap:owner` and `lightsnap:scratch` = `restore` (what lets the
+//! instance policy delete it; never `true`, so verify and run never take it for one of their
+//! scratch disks). A restored disk about to take a live disk's place (`restore --replace`) is
+//! tagged `lightsnap:replaces` first: from then on it is no restored copy but a live disk,
+//! which neither lightsnap nor the instance policy ever deletes. Every DetachDisk and
+//! DeleteDisk of one follows a GetDisk whose tags say it is a disk lightsnap restored for this
+//! instance. The steps of a restore are recorded once taken
 //! (the disk once CreateDiskFromSnapshot succeeded) and undone in reverse whatever ends it
 //! before the files are handed over — a failure, the timeout, a stop request.
 
@@ -33,6 +37,10 @@ pub const RESTORE_INSTANCE_TAG: &str = "lightsnap:restore-instance";
 pub const REPLACED_BY_TAG: &str = "lightsnap:replaced-by";
 /// On a live disk a roll-back replaced: when (RFC 3339, UTC).
 pub const REPLACED_AT_TAG: &str = "lightsnap:replaced-at";
+/// On a restored disk that takes (or took) a live disk's place: the live disk's name. Set just
+/// before the live disk is detached; the instance policy never lets a disk carrying it be
+/// deleted, and no key of the instance's can remove it (no UntagResource).
+pub const REPLACES_TAG: &str = "lightsnap:replaces";
 
 /// A restored disk's name: `<snapshot>-restore-<8 hex digits>`, new at each restore, within
 /// Lightsail's 255 characters.
@@ -48,18 +56,26 @@ pub fn tags(me: &Me, snapshot: &str) -> Vec<(String, String)> {
     vec![
         (RESTORE_OF_TAG.into(), snapshot.to_string()),
         (RESTORE_INSTANCE_TAG.into(), me.instance.clone()),
+        (super::SCRATCH_TAG.into(), super::SCRATCH_RESTORE.into()),
         me.owner().tag(),
     ]
 }
 
-/// Whether a disk is one lightsnap restored for this instance.
+/// Whether a disk is a restored copy lightsnap made for this instance (and not one that took a
+/// live disk's place).
 pub fn is_ours(d: &DiskState, me: &Me) -> bool {
+    is_restored_for(d, me) && d.tag(REPLACES_TAG).is_none()
+}
+
+/// Whether a disk was restored by lightsnap for this instance, whatever became of it.
+pub fn is_restored_for(d: &DiskState, me: &Me) -> bool {
     d.tag(RESTORE_OF_TAG).is_some() && d.tag(RESTORE_INSTANCE_TAG) == Some(me.instance.as_str())
 }
 
-/// A disk that is not one lightsnap restored for this instance: never detached nor deleted.
+/// A disk that is not one lightsnap restored for this instance (or one that took a live
+/// disk's place): never detached nor deleted.
 #[derive(Debug, thiserror::Error)]
-#[error("disk {0} does not carry this instance's restore tags ({RESTORE_OF_TAG}, {RESTORE_INSTANCE_TAG}={1}): not lightsnap's to detach or delete, left alone")]
+#[error("disk {0} does not carry this instance's restore tags ({RESTORE_OF_TAG}, {RESTORE_INSTANCE_TAG}={1}), or carries {REPLACES_TAG} (it took a live disk's place): not lightsnap's to detach or delete, left alone")]
 pub struct NotOurs(pub String, pub String);
 
 /// A file restore's report (`restore --mount`).
@@ -580,6 +596,15 @@ pub async fn release<A: Lightsail, H: Host>(
     )
     .await
     {
+        Ok(Err(e)) if is_access_denied(&e) => fail!(
+            ExitCode::AccessDenied,
+            "restored disk {} was unmounted, but these AWS credentials may not detach or delete it ({e:#}); with an append-only key (lightsnap iam-policy --append-only) no disk but verify's is ever deleted from this instance. Delete it from an administrator's machine: aws lightsail delete-disk --disk-name {} --region {} (detach it first if it is still attached: aws lightsail detach-disk --disk-name {} --region {})",
+            disk.name,
+            disk.name,
+            me.owner().region,
+            disk.name,
+            me.owner().region
+        ),
         Ok(done) => done?,
         Err(_) => fail!(
             ExitCode::Failure,
@@ -594,6 +619,14 @@ pub async fn release<A: Lightsail, H: Host>(
         snapshot: disk.tag(RESTORE_OF_TAG).map(str::to_string),
         restored_disk: disk.name,
         unmounted: ours,
+    })
+}
+
+/// Whether Lightsail refused a call of `e`'s to these credentials (AccessDeniedException).
+pub(super) fn is_access_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::cloud::lightsail::ApiError>()
+            .is_some_and(|a| a.kind == ApiErrorKind::AccessDenied)
     })
 }
 
@@ -643,7 +676,7 @@ pub async fn listing<A: Lightsail>(
         .get_disks()
         .await?
         .into_iter()
-        .filter(|d| d.tag(RESTORE_OF_TAG).is_some())
+        .filter(|d| d.tag(RESTORE_OF_TAG).is_some() && d.tag(REPLACES_TAG).is_none())
         .filter(|d| d.tag(&key) == Some(value.as_str()))
         .filter(|d| d.is_attached)
         .map(|d| {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::host::Host;
-use super::{Me, Settings, SCRATCH_INSTANCE_TAG, SCRATCH_OF_TAG, SCRATCH_TAG};
+use super::{Me, Settings, SCRATCH_INSTANCE_TAG, SCRATCH_OF_TAG, SCRATCH_TAG, SCRATCH_VERIFY};
 use crate::cloud::lightsail::{ApiErrorKind, DiskState, Lightsail};
 use crate::exit_code::{ExitCode, Failure};
 
@@ -48,7 +48,7 @@ pub(super) fn unique() -> String {
 /// which snapshot.
 pub fn tags(me: &Me, snapshot: &str) -> Vec<(String, String)> {
     vec![
-        (SCRATCH_TAG.into(), "true".into()),
+        (SCRATCH_TAG.into(), SCRATCH_VERIFY.into()),
         (SCRATCH_INSTANCE_TAG.into(), me.instance.clone()),
         (SCRATCH_OF_TAG.into(), snapshot.to_string()),
         me.owner().tag(),
@@ -232,7 +232,8 @@ pub async fn remove<A: Lightsail>(api: &A, me: &Me, name: &str, poll: Duration) 
 
 /// Whether a disk is a scratch disk of this instance's rehearsals.
 pub fn is_ours(d: &DiskState, me: &Me) -> bool {
-    d.tag(SCRATCH_TAG) == Some("true") && d.tag(SCRATCH_INSTANCE_TAG) == Some(me.instance.as_str())
+    d.tag(SCRATCH_TAG) == Some(SCRATCH_VERIFY)
+        && d.tag(SCRATCH_INSTANCE_TAG) == Some(me.instance.as_str())
 }
 
 /// Whether a disk is this instance's scratch disk of `snapshot` (after an ambiguous
@@ -426,7 +427,7 @@ pub async fn listing<A: Lightsail>(api: &A) -> Result<Vec<serde_json::Value>> {
         .get_disks()
         .await?
         .into_iter()
-        .filter(|d| d.tag(SCRATCH_TAG) == Some("true"))
+        .filter(|d| d.tag(SCRATCH_TAG) == Some(SCRATCH_VERIFY))
         .map(|d| {
             serde_json::json!({
                 "name": d.name,

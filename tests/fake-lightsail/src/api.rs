@@ -357,7 +357,7 @@ impl World {
                 volume_id,
                 system: false,
                 created_at: now,
-                tags: Vec::new(),
+                tags: d.tags.clone().into_iter().collect(),
                 zone,
                 pending_reads: 0,
                 source_image: None,
