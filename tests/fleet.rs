@@ -111,9 +111,10 @@ age = "3h"
     Seed::from_toml_str(&toml).expect("seed")
 }
 
+/// `lightsnap fleet`, as from an administrator's or a monitor's machine (its key).
 fn fleet(scratch: &Scratch, fake: &Fake, args: &[&str]) -> RunResult {
     finish(
-        lightsnap(scratch, fake)
+        as_admin(&mut lightsnap(scratch, fake))
             .arg("fleet")
             .args(args)
             .stdout(Stdio::piped())

@@ -786,6 +786,7 @@ impl Restore {
                 .tags(tag("lightsnap:scratch", "true"))
                 .tags(tag("lightsnap:scratch-instance", "web-1"))
                 .tags(tag("lightsnap:scratch-of", "s1"))
+                .tags(tag("lightsnap:owner", "us-east-1/web-1"))
                 .send()
                 .await
                 .unwrap();

@@ -744,6 +744,14 @@ pub fn conf_root(scratch: &Scratch) -> PathBuf {
     scratch.path().join("conf")
 }
 
+/// `cmd` (a lightsnap from [`lightsnap`]) signing with the administrator's key: what a test
+/// runs as an administrator would, with keys broader than the instance policy (`prune --all`,
+/// `--instance`, `fleet`). The suite-wide call check does not judge its calls against the
+/// instance's policy (docs/contrib/iam.md).
+pub fn as_admin(cmd: &mut Command) -> &mut Command {
+    cmd.env("AWS_ACCESS_KEY_ID", fake_lightsail::ADMIN_ACCESS_KEY)
+}
+
 /// lightsnap through the harness (confined, talking to `fake`), with the scratch
 /// directory's own configuration root.
 pub fn configured_lightsnap(scratch: &Scratch, fake: &Fake) -> Command {

@@ -32,6 +32,9 @@ pub struct Record {
     /// The access key that signed it: the tests' thief and administrator calls use keys of
     /// their own ([`crate::THIEF_ACCESS_KEY`], [`crate::ADMIN_ACCESS_KEY`]).
     pub access_key: String,
+    /// Whether lightsnap made it (its SDK client's user agent names `app/lightsnap`); other
+    /// calls are the tests' own (their SDK clients, the AWS CLI).
+    pub lightsnap: bool,
     /// `REGION/INSTANCE` of the instance the metadata service says the caller runs on; `None`
     /// when it names no instance of the fake's (an administrator's machine).
     pub caller: Option<String>,
@@ -42,6 +45,14 @@ pub struct Record {
     /// The decision of the policy the test had the fake enforce, if any
     /// (`Allow`, `ExplicitDeny`, `ImplicitDeny`).
     pub enforced: Option<String>,
+}
+
+/// Who signed a call: its access key, and whether it is lightsnap's client.
+pub(crate) struct Client {
+    /// The access key id.
+    pub access_key: String,
+    /// The user agent names `app/lightsnap`.
+    pub lightsnap: bool,
 }
 
 /// The open log of one fake.

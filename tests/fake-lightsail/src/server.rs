@@ -297,7 +297,19 @@ async fn api(
         .and_then(|v| v.to_str().ok())
         .and_then(crate::call_log::access_key)
         .unwrap_or_default();
-    if let Some(refused) = refused(shared, &region, &operation, &body, &access_key) {
+    // lightsnap's SDK client names itself in the user agent (`app/lightsnap`).
+    let by_lightsnap = ["x-amz-user-agent", "user-agent"].iter().any(|h| {
+        parts
+            .headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ua| ua.split(' ').any(|w| w == "app/lightsnap"))
+    });
+    let caller = crate::call_log::Client {
+        access_key,
+        lightsnap: by_lightsnap,
+    };
+    if let Some(refused) = refused(shared, &region, &operation, &body, &caller) {
         return Ok(api_error(&refused));
     }
 
@@ -458,7 +470,7 @@ fn refused(
     region: &str,
     operation: &str,
     body: &Value,
-    access_key: &str,
+    client: &crate::call_log::Client,
 ) -> Option<ApiError> {
     use crate::policy::Decision;
     let policy = shared.policy.lock().unwrap();
@@ -489,7 +501,8 @@ fn refused(
             operation: operation.to_string(),
             region: region.to_string(),
             home_region: home,
-            access_key: access_key.to_string(),
+            access_key: client.access_key.clone(),
+            lightsnap: client.lightsnap,
             caller,
             request: request.clone(),
             resource_missing: missing,

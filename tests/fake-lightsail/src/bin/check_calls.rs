@@ -6,8 +6,12 @@
 //! call used.
 //!
 //! Which calls are judged, and against what:
+//! - Only lightsnap's: its SDK client names itself in the user agent (`app/lightsnap`). The
+//!   tests' own calls (their SDK clients, the AWS CLI, the fake's conformance tests) are
+//!   counted, not judged.
 //! - A call signed with the thief's or the administrator's key (`THIEF_ACCESS_KEY`,
-//!   `ADMIN_ACCESS_KEY`) is a test's own, made on purpose: not judged.
+//!   `ADMIN_ACCESS_KEY`: a test running lightsnap as an administrator, or making a thief's
+//!   calls) is marked as made on purpose: not judged.
 //! - A call the policy a test had the fake enforce refused (AccessDeniedException) was
 //!   provoked on purpose, and that test checks lightsnap's answer to it: not judged.
 //! - A call from a fake whose metadata service names one of its instances is judged against
@@ -122,11 +126,15 @@ fn main() -> Result<()> {
         fake_lightsail::THIEF_ACCESS_KEY,
         fake_lightsail::ADMIN_ACCESS_KEY,
     ];
-    let (mut skipped_marked, mut skipped_enforced) = (0usize, 0usize);
+    let (mut skipped_marked, mut skipped_enforced, mut others) = (0usize, 0usize, 0usize);
     // Per fake (file) and caller: its judged calls, and the scope they show.
     let mut on_instance: BTreeMap<(String, String), Vec<&Record>> = BTreeMap::new();
     let mut off_instance: Vec<(&String, &Record)> = Vec::new();
     for (file, r) in &records {
+        if !r.lightsnap {
+            others += 1;
+            continue;
+        }
         if marked.contains(&r.access_key.as_str()) {
             skipped_marked += 1;
             continue;
@@ -217,7 +225,7 @@ fn main() -> Result<()> {
         .filter(|p| !used.iter().any(|a| Policy::pattern_matches(p, a)))
         .collect();
     println!(
-        "check-calls: {} calls recorded by {} fakes; {judged} judged, {skipped_marked} made with the thief's or administrator's key, {skipped_enforced} refused on purpose by a policy a test enforced",
+        "check-calls: {} calls recorded by {} fakes; {others} made by the tests' own clients; of lightsnap's, {judged} judged, {skipped_marked} made with the thief's or administrator's key, {skipped_enforced} refused on purpose by a policy a test enforced",
         records.len(),
         records.iter().map(|(f, _)| f).collect::<BTreeSet<_>>().len()
     );
@@ -249,6 +257,12 @@ fn main() -> Result<()> {
     if failed {
         std::process::exit(1);
     }
-    println!("check-calls: every judged call is allowed, and every action of the instance policy is used");
+    if args.partial {
+        println!("check-calls: every judged call is allowed");
+    } else {
+        println!(
+            "check-calls: every judged call is allowed, and every action of the instance policy is used"
+        );
+    }
     Ok(())
 }
