@@ -266,3 +266,56 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fake_lightsail::policy::Request;
+
+    fn record(op: &str, tags: &[(&str, &str)], missing: bool) -> Record {
+        let mut request = Request::new(op, if missing { "*" } else { "arn:x" });
+        let tags: Vec<(String, String)> = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        request.resource_tags(&tags);
+        Record {
+            operation: op.into(),
+            region: "us-east-1".into(),
+            home_region: "us-east-1".into(),
+            access_key: fake_lightsail::DEFAULT_ACCESS_KEY.into(),
+            lightsnap: true,
+            caller: Some("us-east-1/web-1".into()),
+            request,
+            resource_missing: missing,
+            enforced: None,
+        }
+    }
+
+    /// A call on a resource that exists is judged with its tags; one on a missing resource by
+    /// its action alone; an action no statement names is refused either way.
+    #[test]
+    fn calls_are_judged_by_their_tags_or_by_their_action_when_the_resource_is_gone() {
+        let policy = Policy::parse(&serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Action": "lightsail:DeleteDisk",
+                "Resource": "*",
+                "Condition": { "StringEquals": { "aws:ResourceTag/lightsnap:owner": "us-east-1/web-1" } }
+            }]
+        }))
+        .unwrap();
+        assert!(judge(
+            &policy,
+            &record(
+                "DeleteDisk",
+                &[("lightsnap:owner", "us-east-1/web-1")],
+                false
+            )
+        ));
+        assert!(!judge(&policy, &record("DeleteDisk", &[], false)));
+        assert!(judge(&policy, &record("DeleteDisk", &[], true)));
+        assert!(!judge(&policy, &record("DetachDisk", &[], true)));
+    }
+}
