@@ -45,7 +45,9 @@ pub struct Restore {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["replace", "new_instance", "latest", "at", "disk"])]
     pub release: Option<PathBuf>,
     /// Roll the data disk mounted at PATH back to the snapshot: the live disk is detached and
-    /// kept (tagged lightsnap:replaced-by), the restored disk takes its place.
+    /// kept (tagged lightsnap:replaced-by), the restored disk takes its place. The live disk
+    /// must carry this instance's lightsnap:owner tag (an administrator tags a disk you made
+    /// once; without it nothing is done, exit 25, and the command is printed).
     #[arg(long, value_name = "PATH", conflicts_with = "new_instance")]
     pub replace: Option<PathBuf>,
     /// Make a new instance NAME from an instance snapshot (CreateInstancesFromSnapshot); this
