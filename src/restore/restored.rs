@@ -598,7 +598,7 @@ pub async fn release<A: Lightsail, H: Host>(
     {
         Ok(Err(e)) if is_access_denied(&e) => fail!(
             ExitCode::AccessDenied,
-            "restored disk {} was unmounted, but these AWS credentials may not detach or delete it ({e:#}); with an append-only key (lightsnap iam-policy --append-only) no disk but verify's is ever deleted from this instance. Delete it from an administrator's machine: aws lightsail delete-disk --disk-name {} --region {} (detach it first if it is still attached: aws lightsail detach-disk --disk-name {} --region {})",
+            "restored disk {} was unmounted, but these AWS credentials may not detach or delete it ({e:#}); an append-only key (lightsnap iam-policy --append-only) deletes no restored copy, and an instance key only one tagged lightsnap:scratch (a copy made by an older lightsnap is not). Delete it from an administrator's machine: aws lightsail delete-disk --disk-name {} --region {} (detach it first if it is still attached: aws lightsail detach-disk --disk-name {} --region {})",
             disk.name,
             disk.name,
             me.owner().region,
