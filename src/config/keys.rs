@@ -412,9 +412,51 @@ pub fn man_page(version: &str) -> String {
     page
 }
 
+/// The users' manual's reference of the keys (docs/src/configuration.md, between its
+/// markers), in Markdown: every key of [`KEYS`] with its type, default and meaning, as the man
+/// page has them.
+pub fn reference_markdown() -> String {
+    // A table cell ends at a bare `|`.
+    let cell = |t: &str| t.replace('|', "\\|");
+    let mut out = String::from("| key | type | default | meaning |\n| --- | --- | --- | --- |\n");
+    for k in KEYS {
+        let default = if k.default.is_empty() {
+            "none".to_string()
+        } else {
+            format!("`{}`", k.default)
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            k.name,
+            cell(k.kind),
+            cell(&default),
+            cell(k.doc)
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The manual's key reference is [`KEYS`]: `UPDATE_DOCS=1 cargo test --lib config::keys`
+    /// rewrites it; the prose around the markers is the page's own.
+    #[test]
+    fn the_manuals_key_reference_is_written_from_keys() {
+        crate::testing::generated_doc(
+            "docs/src/configuration.md",
+            Some((
+                "<!-- generated from src/config/keys.rs (KEYS): do not edit -->\n",
+                "<!-- end of the generated reference -->\n",
+            )),
+            &reference_markdown(),
+        );
+        let page = reference_markdown();
+        for k in KEYS {
+            assert!(page.contains(&format!("| `{}` |", k.name)), "{}", k.name);
+        }
+    }
 
     /// The keys documented here are exactly those the fragment parser accepts: its "unknown
     /// field" error lists them.
