@@ -183,7 +183,7 @@ pub fn top_level() -> Vec<&'static str> {
 }
 
 /// Where a setting came from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// lightsnap's default.
@@ -242,7 +242,7 @@ pub fn origins(files: &[PathBuf]) -> Result<BTreeMap<String, Vec<PathBuf>>> {
 }
 
 /// One setting in force.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Effective {
     /// Its key (`tags.env` for one tag).
     pub key: String,

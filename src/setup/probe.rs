@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::cloud::lightsail::{ApiError, ApiErrorKind, InstanceInfo, Lightsail, SnapshotKind};
 
 /// The outcome of one call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Call {
     /// The operation (`GetInstances`).
     pub operation: &'static str,
