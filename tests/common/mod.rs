@@ -768,6 +768,14 @@ pub fn json_doc(r: &RunResult) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("stdout is not exactly one JSON document ({e}): {r:?}"))
 }
 
+/// [`json_doc`], which must also match the published schema of `document`
+/// (`docs/src/schema/<document>.schema.json`).
+pub fn json_doc_of(document: &str, r: &RunResult) -> serde_json::Value {
+    let doc = json_doc(r);
+    assert_matches_schema(document, &doc);
+    doc
+}
+
 /// Polls (bounded) until `cond` holds.
 pub fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
     let until = Instant::now() + within;
