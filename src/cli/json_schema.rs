@@ -359,6 +359,27 @@ mod tests {
         );
     }
 
+    /// The manual's list of the schemas (docs/src/json.md, between its markers) is
+    /// [`DOCUMENTS`].
+    #[test]
+    fn the_manual_lists_every_schema() {
+        let mut list = String::from("| document | printed by | schema |\n| --- | --- | --- |\n");
+        for d in DOCUMENTS {
+            list.push_str(&format!(
+                "| `{0}` | {1} | [{0}.schema.json](schema/{0}.schema.json) |\n",
+                d.name, d.title
+            ));
+        }
+        crate::testing::generated_doc(
+            "docs/src/json.md",
+            Some((
+                "<!-- generated from src/cli/json_schema.rs (DOCUMENTS): do not edit -->\n",
+                "<!-- end of the generated list -->\n",
+            )),
+            &list,
+        );
+    }
+
     /// Each schema is closed where the document is, and carries `schema`.
     #[test]
     fn every_schema_is_closed_and_versioned() {
