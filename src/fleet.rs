@@ -60,6 +60,7 @@ pub struct Newest {
     /// Its name.
     pub name: String,
     /// `disk` or `instance` (an instance snapshot covers every disk of the instance).
+    #[schemars(extend("enum" = ["disk", "instance"]))]
     pub kind: &'static str,
     /// `pending`, `completed`, `available`, `error`.
     pub state: String,

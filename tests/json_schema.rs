@@ -102,6 +102,9 @@ fn the_schemas_refuse_what_the_types_do_not_declare() {
     let mut bad_enum = golden.clone();
     bad_enum["snapshots"][0]["consistency"] = json!("sort of");
     cases.push(("a consistency lightsnap never writes", bad_enum));
+    let mut null_wait = golden.clone();
+    null_wait["wait"] = Value::Null;
+    cases.push(("null for a member that is absent when unset", null_wait));
     let mut version = golden.clone();
     version["schema"] = json!(2);
     cases.push(("another layout version", version));

@@ -77,6 +77,7 @@ pub(crate) struct CheckDoc {
     pub(crate) targets: Vec<CheckTarget>,
     /// Scratch disks a killed verify left that are in use, when there are any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>")]
     pub(crate) scratch_leftovers: Option<Vec<String>>,
 }
 

@@ -34,9 +34,11 @@ struct SnapDoc {
     report: Report,
     /// With `--wait`: how the wait ended.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "WaitDoc")]
     wait: Option<WaitDoc>,
     /// With a copy region: the copies made.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<Copied>")]
     copies: Option<Vec<Copied>>,
 }
 
@@ -49,12 +51,15 @@ struct RunDoc {
     snap: SnapDoc,
     /// Scratch disks a killed verify left: those removed, those kept (when there were any).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Leftovers")]
     scratch_leftovers: Option<Leftovers>,
     /// With a `[retention]`: what it deleted (in the copy region too) and what it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "super::prune::Pruned")]
     pruned: Option<super::prune::Pruned>,
     /// With `verify_every`, when due: each rehearsal's report.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<Verification>")]
     verified: Option<Vec<Verification>>,
 }
 

@@ -39,6 +39,7 @@ pub struct Entry {
     pub name: String,
     /// `disk` (CreateDiskSnapshot, of a disk or a system volume) or `instance`
     /// (CreateInstanceSnapshot).
+    #[schemars(extend("enum" = ["disk", "instance"]))]
     pub kind: &'static str,
     /// The disk it is of (`fromDiskName`, or `<instance>-system`); for an instance snapshot,
     /// the instance.

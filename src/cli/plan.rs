@@ -67,15 +67,19 @@ pub(crate) struct ApiCall {
     operation: &'static str,
     /// The disk (a data disk's snapshot).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     disk_name: Option<String>,
     /// The instance (its system volume's snapshot, or the whole instance's).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     instance_name: Option<String>,
     /// The disk snapshot's name.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     disk_snapshot_name: Option<String>,
     /// The instance snapshot's name.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     instance_snapshot_name: Option<String>,
     /// Its tags (`lightsnap:consistency` shown as `<as achieved>`: set in the window).
     tags: Vec<ApiTag>,

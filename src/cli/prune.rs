@@ -84,12 +84,16 @@ pub(crate) struct RuleDoc {
     older_than_s: Option<u64>,
     // Only when set: the documents of a rule without them stay as they were.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     keep_daily: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     keep_weekly: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     keep_monthly: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     keep_yearly: Option<u32>,
 }
 

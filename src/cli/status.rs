@@ -43,13 +43,16 @@ pub(crate) struct StatusDoc {
     pub(crate) targets: Vec<StatusTarget>,
     /// `--refresh`: the scratch disks of restore rehearsals that exist, every instance's.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<crate::restore::scratch::ScratchDisk>")]
     pub(crate) scratch_disks: Option<Vec<crate::restore::scratch::ScratchDisk>>,
     /// `--refresh`: the disks `restore --mount` made for this instance that are still there.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<crate::restore::restored::RestoredDisk>")]
     pub(crate) restored_disks: Option<Vec<crate::restore::restored::RestoredDisk>>,
     /// Scratch disks a killed verify left that the last search left alone (in use), when
     /// there are any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>")]
     pub(crate) scratch_leftovers: Option<Vec<String>>,
 }
 

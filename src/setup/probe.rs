@@ -18,6 +18,7 @@ pub struct Call {
     pub allowed: bool,
     /// The error code of a refusal.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub refused_with: Option<String>,
 }
 
