@@ -245,11 +245,26 @@ pub fn origins(files: &[PathBuf]) -> Result<BTreeMap<String, Vec<PathBuf>>> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Effective {
     /// Its key (`tags.env` for one tag).
+    #[schemars(schema_with = "key_schema")]
     pub key: String,
     /// Its value, as TOML would write it (a `ping_url` as its scheme and host only).
     pub value: String,
     /// Where it came from.
     pub origin: Origin,
+}
+
+/// The schema of [`Effective::key`]: a key of [`KEYS`], or `tags.NAME` for one tag.
+fn key_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = KEYS
+        .iter()
+        .map(|k| k.name)
+        .filter(|n| *n != "tags")
+        .collect();
+    schemars::json_schema!({
+        "description": "Its key: one of the configuration's keys, or `tags.NAME` for one tag.",
+        "type": "string",
+        "anyOf": [{ "enum": names }, { "pattern": "^tags\\..+" }]
+    })
 }
 
 fn quoted(s: &str) -> String {
