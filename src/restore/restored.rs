@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::host::{self, Check, Host};
+use super::host::{Check, Host};
 use super::{fs, scratch, Me, Settings};
 use crate::cloud::lightsail::{ApiErrorKind, DiskState, Lightsail, NewDisk, SnapshotInfo};
 use crate::exit_code::{ExitCode, Failure};
@@ -210,7 +210,7 @@ pub(super) async fn attach<A: Lightsail, H: Host>(
     let path = match path {
         Some(p) => p.to_string(),
         None => {
-            let dev_dir = crate::test_switch!(host::DEV_DIR_ENV).map(PathBuf::from);
+            let dev_dir = crate::test_switch!(super::host::DEV_DIR_ENV).map(PathBuf::from);
             let exists = |p: &str| match &dev_dir {
                 Some(dir) => dir.join(p.trim_start_matches("/dev/")).exists(),
                 None => Path::new(p).exists(),
