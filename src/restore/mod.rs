@@ -21,6 +21,7 @@ pub mod copy;
 pub mod fs;
 pub mod host;
 pub mod lock;
+pub mod lvm;
 pub mod replace;
 pub mod restored;
 pub mod scratch;
@@ -187,6 +188,8 @@ enum Step {
     /// A filesystem was (being) mounted here: read-only for the hooks, or for its journal
     /// replay.
     Mounted(PathBuf),
+    /// The LVM group on these physical volumes was (being) imported as this clone.
+    Lvm(Vec<PathBuf>, String),
 }
 
 /// What the work found, kept outside it so that a cancelled rehearsal still reports it.
@@ -441,7 +444,7 @@ async fn rehearse<A: Lightsail, H: Host>(
     // replays, then the read-only mounts (one directory per partition when there are more).
     let base = settings.mount_dir.join(name);
     steps.borrow_mut().push(Step::Mounted(base.clone()));
-    let found = host.filesystems(&device);
+    let found = with_volumes(host, host.filesystems(&device), name, steps, findings).await;
     if found.is_empty() {
         findings
             .borrow_mut()
@@ -452,14 +455,9 @@ async fn rehearse<A: Lightsail, H: Host>(
         let dev_name = fs.device.file_name().unwrap_or_default().to_string_lossy();
         let replay_at = base.join(format!(".replay-{dev_name}"));
         steps.borrow_mut().push(Step::Mounted(replay_at.clone()));
-        let check = host.check(fs, &replay_at).await;
+        let check = host.check(fs, &replay_at).await.of(fs);
         let mut f = findings.borrow_mut();
-        let line = format!(
-            "{}: {}: {}",
-            check.device.display(),
-            check.checker,
-            check.detail
-        );
+        let line = check.line();
         if check.unchecked {
             f.unchecked.push(line);
         } else if !check.clean {
@@ -511,6 +509,47 @@ async fn rehearse<A: Lightsail, H: Host>(
     Ok(())
 }
 
+/// The filesystems found on the restored disk, with its LVM physical volumes replaced by the
+/// logical volumes of their group, imported as a renamed clone (the put-away recorded as a
+/// step first, so that whatever ends the rehearsal deactivates it). A group that cannot be
+/// imported stays as its physical volumes, with why: could not check.
+async fn with_volumes<H: Host>(
+    host: &H,
+    found: Vec<fs::Found>,
+    disk: &str,
+    steps: &RefCell<Vec<Step>>,
+    findings: &RefCell<Findings>,
+) -> Vec<fs::Found> {
+    let (pvs, mut rest): (Vec<fs::Found>, Vec<fs::Found>) = found
+        .into_iter()
+        .partition(|f| f.layout == Some(fs::Layout::Lvm));
+    if pvs.is_empty() {
+        return rest;
+    }
+    let devices: Vec<PathBuf> = pvs.iter().map(|f| f.device.clone()).collect();
+    let clone = lvm::vg_name(disk);
+    steps
+        .borrow_mut()
+        .push(Step::Lvm(devices.clone(), clone.clone()));
+    match host.import_lvm(&devices, &clone).await {
+        Ok(volumes) => rest.extend(volumes),
+        Err(e) => {
+            let mut f = findings.borrow_mut();
+            for pv in &pvs {
+                let check = Check::unchecked(
+                    pv.device.clone(),
+                    None,
+                    "vgimportclone".into(),
+                    format!("{e:#}"),
+                );
+                f.unchecked.push(check.line());
+                f.checks.push(check);
+            }
+        }
+    }
+    rest
+}
+
 /// Whether the snapshot is of a system disk (`<instance>-system`): its copy carries the
 /// root filesystem's UUID, LABEL and PARTUUID.
 pub fn is_system_copy(snapshot: &SnapshotInfo) -> bool {
@@ -534,6 +573,7 @@ async fn undo<A: Lightsail, H: Host>(
             let done = match &step {
                 Step::Mounted(at) => host.unmount(at),
                 Step::Device(dev) => host.release(dev),
+                Step::Lvm(pvs, clone) => host.put_away_lvm(pvs, clone).await,
                 Step::Attached(name) => scratch::detach(api, me, name, settings.poll).await,
                 Step::Created(name) => scratch::remove(api, me, name, settings.poll).await,
             };
@@ -541,6 +581,7 @@ async fn undo<A: Lightsail, H: Host>(
                 let what = match &step {
                     Step::Mounted(at) => format!("mount {}", at.display()),
                     Step::Device(dev) => format!("device {}", dev.display()),
+                    Step::Lvm(_, clone) => format!("LVM clone {clone}"),
                     Step::Attached(n) | Step::Created(n) => format!("scratch disk {n}"),
                 };
                 tracing::error!("could not undo {what}: {e:#}");
