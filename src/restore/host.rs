@@ -141,7 +141,8 @@ pub trait Host {
     /// Why `device` (or one of its partitions) is in use here — mounted, held by
     /// device-mapper or md, open in a process — in plain words; `None` when it is not.
     fn in_use(&self, device: &Path) -> Option<String>;
-    /// The mount points of `device` and of its partitions, wherever they are.
+    /// The mount points of `device`, of its partitions and of what is built on them (the
+    /// logical volumes of an imported LVM clone), wherever they are.
     fn mounts_of(&self, device: &Path) -> Vec<PathBuf>;
     /// Sets a device read-write again (undoing the check's BLKROSET) before it is detached:
     /// a device node that outlives the detach (a loop device) must not stay read-only for
@@ -233,7 +234,13 @@ impl Host for Machine {
             return Vec::new();
         };
         let root = SysfsRoot::default();
-        let devs = devices_of(&root, &name);
+        let mut devs = devices_of(&root, &name);
+        // And what is built on them (the logical volumes of an imported LVM clone).
+        let holders: Vec<String> = devs.iter().flat_map(|(n, _)| root.holders_of(n)).collect();
+        devs.extend(holders.into_iter().map(|h| {
+            let dev = root.dev_of(&h);
+            (h, dev)
+        }));
         crate::kernel::mountinfo::read()
             .unwrap_or_default()
             .into_iter()

@@ -520,34 +520,47 @@ async fn with_volumes<H: Host>(
     steps: &RefCell<Vec<Step>>,
     findings: &RefCell<Findings>,
 ) -> Vec<fs::Found> {
-    let (pvs, mut rest): (Vec<fs::Found>, Vec<fs::Found>) = found
-        .into_iter()
-        .partition(|f| f.layout == Some(fs::Layout::Lvm));
+    let (pvs, mut rest) = lvm_split(found);
     if pvs.is_empty() {
         return rest;
     }
-    let devices: Vec<PathBuf> = pvs.iter().map(|f| f.device.clone()).collect();
     let clone = lvm::vg_name(disk);
     steps
         .borrow_mut()
-        .push(Step::Lvm(devices.clone(), clone.clone()));
-    match host.import_lvm(&devices, &clone).await {
+        .push(Step::Lvm(pvs.clone(), clone.clone()));
+    match import_volumes(host, &pvs, &clone).await {
         Ok(volumes) => rest.extend(volumes),
-        Err(e) => {
+        Err(checks) => {
             let mut f = findings.borrow_mut();
-            for pv in &pvs {
-                let check = Check::unchecked(
-                    pv.device.clone(),
-                    None,
-                    "vgimportclone".into(),
-                    format!("{e:#}"),
-                );
+            for check in checks {
                 f.unchecked.push(check.line());
                 f.checks.push(check);
             }
         }
     }
     rest
+}
+
+/// The LVM physical volumes among what a disk holds (their devices), and the rest.
+pub(crate) fn lvm_split(found: Vec<fs::Found>) -> (Vec<PathBuf>, Vec<fs::Found>) {
+    let (pvs, rest): (Vec<fs::Found>, Vec<fs::Found>) = found
+        .into_iter()
+        .partition(|f| f.layout == Some(fs::Layout::Lvm));
+    (pvs.into_iter().map(|f| f.device).collect(), rest)
+}
+
+/// The logical volumes of the group on `pvs`, imported as `clone`; else, for each physical
+/// volume, a "could not check" saying why.
+pub(crate) async fn import_volumes<H: Host>(
+    host: &H,
+    pvs: &[PathBuf],
+    clone: &str,
+) -> Result<Vec<fs::Found>, Vec<Check>> {
+    host.import_lvm(pvs, clone).await.map_err(|e| {
+        pvs.iter()
+            .map(|pv| Check::unchecked(pv.clone(), None, "vgimportclone".into(), format!("{e:#}")))
+            .collect()
+    })
 }
 
 /// Whether the snapshot is of a system disk (`<instance>-system`): its copy carries the

@@ -1030,3 +1030,66 @@ fn a_killed_runs_clone_is_put_away_before_its_disk_goes() {
         }
     }
 }
+
+/// `restore --mount` of a disk holding LVM: the group imported as a clone named from the
+/// restored disk, each logical volume checked and mounted read-only at DIR/<vg>-<lv>, and the
+/// clone left active until `--release`; a failure puts it away before the disk is detached.
+#[test]
+fn a_file_restore_mounts_each_logical_volume_and_its_undo_puts_the_clone_away() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    for fails in [false, true] {
+        let fake = FakeLightsail::default();
+        let mut host = Scripted::new(&fake);
+        host.found = Some(vec![pv("/dev/nvme9n1")]);
+        host.lvm = Some(Ok(vec![
+            lv("/dev/mapper/c-lv", "datavg/lv"),
+            lv("/dev/mapper/c-home", "datavg/home"),
+        ]));
+        host.mount_fails = fails;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("files");
+        let got = rt.block_on(restored::mount(
+            &fake,
+            &host,
+            &me(),
+            &snapshot("s1"),
+            &dir,
+            &settings(),
+            &mut Never,
+        ));
+        let log = fake.log();
+        let at = |prefix: &str| {
+            log.iter()
+                .position(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {log:#?}"))
+        };
+        assert!(
+            log[at("import")].starts_with("import /dev/nvme9n1 as lightsnap_restore_"),
+            "{log:#?}"
+        );
+        if !fails {
+            let r = got.unwrap();
+            assert_eq!(
+                r.mounted_at,
+                [dir.join("datavg-lv"), dir.join("datavg-home")]
+            );
+            let volumes: Vec<Option<&str>> = r.checks.iter().map(|c| c.volume.as_deref()).collect();
+            assert_eq!(volumes, [Some("datavg/lv"), Some("datavg/home")]);
+            assert!(r.warnings.is_empty(), "{r:?}");
+            assert!(!log.iter().any(|l| l.starts_with("put away")), "{log:#?}");
+            assert_eq!(
+                host.clones.lock().unwrap().len(),
+                1,
+                "active until released"
+            );
+        } else {
+            got.unwrap_err();
+            assert!(at("put away") < at("DetachDisk"), "{log:#?}");
+            assert!(host.clones.lock().unwrap().is_empty());
+        }
+    }
+}
