@@ -23,6 +23,8 @@ use serde_json::Value;
 
 /// The data disk's serial.
 const DATA_SERIAL: &str = "vol00000000000000d17";
+/// The LVM disk's serial (one PV of group `datavg`, LV `lv`, ext4).
+const LVM_SERIAL: &str = "vol00000000000000e1a";
 
 /// What the guest wrote under /out.
 struct Out(PathBuf);
@@ -83,7 +85,14 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     } else {
         (tmp.path().to_path_buf(), Some(tmp))
     };
-    let lab = lab_dir(&scratch, &[("DATA", DATA_SERIAL.to_string())], true);
+    let lab = lab_dir(
+        &scratch,
+        &[
+            ("DATA", DATA_SERIAL.to_string()),
+            ("LVM", LVM_SERIAL.to_string()),
+        ],
+        true,
+    );
     let out = scratch.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let started = Instant::now();
@@ -92,6 +101,8 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         // Small: the fake copies the disk inside CreateDiskSnapshot and again inside
         // AttachDisk, over 9p, under TCG.
         .arg(format!("{DATA_SERIAL}:32M"))
+        .arg("--nvme")
+        .arg(format!("{LVM_SERIAL}:32M"))
         .arg("--copy")
         .arg(format!("{}:/opt/lab", lab.display()))
         .arg("--out")
@@ -140,7 +151,11 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     // detach; the second rehearsal the same, with a scratch disk of its own (each rehearsal
     // names its disk anew: another volume id, another serial).
     let attach_calls = b.lines("attach-calls");
-    assert_eq!(attach_calls.len(), 4, "two rehearsals: {attach_calls:?}");
+    assert_eq!(
+        attach_calls.len(),
+        10,
+        "two rehearsals, a restore, an LVM rehearsal, an LVM restore: {attach_calls:?}"
+    );
     let fields: Vec<&str> = attach_calls[0].split(' ').collect();
     assert_eq!(fields.len(), 4, "{attach_calls:?}");
     let (copy, serial) = (fields[1], fields[2]);
@@ -166,18 +181,27 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     // reported DEVICE_DELETED and the file was let go), twice on the same port: the first
     // unplug freed it.
     let events = std::fs::read_to_string(out.join("events")).unwrap();
-    let (copy2, serial2) = (second[1], second[2]);
-    let plug = format!("attach {copy} {serial}");
-    let unplug = format!("detach {serial}");
-    let plug2 = format!("attach {copy2} {serial2}");
-    let unplug2 = format!("detach {serial2}");
+    let plugged: Vec<(&str, &str)> = attach_calls
+        .iter()
+        .step_by(2)
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!((f.len(), f[0]), (4, "attach"), "{attach_calls:?}");
+            assert_eq!(f[3], path, "{attach_calls:?}");
+            (f[1], f[2])
+        })
+        .collect();
+    let want_events: Vec<String> = plugged
+        .iter()
+        .flat_map(|(c, s)| [format!("attach {c} {s}"), format!("detach {s}")])
+        .collect();
     assert_eq!(
         events.lines().collect::<Vec<_>>(),
-        [&plug, &unplug, &plug2, &unplug2],
+        want_events,
         "the event port"
     );
     let said = |what: &str| stderr.lines().filter(|l| l.ends_with(what)).count();
-    for (c, s) in [(copy, serial), (copy2, serial2)] {
+    for &(c, s) in &plugged {
         assert_eq!(
             said(&format!("hot-plugged {c} as NVMe {s} on hp0")),
             1,
@@ -302,13 +326,38 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(steps[..5], rehearsal("clean"), "{steps:?}");
     assert_eq!(steps[5..], rehearsal("failed"), "{steps:?}");
     let attaches = calls_of(&calls, "AttachDisk");
-    assert_eq!(attaches.len(), 2, "{attaches:?}");
+    assert_eq!(attaches.len(), 5, "{attaches:?}");
     for c in attaches {
         assert_eq!(c["body"]["diskPath"], path.as_str(), "{c}");
         assert_eq!(c["body"]["instanceName"], "web-1", "{c}");
     }
-    for c in calls_of(&calls, "CreateDiskFromSnapshot") {
-        assert_eq!(c["body"]["diskSnapshotName"], "v-data", "{c}");
+    let sources: Vec<&str> = calls_of(&calls, "CreateDiskFromSnapshot")
+        .iter()
+        .map(|c| c["body"]["diskSnapshotName"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["v-data", "v-data", "v-data", "v-lvm", "v-lvm"]);
+    // Only disks lightsnap made were detached or deleted, each right after a GetDisk of it
+    // (the tags read again before the call).
+    let made: Vec<&str> = calls_of(&calls, "CreateDiskFromSnapshot")
+        .iter()
+        .map(|c| c["body"]["diskName"].as_str().unwrap())
+        .collect();
+    let all = calls.as_array().unwrap();
+    for (i, c) in all.iter().enumerate() {
+        let op = c["operation"].as_str().unwrap();
+        if op != "DetachDisk" && op != "DeleteDisk" {
+            continue;
+        }
+        let name = c["body"]["diskName"].as_str().unwrap();
+        assert!(
+            made.contains(&name),
+            "{op} of {name}, not made by lightsnap"
+        );
+        let before = &all[i - 1];
+        assert!(
+            before["operation"] == "GetDisk" && before["body"]["diskName"] == name,
+            "{op} {name} after {before}"
+        );
     }
 
     // Nothing left: no scratch disk, nothing plugged in, no copy (the device is gone from
@@ -332,7 +381,220 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     );
     assert_eq!(
         b.lines("files-after"),
-        ["/lab/snaps/v-data.img"],
+        ["/lab/snaps/v-data.img", "/lab/snaps/v-lvm.img"],
         "no copy left"
+    );
+
+    // The file restore (`restore --mount`): a disk of its own, hot-plugged, found by its
+    // serial alone, mounted read-only where asked, the files as they were at the snapshot.
+    let restored = b.report("restore");
+    let restored_disk = restored["restored_disk"].as_str().unwrap().to_string();
+    assert!(restored_disk.starts_with("v-data-restore-"), "{restored}");
+    assert!(made.contains(&restored_disk.as_str()), "{made:?}");
+    assert_eq!(restored["mounted_at"], serde_json::json!(["/restore/data"]));
+    assert_eq!(restored["checks"][0]["clean"], true, "{restored}");
+    assert_eq!(restored["warnings"], serde_json::json!([]), "{restored}");
+    let (rcopy, rserial) = plugged[2];
+    assert_eq!(rcopy, format!("/lab/snaps/disks/{restored_disk}.img"));
+    let rdevice = restored["device"].as_str().unwrap();
+    assert!(rdevice.starts_with("/dev/nvme"), "{restored}");
+    assert!(
+        b.lines("restore/seen/disks")
+            .contains(&format!("{rdevice} {rserial}")),
+        "{rdevice} with serial {rserial}: {:?}",
+        b.lines("restore/seen/disks")
+    );
+    assert_eq!(
+        b.text("restore/seen/hello.txt"),
+        "restored from snapshot v-data\n"
+    );
+    assert_eq!(
+        b.text("restore/seen/after-snapshot").trim(),
+        "absent",
+        "a file written after the snapshot is not in the restore"
+    );
+    let findmnt = b.text("restore/seen/findmnt");
+    let mnt: Vec<&str> = findmnt.split_whitespace().collect();
+    assert!(
+        mnt.len() == 3
+            && mnt[0] == rdevice
+            && mnt[1] == "ext4"
+            && mnt[2].split(',').any(|o| o == "ro"),
+        "mounted read-only from the NVMe device: {findmnt}"
+    );
+    assert_eq!(b.text("restore/seen/write").trim(), "refused");
+    let status = b.report("status");
+    let listed = status["restored_disks"].as_array().unwrap();
+    assert!(
+        listed.len() == 1
+            && listed[0]["name"] == restored_disk.as_str()
+            && listed[0]["snapshot"] == "v-data",
+        "{status}"
+    );
+    let released = b.report("release");
+    assert_eq!(
+        released["restored_disk"],
+        restored_disk.as_str(),
+        "{released}"
+    );
+    assert_eq!(released["unmounted"], serde_json::json!(["/restore/data"]));
+    assert_eq!(b.text("restore-mounted-after").trim(), "", "unmounted");
+    assert_eq!(b.lines("serials-after-restore"), before, "unplugged");
+    assert_eq!(attach_calls[5], format!("detach {rserial}"));
+    assert!(
+        !names.contains(&restored_disk.as_str()),
+        "deleted: {names:?}"
+    );
+    let restore_ops: Vec<&str> = all
+        .iter()
+        .filter(|c| c["body"]["diskName"] == restored_disk.as_str())
+        .map(|c| c["operation"].as_str().unwrap())
+        .filter(|op| *op != "GetDisk")
+        .collect();
+    assert_eq!(
+        restore_ops,
+        [
+            "CreateDiskFromSnapshot",
+            "AttachDisk",
+            "DetachDisk",
+            "DeleteDisk"
+        ]
+    );
+
+    // LVM on the restored disk: the copy's group imported as a renamed clone beside the live
+    // one, its logical volume checked and named; the live group untouched; nothing left.
+    let snap = b.report("snap-lvm");
+    assert_eq!(snap["snapshots"][0]["name"], "v-lvm", "{snap}");
+    assert_eq!(snap["snapshots"][0]["source"]["name"], "data-2", "{snap}");
+    let lvm = b.report("lvm");
+    assert_eq!(lvm["result"], "clean", "{lvm}");
+    assert_eq!(lvm["tagged"], "clean", "{lvm}");
+    assert_eq!(lvm["left_behind"], serde_json::json!([]), "{lvm}");
+    let checks = lvm["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{lvm}");
+    assert_eq!(checks[0]["volume"], "datavg/lv", "{lvm}");
+    assert_eq!(checks[0]["fstype"], "ext4", "{lvm}");
+    assert_eq!(checks[0]["clean"], true, "{lvm}");
+    let lv_device = checks[0]["device"].as_str().unwrap();
+    let clone = lv_device
+        .strip_prefix("/dev/mapper/")
+        .and_then(|d| d.strip_suffix("-lv"))
+        .unwrap_or_else(|| panic!("a device-mapper node of the clone: {lvm}"));
+    let lvm_disk = lvm["scratch_disk"].as_str().unwrap();
+    assert_eq!(
+        clone,
+        format!("lightsnap_verify_{}", lvm_disk.rsplit('-').next().unwrap()),
+        "{lvm}"
+    );
+    assert_eq!(
+        b.text("hook-lvm/hello.txt"),
+        "restored from snapshot v-lvm\n"
+    );
+    let findmnt = b.text("hook-lvm/findmnt");
+    let mnt: Vec<&str> = findmnt.split_whitespace().collect();
+    assert!(
+        mnt.len() == 3
+            && mnt[0] == lv_device
+            && mnt[1] == "ext4"
+            && mnt[2].split(',').any(|o| o == "ro"),
+        "the clone's volume mounted read-only: {findmnt}"
+    );
+    let live_before = b.lines("lvm-before/vgs");
+    assert_eq!(live_before.len(), 1, "{live_before:?}");
+    let (live_name, live_uuid) = live_before[0].split_once(' ').unwrap();
+    assert_eq!(live_name, "datavg");
+    let during = b.lines("hook-lvm/vgs");
+    assert!(
+        during.contains(&live_before[0]),
+        "the live group: {during:?}"
+    );
+    let clone_row = during
+        .iter()
+        .find(|l| l.starts_with(&format!("{clone} ")))
+        .unwrap_or_else(|| panic!("the clone among {during:?}"));
+    assert_ne!(
+        clone_row.split_once(' ').unwrap().1,
+        live_uuid,
+        "the clone has a UUID of its own"
+    );
+    assert!(
+        b.lines("hook-lvm/dm").contains(&format!("{clone}-lv")),
+        "{:?}",
+        b.lines("hook-lvm/dm")
+    );
+    for what in [
+        "vgs",
+        "lvs",
+        "dm",
+        "findmnt",
+        "devicesfile",
+        "use_devicesfile",
+    ] {
+        assert_eq!(
+            b.text(&format!("lvm-after/{what}")),
+            b.text(&format!("lvm-before/{what}")),
+            "the live group's {what} after the rehearsal"
+        );
+    }
+    let lvs = b.text("lvm-before/lvs");
+    assert!(
+        lvs.trim().starts_with("datavg lv ") && lvs.trim().ends_with(" active"),
+        "{lvs}"
+    );
+    assert_eq!(b.lines("lvm-before/dm"), ["datavg-lv"]);
+    assert_eq!(
+        b.text("lvm-after/findmnt").trim(),
+        "/dev/mapper/datavg-lv /lvdata"
+    );
+    assert_eq!(
+        b.text("lvm-after/hello.txt"),
+        "restored from snapshot v-lvm\n"
+    );
+    eprintln!(
+        "LVM devices file: use_devicesfile {}; system.devices: {}",
+        b.text("lvm-before/use_devicesfile").trim(),
+        b.text("lvm-before/devicesfile").trim()
+    );
+    assert_eq!(b.lines("serials-after-lvm"), before, "unplugged");
+
+    // A file restore of the LVM disk: the logical volume mounted read-only from the clone,
+    // released with the clone put away; the live group as it was.
+    let restored = b.report("restore-lvm");
+    let lvm_restored = restored["restored_disk"].as_str().unwrap().to_string();
+    assert!(lvm_restored.starts_with("v-lvm-restore-"), "{restored}");
+    assert_eq!(restored["mounted_at"], serde_json::json!(["/restore/lvm"]));
+    assert_eq!(restored["checks"][0]["volume"], "datavg/lv", "{restored}");
+    assert_eq!(restored["checks"][0]["clean"], true, "{restored}");
+    assert_eq!(
+        b.text("restore-lvm/seen/hello.txt"),
+        "restored from snapshot v-lvm\n"
+    );
+    let findmnt = b.text("restore-lvm/seen/findmnt");
+    let mnt: Vec<&str> = findmnt.split_whitespace().collect();
+    let clone = format!(
+        "/dev/mapper/lightsnap_restore_{}-lv",
+        lvm_restored.rsplit('-').next().unwrap()
+    );
+    assert!(
+        mnt.len() == 3 && mnt[0] == clone && mnt[2].split(',').any(|o| o == "ro"),
+        "the clone's volume mounted read-only: {findmnt}"
+    );
+    let released = b.report("release-lvm");
+    assert_eq!(
+        released["restored_disk"],
+        lvm_restored.as_str(),
+        "{released}"
+    );
+    assert_eq!(b.lines("serials-after-restore-lvm"), before, "unplugged");
+    for what in ["vgs", "lvs", "dm", "findmnt", "devicesfile"] {
+        assert_eq!(
+            b.text(&format!("lvm-after-restore/{what}")),
+            b.text(&format!("lvm-before/{what}")),
+            "the live group's {what} after the restore and its release"
+        );
+    }
+    assert!(
+        !names.contains(&lvm_restored.as_str()),
+        "deleted: {names:?}"
     );
 }

@@ -1,14 +1,18 @@
 # shellcheck shell=bash disable=SC1091,SC2153 # lab.sh and disks.env (DATA, ...) are in the guest
 # The one boot of tests/vm_verify.rs (bookworm, `scripts/vm --hotplug`): `lightsnap verify`
 # end to end on a booted guest, the scratch disk hot-plugged as a real NVMe device with its EBS
-# serial, and found by that serial alone (no LIGHTSNAP_DEV_DIR). /opt/lab/disks.env names ROOT
-# and DATA. What the guest saw goes to /out/verify; the test decides what passes.
+# serial, and found by that serial alone (no LIGHTSNAP_DEV_DIR); then a file restore
+# (`restore --mount`, `--release`) on the same kind of device, and a verify of a disk holding
+# LVM (its group imported as a renamed clone beside the live one). /opt/lab/disks.env names
+# ROOT, DATA and LVM. What the guest saw goes to /out/verify; the test decides what passes.
 . /opt/lab/lab.sh
 . /opt/lab/disks.env
 set -eu
 
 out=/out/verify
 mkdir -p "$out"
+# The fake's pipe (descriptor 7) is inherited by every LVM command: LVM would warn of it.
+export LVM_SUPPRESS_FD_WARNINGS=1
 # The fake's snapshot images, and so the restored disks' copies (<snapshots>/disks/), on the
 # share: the host opens a copy to plug it in, and scripts/vm maps /lab/X to its own share
 # directory. A file on the guest's own disks is nothing the host can open.
@@ -43,11 +47,12 @@ chmod 755 /usr/local/sbin/lab-hotplug
 # A verify hook: what the guest looks like while the scratch disk is attached and mounted —
 # the NVMe serials, which disk has the scratch disk's serial, the restored file, the mount,
 # and the fake's view of the disk (its supportCode, the serial it plugged in).
+# (LAB_HOOK_OUT, from the run's environment, says where: one directory per rehearsal.)
 mkdir -p /etc/lightsnap/verify.d
 cat >/etc/lightsnap/verify.d/10-lab <<'EOF'
 #!/bin/bash
 set -u
-d=/out/verify/hook
+d=${LAB_HOOK_OUT:-/out/verify/hook}
 mkdir -p "$d"
 echo "$*" >"$d/args"
 echo "$LIGHTSNAP_VERIFY_MOUNT" >"$d/mount"
@@ -60,6 +65,9 @@ done | sort >"$d/disks"
 python3 -c 'import sys, urllib.request
 print(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode())' \
   http://127.0.0.1:8080/__admin/disks >"$d/fake-disks.json"
+# LVM while the copy is imported: every group, every device-mapper node.
+vgs --noheadings -o vg_name,vg_uuid 2>/dev/null | awk '{ print $1, $2 }' | sort >"$d/vgs"
+dmsetup ls 2>/dev/null | awk '{ print $1 }' | sort >"$d/dm"
 EOF
 chmod 755 /etc/lightsnap/verify.d/10-lab
 
@@ -70,19 +78,34 @@ mkdir -p /data
 mount "$data" /data
 echo "restored from snapshot v-data" >/data/hello.txt
 sync /data/hello.txt
+# The LVM disk: one PV, group datavg, one LV with ext4 and a file, mounted, as a user has it.
+lvmdisk=$(disk_by_serial "$LVM")
+pvcreate -q "$lvmdisk"
+vgcreate -q datavg "$lvmdisk"
+lvcreate -q -y -l 100%FREE -n lv datavg
+mkfs.ext4 -q /dev/datavg/lv
+mkdir -p /lvdata
+mount /dev/datavg/lv /lvdata
+echo "restored from snapshot v-lvm" >/lvdata/hello.txt
+sync /lvdata/hello.txt
 {
   seed_head "$ROOT"
   seed_disk data-1 "$DATA" /dev/xvdf
+  seed_disk data-2 "$LVM" /dev/xvdg
 } >/run/lab/seed.toml
 start_fake /run/lab/seed.toml --attach-command /usr/local/sbin/lab-hotplug
 # (`|| true`: lightsnap_to records a failure's code and output; set -e would stop at it.)
 lightsnap_to "$out/snap" freeze-and-snap /data --snapshot-name v-data || true
+lightsnap_to "$out/snap-lvm" freeze-and-snap /lvdata --snapshot-name v-lvm || true
+# Written after the snapshot: a restore must not have it.
+echo "written after the snapshot" >/data/after-snapshot.txt
+sync /data/after-snapshot.txt
 
 serials >"$out/serials-before"
 unset LIGHTSNAP_DEV_DIR
 # --timeout: a disk the host failed to plug in is a quick, undone failure (exit 20), not a
 # wait until scripts/vm's own timeout.
-lightsnap_to "$out/run" verify v-data -v --timeout 5m || true
+LAB_HOOK_OUT=$out/hook lightsnap_to "$out/run" verify v-data -v --timeout 5m || true
 
 # verify is done once DetachDisk and DeleteDisk answered; the device goes when the host has
 # unplugged it and the guest's kernel let go, as after a real DetachDisk: wait for that,
@@ -105,6 +128,59 @@ admin /__admin/faults '{"operation": "AttachDisk", "kind": {"type": "corrupt_dis
 lightsnap_to "$out/corrupt" verify v-data -v --timeout 5m || true
 wait_unplugged
 serials >"$out/serials-after-corrupt"
+
+# A file restore on the same kind of device: the copy hot-plugged, found by its serial alone,
+# mounted read-only at the directory named; listed by status; released (unmounted, detached:
+# unplugged, deleted).
+lightsnap_to "$out/restore" restore v-data --mount /restore/data -v --timeout 5m || true
+r=$out/restore/seen
+mkdir -p "$r"
+cat /restore/data/hello.txt >"$r/hello.txt" 2>&1 || true
+if [ -e /restore/data/after-snapshot.txt ]; then echo present; else echo absent; fi >"$r/after-snapshot"
+findmnt -no SOURCE,FSTYPE,OPTIONS /restore/data >"$r/findmnt" || true
+for b in /sys/block/nvme*n1; do
+  case ${b##*/} in *c*) continue ;; esac
+  echo "/dev/${b##*/} $(tr -d ' ' <"$b/device/serial")"
+done | sort >"$r/disks"
+# A write to the read-only mount is refused.
+if touch /restore/data/new 2>"$r/write.err"; then echo written; else echo refused; fi >"$r/write"
+lightsnap_to "$out/status" status --refresh || true
+lightsnap_to "$out/release" restore --release /restore/data -v --timeout 5m || true
+wait_unplugged
+serials >"$out/serials-after-restore"
+findmnt -no SOURCE /restore/data >"$out/restore-mounted-after" || true
+
+# LVM on the restored disk: the live group, its LV and mount before and after; the verify in
+# between imports the copy as a renamed clone, checks its LV, puts it away.
+lvm_state() {
+  local d=$1
+  mkdir -p "$d"
+  vgs --noheadings -o vg_name,vg_uuid | awk '{ print $1, $2 }' | sort >"$d/vgs"
+  lvs --noheadings -o vg_name,lv_name,lv_uuid,lv_active | awk '{ print $1, $2, $3, $4 }' | sort >"$d/lvs"
+  dmsetup ls | awk '{ print $1 }' | sort >"$d/dm"
+  findmnt -no SOURCE,TARGET /lvdata >"$d/findmnt" || true
+  lvmconfig --typeconfig full devices/use_devicesfile >"$d/use_devicesfile" 2>&1 || true
+  sha256sum /etc/lvm/devices/system.devices >"$d/devicesfile" 2>&1 || true
+}
+lvm_state "$out/lvm-before"
+LAB_HOOK_OUT=$out/hook-lvm lightsnap_to "$out/lvm" verify v-lvm -v --timeout 5m || true
+wait_unplugged
+serials >"$out/serials-after-lvm"
+lvm_state "$out/lvm-after"
+cat /lvdata/hello.txt >"$out/lvm-after/hello.txt"
+
+# A file restore of the LVM disk: its logical volume mounted read-only from the clone, then
+# released (the clone put away before the disk goes); the live group as it was.
+lightsnap_to "$out/restore-lvm" restore v-lvm --mount /restore/lvm -v --timeout 5m || true
+r=$out/restore-lvm/seen
+mkdir -p "$r"
+cat /restore/lvm/hello.txt >"$r/hello.txt" 2>&1 || true
+findmnt -no SOURCE,FSTYPE,OPTIONS /restore/lvm >"$r/findmnt" || true
+lightsnap_to "$out/release-lvm" restore --release /restore/lvm -v --timeout 5m || true
+wait_unplugged
+serials >"$out/serials-after-restore-lvm"
+lvm_state "$out/lvm-after-restore"
+
 admin /__admin/calls >"$out/calls.json"
 admin /__admin/disks >"$out/disks.json"
 find "$SNAPS" -type f | sort >"$out/files-after"
