@@ -153,8 +153,8 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     let attach_calls = b.lines("attach-calls");
     assert_eq!(
         attach_calls.len(),
-        10,
-        "two rehearsals, a restore, an LVM rehearsal, an LVM restore: {attach_calls:?}"
+        12,
+        "two rehearsals, a restore, a killed LVM rehearsal and the next, an LVM restore: {attach_calls:?}"
     );
     let fields: Vec<&str> = attach_calls[0].split(' ').collect();
     assert_eq!(fields.len(), 4, "{attach_calls:?}");
@@ -178,19 +178,21 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         "an EBS NVMe serial: {serial}"
     );
     // The host plugged it in and out (scripts/vm's event reader; the unplug said once QEMU
-    // reported DEVICE_DELETED and the file was let go), twice on the same port: the first
-    // unplug freed it.
+    // reported DEVICE_DELETED and the file was let go), each copy once, in the order made.
     let events = std::fs::read_to_string(out.join("events")).unwrap();
-    let plugged: Vec<(&str, &str)> = attach_calls
+    // (Each at the path lightsnap chose: the first free one, which is not the same for the
+    // rehearsal that runs while a killed one's disk is still attached. Checked against the
+    // AttachDisk calls below.)
+    let plugged_at: Vec<(&str, &str, &str)> = attach_calls
         .iter()
         .step_by(2)
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             assert_eq!((f.len(), f[0]), (4, "attach"), "{attach_calls:?}");
-            assert_eq!(f[3], path, "{attach_calls:?}");
-            (f[1], f[2])
+            (f[1], f[2], f[3])
         })
         .collect();
+    let plugged: Vec<(&str, &str)> = plugged_at.iter().map(|&(c, s, _)| (c, s)).collect();
     let want_events: Vec<String> = plugged
         .iter()
         .flat_map(|(c, s)| [format!("attach {c} {s}"), format!("detach {s}")])
@@ -326,16 +328,19 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(steps[..5], rehearsal("clean"), "{steps:?}");
     assert_eq!(steps[5..], rehearsal("failed"), "{steps:?}");
     let attaches = calls_of(&calls, "AttachDisk");
-    assert_eq!(attaches.len(), 5, "{attaches:?}");
-    for c in attaches {
-        assert_eq!(c["body"]["diskPath"], path.as_str(), "{c}");
+    assert_eq!(attaches.len(), 6, "{attaches:?}");
+    for (c, (_, _, at)) in attaches.iter().zip(&plugged_at) {
+        assert_eq!(c["body"]["diskPath"], *at, "{c}");
         assert_eq!(c["body"]["instanceName"], "web-1", "{c}");
     }
     let sources: Vec<&str> = calls_of(&calls, "CreateDiskFromSnapshot")
         .iter()
         .map(|c| c["body"]["diskSnapshotName"].as_str().unwrap())
         .collect();
-    assert_eq!(sources, ["v-data", "v-data", "v-data", "v-lvm", "v-lvm"]);
+    assert_eq!(
+        sources,
+        ["v-data", "v-data", "v-data", "v-lvm", "v-lvm", "v-lvm"]
+    );
     // Only disks lightsnap made were detached or deleted, each right after a GetDisk of it
     // (the tags read again before the call).
     let made: Vec<&str> = calls_of(&calls, "CreateDiskFromSnapshot")
@@ -467,6 +472,28 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(snap["snapshots"][0]["name"], "v-lvm", "{snap}");
     assert_eq!(snap["snapshots"][0]["source"]["name"], "data-2", "{snap}");
     let lvm = b.report("lvm");
+    // The rehearsal killed in its hook left its disk and its clone, active and mounted; this
+    // one put the clone away and removed the disk first.
+    let killed: i32 = b.text("lvm-killed/code").trim().parse().unwrap();
+    assert_eq!(killed, 137, "SIGKILL: {}", b.text("lvm-killed/stderr"));
+    let killed_clone = b
+        .lines("lvm-killed/dm")
+        .into_iter()
+        .find(|d| d.starts_with("lightsnap_verify_"))
+        .unwrap_or_else(|| panic!("the killed run's clone: {:?}", b.lines("lvm-killed/dm")));
+    let removed = lvm["leftovers_removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1, "{lvm}");
+    let leftover = removed[0].as_str().unwrap();
+    assert!(leftover.starts_with("v-lvm-verify-"), "{lvm}");
+    assert_eq!(
+        killed_clone,
+        format!(
+            "lightsnap_verify_{}-lv",
+            leftover.rsplit('-').next().unwrap()
+        )
+    );
+    assert!(!names.contains(&leftover), "deleted: {names:?}");
+    assert_eq!(lvm["leftovers_kept"], serde_json::json!([]), "{lvm}");
     assert_eq!(lvm["result"], "clean", "{lvm}");
     assert_eq!(lvm["tagged"], "clean", "{lvm}");
     assert_eq!(lvm["left_behind"], serde_json::json!([]), "{lvm}");

@@ -14,9 +14,10 @@
 //! `ro,rescue=nologreplay`, or `ro,nologreplay` on kernels before 5.9).
 //!
 //! What is not a filesystem lightsnap checks is said, never passed over: a partition of
-//! unknown content, an LVM physical volume, an md RAID member or a LUKS container makes the
-//! verdict "could not check" ([`Layout`]); a disk with no partition and no known superblock
-//! at all is a failed restore (zeroed or damaged). The one partition skipped is a GPT BIOS
+//! unknown content, an md RAID member or a LUKS container makes the verdict "could not
+//! check" ([`Layout`]); an LVM physical volume is named here too, and its group imported and
+//! its logical volumes looked at by [`super::lvm`]; a disk with no partition and no known
+//! superblock at all is a failed restore (zeroed or damaged). The one partition skipped is a GPT BIOS
 //! boot partition, which holds boot code and no filesystem.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -105,7 +106,7 @@ impl Layout {
     /// In plain words.
     pub fn describe(self) -> &'static str {
         match self {
-            Layout::Lvm => "an LVM physical volume (its logical volumes are not checked)",
+            Layout::Lvm => "an LVM physical volume (its group is not imported here)",
             Layout::Md => "an md RAID member (the array is not assembled and checked)",
             Layout::Luks => "a LUKS container (encrypted: its content cannot be checked)",
             Layout::Unknown => "a partition of unknown content (no filesystem lightsnap checks)",

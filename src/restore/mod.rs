@@ -15,7 +15,8 @@
 //! ([`scratch`]) — unless its device is mounted, held or open outside lightsnap's own mount
 //! directory: then it is reported and left alone. The machine's side
 //! (device, checkers, mounts, hooks) is behind [`host::Host`]; the filesystems' rules are in
-//! [`fs`]; copies to another region in [`copy`].
+//! [`fs`]; LVM on the restored disk (imported as a renamed clone, put away as a step) in
+//! [`lvm`]; copies to another region in [`copy`].
 
 pub mod copy;
 pub mod fs;

@@ -1,7 +1,9 @@
 //! Restores for real (`lightsnap restore`): a disk snapshot made into a disk of this
 //! instance's zone, attached here, found by its volume id (as verify finds its scratch disk),
 //! and mounted read-only at a directory the operator names (`--mount DIR`), until
-//! `restore --release DIR` unmounts, detaches and deletes it.
+//! `restore --release DIR` unmounts, detaches and deletes it. LVM on it is imported as a
+//! renamed clone, as verify does ([`super::lvm`]), each logical volume mounted; `--release`
+//! puts the clone away before the detach.
 //!
 //! A restored disk carries `lightsnap:restore-of` (the snapshot), `lightsnap:restore-instance`
 //! (this instance) and `lightsnap:owner`; it is never a scratch disk, so verify and run never

@@ -68,6 +68,9 @@ print(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode())' \
 # LVM while the copy is imported: every group, every device-mapper node.
 vgs --noheadings -o vg_name,vg_uuid 2>/dev/null | awk '{ print $1, $2 }' | sort >"$d/vgs"
 dmsetup ls 2>/dev/null | awk '{ print $1 }' | sort >"$d/dm"
+# LAB_HOOK_KILL: the run is killed here (SIGKILL to lightsnap, the hook's parent), its scratch
+# disk attached, its LVM clone active and mounted: a leftover for the next run.
+if [ -n "${LAB_HOOK_KILL:-}" ]; then kill -KILL "$PPID"; fi
 EOF
 chmod 755 /etc/lightsnap/verify.d/10-lab
 
@@ -163,6 +166,10 @@ lvm_state() {
   sha256sum /etc/lvm/devices/system.devices >"$d/devicesfile" 2>&1 || true
 }
 lvm_state "$out/lvm-before"
+# First a rehearsal killed in its hook: its clone stays active and mounted; the next verify
+# puts it away and removes its disk before its own rehearsal.
+LAB_HOOK_OUT=$out/hook-killed LAB_HOOK_KILL=1 lightsnap_to "$out/lvm-killed" verify v-lvm -v --timeout 5m || true
+dmsetup ls | awk '{ print $1 }' | sort >"$out/lvm-killed/dm"
 LAB_HOOK_OUT=$out/hook-lvm lightsnap_to "$out/lvm" verify v-lvm -v --timeout 5m || true
 wait_unplugged
 serials >"$out/serials-after-lvm"
