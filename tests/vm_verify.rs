@@ -25,6 +25,8 @@ use serde_json::Value;
 const DATA_SERIAL: &str = "vol00000000000000d17";
 /// The LVM disk's serial (one PV of group `datavg`, LV `lv`, ext4).
 const LVM_SERIAL: &str = "vol00000000000000e1a";
+/// The XFS disk's serial.
+const XFS_SERIAL: &str = "vol00000000000000f5f";
 
 /// What the guest wrote under /out.
 struct Out(PathBuf);
@@ -90,6 +92,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         &[
             ("DATA", DATA_SERIAL.to_string()),
             ("LVM", LVM_SERIAL.to_string()),
+            ("XFS", XFS_SERIAL.to_string()),
         ],
         true,
     );
@@ -103,6 +106,8 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         .arg(format!("{DATA_SERIAL}:32M"))
         .arg("--nvme")
         .arg(format!("{LVM_SERIAL}:32M"))
+        .arg("--nvme")
+        .arg(format!("{XFS_SERIAL}:320M"))
         .arg("--copy")
         .arg(format!("{}:/opt/lab", lab.display()))
         .arg("--out")
@@ -153,8 +158,8 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     let attach_calls = b.lines("attach-calls");
     assert_eq!(
         attach_calls.len(),
-        12,
-        "two rehearsals, a restore, a killed LVM rehearsal and the next, an LVM restore: {attach_calls:?}"
+        14,
+        "two rehearsals, a restore, a killed LVM rehearsal and the next, an LVM restore, an XFS restore: {attach_calls:?}"
     );
     let fields: Vec<&str> = attach_calls[0].split(' ').collect();
     assert_eq!(fields.len(), 4, "{attach_calls:?}");
@@ -328,7 +333,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(steps[..5], rehearsal("clean"), "{steps:?}");
     assert_eq!(steps[5..], rehearsal("failed"), "{steps:?}");
     let attaches = calls_of(&calls, "AttachDisk");
-    assert_eq!(attaches.len(), 6, "{attaches:?}");
+    assert_eq!(attaches.len(), 7, "{attaches:?}");
     for (c, (_, _, at)) in attaches.iter().zip(&plugged_at) {
         assert_eq!(c["body"]["diskPath"], *at, "{c}");
         assert_eq!(c["body"]["instanceName"], "web-1", "{c}");
@@ -339,7 +344,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         .collect();
     assert_eq!(
         sources,
-        ["v-data", "v-data", "v-data", "v-lvm", "v-lvm", "v-lvm"]
+        ["v-data", "v-data", "v-data", "v-lvm", "v-lvm", "v-lvm", "v-xfs"]
     );
     // Only disks lightsnap made were detached or deleted, each right after a GetDisk of it
     // (the tags read again before the call).
@@ -386,7 +391,11 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     );
     assert_eq!(
         b.lines("files-after"),
-        ["/lab/snaps/v-data.img", "/lab/snaps/v-lvm.img"],
+        [
+            "/lab/snaps/v-data.img",
+            "/lab/snaps/v-lvm.img",
+            "/lab/snaps/v-xfs.img"
+        ],
         "no copy left"
     );
 
@@ -578,7 +587,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         "restored from snapshot v-lvm\n"
     );
     eprintln!(
-        "LVM devices file: use_devicesfile {}; system.devices: {}",
+        "LVM devices file: {}; system.devices: {}",
         b.text("lvm-before/use_devicesfile").trim(),
         b.text("lvm-before/devicesfile").trim()
     );
@@ -622,6 +631,47 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     }
     assert!(
         !names.contains(&lvm_restored.as_str()),
+        "deleted: {names:?}"
+    );
+
+    // XFS restored beside its original: the same UUID, mounted all the same (nouuid),
+    // read-only, the original still mounted; released.
+    let restored = b.report("restore-xfs");
+    let xfs_restored = restored["restored_disk"].as_str().unwrap().to_string();
+    assert!(xfs_restored.starts_with("v-xfs-restore-"), "{restored}");
+    assert_eq!(restored["checks"][0]["fstype"], "xfs", "{restored}");
+    assert_eq!(restored["checks"][0]["clean"], true, "{restored}");
+    assert_eq!(restored["mounted_at"], serde_json::json!(["/restore/xfs"]));
+    assert_eq!(
+        b.text("restore-xfs/seen/hello.txt"),
+        "restored from snapshot v-xfs\n"
+    );
+    let findmnt = b.text("restore-xfs/seen/findmnt");
+    let mnt: Vec<&str> = findmnt.split_whitespace().collect();
+    assert!(
+        mnt.len() == 3
+            && mnt[0] == restored["device"].as_str().unwrap()
+            && mnt[1] == "xfs"
+            && mnt[2].split(',').any(|o| o == "ro")
+            && mnt[2].split(',').any(|o| o == "nouuid"),
+        "mounted read-only with nouuid: {findmnt}"
+    );
+    let original = b.text("restore-xfs/seen/original");
+    assert!(original.trim().ends_with(" xfs"), "{original}");
+    let uuid = b.text("restore-xfs/seen/uuid-original");
+    assert!(!uuid.trim().is_empty());
+    assert_eq!(
+        b.text("restore-xfs/seen/uuid-copy"),
+        uuid,
+        "the copy has the original's UUID"
+    );
+    assert_eq!(
+        b.report("release-xfs")["restored_disk"],
+        xfs_restored.as_str()
+    );
+    assert_eq!(b.lines("serials-after-restore-xfs"), before, "unplugged");
+    assert!(
+        !names.contains(&xfs_restored.as_str()),
         "deleted: {names:?}"
     );
 }

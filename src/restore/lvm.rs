@@ -381,6 +381,12 @@ mod tests {
                 .count();
             self.calls.lock().unwrap().push(line.clone());
             Ok(match args.first().map(String::as_str) {
+                Some("version") if self.version.is_empty() => {
+                    return Err(ToolError::NotRun(
+                        "\"lvm\" \"version\" could not be started: No such file or directory"
+                            .into(),
+                    ))
+                }
                 Some("version") => self.version.to_string(),
                 Some("vgs") if line.starts_with("lvm vgs") => {
                     self.vgs.get(n).copied().unwrap_or_default().to_string()
@@ -500,6 +506,11 @@ mod tests {
         let two = Stand::new(NEW, vec!["a|1|0\nb|1|0"], "");
         let err = block_on(import(&two, &[PathBuf::from("/dev/x")], "c")).unwrap_err();
         assert!(err.contains("2 volume groups (a, b)"), "{err}");
+        // No lvm2 on this machine: said, nothing else tried.
+        let none = Stand::new("", vec![], "");
+        let err = block_on(import(&none, &[PathBuf::from("/dev/x")], "c")).unwrap_err();
+        assert!(err.starts_with("lvm2 is needed to check LVM"), "{err}");
+        assert_eq!(none.calls(), ["lvm version"]);
     }
 
     /// Putting away deactivates the clone only — never a group still called as the live one

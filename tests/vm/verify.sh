@@ -3,8 +3,8 @@
 # end to end on a booted guest, the scratch disk hot-plugged as a real NVMe device with its EBS
 # serial, and found by that serial alone (no LIGHTSNAP_DEV_DIR); then a file restore
 # (`restore --mount`, `--release`) on the same kind of device, and a verify of a disk holding
-# LVM (its group imported as a renamed clone beside the live one). /opt/lab/disks.env names
-# ROOT, DATA and LVM. What the guest saw goes to /out/verify; the test decides what passes.
+# LVM (its group imported as a renamed clone beside the live one), and a file restore of XFS
+# mounted beside its original. /opt/lab/disks.env names ROOT, DATA, LVM and XFS. What the guest saw goes to /out/verify; the test decides what passes.
 . /opt/lab/lab.sh
 . /opt/lab/disks.env
 set -eu
@@ -91,15 +91,24 @@ mkdir -p /lvdata
 mount /dev/datavg/lv /lvdata
 echo "restored from snapshot v-lvm" >/lvdata/hello.txt
 sync /lvdata/hello.txt
+# The XFS disk (XFS wants 300 MB at least; the fake's images are sparse, so it costs little).
+xfsdisk=$(disk_by_serial "$XFS")
+mkfs.xfs -q "$xfsdisk"
+mkdir -p /xfsdata
+mount "$xfsdisk" /xfsdata
+echo "restored from snapshot v-xfs" >/xfsdata/hello.txt
+sync /xfsdata/hello.txt
 {
   seed_head "$ROOT"
   seed_disk data-1 "$DATA" /dev/xvdf
   seed_disk data-2 "$LVM" /dev/xvdg
+  seed_disk data-3 "$XFS" /dev/xvdh
 } >/run/lab/seed.toml
 start_fake /run/lab/seed.toml --attach-command /usr/local/sbin/lab-hotplug
 # (`|| true`: lightsnap_to records a failure's code and output; set -e would stop at it.)
 lightsnap_to "$out/snap" freeze-and-snap /data --snapshot-name v-data || true
 lightsnap_to "$out/snap-lvm" freeze-and-snap /lvdata --snapshot-name v-lvm || true
+lightsnap_to "$out/snap-xfs" freeze-and-snap /xfsdata --snapshot-name v-xfs || true
 # Written after the snapshot: a restore must not have it.
 echo "written after the snapshot" >/data/after-snapshot.txt
 sync /data/after-snapshot.txt
@@ -187,6 +196,20 @@ lightsnap_to "$out/release-lvm" restore --release /restore/lvm -v --timeout 5m |
 wait_unplugged
 serials >"$out/serials-after-restore-lvm"
 lvm_state "$out/lvm-after-restore"
+
+# XFS restored beside its original: the copy has the live filesystem's UUID, and mounts all
+# the same (nouuid), read-only, while the original stays mounted.
+lightsnap_to "$out/restore-xfs" restore v-xfs --mount /restore/xfs -v --timeout 5m || true
+r=$out/restore-xfs/seen
+mkdir -p "$r"
+cat /restore/xfs/hello.txt >"$r/hello.txt" 2>&1 || true
+findmnt -no SOURCE,FSTYPE,OPTIONS /restore/xfs >"$r/findmnt" || true
+findmnt -no SOURCE,FSTYPE /xfsdata >"$r/original" || true
+blkid -o value -s UUID "$xfsdisk" >"$r/uuid-original" || true
+blkid -o value -s UUID "$(awk '{ print $1 }' "$r/findmnt")" >"$r/uuid-copy" || true
+lightsnap_to "$out/release-xfs" restore --release /restore/xfs -v --timeout 5m || true
+wait_unplugged
+serials >"$out/serials-after-restore-xfs"
 
 admin /__admin/calls >"$out/calls.json"
 admin /__admin/disks >"$out/disks.json"
