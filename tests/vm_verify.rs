@@ -27,6 +27,8 @@ const DATA_SERIAL: &str = "vol00000000000000d17";
 const LVM_SERIAL: &str = "vol00000000000000e1a";
 /// The XFS disk's serial.
 const XFS_SERIAL: &str = "vol00000000000000f5f";
+/// The two disks of group `spanvg` (one LV across both).
+const SPAN_SERIALS: [&str; 2] = ["vol000000000000005a1", "vol000000000000005b2"];
 
 /// What the guest wrote under /out.
 struct Out(PathBuf);
@@ -93,6 +95,8 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
             ("DATA", DATA_SERIAL.to_string()),
             ("LVM", LVM_SERIAL.to_string()),
             ("XFS", XFS_SERIAL.to_string()),
+            ("SPANA", SPAN_SERIALS[0].to_string()),
+            ("SPANB", SPAN_SERIALS[1].to_string()),
         ],
         true,
     );
@@ -108,6 +112,10 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         .arg(format!("{LVM_SERIAL}:32M"))
         .arg("--nvme")
         .arg(format!("{XFS_SERIAL}:320M"))
+        .arg("--nvme")
+        .arg(format!("{}:16M", SPAN_SERIALS[0]))
+        .arg("--nvme")
+        .arg(format!("{}:16M", SPAN_SERIALS[1]))
         .arg("--copy")
         .arg(format!("{}:/opt/lab", lab.display()))
         .arg("--out")
@@ -158,8 +166,8 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     let attach_calls = b.lines("attach-calls");
     assert_eq!(
         attach_calls.len(),
-        14,
-        "two rehearsals, a restore, a killed LVM rehearsal and the next, an LVM restore, an XFS restore: {attach_calls:?}"
+        16,
+        "two rehearsals, a restore, a killed LVM rehearsal and the next, an LVM restore, an XFS restore, a spanning group: {attach_calls:?}"
     );
     let fields: Vec<&str> = attach_calls[0].split(' ').collect();
     assert_eq!(fields.len(), 4, "{attach_calls:?}");
@@ -333,7 +341,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(steps[..5], rehearsal("clean"), "{steps:?}");
     assert_eq!(steps[5..], rehearsal("failed"), "{steps:?}");
     let attaches = calls_of(&calls, "AttachDisk");
-    assert_eq!(attaches.len(), 7, "{attaches:?}");
+    assert_eq!(attaches.len(), 8, "{attaches:?}");
     for (c, (_, _, at)) in attaches.iter().zip(&plugged_at) {
         assert_eq!(c["body"]["diskPath"], *at, "{c}");
         assert_eq!(c["body"]["instanceName"], "web-1", "{c}");
@@ -342,9 +350,29 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         .iter()
         .map(|c| c["body"]["diskSnapshotName"].as_str().unwrap())
         .collect();
+    let span = b.report("snap-span");
+    let span_a = span["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"]["name"] == "span-a")
+        .unwrap_or_else(|| panic!("a snapshot of span-a: {span}"))["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(span["snapshots"].as_array().unwrap().len(), 2, "{span}");
     assert_eq!(
         sources,
-        ["v-data", "v-data", "v-data", "v-lvm", "v-lvm", "v-lvm", "v-xfs"]
+        [
+            "v-data",
+            "v-data",
+            "v-data",
+            "v-lvm",
+            "v-lvm",
+            "v-lvm",
+            "v-xfs",
+            span_a.as_str()
+        ]
     );
     // Only disks lightsnap made were detached or deleted, each right after a GetDisk of it
     // (the tags read again before the call).
@@ -391,11 +419,21 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     );
     assert_eq!(
         b.lines("files-after"),
-        [
-            "/lab/snaps/v-data.img",
-            "/lab/snaps/v-lvm.img",
-            "/lab/snaps/v-xfs.img"
-        ],
+        {
+            let mut images: Vec<String> = ["v-data", "v-lvm", "v-xfs"]
+                .iter()
+                .map(|n| format!("/lab/snaps/{n}.img"))
+                .chain(
+                    span["snapshots"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| format!("/lab/snaps/{}.img", s["name"].as_str().unwrap())),
+                )
+                .collect();
+            images.sort();
+            images
+        },
         "no copy left"
     );
 
@@ -535,15 +573,17 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
             && mnt[2].split(',').any(|o| o == "ro"),
         "the clone's volume mounted read-only: {findmnt}"
     );
+    // (The spanning group of the last scenario is there too: live groups, all of them.)
     let live_before = b.lines("lvm-before/vgs");
-    assert_eq!(live_before.len(), 1, "{live_before:?}");
-    let (live_name, live_uuid) = live_before[0].split_once(' ').unwrap();
-    assert_eq!(live_name, "datavg");
+    let live = live_before
+        .iter()
+        .find(|l| l.starts_with("datavg "))
+        .unwrap_or_else(|| panic!("{live_before:?}"));
+    let live_uuid = live.split_once(' ').unwrap().1;
     let during = b.lines("hook-lvm/vgs");
-    assert!(
-        during.contains(&live_before[0]),
-        "the live group: {during:?}"
-    );
+    for l in &live_before {
+        assert!(during.contains(l), "the live group {l}: {during:?}");
+    }
     let clone_row = during
         .iter()
         .find(|l| l.starts_with(&format!("{clone} ")))
@@ -572,12 +612,13 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
             "the live group's {what} after the rehearsal"
         );
     }
-    let lvs = b.text("lvm-before/lvs");
+    let lvs = b.lines("lvm-before/lvs");
     assert!(
-        lvs.trim().starts_with("datavg lv ") && lvs.trim().ends_with(" active"),
-        "{lvs}"
+        lvs.iter()
+            .any(|l| l.starts_with("datavg lv ") && l.ends_with(" active")),
+        "{lvs:?}"
     );
-    assert_eq!(b.lines("lvm-before/dm"), ["datavg-lv"]);
+    assert_eq!(b.lines("lvm-before/dm"), ["datavg-lv", "spanvg-lv"]);
     assert_eq!(
         b.text("lvm-after/findmnt").trim(),
         "/dev/mapper/datavg-lv /lvdata"
@@ -674,4 +715,34 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         !names.contains(&xfs_restored.as_str()),
         "deleted: {names:?}"
     );
+
+    // A copy of one disk of a group that spans two: not imported, "could not check" (21)
+    // naming the group; the live group untouched; nothing left.
+    let code: i32 = b.text("span/code").trim().parse().unwrap();
+    let unchecked = b.json("span/report.json");
+    assert_eq!(code, 21, "{unchecked}\n{}", b.text("span/stderr"));
+    assert_eq!(unchecked["result"], "unchecked", "{unchecked}");
+    assert_eq!(unchecked["tagged"], "unchecked", "{unchecked}");
+    assert_eq!(unchecked["failures"], serde_json::json!([]), "{unchecked}");
+    assert_eq!(
+        unchecked["left_behind"],
+        serde_json::json!([]),
+        "{unchecked}"
+    );
+    let said = unchecked["unchecked"].as_array().unwrap();
+    assert!(
+        said.len() == 1
+            && said[0].as_str().unwrap().contains(
+                "volume group spanvg spans 2 physical volumes and 1 of them are not on this disk"
+            ),
+        "{unchecked}"
+    );
+    for what in ["vgs", "dm", "findmnt"] {
+        assert_eq!(
+            b.text(&format!("span-after/{what}")),
+            b.text(&format!("span-before/{what}")),
+            "the spanning group's {what}"
+        );
+    }
+    assert_eq!(b.lines("serials-after-span"), before, "unplugged");
 }

@@ -446,7 +446,8 @@ async fn rehearse<A: Lightsail, H: Host>(
     let base = settings.mount_dir.join(name);
     steps.borrow_mut().push(Step::Mounted(base.clone()));
     let found = with_volumes(host, host.filesystems(&device), name, steps, findings).await;
-    if found.is_empty() {
+    // (Nothing left to check after a group that could not be imported is said already.)
+    if found.is_empty() && findings.borrow().checks.is_empty() {
         findings
             .borrow_mut()
             .unchecked

@@ -1093,3 +1093,17 @@ fn a_file_restore_mounts_each_logical_volume_and_its_undo_puts_the_clone_away() 
         }
     }
 }
+
+/// The disk is one PV whose group cannot be imported: one "could not check", naming the
+/// group — not also "no filesystem found".
+#[test]
+fn a_lone_pv_that_cannot_be_imported_is_said_once() {
+    let fake = FakeLightsail::default();
+    let mut host = Scripted::new(&fake);
+    host.found = Some(vec![pv("/dev/nvme9n1")]);
+    host.lvm = Some(Err("volume group spanvg spans 2 physical volumes".into()));
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Unchecked, "{v:?}");
+    assert_eq!(v.unchecked.len(), 1, "{v:?}");
+    assert!(v.unchecked[0].contains("spanvg"), "{v:?}");
+}

@@ -4,7 +4,8 @@
 # serial, and found by that serial alone (no LIGHTSNAP_DEV_DIR); then a file restore
 # (`restore --mount`, `--release`) on the same kind of device, and a verify of a disk holding
 # LVM (its group imported as a renamed clone beside the live one), and a file restore of XFS
-# mounted beside its original. /opt/lab/disks.env names ROOT, DATA, LVM and XFS. What the guest saw goes to /out/verify; the test decides what passes.
+# mounted beside its original; a group spanning two disks, of which a copy of one is "could not
+# check". /opt/lab/disks.env names ROOT, DATA, LVM, XFS, SPANA and SPANB. What the guest saw goes to /out/verify; the test decides what passes.
 . /opt/lab/lab.sh
 . /opt/lab/disks.env
 set -eu
@@ -98,17 +99,28 @@ mkdir -p /xfsdata
 mount "$xfsdisk" /xfsdata
 echo "restored from snapshot v-xfs" >/xfsdata/hello.txt
 sync /xfsdata/hello.txt
+# A group across two disks, mounted.
+spana=$(disk_by_serial "$SPANA") spanb=$(disk_by_serial "$SPANB")
+pvcreate -q "$spana" "$spanb"
+vgcreate -q spanvg "$spana" "$spanb"
+lvcreate -q -y -l 100%FREE -n lv spanvg
+mkfs.ext4 -q /dev/spanvg/lv
+mkdir -p /spandata
+mount /dev/spanvg/lv /spandata
 {
   seed_head "$ROOT"
   seed_disk data-1 "$DATA" /dev/xvdf
   seed_disk data-2 "$LVM" /dev/xvdg
   seed_disk data-3 "$XFS" /dev/xvdh
+  seed_disk span-a "$SPANA" /dev/xvdi
+  seed_disk span-b "$SPANB" /dev/xvdj
 } >/run/lab/seed.toml
 start_fake /run/lab/seed.toml --attach-command /usr/local/sbin/lab-hotplug
 # (`|| true`: lightsnap_to records a failure's code and output; set -e would stop at it.)
 lightsnap_to "$out/snap" freeze-and-snap /data --snapshot-name v-data || true
 lightsnap_to "$out/snap-lvm" freeze-and-snap /lvdata --snapshot-name v-lvm || true
 lightsnap_to "$out/snap-xfs" freeze-and-snap /xfsdata --snapshot-name v-xfs || true
+lightsnap_to "$out/snap-span" freeze-and-snap /spandata || true
 # Written after the snapshot: a restore must not have it.
 echo "written after the snapshot" >/data/after-snapshot.txt
 sync /data/after-snapshot.txt
@@ -210,6 +222,23 @@ blkid -o value -s UUID "$(awk '{ print $1 }' "$r/findmnt")" >"$r/uuid-copy" || t
 lightsnap_to "$out/release-xfs" restore --release /restore/xfs -v --timeout 5m || true
 wait_unplugged
 serials >"$out/serials-after-restore-xfs"
+
+# The copy of one disk of the spanning group: its group is not imported (a PV is missing on
+# it), said as "could not check", naming the group; the live group as it was.
+span_state() {
+  mkdir -p "$1"
+  vgs --noheadings -o vg_name,vg_uuid spanvg | awk '{ print $1, $2 }' >"$1/vgs"
+  dmsetup ls | awk '{ print $1 }' | sort >"$1/dm"
+  findmnt -no SOURCE,TARGET /spandata >"$1/findmnt" || true
+}
+span_a=$(python3 -c 'import json,sys
+print(next(s["name"] for s in json.load(open(sys.argv[1]))["snapshots"] if s["source"]["name"] == "span-a"))' \
+  "$out/snap-span/report.json")
+span_state "$out/span-before"
+lightsnap_to "$out/span" verify "$span_a" -v --timeout 5m || true
+wait_unplugged
+span_state "$out/span-after"
+serials >"$out/serials-after-span"
 
 admin /__admin/calls >"$out/calls.json"
 admin /__admin/disks >"$out/disks.json"
