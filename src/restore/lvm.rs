@@ -236,8 +236,13 @@ pub async fn import(
         .map_err(|e| format!("listing the logical volumes of {clone}: {e}"))?;
     let mut volumes = Vec::new();
     for r in rows(&said) {
+        // A row that is not one volume (an answer cut short, a format not understood) is no
+        // volume passed over: nothing of the group is called checked.
         let [lv, attr, path] = r.as_slice() else {
-            continue;
+            return Err(format!(
+                "listing the logical volumes of {clone}: a line lightsnap does not read: {}",
+                r.join("|")
+            ));
         };
         // A thin pool (or a VDO pool) holds the volumes made in it, listed themselves: no
         // filesystem of its own.
@@ -500,6 +505,13 @@ mod tests {
             "{:?}",
             cmds.calls()
         );
+        let odd = Stand::new(
+            NEW,
+            vec!["datavg|1|0"],
+            "lv|-wi-a-----|/dev/mapper/c-lv\n[... 9000 bytes left out ...]\n",
+        );
+        let err = block_on(import(&odd, &[PathBuf::from("/dev/x")], "c")).unwrap_err();
+        assert!(err.contains("a line lightsnap does not read"), "{err}");
         let orphan = Stand::new(NEW, vec![""], "");
         let err = block_on(import(&orphan, &[PathBuf::from("/dev/x")], "c")).unwrap_err();
         assert!(err.contains("in no volume group"), "{err}");
