@@ -150,7 +150,7 @@ fn files_back(test: &str, kind: FsKind) {
     let f = files.display().to_string();
     let r = s.run(&["restore", "s1", "--mount", &f, "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let doc = json_doc_of("restore", &r);
     let name = doc["restored_disk"].as_str().unwrap().to_string();
     assert!(name.starts_with("s1-restore-"), "{doc}");
     assert_eq!(doc["mounted_at"][0], f.as_str(), "{doc}");
@@ -182,12 +182,12 @@ fn files_back(test: &str, kind: FsKind) {
     // status --refresh lists it while it is attached.
     let st = s.run(&["status", "--refresh", "--output", "json"]);
     assert_eq!(st.code, 0, "{st:?}");
-    let listed = json_doc(&st)["restored_disks"].clone();
+    let listed = json_doc_of("status", &st)["restored_disks"].clone();
     assert_eq!(listed[0]["name"], name.as_str(), "{listed}");
 
     let r = s.run(&["restore", "--release", &f, "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(json_doc(&r)["restored_disk"], name.as_str());
+    assert_eq!(json_doc_of("restore", &r)["restored_disk"], name.as_str());
     assert!(!is_mount_point(&files));
     assert!(
         s.disks().iter().all(|d| d["name"] != name.as_str()),
@@ -325,7 +325,7 @@ fn a_data_disk_is_rolled_back_under_a_writer() {
     ]);
     let acks = writer.stop();
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let doc = json_doc_of("restore", &r);
     let restored = doc["restored_disk"].as_str().unwrap().to_string();
     assert_eq!(doc["replaced_disk"], "data-1");
     assert_eq!(doc["attached_at"], "/dev/xvdf");
@@ -462,7 +462,7 @@ fn a_new_instance_is_printed_then_made_from_an_instance_snapshot() {
         "json",
     ]));
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let doc = json_doc_of("restore", &r);
     assert_eq!(doc["created"], false, "{doc}");
     assert_eq!(doc["bundle_id"], "micro_3_0");
     assert_eq!(doc["availability_zone"], "us-east-1a");
@@ -492,7 +492,7 @@ fn a_new_instance_is_printed_then_made_from_an_instance_snapshot() {
         "json",
     ]));
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(json_doc(&r)["created"], true);
+    assert_eq!(json_doc_of("restore", &r)["created"], true);
     let calls = made(&fake);
     assert_eq!(calls.len(), 1);
     let body = &calls[0].body;

@@ -108,7 +108,7 @@ pub struct Settings {
 }
 
 /// What a rehearsal came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Restored, checked, mounted and hooked: it works.
@@ -138,7 +138,7 @@ impl Outcome {
 }
 
 /// A rehearsal's report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Verification {
     /// The snapshot.
     pub snapshot: String,

@@ -38,7 +38,7 @@ pub struct Live {
 }
 
 /// A roll-back's report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Replaced {
     /// The snapshot rolled back to.
     pub snapshot: String,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::host::{self, Check, Host};
+use super::host::{Check, Host};
 use super::{fs, scratch, Me, Settings};
 use crate::cloud::lightsail::{ApiErrorKind, DiskState, Lightsail, NewDisk, SnapshotInfo};
 use crate::exit_code::{ExitCode, Failure};
@@ -65,7 +65,7 @@ pub fn is_ours(d: &DiskState, me: &Me) -> bool {
 pub struct NotOurs(pub String, pub String);
 
 /// A file restore's report (`restore --mount`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Restored {
     /// The snapshot.
     pub snapshot: String,
@@ -214,7 +214,7 @@ pub(super) async fn attach<A: Lightsail, H: Host>(
     let path = match path {
         Some(p) => p.to_string(),
         None => {
-            let dev_dir = crate::test_switch!(host::DEV_DIR_ENV).map(PathBuf::from);
+            let dev_dir = crate::test_switch!(super::host::DEV_DIR_ENV).map(PathBuf::from);
             let exists = |p: &str| match &dev_dir {
                 Some(dir) => dir.join(p.trim_start_matches("/dev/")).exists(),
                 None => Path::new(p).exists(),
@@ -499,7 +499,7 @@ pub(super) async fn undo<A: Lightsail, H: Host>(
 }
 
 /// What `restore --release DIR` did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Released {
     /// The directory it was mounted at.
     pub released: PathBuf,
@@ -664,12 +664,29 @@ pub fn busy(e: crate::kernel::unmount::UnmountError, what: &str) -> anyhow::Erro
     }
 }
 
+/// One restored disk still attached, as `status --refresh` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct RestoredDisk {
+    /// The disk's name.
+    pub name: String,
+    /// Its Lightsail state.
+    pub state: String,
+    /// The snapshot it was restored from (its `lightsnap:restore-of`).
+    pub snapshot: Option<String>,
+    /// The instance it was restored for.
+    pub instance: Option<String>,
+    /// The instance it is attached to.
+    pub attached_to: Option<String>,
+    /// The device path it is attached at.
+    pub path: Option<String>,
+}
+
 /// The disks lightsnap restored for `owner`'s instance still attached, as `status --refresh`
 /// lists them.
 pub async fn listing<A: Lightsail>(
     api: &A,
     owner: &crate::cloud::owner::Owner,
-) -> Result<Vec<serde_json::Value>> {
+) -> Result<Vec<RestoredDisk>> {
     let (key, value) = owner.tag();
     Ok(api
         .get_disks()
@@ -678,27 +695,25 @@ pub async fn listing<A: Lightsail>(
         .filter(|d| d.tag(RESTORE_OF_TAG).is_some())
         .filter(|d| d.tag(&key) == Some(value.as_str()))
         .filter(|d| d.is_attached)
-        .map(|d| {
-            serde_json::json!({
-                "name": d.name,
-                "state": d.state,
-                "snapshot": d.tag(RESTORE_OF_TAG),
-                "instance": d.tag(RESTORE_INSTANCE_TAG),
-                "attached_to": d.attached_to,
-                "path": d.path,
-            })
+        .map(|d| RestoredDisk {
+            snapshot: d.tag(RESTORE_OF_TAG).map(str::to_string),
+            instance: d.tag(RESTORE_INSTANCE_TAG).map(str::to_string),
+            name: d.name,
+            state: d.state,
+            attached_to: d.attached_to,
+            path: d.path,
         })
         .collect())
 }
 
 /// One listed restored disk, for people.
-pub fn listing_line(d: &serde_json::Value) -> String {
+pub fn listing_line(d: &RestoredDisk) -> String {
     format!(
         "restored disk {} (from {}, for instance {}, attached at {}): lightsnap restore --release DIR releases it",
-        d["name"].as_str().unwrap_or_default(),
-        d["snapshot"].as_str().unwrap_or("?"),
-        d["instance"].as_str().unwrap_or("?"),
-        d["path"].as_str().unwrap_or("?"),
+        d.name,
+        d.snapshot.as_deref().unwrap_or("?"),
+        d.instance.as_deref().unwrap_or("?"),
+        d.path.as_deref().unwrap_or("?"),
     )
 }
 
