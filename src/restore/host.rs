@@ -39,6 +39,7 @@ pub struct Check {
     /// The LVM logical volume it is, as the live group names it (`VG/LV`), for a volume of a
     /// group on the restored disk imported as a clone.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub volume: Option<String>,
 }
 
