@@ -48,6 +48,14 @@ impl Out {
         self.text(rel).lines().map(String::from).collect()
     }
 
+    /// A lightsnap run's report (in `dir`), checked to have exited 0 and to match the
+    /// published JSON Schema of its command's document.
+    fn report_of(&self, dir: &str, document: &str) -> Value {
+        let doc = self.report(dir);
+        common::assert_matches_schema(document, &doc);
+        doc
+    }
+
     /// A lightsnap run's report (in `dir`), checked to have exited 0.
     fn report(&self, dir: &str) -> Value {
         let code: i32 = self.text(&format!("{dir}/code")).trim().parse().unwrap();
@@ -137,12 +145,12 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     let b = Out(out.join("verify"));
 
     // The snapshot to verify, of the data disk (found by its serial too).
-    let snap = b.report("snap");
+    let snap = b.report_of("snap", "freeze-and-snap");
     assert_eq!(snap["snapshots"][0]["name"], "v-data", "{snap}");
     assert_eq!(snap["snapshots"][0]["source"]["name"], "data-1", "{snap}");
 
     // The rehearsal: clean, tagged, nothing left, on an NVMe device.
-    let report = b.report("run");
+    let report = b.report_of("run", "verify");
     let scratch_disk = report["scratch_disk"].as_str().unwrap().to_string();
     assert_eq!(report["snapshot"], "v-data", "{report}");
     assert_eq!(report["disk"], "data-1", "{report}");
@@ -284,6 +292,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     // tagged so, undone all the same.
     let code: i32 = b.text("corrupt/code").trim().parse().unwrap();
     let failed = b.json("corrupt/report.json");
+    common::assert_matches_schema("verify", &failed);
     assert_eq!(code, 18, "{failed}\n{}", b.text("corrupt/stderr"));
     assert_eq!(failed["result"], "failed", "{failed}");
     assert_eq!(failed["tagged"], "failed", "{failed}");
@@ -350,7 +359,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         .iter()
         .map(|c| c["body"]["diskSnapshotName"].as_str().unwrap())
         .collect();
-    let span = b.report("snap-span");
+    let span = b.report_of("snap-span", "freeze-and-snap");
     let span_a = span["snapshots"]
         .as_array()
         .unwrap()
@@ -439,7 +448,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
 
     // The file restore (`restore --mount`): a disk of its own, hot-plugged, found by its
     // serial alone, mounted read-only where asked, the files as they were at the snapshot.
-    let restored = b.report("restore");
+    let restored = b.report_of("restore", "restore");
     let restored_disk = restored["restored_disk"].as_str().unwrap().to_string();
     assert!(restored_disk.starts_with("v-data-restore-"), "{restored}");
     assert!(made.contains(&restored_disk.as_str()), "{made:?}");
@@ -475,7 +484,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         "mounted read-only from the NVMe device: {findmnt}"
     );
     assert_eq!(b.text("restore/seen/write").trim(), "refused");
-    let status = b.report("status");
+    let status = b.report_of("status", "status");
     let listed = status["restored_disks"].as_array().unwrap();
     assert!(
         listed.len() == 1
@@ -483,7 +492,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
             && listed[0]["snapshot"] == "v-data",
         "{status}"
     );
-    let released = b.report("release");
+    let released = b.report_of("release", "restore");
     assert_eq!(
         released["restored_disk"],
         restored_disk.as_str(),
@@ -515,10 +524,10 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
 
     // LVM on the restored disk: the copy's group imported as a renamed clone beside the live
     // one, its logical volume checked and named; the live group untouched; nothing left.
-    let snap = b.report("snap-lvm");
+    let snap = b.report_of("snap-lvm", "freeze-and-snap");
     assert_eq!(snap["snapshots"][0]["name"], "v-lvm", "{snap}");
     assert_eq!(snap["snapshots"][0]["source"]["name"], "data-2", "{snap}");
-    let lvm = b.report("lvm");
+    let lvm = b.report_of("lvm", "verify");
     // The rehearsal killed in its hook left its disk and its clone, active and mounted; this
     // one put the clone away and removed the disk first.
     let killed: i32 = b.text("lvm-killed/code").trim().parse().unwrap();
@@ -636,7 +645,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
 
     // A file restore of the LVM disk: the logical volume mounted read-only from the clone,
     // released with the clone put away; the live group as it was.
-    let restored = b.report("restore-lvm");
+    let restored = b.report_of("restore-lvm", "restore");
     let lvm_restored = restored["restored_disk"].as_str().unwrap().to_string();
     assert!(lvm_restored.starts_with("v-lvm-restore-"), "{restored}");
     assert_eq!(restored["mounted_at"], serde_json::json!(["/restore/lvm"]));
@@ -656,7 +665,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         mnt.len() == 3 && mnt[0] == clone && mnt[2].split(',').any(|o| o == "ro"),
         "the clone's volume mounted read-only: {findmnt}"
     );
-    let released = b.report("release-lvm");
+    let released = b.report_of("release-lvm", "restore");
     assert_eq!(
         released["restored_disk"],
         lvm_restored.as_str(),
@@ -677,7 +686,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
 
     // XFS restored beside its original: the same UUID, mounted all the same (nouuid),
     // read-only, the original still mounted; released.
-    let restored = b.report("restore-xfs");
+    let restored = b.report_of("restore-xfs", "restore");
     let xfs_restored = restored["restored_disk"].as_str().unwrap().to_string();
     assert!(xfs_restored.starts_with("v-xfs-restore-"), "{restored}");
     assert_eq!(restored["checks"][0]["fstype"], "xfs", "{restored}");
@@ -707,7 +716,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         "the copy has the original's UUID"
     );
     assert_eq!(
-        b.report("release-xfs")["restored_disk"],
+        b.report_of("release-xfs", "restore")["restored_disk"],
         xfs_restored.as_str()
     );
     assert_eq!(b.lines("serials-after-restore-xfs"), before, "unplugged");
@@ -720,6 +729,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     // naming the group; the live group untouched; nothing left.
     let code: i32 = b.text("span/code").trim().parse().unwrap();
     let unchecked = b.json("span/report.json");
+    common::assert_matches_schema("verify", &unchecked);
     assert_eq!(code, 21, "{unchecked}\n{}", b.text("span/stderr"));
     assert_eq!(unchecked["result"], "unchecked", "{unchecked}");
     assert_eq!(unchecked["tagged"], "unchecked", "{unchecked}");
