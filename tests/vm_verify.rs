@@ -23,6 +23,12 @@ use serde_json::Value;
 
 /// The data disk's serial.
 const DATA_SERIAL: &str = "vol00000000000000d17";
+/// The LVM disk's serial (one PV of group `datavg`, LV `lv`, ext4).
+const LVM_SERIAL: &str = "vol00000000000000e1a";
+/// The XFS disk's serial.
+const XFS_SERIAL: &str = "vol00000000000000f5f";
+/// The two disks of group `spanvg` (one LV across both).
+const SPAN_SERIALS: [&str; 2] = ["vol000000000000005a1", "vol000000000000005b2"];
 
 /// What the guest wrote under /out.
 struct Out(PathBuf);
@@ -40,6 +46,14 @@ impl Out {
 
     fn lines(&self, rel: &str) -> Vec<String> {
         self.text(rel).lines().map(String::from).collect()
+    }
+
+    /// A lightsnap run's report (in `dir`), checked to have exited 0 and to match the
+    /// published JSON Schema of its command's document.
+    fn report_of(&self, dir: &str, document: &str) -> Value {
+        let doc = self.report(dir);
+        common::assert_matches_schema(document, &doc);
+        doc
     }
 
     /// A lightsnap run's report (in `dir`), checked to have exited 0.
@@ -83,7 +97,17 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     } else {
         (tmp.path().to_path_buf(), Some(tmp))
     };
-    let lab = lab_dir(&scratch, &[("DATA", DATA_SERIAL.to_string())], true);
+    let lab = lab_dir(
+        &scratch,
+        &[
+            ("DATA", DATA_SERIAL.to_string()),
+            ("LVM", LVM_SERIAL.to_string()),
+            ("XFS", XFS_SERIAL.to_string()),
+            ("SPANA", SPAN_SERIALS[0].to_string()),
+            ("SPANB", SPAN_SERIALS[1].to_string()),
+        ],
+        true,
+    );
     let out = scratch.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let started = Instant::now();
@@ -92,6 +116,14 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         // Small: the fake copies the disk inside CreateDiskSnapshot and again inside
         // AttachDisk, over 9p, under TCG.
         .arg(format!("{DATA_SERIAL}:32M"))
+        .arg("--nvme")
+        .arg(format!("{LVM_SERIAL}:32M"))
+        .arg("--nvme")
+        .arg(format!("{XFS_SERIAL}:320M"))
+        .arg("--nvme")
+        .arg(format!("{}:16M", SPAN_SERIALS[0]))
+        .arg("--nvme")
+        .arg(format!("{}:16M", SPAN_SERIALS[1]))
         .arg("--copy")
         .arg(format!("{}:/opt/lab", lab.display()))
         .arg("--out")
@@ -113,12 +145,12 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     let b = Out(out.join("verify"));
 
     // The snapshot to verify, of the data disk (found by its serial too).
-    let snap = b.report("snap");
+    let snap = b.report_of("snap", "freeze-and-snap");
     assert_eq!(snap["snapshots"][0]["name"], "v-data", "{snap}");
     assert_eq!(snap["snapshots"][0]["source"]["name"], "data-1", "{snap}");
 
     // The rehearsal: clean, tagged, nothing left, on an NVMe device.
-    let report = b.report("run");
+    let report = b.report_of("run", "verify");
     let scratch_disk = report["scratch_disk"].as_str().unwrap().to_string();
     assert_eq!(report["snapshot"], "v-data", "{report}");
     assert_eq!(report["disk"], "data-1", "{report}");
@@ -140,7 +172,11 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     // detach; the second rehearsal the same, with a scratch disk of its own (each rehearsal
     // names its disk anew: another volume id, another serial).
     let attach_calls = b.lines("attach-calls");
-    assert_eq!(attach_calls.len(), 4, "two rehearsals: {attach_calls:?}");
+    assert_eq!(
+        attach_calls.len(),
+        16,
+        "two rehearsals, a restore, a killed LVM rehearsal and the next, an LVM restore, an XFS restore, a spanning group: {attach_calls:?}"
+    );
     let fields: Vec<&str> = attach_calls[0].split(' ').collect();
     assert_eq!(fields.len(), 4, "{attach_calls:?}");
     let (copy, serial) = (fields[1], fields[2]);
@@ -163,21 +199,32 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
         "an EBS NVMe serial: {serial}"
     );
     // The host plugged it in and out (scripts/vm's event reader; the unplug said once QEMU
-    // reported DEVICE_DELETED and the file was let go), twice on the same port: the first
-    // unplug freed it.
+    // reported DEVICE_DELETED and the file was let go), each copy once, in the order made.
     let events = std::fs::read_to_string(out.join("events")).unwrap();
-    let (copy2, serial2) = (second[1], second[2]);
-    let plug = format!("attach {copy} {serial}");
-    let unplug = format!("detach {serial}");
-    let plug2 = format!("attach {copy2} {serial2}");
-    let unplug2 = format!("detach {serial2}");
+    // (Each at the path lightsnap chose: the first free one, which is not the same for the
+    // rehearsal that runs while a killed one's disk is still attached. Checked against the
+    // AttachDisk calls below.)
+    let plugged_at: Vec<(&str, &str, &str)> = attach_calls
+        .iter()
+        .step_by(2)
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!((f.len(), f[0]), (4, "attach"), "{attach_calls:?}");
+            (f[1], f[2], f[3])
+        })
+        .collect();
+    let plugged: Vec<(&str, &str)> = plugged_at.iter().map(|&(c, s, _)| (c, s)).collect();
+    let want_events: Vec<String> = plugged
+        .iter()
+        .flat_map(|(c, s)| [format!("attach {c} {s}"), format!("detach {s}")])
+        .collect();
     assert_eq!(
         events.lines().collect::<Vec<_>>(),
-        [&plug, &unplug, &plug2, &unplug2],
+        want_events,
         "the event port"
     );
     let said = |what: &str| stderr.lines().filter(|l| l.ends_with(what)).count();
-    for (c, s) in [(copy, serial), (copy2, serial2)] {
+    for &(c, s) in &plugged {
         assert_eq!(
             said(&format!("hot-plugged {c} as NVMe {s} on hp0")),
             1,
@@ -245,6 +292,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     // tagged so, undone all the same.
     let code: i32 = b.text("corrupt/code").trim().parse().unwrap();
     let failed = b.json("corrupt/report.json");
+    common::assert_matches_schema("verify", &failed);
     assert_eq!(code, 18, "{failed}\n{}", b.text("corrupt/stderr"));
     assert_eq!(failed["result"], "failed", "{failed}");
     assert_eq!(failed["tagged"], "failed", "{failed}");
@@ -302,13 +350,61 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     assert_eq!(steps[..5], rehearsal("clean"), "{steps:?}");
     assert_eq!(steps[5..], rehearsal("failed"), "{steps:?}");
     let attaches = calls_of(&calls, "AttachDisk");
-    assert_eq!(attaches.len(), 2, "{attaches:?}");
-    for c in attaches {
-        assert_eq!(c["body"]["diskPath"], path.as_str(), "{c}");
+    assert_eq!(attaches.len(), 8, "{attaches:?}");
+    for (c, (_, _, at)) in attaches.iter().zip(&plugged_at) {
+        assert_eq!(c["body"]["diskPath"], *at, "{c}");
         assert_eq!(c["body"]["instanceName"], "web-1", "{c}");
     }
-    for c in calls_of(&calls, "CreateDiskFromSnapshot") {
-        assert_eq!(c["body"]["diskSnapshotName"], "v-data", "{c}");
+    let sources: Vec<&str> = calls_of(&calls, "CreateDiskFromSnapshot")
+        .iter()
+        .map(|c| c["body"]["diskSnapshotName"].as_str().unwrap())
+        .collect();
+    let span = b.report_of("snap-span", "freeze-and-snap");
+    let span_a = span["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"]["name"] == "span-a")
+        .unwrap_or_else(|| panic!("a snapshot of span-a: {span}"))["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(span["snapshots"].as_array().unwrap().len(), 2, "{span}");
+    assert_eq!(
+        sources,
+        [
+            "v-data",
+            "v-data",
+            "v-data",
+            "v-lvm",
+            "v-lvm",
+            "v-lvm",
+            "v-xfs",
+            span_a.as_str()
+        ]
+    );
+    // Only disks lightsnap made were detached or deleted, each right after a GetDisk of it
+    // (the tags read again before the call).
+    let made: Vec<&str> = calls_of(&calls, "CreateDiskFromSnapshot")
+        .iter()
+        .map(|c| c["body"]["diskName"].as_str().unwrap())
+        .collect();
+    let all = calls.as_array().unwrap();
+    for (i, c) in all.iter().enumerate() {
+        let op = c["operation"].as_str().unwrap();
+        if op != "DetachDisk" && op != "DeleteDisk" {
+            continue;
+        }
+        let name = c["body"]["diskName"].as_str().unwrap();
+        assert!(
+            made.contains(&name),
+            "{op} of {name}, not made by lightsnap"
+        );
+        let before = &all[i - 1];
+        assert!(
+            before["operation"] == "GetDisk" && before["body"]["diskName"] == name,
+            "{op} {name} after {before}"
+        );
     }
 
     // Nothing left: no scratch disk, nothing plugged in, no copy (the device is gone from
@@ -332,7 +428,331 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     );
     assert_eq!(
         b.lines("files-after"),
-        ["/lab/snaps/v-data.img"],
+        {
+            let mut images: Vec<String> = ["v-data", "v-lvm", "v-xfs"]
+                .iter()
+                .map(|n| format!("/lab/snaps/{n}.img"))
+                .chain(
+                    span["snapshots"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| format!("/lab/snaps/{}.img", s["name"].as_str().unwrap())),
+                )
+                .collect();
+            images.sort();
+            images
+        },
         "no copy left"
     );
+
+    // The file restore (`restore --mount`): a disk of its own, hot-plugged, found by its
+    // serial alone, mounted read-only where asked, the files as they were at the snapshot.
+    let restored = b.report_of("restore", "restore");
+    let restored_disk = restored["restored_disk"].as_str().unwrap().to_string();
+    assert!(restored_disk.starts_with("v-data-restore-"), "{restored}");
+    assert!(made.contains(&restored_disk.as_str()), "{made:?}");
+    assert_eq!(restored["mounted_at"], serde_json::json!(["/restore/data"]));
+    assert_eq!(restored["checks"][0]["clean"], true, "{restored}");
+    assert_eq!(restored["warnings"], serde_json::json!([]), "{restored}");
+    let (rcopy, rserial) = plugged[2];
+    assert_eq!(rcopy, format!("/lab/snaps/disks/{restored_disk}.img"));
+    let rdevice = restored["device"].as_str().unwrap();
+    assert!(rdevice.starts_with("/dev/nvme"), "{restored}");
+    assert!(
+        b.lines("restore/seen/disks")
+            .contains(&format!("{rdevice} {rserial}")),
+        "{rdevice} with serial {rserial}: {:?}",
+        b.lines("restore/seen/disks")
+    );
+    assert_eq!(
+        b.text("restore/seen/hello.txt"),
+        "restored from snapshot v-data\n"
+    );
+    assert_eq!(
+        b.text("restore/seen/after-snapshot").trim(),
+        "absent",
+        "a file written after the snapshot is not in the restore"
+    );
+    let findmnt = b.text("restore/seen/findmnt");
+    let mnt: Vec<&str> = findmnt.split_whitespace().collect();
+    assert!(
+        mnt.len() == 3
+            && mnt[0] == rdevice
+            && mnt[1] == "ext4"
+            && mnt[2].split(',').any(|o| o == "ro"),
+        "mounted read-only from the NVMe device: {findmnt}"
+    );
+    assert_eq!(b.text("restore/seen/write").trim(), "refused");
+    let status = b.report_of("status", "status");
+    let listed = status["restored_disks"].as_array().unwrap();
+    assert!(
+        listed.len() == 1
+            && listed[0]["name"] == restored_disk.as_str()
+            && listed[0]["snapshot"] == "v-data",
+        "{status}"
+    );
+    let released = b.report_of("release", "restore");
+    assert_eq!(
+        released["restored_disk"],
+        restored_disk.as_str(),
+        "{released}"
+    );
+    assert_eq!(released["unmounted"], serde_json::json!(["/restore/data"]));
+    assert_eq!(b.text("restore-mounted-after").trim(), "", "unmounted");
+    assert_eq!(b.lines("serials-after-restore"), before, "unplugged");
+    assert_eq!(attach_calls[5], format!("detach {rserial}"));
+    assert!(
+        !names.contains(&restored_disk.as_str()),
+        "deleted: {names:?}"
+    );
+    let restore_ops: Vec<&str> = all
+        .iter()
+        .filter(|c| c["body"]["diskName"] == restored_disk.as_str())
+        .map(|c| c["operation"].as_str().unwrap())
+        .filter(|op| *op != "GetDisk")
+        .collect();
+    assert_eq!(
+        restore_ops,
+        [
+            "CreateDiskFromSnapshot",
+            "AttachDisk",
+            "DetachDisk",
+            "DeleteDisk"
+        ]
+    );
+
+    // LVM on the restored disk: the copy's group imported as a renamed clone beside the live
+    // one, its logical volume checked and named; the live group untouched; nothing left.
+    let snap = b.report_of("snap-lvm", "freeze-and-snap");
+    assert_eq!(snap["snapshots"][0]["name"], "v-lvm", "{snap}");
+    assert_eq!(snap["snapshots"][0]["source"]["name"], "data-2", "{snap}");
+    let lvm = b.report_of("lvm", "verify");
+    // The rehearsal killed in its hook left its disk and its clone, active and mounted; this
+    // one put the clone away and removed the disk first.
+    let killed: i32 = b.text("lvm-killed/code").trim().parse().unwrap();
+    assert_eq!(killed, 137, "SIGKILL: {}", b.text("lvm-killed/stderr"));
+    let killed_clone = b
+        .lines("lvm-killed/dm")
+        .into_iter()
+        .find(|d| d.starts_with("lightsnap_verify_"))
+        .unwrap_or_else(|| panic!("the killed run's clone: {:?}", b.lines("lvm-killed/dm")));
+    let removed = lvm["leftovers_removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1, "{lvm}");
+    let leftover = removed[0].as_str().unwrap();
+    assert!(leftover.starts_with("v-lvm-verify-"), "{lvm}");
+    assert_eq!(
+        killed_clone,
+        format!(
+            "lightsnap_verify_{}-lv",
+            leftover.rsplit('-').next().unwrap()
+        )
+    );
+    assert!(!names.contains(&leftover), "deleted: {names:?}");
+    assert_eq!(lvm["leftovers_kept"], serde_json::json!([]), "{lvm}");
+    assert_eq!(lvm["result"], "clean", "{lvm}");
+    assert_eq!(lvm["tagged"], "clean", "{lvm}");
+    assert_eq!(lvm["left_behind"], serde_json::json!([]), "{lvm}");
+    let checks = lvm["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{lvm}");
+    assert_eq!(checks[0]["volume"], "datavg/lv", "{lvm}");
+    assert_eq!(checks[0]["fstype"], "ext4", "{lvm}");
+    assert_eq!(checks[0]["clean"], true, "{lvm}");
+    let lv_device = checks[0]["device"].as_str().unwrap();
+    let clone = lv_device
+        .strip_prefix("/dev/mapper/")
+        .and_then(|d| d.strip_suffix("-lv"))
+        .unwrap_or_else(|| panic!("a device-mapper node of the clone: {lvm}"));
+    let lvm_disk = lvm["scratch_disk"].as_str().unwrap();
+    assert_eq!(
+        clone,
+        format!("lightsnap_verify_{}", lvm_disk.rsplit('-').next().unwrap()),
+        "{lvm}"
+    );
+    assert_eq!(
+        b.text("hook-lvm/hello.txt"),
+        "restored from snapshot v-lvm\n"
+    );
+    let findmnt = b.text("hook-lvm/findmnt");
+    let mnt: Vec<&str> = findmnt.split_whitespace().collect();
+    assert!(
+        mnt.len() == 3
+            && mnt[0] == lv_device
+            && mnt[1] == "ext4"
+            && mnt[2].split(',').any(|o| o == "ro"),
+        "the clone's volume mounted read-only: {findmnt}"
+    );
+    // (The spanning group of the last scenario is there too: live groups, all of them.)
+    let live_before = b.lines("lvm-before/vgs");
+    let live = live_before
+        .iter()
+        .find(|l| l.starts_with("datavg "))
+        .unwrap_or_else(|| panic!("{live_before:?}"));
+    let live_uuid = live.split_once(' ').unwrap().1;
+    let during = b.lines("hook-lvm/vgs");
+    for l in &live_before {
+        assert!(during.contains(l), "the live group {l}: {during:?}");
+    }
+    let clone_row = during
+        .iter()
+        .find(|l| l.starts_with(&format!("{clone} ")))
+        .unwrap_or_else(|| panic!("the clone among {during:?}"));
+    assert_ne!(
+        clone_row.split_once(' ').unwrap().1,
+        live_uuid,
+        "the clone has a UUID of its own"
+    );
+    assert!(
+        b.lines("hook-lvm/dm").contains(&format!("{clone}-lv")),
+        "{:?}",
+        b.lines("hook-lvm/dm")
+    );
+    for what in [
+        "vgs",
+        "lvs",
+        "dm",
+        "findmnt",
+        "devicesfile",
+        "use_devicesfile",
+    ] {
+        assert_eq!(
+            b.text(&format!("lvm-after/{what}")),
+            b.text(&format!("lvm-before/{what}")),
+            "the live group's {what} after the rehearsal"
+        );
+    }
+    let lvs = b.lines("lvm-before/lvs");
+    assert!(
+        lvs.iter()
+            .any(|l| l.starts_with("datavg lv ") && l.ends_with(" active")),
+        "{lvs:?}"
+    );
+    assert_eq!(b.lines("lvm-before/dm"), ["datavg-lv", "spanvg-lv"]);
+    assert_eq!(
+        b.text("lvm-after/findmnt").trim(),
+        "/dev/mapper/datavg-lv /lvdata"
+    );
+    assert_eq!(
+        b.text("lvm-after/hello.txt"),
+        "restored from snapshot v-lvm\n"
+    );
+    eprintln!(
+        "LVM devices file: {}; system.devices: {}",
+        b.text("lvm-before/use_devicesfile").trim(),
+        b.text("lvm-before/devicesfile").trim()
+    );
+    assert_eq!(b.lines("serials-after-lvm"), before, "unplugged");
+
+    // A file restore of the LVM disk: the logical volume mounted read-only from the clone,
+    // released with the clone put away; the live group as it was.
+    let restored = b.report_of("restore-lvm", "restore");
+    let lvm_restored = restored["restored_disk"].as_str().unwrap().to_string();
+    assert!(lvm_restored.starts_with("v-lvm-restore-"), "{restored}");
+    assert_eq!(restored["mounted_at"], serde_json::json!(["/restore/lvm"]));
+    assert_eq!(restored["checks"][0]["volume"], "datavg/lv", "{restored}");
+    assert_eq!(restored["checks"][0]["clean"], true, "{restored}");
+    assert_eq!(
+        b.text("restore-lvm/seen/hello.txt"),
+        "restored from snapshot v-lvm\n"
+    );
+    let findmnt = b.text("restore-lvm/seen/findmnt");
+    let mnt: Vec<&str> = findmnt.split_whitespace().collect();
+    let clone = format!(
+        "/dev/mapper/lightsnap_restore_{}-lv",
+        lvm_restored.rsplit('-').next().unwrap()
+    );
+    assert!(
+        mnt.len() == 3 && mnt[0] == clone && mnt[2].split(',').any(|o| o == "ro"),
+        "the clone's volume mounted read-only: {findmnt}"
+    );
+    let released = b.report_of("release-lvm", "restore");
+    assert_eq!(
+        released["restored_disk"],
+        lvm_restored.as_str(),
+        "{released}"
+    );
+    assert_eq!(b.lines("serials-after-restore-lvm"), before, "unplugged");
+    for what in ["vgs", "lvs", "dm", "findmnt", "devicesfile"] {
+        assert_eq!(
+            b.text(&format!("lvm-after-restore/{what}")),
+            b.text(&format!("lvm-before/{what}")),
+            "the live group's {what} after the restore and its release"
+        );
+    }
+    assert!(
+        !names.contains(&lvm_restored.as_str()),
+        "deleted: {names:?}"
+    );
+
+    // XFS restored beside its original: the same UUID, mounted all the same (nouuid),
+    // read-only, the original still mounted; released.
+    let restored = b.report_of("restore-xfs", "restore");
+    let xfs_restored = restored["restored_disk"].as_str().unwrap().to_string();
+    assert!(xfs_restored.starts_with("v-xfs-restore-"), "{restored}");
+    assert_eq!(restored["checks"][0]["fstype"], "xfs", "{restored}");
+    assert_eq!(restored["checks"][0]["clean"], true, "{restored}");
+    assert_eq!(restored["mounted_at"], serde_json::json!(["/restore/xfs"]));
+    assert_eq!(
+        b.text("restore-xfs/seen/hello.txt"),
+        "restored from snapshot v-xfs\n"
+    );
+    let findmnt = b.text("restore-xfs/seen/findmnt");
+    let mnt: Vec<&str> = findmnt.split_whitespace().collect();
+    assert!(
+        mnt.len() == 3
+            && mnt[0] == restored["device"].as_str().unwrap()
+            && mnt[1] == "xfs"
+            && mnt[2].split(',').any(|o| o == "ro")
+            && mnt[2].split(',').any(|o| o == "nouuid"),
+        "mounted read-only with nouuid: {findmnt}"
+    );
+    let original = b.text("restore-xfs/seen/original");
+    assert!(original.trim().ends_with(" xfs"), "{original}");
+    let uuid = b.text("restore-xfs/seen/uuid-original");
+    assert!(!uuid.trim().is_empty());
+    assert_eq!(
+        b.text("restore-xfs/seen/uuid-copy"),
+        uuid,
+        "the copy has the original's UUID"
+    );
+    assert_eq!(
+        b.report_of("release-xfs", "restore")["restored_disk"],
+        xfs_restored.as_str()
+    );
+    assert_eq!(b.lines("serials-after-restore-xfs"), before, "unplugged");
+    assert!(
+        !names.contains(&xfs_restored.as_str()),
+        "deleted: {names:?}"
+    );
+
+    // A copy of one disk of a group that spans two: not imported, "could not check" (21)
+    // naming the group; the live group untouched; nothing left.
+    let code: i32 = b.text("span/code").trim().parse().unwrap();
+    let unchecked = b.json("span/report.json");
+    common::assert_matches_schema("verify", &unchecked);
+    assert_eq!(code, 21, "{unchecked}\n{}", b.text("span/stderr"));
+    assert_eq!(unchecked["result"], "unchecked", "{unchecked}");
+    assert_eq!(unchecked["tagged"], "unchecked", "{unchecked}");
+    assert_eq!(unchecked["failures"], serde_json::json!([]), "{unchecked}");
+    assert_eq!(
+        unchecked["left_behind"],
+        serde_json::json!([]),
+        "{unchecked}"
+    );
+    let said = unchecked["unchecked"].as_array().unwrap();
+    assert!(
+        said.len() == 1
+            && said[0].as_str().unwrap().contains(
+                "volume group spanvg spans 2 physical volumes and 1 of them are not on this disk"
+            ),
+        "{unchecked}"
+    );
+    for what in ["vgs", "dm", "findmnt"] {
+        assert_eq!(
+            b.text(&format!("span-after/{what}")),
+            b.text(&format!("span-before/{what}")),
+            "the spanning group's {what}"
+        );
+    }
+    assert_eq!(b.lines("serials-after-span"), before, "unplugged");
 }

@@ -14,9 +14,10 @@
 //! `ro,rescue=nologreplay`, or `ro,nologreplay` on kernels before 5.9).
 //!
 //! What is not a filesystem lightsnap checks is said, never passed over: a partition of
-//! unknown content, an LVM physical volume, an md RAID member or a LUKS container makes the
-//! verdict "could not check" ([`Layout`]); a disk with no partition and no known superblock
-//! at all is a failed restore (zeroed or damaged). The one partition skipped is a GPT BIOS
+//! unknown content, an md RAID member or a LUKS container makes the verdict "could not
+//! check" ([`Layout`]); an LVM physical volume is named here too, and its group imported and
+//! its logical volumes looked at by [`super::lvm`]; a disk with no partition and no known
+//! superblock at all is a failed restore (zeroed or damaged). The one partition skipped is a GPT BIOS
 //! boot partition, which holds boot code and no filesystem.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -105,7 +106,7 @@ impl Layout {
     /// In plain words.
     pub fn describe(self) -> &'static str {
         match self {
-            Layout::Lvm => "an LVM physical volume (its logical volumes are not checked)",
+            Layout::Lvm => "an LVM physical volume (its group is not imported here)",
             Layout::Md => "an md RAID member (the array is not assembled and checked)",
             Layout::Luks => "a LUKS container (encrypted: its content cannot be checked)",
             Layout::Unknown => "a partition of unknown content (no filesystem lightsnap checks)",
@@ -250,6 +251,36 @@ pub fn is_bios_boot(disk: &mut (impl Read + Seek), number: u32) -> bool {
     false
 }
 
+/// What one device holds: a filesystem's superblock, or a layout lightsnap does not check
+/// itself, or neither.
+fn look(p: &Path) -> (Option<Superblock>, Option<Layout>) {
+    let Ok(mut f) = std::fs::File::open(p) else {
+        return (None, None);
+    };
+    if md_at_end(&mut f) {
+        return (None, Some(Layout::Md));
+    }
+    match identify(&mut f) {
+        Some(sb) => (Some(sb), None),
+        None => (None, layout(&mut f)),
+    }
+}
+
+/// What one device (a logical volume of an imported clone) holds; neither a filesystem nor a
+/// layout: of unknown content (could not check), since it is not the whole disk.
+pub fn look_at(device: &Path) -> Found {
+    let (superblock, layout) = match look(device) {
+        (None, None) => (None, Some(Layout::Unknown)),
+        known => known,
+    };
+    Found {
+        device: device.to_path_buf(),
+        superblock,
+        layout,
+        volume: None,
+    }
+}
+
 /// One filesystem found on a restored disk (the whole disk, or one of its partitions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Found {
@@ -262,6 +293,10 @@ pub struct Found {
     /// a superblock nor a layout: a damaged or zeroed disk, a failed check.
     #[serde(skip)]
     pub layout: Option<Layout>,
+    /// The LVM logical volume it is (`VG/LV`, as the live group names it), when it is one
+    /// of a group on the restored disk imported as a clone.
+    #[serde(skip)]
+    pub volume: Option<String>,
 }
 
 /// A partition of a restored disk: its device and its number (sysfs `partition`).
@@ -285,22 +320,11 @@ impl Found {
 /// layout (a partition of unknown content included), never skipped. A disk with neither a
 /// partition nor anything known is one entry with neither (a failed restore).
 pub fn filesystems(disk: &Path, partitions: &[Partition]) -> Vec<Found> {
-    let look = |p: &Path| -> (Option<Superblock>, Option<Layout>) {
-        let Ok(mut f) = std::fs::File::open(p) else {
-            return (None, None);
-        };
-        if md_at_end(&mut f) {
-            return (None, Some(Layout::Md));
-        }
-        match identify(&mut f) {
-            Some(sb) => (Some(sb), None),
-            None => (None, layout(&mut f)),
-        }
-    };
     let found = |device: &Path, (superblock, layout): (Option<Superblock>, Option<Layout>)| Found {
         device: device.to_path_buf(),
         superblock,
         layout,
+        volume: None,
     };
     let whole = look(disk);
     if whole != (None, None) || partitions.is_empty() {

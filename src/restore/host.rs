@@ -36,6 +36,11 @@ pub struct Check {
     pub unchecked: bool,
     /// What it said when it was not clean.
     pub detail: String,
+    /// The LVM logical volume it is, as the live group names it (`VG/LV`), for a volume of a
+    /// group on the restored disk imported as a clone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub volume: Option<String>,
 }
 
 impl Check {
@@ -48,6 +53,7 @@ impl Check {
             clean: true,
             unchecked: false,
             detail: String::new(),
+            volume: None,
         }
     }
 
@@ -65,6 +71,7 @@ impl Check {
             clean: false,
             unchecked: false,
             detail,
+            volume: None,
         }
     }
 
@@ -82,7 +89,29 @@ impl Check {
             clean: false,
             unchecked: true,
             detail,
+            volume: None,
         }
+    }
+
+    /// The check of `fs`, named by its logical volume when it is one.
+    pub fn of(mut self, fs: &Found) -> Self {
+        self.volume = fs.volume.clone();
+        self
+    }
+
+    /// One line for the report's `failures` or `unchecked`.
+    pub fn line(&self) -> String {
+        let volume = self
+            .volume
+            .as_deref()
+            .map(|v| format!(" (logical volume {v})"))
+            .unwrap_or_default();
+        format!(
+            "{}{volume}: {}: {}",
+            self.device.display(),
+            self.checker,
+            self.detail
+        )
     }
 }
 
@@ -113,7 +142,8 @@ pub trait Host {
     /// Why `device` (or one of its partitions) is in use here — mounted, held by
     /// device-mapper or md, open in a process — in plain words; `None` when it is not.
     fn in_use(&self, device: &Path) -> Option<String>;
-    /// The mount points of `device` and of its partitions, wherever they are.
+    /// The mount points of `device`, of its partitions and of what is built on them (the
+    /// logical volumes of an imported LVM clone), wherever they are.
     fn mounts_of(&self, device: &Path) -> Vec<PathBuf>;
     /// Sets a device read-write again (undoing the check's BLKROSET) before it is detached:
     /// a device node that outlives the detach (a loop device) must not stay read-only for
@@ -121,6 +151,16 @@ pub trait Host {
     fn release(&self, device: &Path) -> Result<()>;
     /// The filesystems (and layouts) on a whole disk.
     fn filesystems(&self, device: &Path) -> Vec<Found>;
+    /// Imports the LVM physical volumes `pvs` of the restored disk as the renamed clone
+    /// `clone` ([`super::lvm`]: confined to those devices, the live group never seen) and
+    /// activates its logical volumes: each one as a filesystem found, named by its volume.
+    /// [`CouldNotCheck`] when it cannot (a PV on another disk, no lvm2), naming why. The
+    /// caller has recorded [`Host::put_away_lvm`] as a step before.
+    async fn import_lvm(&self, pvs: &[PathBuf], clone: &str) -> Result<Vec<Found>>;
+    /// Puts the clone `clone` on `pvs` away: deactivated, its device-mapper nodes removed;
+    /// nothing there is fine. Also for a killed run's import (the clone's name comes from the
+    /// disk's).
+    async fn put_away_lvm(&self, pvs: &[PathBuf], clone: &str) -> Result<()>;
     /// Checks one: journal replay where a restore would make one (mounted at `replay_at`,
     /// which the caller has recorded as a step to undo), the device set read-only, the
     /// checker in no-change mode.
@@ -195,7 +235,13 @@ impl Host for Machine {
             return Vec::new();
         };
         let root = SysfsRoot::default();
-        let devs = devices_of(&root, &name);
+        let mut devs = devices_of(&root, &name);
+        // And what is built on them (the logical volumes of an imported LVM clone).
+        let holders: Vec<String> = devs.iter().flat_map(|(n, _)| root.holders_of(n)).collect();
+        devs.extend(holders.into_iter().map(|h| {
+            let dev = root.dev_of(&h);
+            (h, dev)
+        }));
         crate::kernel::mountinfo::read()
             .unwrap_or_default()
             .into_iter()
@@ -213,6 +259,37 @@ impl Host for Machine {
 
     fn filesystems(&self, device: &Path) -> Vec<Found> {
         fs::filesystems(device, &partitions(device))
+    }
+
+    async fn import_lvm(&self, pvs: &[PathBuf], clone: &str) -> Result<Vec<Found>> {
+        let tools = Tools(self.tool_timeout);
+        let volumes = super::lvm::import(&tools, pvs, clone)
+            .await
+            .map_err(CouldNotCheck)?;
+        tracing::info!(
+            "LVM on the restored disk imported as {clone}: {}",
+            volumes
+                .iter()
+                .map(|v| format!("{} ({})", v.name, v.device.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(volumes
+            .into_iter()
+            .map(|v| {
+                let mut found = fs::look_at(&v.device);
+                found.volume = Some(v.name);
+                found
+            })
+            .collect())
+    }
+
+    async fn put_away_lvm(&self, pvs: &[PathBuf], clone: &str) -> Result<()> {
+        let tools = Tools(self.tool_timeout);
+        super::lvm::put_away(&tools, pvs, clone, || {
+            super::lvm::mappings(Path::new("/sys/block"))
+        })
+        .await
     }
 
     async fn check(&self, found: &Found, replay_at: &Path) -> Check {
@@ -593,7 +670,7 @@ fn is_mount_point(p: &Path) -> bool {
 
 /// Why a tool did not succeed.
 #[derive(Debug, thiserror::Error)]
-enum ToolError {
+pub enum ToolError {
     /// It did not start (missing, not executable) or did not finish in time: it said
     /// nothing of the disk.
     #[error("{0}")]
@@ -606,7 +683,7 @@ enum ToolError {
 /// Runs a tool in its own process group, bounded by `timeout`; killed with its group when the
 /// caller gives up (dropped) or the time is up. Its output is read as it comes and only its
 /// head and tail are kept ([`OUTPUT_KEPT`] bytes each): the error when it fails.
-async fn tool(cmd: &mut Command, timeout: Duration) -> Result<String, ToolError> {
+pub(super) async fn tool(cmd: &mut Command, timeout: Duration) -> Result<String, ToolError> {
     let line = format!("{cmd:?}");
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -708,6 +785,15 @@ impl Capped {
     /// How many bytes were kept.
     pub fn kept(&self) -> usize {
         self.head.len() + self.tail.len()
+    }
+}
+
+/// The real tools, each bounded by this timeout, for [`super::lvm`].
+struct Tools(Duration);
+
+impl super::lvm::Commands for Tools {
+    async fn run(&self, program: &str, args: &[String]) -> Result<String, ToolError> {
+        tool(Command::new(program).args(args), self.0).await
     }
 }
 

@@ -15,12 +15,14 @@
 //! ([`scratch`]) — unless its device is mounted, held or open outside lightsnap's own mount
 //! directory: then it is reported and left alone. The machine's side
 //! (device, checkers, mounts, hooks) is behind [`host::Host`]; the filesystems' rules are in
-//! [`fs`]; copies to another region in [`copy`].
+//! [`fs`]; LVM on the restored disk (imported as a renamed clone, put away as a step) in
+//! [`lvm`]; copies to another region in [`copy`].
 
 pub mod copy;
 pub mod fs;
 pub mod host;
 pub mod lock;
+pub mod lvm;
 pub mod replace;
 pub mod restored;
 pub mod scratch;
@@ -194,6 +196,8 @@ enum Step {
     /// A filesystem was (being) mounted here: read-only for the hooks, or for its journal
     /// replay.
     Mounted(PathBuf),
+    /// The LVM group on these physical volumes was (being) imported as this clone.
+    Lvm(Vec<PathBuf>, String),
 }
 
 /// What the work found, kept outside it so that a cancelled rehearsal still reports it.
@@ -448,8 +452,9 @@ async fn rehearse<A: Lightsail, H: Host>(
     // replays, then the read-only mounts (one directory per partition when there are more).
     let base = settings.mount_dir.join(name);
     steps.borrow_mut().push(Step::Mounted(base.clone()));
-    let found = host.filesystems(&device);
-    if found.is_empty() {
+    let found = with_volumes(host, host.filesystems(&device), name, steps, findings).await;
+    // (Nothing left to check after a group that could not be imported is said already.)
+    if found.is_empty() && findings.borrow().checks.is_empty() {
         findings
             .borrow_mut()
             .unchecked
@@ -459,14 +464,9 @@ async fn rehearse<A: Lightsail, H: Host>(
         let dev_name = fs.device.file_name().unwrap_or_default().to_string_lossy();
         let replay_at = base.join(format!(".replay-{dev_name}"));
         steps.borrow_mut().push(Step::Mounted(replay_at.clone()));
-        let check = host.check(fs, &replay_at).await;
+        let check = host.check(fs, &replay_at).await.of(fs);
         let mut f = findings.borrow_mut();
-        let line = format!(
-            "{}: {}: {}",
-            check.device.display(),
-            check.checker,
-            check.detail
-        );
+        let line = check.line();
         if check.unchecked {
             f.unchecked.push(line);
         } else if !check.clean {
@@ -518,6 +518,60 @@ async fn rehearse<A: Lightsail, H: Host>(
     Ok(())
 }
 
+/// The filesystems found on the restored disk, with its LVM physical volumes replaced by the
+/// logical volumes of their group, imported as a renamed clone (the put-away recorded as a
+/// step first, so that whatever ends the rehearsal deactivates it). A group that cannot be
+/// imported stays as its physical volumes, with why: could not check.
+async fn with_volumes<H: Host>(
+    host: &H,
+    found: Vec<fs::Found>,
+    disk: &str,
+    steps: &RefCell<Vec<Step>>,
+    findings: &RefCell<Findings>,
+) -> Vec<fs::Found> {
+    let (pvs, mut rest) = lvm_split(found);
+    if pvs.is_empty() {
+        return rest;
+    }
+    let clone = lvm::vg_name(disk);
+    steps
+        .borrow_mut()
+        .push(Step::Lvm(pvs.clone(), clone.clone()));
+    match import_volumes(host, &pvs, &clone).await {
+        Ok(volumes) => rest.extend(volumes),
+        Err(checks) => {
+            let mut f = findings.borrow_mut();
+            for check in checks {
+                f.unchecked.push(check.line());
+                f.checks.push(check);
+            }
+        }
+    }
+    rest
+}
+
+/// The LVM physical volumes among what a disk holds (their devices), and the rest.
+pub(crate) fn lvm_split(found: Vec<fs::Found>) -> (Vec<PathBuf>, Vec<fs::Found>) {
+    let (pvs, rest): (Vec<fs::Found>, Vec<fs::Found>) = found
+        .into_iter()
+        .partition(|f| f.layout == Some(fs::Layout::Lvm));
+    (pvs.into_iter().map(|f| f.device).collect(), rest)
+}
+
+/// The logical volumes of the group on `pvs`, imported as `clone`; else, for each physical
+/// volume, a "could not check" saying why.
+pub(crate) async fn import_volumes<H: Host>(
+    host: &H,
+    pvs: &[PathBuf],
+    clone: &str,
+) -> Result<Vec<fs::Found>, Vec<Check>> {
+    host.import_lvm(pvs, clone).await.map_err(|e| {
+        pvs.iter()
+            .map(|pv| Check::unchecked(pv.clone(), None, "vgimportclone".into(), format!("{e:#}")))
+            .collect()
+    })
+}
+
 /// Whether the snapshot is of a system disk (`<instance>-system`): its copy carries the
 /// root filesystem's UUID, LABEL and PARTUUID.
 pub fn is_system_copy(snapshot: &SnapshotInfo) -> bool {
@@ -541,6 +595,7 @@ async fn undo<A: Lightsail, H: Host>(
             let done = match &step {
                 Step::Mounted(at) => host.unmount(at),
                 Step::Device(dev) => host.release(dev),
+                Step::Lvm(pvs, clone) => host.put_away_lvm(pvs, clone).await,
                 Step::Attached(name) => scratch::detach(api, me, name, settings.poll).await,
                 Step::Created(name) => scratch::remove(api, me, name, settings.poll).await,
             };
@@ -548,6 +603,7 @@ async fn undo<A: Lightsail, H: Host>(
                 let what = match &step {
                     Step::Mounted(at) => format!("mount {}", at.display()),
                     Step::Device(dev) => format!("device {}", dev.display()),
+                    Step::Lvm(_, clone) => format!("LVM clone {clone}"),
                     Step::Attached(n) | Step::Created(n) => format!("scratch disk {n}"),
                 };
                 tracing::error!("could not undo {what}: {e:#}");

@@ -1,7 +1,9 @@
 //! Restores for real (`lightsnap restore`): a disk snapshot made into a disk of this
 //! instance's zone, attached here, found by its volume id (as verify finds its scratch disk),
 //! and mounted read-only at a directory the operator names (`--mount DIR`), until
-//! `restore --release DIR` unmounts, detaches and deletes it.
+//! `restore --release DIR` unmounts, detaches and deletes it. LVM on it is imported as a
+//! renamed clone, as verify does ([`super::lvm`]), each logical volume mounted; `--release`
+//! puts the clone away before the detach.
 //!
 //! A restored disk carries `lightsnap:restore-of` (the snapshot), `lightsnap:restore-instance`
 //! (this instance), `lightsnap:owner` and `lightsnap:scratch` = `restore` (what lets the
@@ -118,6 +120,8 @@ pub(super) enum Step {
     Mounted(PathBuf),
     /// The operator's directory, mounted; `made`: lightsnap made it (removed again).
     MountedAt(PathBuf, bool),
+    /// The LVM group on these physical volumes was (being) imported as this clone.
+    Lvm(Vec<PathBuf>, String),
 }
 
 /// Refuses a `--mount` directory that is not an empty directory, before anything is made;
@@ -295,20 +299,33 @@ pub async fn mount<A: Lightsail, H: Host, S: Stop>(
             tracing::error!(priority = 2, "{said}");
             report.borrow_mut().warnings.push(said);
         }
-        let found = host.filesystems(&device);
+        // LVM: the group imported as a renamed clone (as verify does), its logical volumes
+        // mounted; put away again by `--release`, or by the undo.
+        let (pvs, mut found) = super::lvm_split(host.filesystems(&device));
+        if !pvs.is_empty() {
+            let clone = super::lvm::vg_name(&name);
+            steps
+                .borrow_mut()
+                .push(Step::Lvm(pvs.clone(), clone.clone()));
+            match super::import_volumes(host, &pvs, &clone).await {
+                Ok(volumes) => found.extend(volumes),
+                Err(checks) => {
+                    let mut r = report.borrow_mut();
+                    for check in checks {
+                        r.warnings.push(check.line());
+                        r.checks.push(check);
+                    }
+                }
+            }
+        }
         let base = settings.mount_dir.join(&name);
         for fs in &found {
             let dev_name = fs.device.file_name().unwrap_or_default().to_string_lossy();
             let replay_at = base.join(format!(".replay-{dev_name}"));
             steps.borrow_mut().push(Step::Mounted(replay_at.clone()));
-            let check = host.check(fs, &replay_at).await;
+            let check = host.check(fs, &replay_at).await.of(fs);
             if !check.clean {
-                report.borrow_mut().warnings.push(format!(
-                    "{}: {}: {}",
-                    check.device.display(),
-                    check.checker,
-                    check.detail
-                ));
+                report.borrow_mut().warnings.push(check.line());
             }
             report.borrow_mut().checks.push(check);
         }
@@ -317,6 +334,9 @@ pub async fn mount<A: Lightsail, H: Host, S: Stop>(
         for fs in &mountable {
             let at = if found.len() == 1 {
                 dir.to_path_buf()
+            } else if let Some(volume) = &fs.volume {
+                // A logical volume under the live group's names: DIR/datavg-home.
+                dir.join(volume.replace('/', "-"))
             } else {
                 dir.join(fs.device.file_name().unwrap_or_default())
             };
@@ -457,6 +477,7 @@ pub(super) async fn undo<A: Lightsail, H: Host>(
                     r
                 }
                 Step::Device(dev) => host.release(dev),
+                Step::Lvm(pvs, clone) => host.put_away_lvm(pvs, clone).await,
                 Step::Attached(name) => match read_ours(api, me, name).await {
                     Ok(Some(d)) => detach_checked(api, me, &d, settings.poll).await,
                     Ok(None) => Ok(()),
@@ -470,6 +491,7 @@ pub(super) async fn undo<A: Lightsail, H: Host>(
                         format!("mount {}", at.display())
                     }
                     Step::Device(dev) => format!("device {}", dev.display()),
+                    Step::Lvm(_, clone) => format!("LVM clone {clone}"),
                     Step::Attached(n) | Step::Created(n) => format!("restored disk {n}"),
                 };
                 tracing::error!("could not undo {what}: {e:#}");
@@ -580,6 +602,16 @@ pub async fn release<A: Lightsail, H: Host>(
             let _ = std::fs::remove_dir(at);
         }
     }
+    // Its LVM clone, if it has one: put away (deactivated, its device-mapper nodes gone).
+    let (pvs, _) = super::lvm_split(host.filesystems(&device));
+    host.put_away_lvm(&pvs, &super::lvm::vg_name(&disk.name))
+        .await
+        .with_context(|| {
+            format!(
+                "releasing restored disk {}: unmounted, its LVM group not put away, not detached",
+                disk.name
+            )
+        })?;
     if let Some(why) = host.in_use(&device) {
         fail!(
             ExitCode::Busy,

@@ -8,7 +8,7 @@
 //! mounted, held or open outside lightsnap's mount directory is in someone's hands (an
 //! operator recovering files from it): reported, never detached.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -300,7 +300,7 @@ pub async fn remove_leftovers<A: Lightsail, H: Host>(
     let found = leftovers(api, me).await?;
     let mut out = Leftovers::default();
     for d in found {
-        if let Some(why) = keep_reason(host, me, mount_dir, &d) {
+        if let Some(why) = keep_reason(host, me, mount_dir, &d).await {
             let said = format!(
                 "scratch disk {}: {why}; left attached — once done with it, unmount it and the next `lightsnap verify` or `lightsnap run` removes it",
                 d.name
@@ -326,7 +326,12 @@ pub async fn remove_leftovers<A: Lightsail, H: Host>(
 }
 
 /// Undoes a killed run's local steps on leftover `d`; why it must stay, if it must.
-fn keep_reason<H: Host>(host: &H, me: &Me, mount_dir: &Path, d: &DiskState) -> Option<String> {
+async fn keep_reason<H: Host>(
+    host: &H,
+    me: &Me,
+    mount_dir: &Path,
+    d: &DiskState,
+) -> Option<String> {
     if d.is_attached && d.attached_to.as_deref() != Some(me.instance.as_str()) {
         return Some(format!(
             "attached to instance {}, not this one",
@@ -357,6 +362,21 @@ fn keep_reason<H: Host>(host: &H, me: &Me, mount_dir: &Path, d: &DiskState) -> O
         }
     }
     let _ = host.unmount_leftover(&mount_dir.join(&d.name));
+    // Its LVM group, if the killed run imported it: put away (only the clone, named from
+    // the disk; a logical volume someone has mounted keeps it, and the disk, here).
+    let pvs: Vec<PathBuf> = device
+        .as_ref()
+        .map(|dev| {
+            host.filesystems(dev)
+                .into_iter()
+                .filter(|f| f.layout == Some(super::fs::Layout::Lvm))
+                .map(|f| f.device)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Err(e) = host.put_away_lvm(&pvs, &super::lvm::vg_name(&d.name)).await {
+        return Some(format!("{e:#}"));
+    }
     let dev = device?;
     if let Some(why) = host.in_use(&dev) {
         return Some(why);

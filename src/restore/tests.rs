@@ -33,6 +33,12 @@ struct Scripted<'a> {
     /// Mounts of the device outside `<mount dir>/<disk>` (an older run's journal replay).
     device_mounts: Vec<PathBuf>,
     mounted: Mutex<Vec<PathBuf>>,
+    /// What importing the disk's LVM group gives: its volumes, or why not.
+    lvm: Option<Result<Vec<Found>, String>>,
+    /// The clones imported and not put away yet (a killed run's, when set from the start).
+    clones: Mutex<Vec<String>>,
+    /// Putting a clone away fails (a volume of it mounted by someone).
+    lvm_busy: bool,
 }
 
 impl<'a> Scripted<'a> {
@@ -50,6 +56,9 @@ impl<'a> Scripted<'a> {
             busy: None,
             device_mounts: Vec::new(),
             mounted: Mutex::default(),
+            lvm: None,
+            clones: Mutex::default(),
+            lvm_busy: false,
         }
     }
 
@@ -94,6 +103,29 @@ impl Host for Scripted<'_> {
             return found.clone();
         }
         vec![ext4(device)]
+    }
+
+    async fn import_lvm(&self, pvs: &[PathBuf], clone: &str) -> anyhow::Result<Vec<Found>> {
+        let pvs: Vec<String> = pvs.iter().map(|p| p.display().to_string()).collect();
+        self.note(format!("import {} as {clone}", pvs.join(",")));
+        self.clones.lock().unwrap().push(clone.to_string());
+        match self.lvm.clone().expect("an LVM answer scripted") {
+            Ok(v) => Ok(v),
+            Err(why) => Err(super::host::CouldNotCheck(why).into()),
+        }
+    }
+
+    async fn put_away_lvm(&self, _pvs: &[PathBuf], clone: &str) -> anyhow::Result<()> {
+        if !self.clones.lock().unwrap().iter().any(|c| c == clone) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            !self.lvm_busy,
+            "deactivating {clone}: Logical volume {clone}/lv in use"
+        );
+        self.clones.lock().unwrap().retain(|c| c != clone);
+        self.note(format!("put away {clone}"));
+        Ok(())
     }
 
     async fn check(&self, fs: &Found, replay_at: &Path) -> Check {
@@ -185,6 +217,7 @@ fn ext4(device: &Path) -> Found {
             needs_recovery: false,
         }),
         layout: None,
+        volume: None,
     }
 }
 
@@ -773,6 +806,7 @@ fn what_could_not_be_checked_is_neither_clean_nor_failed() {
             device: PathBuf::from("/dev/nvme9n1p2"),
             superblock: None,
             layout: Some(super::fs::Layout::Unknown),
+            volume: None,
         },
     ]);
     let v = run(&fake, &host, &mut Never);
@@ -830,4 +864,246 @@ fn a_system_disk_copy_is_said_while_attached_and_removed() {
         .unwrap();
     assert!(said < deleted);
     assert!(fake.disks.lock().unwrap().is_empty());
+}
+
+/// An LVM physical volume on the restored disk, as the superblock reader finds it.
+fn pv(device: &str) -> Found {
+    Found {
+        device: PathBuf::from(device),
+        superblock: None,
+        layout: Some(super::fs::Layout::Lvm),
+        volume: None,
+    }
+}
+
+/// A logical volume of the imported clone holding ext4.
+fn lv(device: &str, volume: &str) -> Found {
+    Found {
+        volume: Some(volume.into()),
+        ..ext4(Path::new(device))
+    }
+}
+
+/// LVM on the restored disk: the group imported as a clone named from the scratch disk (its
+/// put-away recorded first), each logical volume checked and mounted, named in the report by
+/// the live group's names; the clone put away after the unmounts, before the device is
+/// released and the disk detached.
+#[test]
+fn lvm_volumes_are_checked_each_and_put_away_before_the_detach() {
+    let fake = FakeLightsail::default();
+    let mut host = Scripted::new(&fake);
+    host.found = Some(vec![pv("/dev/nvme9n1")]);
+    host.lvm = Some(Ok(vec![
+        lv("/dev/mapper/c-lv", "datavg/lv"),
+        lv("/dev/mapper/c-home", "datavg/home"),
+    ]));
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Clean, "{v:?}");
+    let named: Vec<(String, Option<String>, bool)> = v
+        .checks
+        .iter()
+        .map(|c| (c.device.display().to_string(), c.volume.clone(), c.clean))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("/dev/mapper/c-lv".into(), Some("datavg/lv".into()), true),
+            (
+                "/dev/mapper/c-home".into(),
+                Some("datavg/home".into()),
+                true
+            ),
+        ]
+    );
+    let json = serde_json::to_value(&v.checks).unwrap();
+    assert_eq!(json[1]["volume"], "datavg/home", "{json}");
+    let log = steps(&fake);
+    let at = |prefix: &str| {
+        log.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {log:#?}"))
+    };
+    assert!(log[at("import")].starts_with("import /dev/nvme9n1 as lightsnap_verify_"));
+    assert!(at("import") < at("check /dev/mapper/c-lv"), "{log:#?}");
+    let base = "/run/lightsnap/verify/s1-verify";
+    assert!(log.contains(&format!("mount {base}/c-lv")), "{log:#?}");
+    assert!(log.contains(&format!("mount {base}/c-home")), "{log:#?}");
+    assert!(at("hooks") < at("put away"), "{log:#?}");
+    assert!(
+        at(&format!("unmount {base}/c-lv")) < at("put away"),
+        "{log:#?}"
+    );
+    assert!(at("put away") < at("release"), "{log:#?}");
+    assert!(at("put away") < at("DetachDisk"), "{log:#?}");
+    assert!(host.clones.lock().unwrap().is_empty());
+    assert_eq!(v.tagged.as_deref(), Some("clean"));
+}
+
+/// A group that cannot be imported (a PV on another disk) is "could not check", naming the
+/// group; whatever was begun is put away all the same.
+#[test]
+fn a_group_that_cannot_be_imported_could_not_be_checked() {
+    let fake = FakeLightsail::default();
+    let mut host = Scripted::new(&fake);
+    host.found = Some(vec![
+        ext4(Path::new("/dev/nvme9n1p1")),
+        pv("/dev/nvme9n1p2"),
+    ]);
+    host.lvm = Some(Err(
+        "volume group datavg spans 2 physical volumes and 1 of them are not on this disk".into(),
+    ));
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Unchecked, "{v:?}");
+    assert_eq!(v.tagged.as_deref(), Some("unchecked"));
+    assert!(v.failures.is_empty(), "{v:?}");
+    assert!(
+        v.unchecked.len() == 1
+            && v.unchecked[0].contains("/dev/nvme9n1p2")
+            && v.unchecked[0].contains("volume group datavg spans 2"),
+        "{v:?}"
+    );
+    // The ext4 beside it was checked.
+    assert!(v
+        .checks
+        .iter()
+        .any(|c| c.clean && c.device.ends_with("nvme9n1p1")));
+    let log = steps(&fake);
+    let put = log.iter().position(|l| l.starts_with("put away")).unwrap();
+    let detach = log
+        .iter()
+        .position(|l| l.starts_with("DetachDisk"))
+        .unwrap();
+    assert!(put < detach, "{log:#?}");
+}
+
+/// A killed run's clone is put away by the next run before its disk goes; one whose volume
+/// someone has mounted keeps the disk here, said.
+#[test]
+fn a_killed_runs_clone_is_put_away_before_its_disk_goes() {
+    let ours = [(SCRATCH_TAG, "true"), (SCRATCH_INSTANCE_TAG, "web-1")];
+    for busy in [false, true] {
+        let fake = FakeLightsail::default();
+        fake.disks
+            .lock()
+            .unwrap()
+            .push(disk("old-verify-0a1b2c3d", &ours, Some("web-1")));
+        let mut host = Scripted::new(&fake);
+        host.found = Some(vec![pv("/dev/nvme8n1")]);
+        host.lvm_busy = busy;
+        host.clones
+            .lock()
+            .unwrap()
+            .push("lightsnap_verify_0a1b2c3d".into());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let left = rt
+            .block_on(scratch::remove_leftovers(
+                &fake,
+                &host,
+                &me(),
+                Path::new("/run/lightsnap/verify"),
+                Duration::from_millis(10),
+            ))
+            .unwrap();
+        let log = fake.log();
+        if busy {
+            assert!(left.removed.is_empty(), "{left:?}");
+            assert!(
+                left.kept[0].contains("old-verify-0a1b2c3d") && left.kept[0].contains("in use"),
+                "{left:?}"
+            );
+            assert!(disk_changes(&fake).is_empty(), "{log:#?}");
+        } else {
+            assert_eq!(left.removed, ["old-verify-0a1b2c3d"], "{left:?}");
+            let put = log
+                .iter()
+                .position(|l| l == "put away lightsnap_verify_0a1b2c3d")
+                .unwrap_or_else(|| panic!("{log:#?}"));
+            let detach = log
+                .iter()
+                .position(|l| l.starts_with("DetachDisk"))
+                .unwrap();
+            assert!(put < detach, "{log:#?}");
+        }
+    }
+}
+
+/// `restore --mount` of a disk holding LVM: the group imported as a clone named from the
+/// restored disk, each logical volume checked and mounted read-only at DIR/<vg>-<lv>, and the
+/// clone left active until `--release`; a failure puts it away before the disk is detached.
+#[test]
+fn a_file_restore_mounts_each_logical_volume_and_its_undo_puts_the_clone_away() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    for fails in [false, true] {
+        let fake = FakeLightsail::default();
+        let mut host = Scripted::new(&fake);
+        host.found = Some(vec![pv("/dev/nvme9n1")]);
+        host.lvm = Some(Ok(vec![
+            lv("/dev/mapper/c-lv", "datavg/lv"),
+            lv("/dev/mapper/c-home", "datavg/home"),
+        ]));
+        host.mount_fails = fails;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("files");
+        let got = rt.block_on(restored::mount(
+            &fake,
+            &host,
+            &me(),
+            &snapshot("s1"),
+            &dir,
+            &settings(),
+            &mut Never,
+        ));
+        let log = fake.log();
+        let at = |prefix: &str| {
+            log.iter()
+                .position(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {log:#?}"))
+        };
+        assert!(
+            log[at("import")].starts_with("import /dev/nvme9n1 as lightsnap_restore_"),
+            "{log:#?}"
+        );
+        if !fails {
+            let r = got.unwrap();
+            assert_eq!(
+                r.mounted_at,
+                [dir.join("datavg-lv"), dir.join("datavg-home")]
+            );
+            let volumes: Vec<Option<&str>> = r.checks.iter().map(|c| c.volume.as_deref()).collect();
+            assert_eq!(volumes, [Some("datavg/lv"), Some("datavg/home")]);
+            assert!(r.warnings.is_empty(), "{r:?}");
+            assert!(!log.iter().any(|l| l.starts_with("put away")), "{log:#?}");
+            assert_eq!(
+                host.clones.lock().unwrap().len(),
+                1,
+                "active until released"
+            );
+        } else {
+            got.unwrap_err();
+            assert!(at("put away") < at("DetachDisk"), "{log:#?}");
+            assert!(host.clones.lock().unwrap().is_empty());
+        }
+    }
+}
+
+/// The disk is one PV whose group cannot be imported: one "could not check", naming the
+/// group — not also "no filesystem found".
+#[test]
+fn a_lone_pv_that_cannot_be_imported_is_said_once() {
+    let fake = FakeLightsail::default();
+    let mut host = Scripted::new(&fake);
+    host.found = Some(vec![pv("/dev/nvme9n1")]);
+    host.lvm = Some(Err("volume group spanvg spans 2 physical volumes".into()));
+    let v = run(&fake, &host, &mut Never);
+    assert_eq!(v.result, Outcome::Unchecked, "{v:?}");
+    assert_eq!(v.unchecked.len(), 1, "{v:?}");
+    assert!(v.unchecked[0].contains("spanvg"), "{v:?}");
 }
