@@ -349,7 +349,7 @@ fn the_readme_quickstart_as_shipped_on_three_booted_guests() {
                 .args(["--timeout", "1800", "--nvme"])
                 // Small: the fake copies the whole disk inside CreateDiskSnapshot (inside the
                 // frozen window) and again for the restore, under TCG.
-                .arg(format!("{DATA_SERIAL}:96M"))
+                .arg(format!("{DATA_SERIAL}:64M"))
                 .arg("--copy")
                 .arg(format!("{}:/opt/lab", lab.display()))
                 .arg("--copy")
@@ -534,7 +534,7 @@ fn check_guest(g: &Guest, readme: &Readme) {
     let first = creates[0]["body"]["diskSnapshotName"].as_str().unwrap();
     let snapshots = g.json("snapshots.json");
     let tag = |snap: &str, key: &str| -> Option<String> {
-        snapshots
+        snapshots["diskSnapshots"]
             .as_array()
             .unwrap()
             .iter()

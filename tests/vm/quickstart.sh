@@ -17,10 +17,11 @@ mkdir -p "$out"
 . /etc/os-release
 echo "$VERSION_CODENAME" >"$out/codename"
 
-# The fake's snapshot images, and the restored disks' copies, on the share: the host opens a
-# copy to hot-plug it (verify's scratch disk), and maps /lab/X to its own share directory.
-SNAPS=/lab/snaps
-mkdir -p "$SNAPS"
+# The fake's snapshot images, and the restored disks' copies, in memory: the fake copies the
+# whole disk inside CreateDiskSnapshot, so inside the frozen window (Lightsail does not), and
+# onto the 9p share that takes seconds under TCG (8 s for 64 MB on Debian 13's kernel: past
+# freeze_timeout). The attach command below puts a restored disk's copy on the share.
+mount -t tmpfs -o size=512M,mode=0700 lab-snaps "$SNAPS"
 
 # --- the instance, before the user's path: a data disk mounted from fstab, a database ------
 data=$(disk_by_serial "$DATA")
@@ -32,12 +33,13 @@ mount /data
 if [ "$db" = mariadb ]; then
   # MariaDB with its data on the data disk: `datadir` in a configuration file of its own,
   # the data directory made there by mariadb-install-db (as the package makes
-  # /var/lib/mysql). A small redo log, so that the data fits a small disk (96 MB: MariaDB
-  # 11.8 makes three 10 MB undo tablespaces besides; 64 MB is too small): the fake copies
-  # the whole disk inside CreateDiskSnapshot, so inside the frozen window (Lightsail does
-  # not), and under TCG a large disk's copy outlasts freeze_timeout.
+  # /var/lib/mysql). Small, to fit a small disk: an 8 MB redo log, and the undo logs in the
+  # system tablespace (10.5's and 10.11's default; 11.8 would make three 10 MB files). The
+  # fake copies the whole disk inside CreateDiskSnapshot, so inside the frozen window
+  # (Lightsail does not), and to the share again on AttachDisk: under TCG a larger disk's
+  # copy outlasts freeze_timeout (10 s) or the SDK's timeout.
   systemctl unmask mariadb.service >/dev/null 2>&1
-  printf '[mysqld]\ndatadir = /data/mysql\ninnodb_log_file_size = 8M\n' \
+  printf '[mysqld]\ndatadir = /data/mysql\ninnodb_log_file_size = 8M\ninnodb_undo_tablespaces = 0\n' \
     >/etc/mysql/mariadb.conf.d/60-data-disk.cnf
   mariadb-install-db --user=mysql --datadir=/data/mysql --skip-test-db >"$out/install-db" 2>&1 ||
     { cat "$out/install-db" >&2; exit 1; }
@@ -48,12 +50,18 @@ fi
 
 # --- the fake Lightsail: instance web-1 in us-east-1 (the README's example), its system disk
 # the root disk and data-1 the data disk (both found by their NVMe serials), accepting only
-# the README's example key. Its AttachDisk hot-plugs the restored copy (as verify.sh's).
+# the README's example key. Its AttachDisk hot-plugs the restored copy (as verify.sh's): the
+# copy is put on the share, where the host opens it, after the call has returned (the disk
+# appears later, as after a real AttachDisk; lightsnap waits for it).
 cat >/usr/local/sbin/lab-hotplug <<'EOF'
 #!/bin/sh
 echo "$*" >>/out/q/attach-calls
 case $1 in
-attach) echo "attach $2 $3" >"$LAB_EVENTS" ;;
+attach)
+  mkdir -p /lab/hotplug
+  (cp --sparse=always "$2" "/lab/hotplug/${2##*/}" &&
+    echo "attach /lab/hotplug/${2##*/} $3" >"$LAB_EVENTS") </dev/null >/dev/null 2>&1 &
+  ;;
 detach) echo "detach $2" >"$LAB_EVENTS" ;;
 *) echo "hotplug: attach or detach, not $1" >&2; exit 2 ;;
 esac
