@@ -6,8 +6,10 @@
 //! change that breaks the path breaks this test.
 //!
 //! Each guest is an instance with a data disk (an NVMe disk, ext4, mounted at `/data` from
-//! fstab) and MariaDB running with its data directory moved onto it (`/data/mysql`), made by
-//! the guest script (`tests/vm/quickstart.sh`) before the README's blocks run. The fake
+//! fstab) and MariaDB (unmasked and started) keeping its data there (`datadir = /data/mysql`,
+//! made with mariadb-install-db; a small redo log, so that it fits the small disk the fake
+//! copies under TCG), set up by the guest script (`tests/vm/quickstart.sh`) before the
+//! README's blocks run. The fake
 //! Lightsail runs inside the guest as instance `web-1` in `us-east-1` (the README's example),
 //! accepting only the README's example key (`--access-key`/`--secret-key`: another key is
 //! refused), and hot-plugs verify's scratch disk as a real NVMe disk (`scripts/vm --hotplug`,
