@@ -74,7 +74,8 @@ pub enum ExitCode {
     /// neither clean nor failed; what was not checked is named.
     VerifyUnchecked = 21,
     /// `lightsnap restore --replace` failed after it had changed something: the original
-    /// disk was put back (attached at its path and mounted again), the restored disk removed;
+    /// disk was put back (attached at its path and mounted again), the restored disk removed
+    /// (or, once the swap had begun, left detached: named, with the command that deletes it);
     /// the message says what failed and anything that could not be put back.
     RestoreFailed = 22,
     /// `lightsnap setup` needs answers: its input is not a terminal and `--yes` was not given
@@ -83,6 +84,10 @@ pub enum ExitCode {
     /// Lightsail refused an action for these credentials (AccessDeniedException): their IAM
     /// policy does not allow it on that resource. `lightsnap iam-policy` prints what is needed.
     AccessDenied = 23,
+    /// `lightsnap restore --replace`: the live disk does not carry this instance's ownership
+    /// tag (`lightsnap:owner`), so lightsnap does not detach it; the message prints the
+    /// administrator's command that tags it. Nothing was changed.
+    NotOwned = 25,
     /// Stopped by SIGHUP (after thawing).
     Hangup = 129,
     /// Stopped by SIGINT (after thawing).
@@ -116,9 +121,10 @@ pub const MEANINGS: &[(&str, &str)] = &[
     ("19", "the snapshot was taken (and kept), but its copy to another region (`--copy-to-region`) failed"),
     ("20", "`verify` could not finish (`--timeout`), or could not remove its scratch disk (named; the next `verify` removes it); the snapshot is not tagged"),
     ("21", "`verify` could not check something on the restored disk (a checker missing, or that did not start or finish; a partition of unknown content, LVM, md, LUKS; a kernel that cannot mount it read-only) and found nothing wrong in the rest: tagged `lightsnap:verified=unchecked`, neither clean nor failed; also `run` when a `verify_every` verification could not check"),
-    ("22", "`restore --replace` failed after it had changed something: the original disk was put back (attached at its path and mounted again) and the restored disk removed; the message says what failed and anything that could not be put back"),
+    ("22", "`restore --replace` failed after it had changed something: the original disk was put back (attached at its path and mounted again) and the restored disk removed — or, when the swap had begun, left detached and named with the administrator's command that deletes it; the message says what failed and anything that could not be put back"),
     ("23", "Lightsail refused an action to these credentials (AccessDeniedException): the message names the action, and `lightsnap iam-policy` prints the policy lightsnap needs"),
     ("24", "`setup`: not at a terminal and no `--yes`, or the operator said no (nothing was changed)"),
+    ("25", "`restore --replace`: the live disk does not carry this instance's ownership tag (`lightsnap:owner`), so lightsnap does not detach it; the message prints the administrator's `aws lightsail tag-resource` command that tags it (nothing was changed)"),
     ("129 / 130 / 143", "stopped by SIGHUP / SIGINT / SIGTERM (after thawing; before the first freeze, with nothing frozen)"),
 ];
 
@@ -150,6 +156,7 @@ impl ExitCode {
         ExitCode::RestoreFailed,
         ExitCode::AccessDenied,
         ExitCode::NeedsAnswers,
+        ExitCode::NotOwned,
         ExitCode::Hangup,
         ExitCode::Interrupted,
         ExitCode::Terminated,

@@ -29,7 +29,7 @@ pub struct RegionListing {
 }
 
 /// How a disk stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DiskHealth {
     /// A completed lightsnap snapshot younger than the limit (or no limit), verified clean or
@@ -55,11 +55,12 @@ impl DiskHealth {
 }
 
 /// The newest lightsnap snapshot of a disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Newest {
     /// Its name.
     pub name: String,
     /// `disk` or `instance` (an instance snapshot covers every disk of the instance).
+    #[schemars(extend("enum" = ["disk", "instance"]))]
     pub kind: &'static str,
     /// `pending`, `completed`, `available`, `error`.
     pub state: String,
@@ -78,7 +79,7 @@ pub struct Newest {
 }
 
 /// One disk of one instance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DiskRow {
     /// The disk's name.
     pub disk: String,
@@ -91,7 +92,7 @@ pub struct DiskRow {
 }
 
 /// One instance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InstanceRow {
     /// The region.
     pub region: String,
@@ -109,7 +110,7 @@ pub struct InstanceRow {
 }
 
 /// The whole view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FleetReport {
     /// The regions listed.
     pub regions: Vec<String>,

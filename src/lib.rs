@@ -68,4 +68,38 @@ pub(crate) mod testing {
             state
         }
     }
+
+    /// Holds a generated part of the manual to what the code generates: a test fails when
+    /// they differ, and with `UPDATE_DOCS=1` rewrites it instead. `path` is relative to the
+    /// checkout; with `markers` (begin, end lines) only the text between them is generated and
+    /// the rest of the page (its hand-written prose) is kept; without, the whole file is.
+    pub(crate) fn generated_doc(path: &str, markers: Option<(&str, &str)>, generated: &str) {
+        let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let old = std::fs::read_to_string(&full).unwrap_or_default();
+        let new = match markers {
+            None => generated.to_string(),
+            Some((begin, end)) => {
+                let (head, rest) = old
+                    .split_once(begin)
+                    .unwrap_or_else(|| panic!("{path} has no marker line {begin:?}"));
+                let (_, tail) = rest
+                    .split_once(end)
+                    .unwrap_or_else(|| panic!("{path} has no marker line {end:?}"));
+                format!("{head}{begin}{generated}{end}{tail}")
+            }
+        };
+        if old == new {
+            return;
+        }
+        if std::env::var_os("UPDATE_DOCS").is_some_and(|v| v != "0") {
+            if let Some(dir) = full.parent() {
+                std::fs::create_dir_all(dir).unwrap();
+            }
+            std::fs::write(&full, new).unwrap();
+        } else {
+            panic!(
+                "{path} is not what the code generates: rerun the test with UPDATE_DOCS=1 to rewrite it (and commit the change)"
+            );
+        }
+    }
 }

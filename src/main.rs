@@ -24,11 +24,17 @@ fn main() {
                 std::process::exit(0);
             }
             // `check` is a monitoring plugin: its usage errors are UNKNOWN (3), said on
-            // stdout's first line, never the CRITICAL that 2 means to a monitoring system.
+            // stdout's first line, never the CRITICAL that 2 means to a monitoring system;
+            // with `--output json`, as its UNKNOWN document.
             if cli::subcommand_of(&args).as_deref() == Some("check") {
                 let detail = e.to_string();
                 let first = detail.lines().next().unwrap_or_default();
-                println!("UNKNOWN: {}", first.trim_start_matches("error: "));
+                let why = first.trim_start_matches("error: ");
+                if cli::json_asked(&args) {
+                    let _ = cli::print_json(cli::check_unknown_json(why));
+                } else {
+                    println!("UNKNOWN: {why}");
+                }
                 std::process::exit(cli::check_unknown_code());
             }
             // A usage error is a JSON document too when one was asked for.

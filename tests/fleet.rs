@@ -111,9 +111,10 @@ age = "3h"
     Seed::from_toml_str(&toml).expect("seed")
 }
 
+/// `lightsnap fleet`, as from an administrator's or a monitor's machine (its key).
 fn fleet(scratch: &Scratch, fake: &Fake, args: &[&str]) -> RunResult {
     finish(
-        lightsnap(scratch, fake)
+        as_admin(&mut lightsnap(scratch, fake))
             .arg("fleet")
             .args(args)
             .stdout(Stdio::piped())
@@ -155,7 +156,7 @@ fn the_fleet_shows_each_disk_as_it_stands_across_regions() {
         ],
     );
     assert_eq!(r.code, 2, "stale disks are CRITICAL: {r:?}");
-    let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document");
+    let doc: serde_json::Value = json_doc_of("fleet", &r);
     assert_eq!(disk(&doc, "web-1", "data-1")["health"], "healthy");
     assert_eq!(
         disk(&doc, "web-1", "data-1")["newest"]["name"],
@@ -207,7 +208,7 @@ fn the_fleet_shows_each_disk_as_it_stands_across_regions() {
     // Every region Lightsail lists, through GetRegions; no limit, no verdict.
     let r = fleet(&scratch, &fake, &["--all-regions", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let doc: serde_json::Value = json_doc_of("fleet", &r);
     assert_eq!(
         doc["regions"],
         serde_json::json!(["us-east-1", "eu-west-2"])

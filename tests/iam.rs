@@ -17,11 +17,22 @@ use common::*;
 /// The policy for this instance (`web-1` in `us-east-1`), as the tests print it.
 const FOR_WEB_1: &[&str] = &["--instance", INSTANCE, "--region", "us-east-1"];
 
-/// A Lightsail client of the test's own (the thief's), signed for `region`, with the same
-/// keys lightsnap has.
+/// A Lightsail client of the test's own (the thief's), signed for `region`, under the same
+/// policy as lightsnap's keys (its own access key marks its calls as a thief's in the call
+/// log).
 fn sdk(fake: &Fake, region: &str) -> aws_sdk_lightsail::Client {
+    client(fake, region, fake_lightsail::THIEF_ACCESS_KEY)
+}
+
+/// An administrator's client: the set-up a test makes as one (tagging a disk for the
+/// instance), marked as such in the call log.
+fn admin(fake: &Fake, region: &str) -> aws_sdk_lightsail::Client {
+    client(fake, region, fake_lightsail::ADMIN_ACCESS_KEY)
+}
+
+fn client(fake: &Fake, region: &str, key: &str) -> aws_sdk_lightsail::Client {
     let creds = aws_sdk_lightsail::config::Credentials::new(
-        fake_lightsail::DEFAULT_ACCESS_KEY,
+        key,
         fake_lightsail::DEFAULT_SECRET_KEY,
         None,
         None,
@@ -115,15 +126,18 @@ fn a_stolen_key_cannot_touch_another_instances_or_untagged_resources() {
     let away = sdk(&fake, "eu-west-2");
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Before the policy: web-1's lightsnap made a disk (`ours-disk`, not a scratch disk) and
-    // web-2's a scratch disk.
+    // web-2's a scratch disk (tagged so by an administrator).
+    let set_up = admin(&fake, "us-east-1");
     rt.block_on(async {
-        home.tag_resource()
+        set_up
+            .tag_resource()
             .resource_name("spare")
             .tags(tag("lightsnap:owner", "us-east-1/web-1"))
             .send()
             .await
             .unwrap();
-        home.tag_resource()
+        set_up
+            .tag_resource()
             .resource_name("web2-data")
             .tags(tag("lightsnap:owner", "us-east-1/web-2"))
             .tags(tag("lightsnap:scratch", "true"))
@@ -414,12 +428,26 @@ struct Workflow {
 
 impl Workflow {
     fn new(test: &str) -> Option<Self> {
+        Self::with(test, "")
+    }
+
+    /// With more of the world: `extra`, a seed of its own (instances, disks, snapshots); then
+    /// `data-1` is at Lightsail's `/dev/xvdf` (the configuration names its mount).
+    fn with(test: &str, extra: &str) -> Option<Self> {
         if !root_or_skip(test) {
             return None;
         }
         let scratch = Scratch::new();
         let fs = LoopFs::create(&scratch, "data", FsKind::Ext4);
         let mut seed = seed(&[("data-1", &fs.device)], None);
+        let more = Seed::from_toml_str(extra).expect("extra seed");
+        if !extra.is_empty() {
+            // Where Lightsail says it is attached (a roll-back attaches at the same path).
+            seed.disks[0].path = Some("/dev/xvdf".into());
+        }
+        seed.instances.extend(more.instances);
+        seed.disks.extend(more.disks);
+        seed.disk_snapshots.extend(more.disk_snapshots);
         seed.regions = vec!["eu-west-2".into()];
         let dir = scratch.path().join("snapshots");
         std::fs::create_dir_all(&dir).unwrap();
@@ -554,7 +582,10 @@ fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
         .unwrap()
         .iter()
         .filter(|s| s["Effect"] == "Allow")
-        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .flat_map(|s| match &s["Action"] {
+            serde_json::Value::Array(list) => list.clone(),
+            one => vec![one.clone()],
+        })
         .map(|a| {
             a.as_str()
                 .unwrap()
@@ -562,10 +593,7 @@ fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
                 .to_string()
         })
         .collect();
-    let matches = |p: &str, op: &str| match p.strip_suffix('*') {
-        Some(prefix) => op.starts_with(prefix),
-        None => p == op,
-    };
+    let matches = fake_lightsail::policy::Policy::pattern_matches;
     let operations = lightsnap::cloud::lightsail::OPERATIONS;
     for p in &patterns {
         assert!(
@@ -597,6 +625,196 @@ fn the_workflow_passes_under_the_printed_policy_and_uses_all_of_it() {
     assert!(r.stderr.contains("lightsnap iam-policy"), "{r:?}");
     assert!(!w.fs.is_frozen());
     assert!(w.fake.disk_snapshot("t1").is_none());
+}
+
+/// Another instance (`web-2`) with a disk and a snapshot of it, and an untagged spare disk.
+const OTHERS: &str = r#"
+[[instances]]
+name = "web-2"
+instance_id = "i-0fedcba9876543210"
+[[disks]]
+name = "web2-data"
+path = "/dev/xvdf"
+attached_to = "web-2"
+tags = { "lightsnap:owner" = "us-east-1/web-2" }
+[[disks]]
+name = "spare"
+[[disk_snapshots]]
+name = "theirs"
+disk = "web2-data"
+tags = { "lightsnap:owner" = "us-east-1/web-2" }
+"#;
+
+/// The whole restore workflow under the printed instance policy: files back and released;
+/// a roll-back of a live disk the user made is refused up front (exit 25, the administrator's
+/// command, no mutating call); once an administrator tagged it, the roll-back passes — no call
+/// of lightsnap's refused. The thief's calls around it are refused: deleting the replaced
+/// (kept) original or the disk that replaced it, making that disk removable, detaching another
+/// instance's disk, deleting an untagged disk, restoring another instance's snapshot.
+#[test]
+fn restore_passes_under_the_printed_policy_and_a_thief_cannot_use_it() {
+    let Some(w) = Workflow::with(
+        "restore_passes_under_the_printed_policy_and_a_thief_cannot_use_it",
+        OTHERS,
+    ) else {
+        return;
+    };
+    let mp = w.mp();
+    write_conf(
+        &w.scratch,
+        "etc/lightsnap/config.toml",
+        &format!("[[snapshot]]\npath = \"{mp}\"\ndisk = \"data-1\"\n"),
+    );
+    let doc = enforce_printed_policy(&w.scratch, &w.fake, FOR_WEB_1);
+    std::fs::write(w.fs.mount_point.join("hello.txt"), "as it was\n").unwrap();
+    let r = w.run(&["freeze-and-snap", &mp, "--snapshot-name", "s1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    std::fs::write(w.fs.mount_point.join("hello.txt"), "since\n").unwrap();
+    // Files back, read-only, then released (detached and deleted) under the policy.
+    let files = w.scratch.path().join("files");
+    let f = files.display().to_string();
+    let r = w.run(&["restore", "s1", "--mount", &f, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let copy = json_doc(&r)["restored_disk"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_to_string(files.join("hello.txt")).unwrap(),
+        "as it was\n"
+    );
+    let r = w.run(&["restore", "--release", &f]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(w.fake.disk(&copy).is_none(), "the copy is deleted");
+    // The live disk carries no owner tag: refused before anything changes.
+    let before = w.fake.calls().len();
+    let r = w.run(&["restore", "s1", "--replace", &mp, "--yes"]);
+    assert_eq!(r.code, 25, "{r:?}");
+    assert!(
+        r.stderr.contains("aws lightsail tag-resource --resource-name data-1 --tags key=lightsnap:owner,value=us-east-1/web-1"),
+        "{r:?}"
+    );
+    let mutating: Vec<String> = w.fake.calls()[before..]
+        .iter()
+        .map(|c| c.operation.clone())
+        .filter(|o| !o.starts_with("IMDS") && !o.starts_with("Get"))
+        .collect();
+    assert_eq!(mutating, Vec::<String>::new());
+    assert!(w.fs.is_mounted());
+    // An administrator tags it (with a key of their own, not under the instance's policy).
+    w.fake.set_policy(None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        admin(&w.fake, "us-east-1")
+            .tag_resource()
+            .resource_name("data-1")
+            .tags(tag("lightsnap:owner", "us-east-1/web-1"))
+            .send()
+            .await
+            .unwrap();
+    });
+    w.fake
+        .set_policy(Some(fake_lightsail::policy::Policy::parse(&doc).unwrap()));
+    let r = w.run(&[
+        "restore",
+        "s1",
+        "--replace",
+        &mp,
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let live = json_doc(&r)["restored_disk"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_to_string(w.fs.mount_point.join("hello.txt")).unwrap(),
+        "as it was\n"
+    );
+    assert_eq!(refused_calls(&w.fake), Vec::<String>::new());
+    const DENIED: Option<&str> = Some("AccessDeniedException");
+    let home = sdk(&w.fake, "us-east-1");
+    rt.block_on(async {
+        let attempts: Vec<(&str, Option<String>)> = vec![
+            (
+                "delete the replaced original, kept",
+                code(home.delete_disk().disk_name("data-1").send().await),
+            ),
+            (
+                "delete the disk that replaced it",
+                code(home.delete_disk().disk_name(&live).send().await),
+            ),
+            (
+                "make the disk that replaced it removable",
+                code(
+                    home.tag_resource()
+                        .resource_name(&live)
+                        .tags(tag("lightsnap:scratch", "restore"))
+                        .send()
+                        .await,
+                ),
+            ),
+            (
+                "detach another instance's disk",
+                code(home.detach_disk().disk_name("web2-data").send().await),
+            ),
+            (
+                "delete an untagged disk",
+                code(home.delete_disk().disk_name("spare").send().await),
+            ),
+            (
+                "restore from another instance's snapshot",
+                code(
+                    home.create_disk_from_snapshot()
+                        .disk_name("loot")
+                        .disk_snapshot_name("theirs")
+                        .availability_zone("us-east-1a")
+                        .size_in_gb(8)
+                        .tags(tag("lightsnap:owner", "us-east-1/web-1"))
+                        .tags(tag("lightsnap:scratch", "restore"))
+                        .send()
+                        .await,
+                ),
+            ),
+        ];
+        for (what, got) in &attempts {
+            assert_eq!(got.as_deref(), DENIED, "{what}");
+        }
+    });
+    for kept in ["data-1", live.as_str(), "web2-data", "spare"] {
+        assert!(w.fake.disk(kept).is_some(), "{kept}");
+    }
+    assert!(w.fake.disk("loot").is_none());
+    let _ = std::process::Command::new("umount")
+        .arg(&w.fs.mount_point)
+        .status();
+}
+
+/// `--append-only`: a file restore works, but its release cannot delete the copy — it is
+/// unmounted and detached, and the message says how an administrator deletes it (exit 23).
+#[test]
+fn append_only_release_says_how_to_delete_the_copy_elsewhere() {
+    let Some(w) = Workflow::new("append_only_release_says_how_to_delete_the_copy_elsewhere") else {
+        return;
+    };
+    enforce_printed_policy(
+        &w.scratch,
+        &w.fake,
+        &[FOR_WEB_1, &["--append-only"]].concat(),
+    );
+    let mp = w.mp();
+    let r = w.run(&["freeze-and-snap", &mp, "--snapshot-name", "a1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let files = w.scratch.path().join("files");
+    let f = files.display().to_string();
+    let r = w.run(&["restore", "a1", "--mount", &f, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let copy = json_doc(&r)["restored_disk"].as_str().unwrap().to_string();
+    let r = w.run(&["restore", "--release", &f]);
+    assert_eq!(r.code, 23, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("aws lightsail delete-disk --disk-name {copy}")),
+        "{r:?}"
+    );
+    let d = w.fake.disk(&copy).expect("the copy is kept");
+    assert_eq!(d["isAttached"], false, "{d}");
 }
 
 /// `--append-only`: snapshots, copies and verify still work; deleting this instance's own
@@ -695,7 +913,7 @@ fn the_aws_cli_with_the_instance_keys_is_refused_too() {
         let out = std::process::Command::new(&aws)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AWS_ACCESS_KEY_ID", fake_lightsail::DEFAULT_ACCESS_KEY)
+            .env("AWS_ACCESS_KEY_ID", fake_lightsail::THIEF_ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", fake_lightsail::DEFAULT_SECRET_KEY)
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_CONFIG_FILE", "/dev/null")

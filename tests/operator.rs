@@ -432,7 +432,12 @@ fn list_for_people_is_a_short_table() {
 // ---------------------------------------------------------------------------------------
 
 fn prune(scratch: &Scratch, fake: &Fake, args: &[&str]) -> RunResult {
-    finish(configured_lightsnap(scratch, fake).arg("prune").args(args))
+    let mut cmd = configured_lightsnap(scratch, fake);
+    if args.contains(&"--all") {
+        // Snapshots that are not this instance's lightsnap's: an administrator's prune.
+        as_admin(&mut cmd);
+    }
+    finish(cmd.arg("prune").args(args))
 }
 
 /// What each rule deletes of the fixture: never pending, error or automatic snapshots,

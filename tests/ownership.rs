@@ -254,7 +254,12 @@ fn prune_considers_this_instances_snapshots_and_untagged_ones_only_with_all() {
         let fake = pruning_fake(&scratch);
         let mut args = vec!["prune", "--keep", "1", "--output", "json"];
         args.extend(&extra);
-        let r = lightsnap_with(&scratch, &fake, &args);
+        // Another instance's snapshots, or untagged ones: an administrator's prune.
+        let mut cmd = configured_lightsnap(&scratch, &fake);
+        if !extra.is_empty() {
+            as_admin(&mut cmd);
+        }
+        let r = finish(cmd.args(&args));
         assert_eq!(r.code, 0, "{extra:?}: {r:?}");
         let want_calls: Vec<String> = want.iter().map(|n| format!("us-east-1 {n}")).collect();
         let mut want_calls = want_calls;
@@ -295,7 +300,7 @@ fn without_the_metadata_service_prune_needs_to_be_told_whose() {
     let fake = pruning_fake(&scratch);
     let admin = |args: &[&str]| {
         finish(
-            configured_lightsnap(&scratch, &fake)
+            as_admin(&mut configured_lightsnap(&scratch, &fake))
                 .env("AWS_EC2_METADATA_DISABLED", "true")
                 .args(args),
         )

@@ -26,14 +26,25 @@ impl Restore {
     }
 
     fn with(test: &str, kind: FsKind, config: &str) -> Option<Self> {
+        Self::built(test, kind, config, true)
+    }
+
+    /// `owned`: the live disk `data-1` carries this instance's ownership tag, as an
+    /// administrator tags it for `restore --replace`; else it is untagged, as a user made it.
+    fn built(test: &str, kind: FsKind, config: &str, owned: bool) -> Option<Self> {
         if !root_or_skip(test) || !tool_or_skip(test, kind.mkfs_tool()) {
             return None;
         }
         let scratch = Scratch::new();
         let fs = LoopFs::create(&scratch, "data", kind);
+        let tags = if owned {
+            format!("tags = {{ \"lightsnap:owner\" = \"us-east-1/{INSTANCE}\" }}\n")
+        } else {
+            String::new()
+        };
         let toml = format!(
             "self_instance = \"{INSTANCE}\"\n[[instances]]\nname = \"{INSTANCE}\"\ninstance_id = \"{INSTANCE_ID}\"\n\
-             [[disks]]\nname = \"data-1\"\npath = \"/dev/xvdf\"\nattached_to = \"{INSTANCE}\"\nsize_gb = 1\nbacking = \"{}\"\n",
+             [[disks]]\nname = \"data-1\"\npath = \"/dev/xvdf\"\nattached_to = \"{INSTANCE}\"\nsize_gb = 1\nbacking = \"{}\"\n{tags}",
             fs.device.display()
         );
         let seed = fake_lightsail::Seed::from_toml_str(&toml).expect("seed");
@@ -150,7 +161,7 @@ fn files_back(test: &str, kind: FsKind) {
     let f = files.display().to_string();
     let r = s.run(&["restore", "s1", "--mount", &f, "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let doc = json_doc_of("restore", &r);
     let name = doc["restored_disk"].as_str().unwrap().to_string();
     assert!(name.starts_with("s1-restore-"), "{doc}");
     assert_eq!(doc["mounted_at"][0], f.as_str(), "{doc}");
@@ -182,12 +193,12 @@ fn files_back(test: &str, kind: FsKind) {
     // status --refresh lists it while it is attached.
     let st = s.run(&["status", "--refresh", "--output", "json"]);
     assert_eq!(st.code, 0, "{st:?}");
-    let listed = json_doc(&st)["restored_disks"].clone();
+    let listed = json_doc_of("status", &st)["restored_disks"].clone();
     assert_eq!(listed[0]["name"], name.as_str(), "{listed}");
 
     let r = s.run(&["restore", "--release", &f, "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(json_doc(&r)["restored_disk"], name.as_str());
+    assert_eq!(json_doc_of("restore", &r)["restored_disk"], name.as_str());
     assert!(!is_mount_point(&files));
     assert!(
         s.disks().iter().all(|d| d["name"] != name.as_str()),
@@ -325,7 +336,7 @@ fn a_data_disk_is_rolled_back_under_a_writer() {
     ]);
     let acks = writer.stop();
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let doc = json_doc_of("restore", &r);
     let restored = doc["restored_disk"].as_str().unwrap().to_string();
     assert_eq!(doc["replaced_disk"], "data-1");
     assert_eq!(doc["attached_at"], "/dev/xvdf");
@@ -368,6 +379,11 @@ fn a_data_disk_is_rolled_back_under_a_writer() {
         Some(restored.as_str())
     );
     assert!(tag(&live, "lightsnap:replaced-at").is_some_and(|t| t.ends_with('Z')));
+    // The disk now live says whose place it took: never deletable by the instance's key.
+    assert_eq!(
+        tag(&s.disk(&restored), "lightsnap:replaces").as_deref(),
+        Some("data-1")
+    );
     assert!(!s.operations().iter().any(|o| o == "DeleteDisk"));
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
@@ -410,12 +426,73 @@ fn a_failed_attach_puts_the_original_back() {
     assert_eq!(live["isAttached"], true, "{live}");
     assert_eq!(live["path"], "/dev/xvdf");
     assert_eq!(tag(&live, "lightsnap:replaced-by"), None);
-    assert_eq!(
-        s.disks().len(),
-        1,
-        "the restored disk is deleted: {:?}",
-        s.disks()
+    left_detached_for_an_administrator(&s, &r);
+}
+
+/// After a swap that failed once begun: the restored disk, tagged `lightsnap:replaces` before
+/// the live disk was detached, is left detached (no key of the instance's may delete it), and
+/// the message names the command that deletes it.
+fn left_detached_for_an_administrator(s: &Restore, r: &RunResult) {
+    let restored: Vec<serde_json::Value> = s
+        .disks()
+        .into_iter()
+        .filter(|d| d["name"] != "data-1")
+        .collect();
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    let d = &restored[0];
+    let name = d["name"].as_str().unwrap();
+    assert!(name.starts_with("s1-restore-"), "{d}");
+    assert_eq!(d["isAttached"], false, "{d}");
+    assert_eq!(tag(d, "lightsnap:replaces").as_deref(), Some("data-1"));
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        said.contains(&format!("aws lightsail delete-disk --disk-name {name}")),
+        "{r:?}"
     );
+    assert!(
+        !s.operations().iter().any(|o| o == "DeleteDisk"),
+        "{:?}",
+        s.operations()
+    );
+}
+
+/// A live disk the user made carries no ownership tag: `restore --replace` refuses it up
+/// front (exit 25) with the administrator's command that tags it, and nothing is changed —
+/// no mutating call, the filesystem mounted as it was; once tagged, the roll-back goes on.
+#[test]
+fn an_untagged_live_disk_is_refused_up_front_with_the_command_that_tags_it() {
+    let Some(s) = Restore::built(
+        "an_untagged_live_disk_is_refused_up_front_with_the_command_that_tags_it",
+        FsKind::Ext4,
+        "",
+        false,
+    ) else {
+        return;
+    };
+    s.snapshot("s1", "as it was\n");
+    std::fs::write(s.fs.mount_point.join("hello.txt"), "now\n").unwrap();
+    let before = s.fake.calls().len();
+    let mp = s.fs.mount_point.display().to_string();
+    let r = s.run(&["restore", "s1", "--replace", &mp, "--yes"]);
+    assert_eq!(r.code, 25, "{r:?}");
+    let command = format!(
+        "aws lightsail tag-resource --resource-name data-1 --tags key=lightsnap:owner,value=us-east-1/{INSTANCE} --region us-east-1"
+    );
+    assert!(r.stderr.contains(&command), "{r:?}");
+    assert!(r.stderr.contains("Nothing was changed"), "{r:?}");
+    let mutating: Vec<String> = s.fake.calls()[before..]
+        .iter()
+        .map(|c| c.operation.clone())
+        .filter(|o| !o.starts_with("IMDS") && !o.starts_with("Get"))
+        .collect();
+    assert_eq!(mutating, Vec::<String>::new());
+    assert!(s.fs.is_mounted());
+    assert_eq!(
+        std::fs::read_to_string(s.fs.mount_point.join("hello.txt")).unwrap(),
+        "now\n"
+    );
+    assert_eq!(s.disks().len(), 1, "{:?}", s.disks());
+    assert_eq!(tag(&s.disk("data-1"), "lightsnap:owner"), None);
 }
 
 fn writer_pid(w: &Writer) -> u32 {
@@ -462,7 +539,7 @@ fn a_new_instance_is_printed_then_made_from_an_instance_snapshot() {
         "json",
     ]));
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let doc = json_doc_of("restore", &r);
     assert_eq!(doc["created"], false, "{doc}");
     assert_eq!(doc["bundle_id"], "micro_3_0");
     assert_eq!(doc["availability_zone"], "us-east-1a");
@@ -492,7 +569,7 @@ fn a_new_instance_is_printed_then_made_from_an_instance_snapshot() {
         "json",
     ]));
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(json_doc(&r)["created"], true);
+    assert_eq!(json_doc_of("restore", &r)["created"], true);
     let calls = made(&fake);
     assert_eq!(calls.len(), 1);
     let body = &calls[0].body;
@@ -716,7 +793,7 @@ fn a_corrupt_restore_is_not_handed_back_and_the_original_returns() {
         (live["isAttached"].clone(), live["path"].clone()),
         (true.into(), "/dev/xvdf".into())
     );
-    assert_eq!(s.disks().len(), 1, "{:?}", s.disks());
+    left_detached_for_an_administrator(&s, &r);
     let attaches: Vec<String> = s
         .fake
         .calls()

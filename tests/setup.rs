@@ -375,7 +375,7 @@ fn dry_run_prints_the_plan_and_warns_of_the_automatic_snapshot_but_changes_nothi
         "json",
     ]));
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let doc = json_doc_of("setup", &r);
     assert_eq!(doc["instance"], INSTANCE, "{doc}");
     assert_eq!(doc["chosen"], serde_json::json!(["data-1", "web-1-system"]));
     assert_eq!(doc["dry_run"], true);

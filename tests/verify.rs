@@ -375,7 +375,7 @@ fn a_killed_run_leaves_a_scratch_disk_the_next_one_removes() {
     let mp = s.fs.mount_point.display().to_string();
     let r = s.run(&["plan", &mp, "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let listed = &json_doc(&r)["scratch_disks"][0];
+    let listed = &json_doc_of("plan", &r)["scratch_disks"][0];
     assert_eq!(listed["name"], left.as_str(), "{r:?}");
     assert_eq!(listed["instance"], "web-1");
     assert_eq!(listed["snapshot"], "s1");
@@ -632,7 +632,7 @@ fn run_verifies_every_n_runs_and_status_and_metrics_show_it() {
         .contains(&"CreateDiskFromSnapshot".to_string()));
     let r = s.run(&["run", "--snapshot-name", "r2", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let doc = json_doc_of("run", &r);
     assert_eq!(doc["verified"][0]["snapshot"], "r2", "{doc}");
     assert_eq!(doc["verified"][0]["result"], "clean");
     assert_eq!(s.tags_of("r2")["lightsnap:verified"], "clean");
@@ -786,6 +786,7 @@ impl Restore {
                 .tags(tag("lightsnap:scratch", "true"))
                 .tags(tag("lightsnap:scratch-instance", "web-1"))
                 .tags(tag("lightsnap:scratch-of", "s1"))
+                .tags(tag("lightsnap:owner", "us-east-1/web-1"))
                 .send()
                 .await
                 .unwrap();
@@ -936,7 +937,7 @@ fn a_leftover_mounted_elsewhere_is_reported_not_detached() {
     let r = s.run(&["run", "--snapshot-name", "r1", "--output", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(
-        json_doc(&r)["scratch_leftovers"]["removed"],
+        json_doc_of("run", &r)["scratch_leftovers"]["removed"],
         serde_json::json!(["s1-verify-dead0001"]),
         "{r:?}"
     );

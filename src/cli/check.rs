@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use super::status::{ago, now};
 use super::{Globals, Output};
@@ -59,6 +59,68 @@ pub struct Check {
     pub disks: Vec<String>,
 }
 
+/// The `check` document: the verdict.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct CheckDoc {
+    /// Whether every target is fresh.
+    pub(crate) ok: bool,
+    /// `OK`, `WARNING` or `CRITICAL`.
+    #[schemars(extend("enum" = ["OK", "WARNING", "CRITICAL"]))]
+    pub(crate) status: &'static str,
+    /// The limit of CRITICAL, else of WARNING, in seconds.
+    pub(crate) max_age_seconds: Option<f64>,
+    /// `-w`, in seconds.
+    pub(crate) warning_seconds: Option<f64>,
+    /// `-c` (`--max-age`), in seconds.
+    pub(crate) critical_seconds: Option<f64>,
+    /// Each target's verdict.
+    pub(crate) targets: Vec<CheckTarget>,
+    /// Scratch disks a killed verify left that are in use, when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>")]
+    pub(crate) scratch_leftovers: Option<Vec<String>>,
+}
+
+/// One target's verdict in `check`'s document.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct CheckTarget {
+    /// The path, or `disk NAME`.
+    pub(crate) target: String,
+    /// Whether its last success is younger than the limits.
+    pub(crate) fresh: bool,
+    /// `OK`, `WARNING` or `CRITICAL`.
+    #[schemars(extend("enum" = ["OK", "WARNING", "CRITICAL"]))]
+    pub(crate) status: &'static str,
+    /// Seconds since its last success (`null`: never).
+    pub(crate) last_success_age_seconds: Option<f64>,
+    /// Why it is not fresh.
+    pub(crate) reason: Option<String>,
+}
+
+/// The `check` document when it could not check (UNKNOWN).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct CheckUnknown {
+    /// Always false.
+    #[schemars(extend("const" = false))]
+    pub(crate) ok: bool,
+    /// `UNKNOWN`.
+    #[schemars(extend("const" = "UNKNOWN"))]
+    pub(crate) status: &'static str,
+    /// Why it could not check.
+    pub(crate) error: String,
+}
+
+impl CheckUnknown {
+    /// UNKNOWN, and why.
+    pub(crate) fn new(error: String) -> Self {
+        Self {
+            ok: false,
+            status: "UNKNOWN",
+            error,
+        }
+    }
+}
+
 /// How a target stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
@@ -82,11 +144,7 @@ impl Check {
             Ok(code) => Ok(code),
             Err(e) => {
                 if globals.output == Output::Json {
-                    super::print_json(json!({
-                        "ok": false,
-                        "status": "UNKNOWN",
-                        "error": format!("{e:#}"),
-                    }))?;
+                    super::print_json(CheckUnknown::new(format!("{e:#}")))?;
                 } else {
                     println!("UNKNOWN: {}", one_line(&format!("{e:#}")));
                 }
@@ -143,29 +201,25 @@ impl Check {
         // is about snapshots and stays as it is.
         let kept = crate::restore::scratch::read_kept(&dir);
         if globals.output == Output::Json {
-            let targets: Vec<_> = verdicts
+            let targets: Vec<CheckTarget> = verdicts
                 .iter()
-                .map(|v| {
-                    json!({
-                        "target": v.target,
-                        "fresh": v.level == Level::Ok,
-                        "status": name(v.level),
-                        "last_success_age_seconds": v.age.map(f64::round),
-                        "reason": v.why,
-                    })
+                .map(|v| CheckTarget {
+                    target: v.target.clone(),
+                    fresh: v.level == Level::Ok,
+                    status: name(v.level),
+                    last_success_age_seconds: v.age.map(f64::round),
+                    reason: v.why.clone(),
                 })
                 .collect();
-            let mut doc = json!({
-                "ok": level == Level::Ok,
-                "status": name(level),
-                "max_age_seconds": crit.or(warn),
-                "warning_seconds": warn,
-                "critical_seconds": crit,
-                "targets": targets,
-            });
-            if !kept.is_empty() {
-                doc["scratch_leftovers"] = json!(kept);
-            }
+            let doc = CheckDoc {
+                ok: level == Level::Ok,
+                status: name(level),
+                max_age_seconds: crit.or(warn),
+                warning_seconds: warn,
+                critical_seconds: crit,
+                targets,
+                scratch_leftovers: (!kept.is_empty()).then(|| kept.clone()),
+            };
             super::print_json(doc)?;
         } else {
             let bad: Vec<&Verdict> = verdicts.iter().filter(|v| v.level != Level::Ok).collect();

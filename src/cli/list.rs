@@ -33,12 +33,13 @@ pub struct List {
 
 /// One snapshot in `--output json` (of `list`, and of what `prune` deletes). The schema is
 /// documented in the manual (docs/src/json.md) and pinned by `tests/golden/`: add members, never change one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     /// Snapshot name.
     pub name: String,
     /// `disk` (CreateDiskSnapshot, of a disk or a system volume) or `instance`
     /// (CreateInstanceSnapshot).
+    #[schemars(extend("enum" = ["disk", "instance"]))]
     pub kind: &'static str,
     /// The disk it is of (`fromDiskName`, or `<instance>-system`); for an instance snapshot,
     /// the instance.
@@ -89,8 +90,8 @@ impl Entry {
 }
 
 /// The `list` document.
-#[derive(Debug, Serialize)]
-struct Listed {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct Listed {
     snapshots: Vec<Entry>,
 }
 

@@ -7,6 +7,8 @@ mod fleet;
 mod freeze_and_snap;
 mod generate;
 mod iam_policy;
+#[cfg(test)]
+mod json_schema;
 mod list;
 pub mod owner;
 mod plan;
@@ -61,6 +63,7 @@ Exit codes:
   22   restore --replace failed; the original disk was put back
   23   Lightsail refused an action for these credentials (see lightsnap iam-policy)
   24   setup: not at a terminal and no --yes, or stopped at an answer (nothing was changed)
+  25   restore --replace: the live disk is not tagged as this instance's (nothing was changed)
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (after thawing)"
     };
 }
@@ -296,9 +299,31 @@ pub fn print_json(doc: impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// The `error` member of a failed command's document, for `--output json`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorMember {
+    /// What went wrong, and what to do.
+    pub message: String,
+    /// The exit code (the process's too).
+    pub exit_code: i32,
+}
+
+/// The error document of a command that failed before it had done anything.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorDoc {
+    /// What went wrong.
+    pub error: ErrorMember,
+}
+
 /// The error document of a failed command, for `--output json`.
 pub fn error_json(message: &str, code: ExitCode) -> serde_json::Value {
-    serde_json::json!({ "error": { "message": message, "exit_code": code.code() } })
+    serde_json::to_value(ErrorDoc {
+        error: ErrorMember {
+            message: message.to_string(),
+            exit_code: code.code(),
+        },
+    })
+    .unwrap_or_default()
 }
 
 /// Whether `--output json` is on a command line that could not be parsed: its usage error is
@@ -330,6 +355,11 @@ pub fn subcommand_of(args: &[std::ffi::OsString]) -> Option<String> {
         }
     }
     None
+}
+
+/// `check`'s UNKNOWN document (`--output json`), for a command line that could not be parsed.
+pub fn check_unknown_json(why: &str) -> serde_json::Value {
+    serde_json::to_value(check::CheckUnknown::new(why.to_string())).unwrap_or_default()
 }
 
 /// The exit code of `check`'s UNKNOWN (its usage errors included).

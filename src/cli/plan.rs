@@ -7,27 +7,46 @@ use serde::Serialize;
 use super::Output;
 use crate::cloud::lightsail::{AutoSnapshotAddOn, Lightsail, Source};
 use crate::exit_code::ExitCode;
+use crate::restore::scratch::ScratchDisk;
 use crate::snap::{self, plan::CONSISTENCY_TAG, Filesystem, LocalPlan, Options, Plan, Snapshot};
 
 /// One planned filesystem, as printed.
-#[derive(Debug, Serialize)]
-struct PlannedFs<'a> {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct PlannedFs<'a> {
+    /// The paths given that are on it.
     paths: &'a [std::path::PathBuf],
+    /// Its mount point.
     mount_point: &'a std::path::Path,
+    /// Its type.
     fstype: &'a str,
+    /// The block device behind it.
     block_device: &'a std::path::Path,
+    /// How it would be quiesced.
     method: &'static str,
     /// Frozen with the others of its wave, after every earlier wave.
     wave: usize,
 }
 
+/// The `plan` document (also `freeze-and-snap --dry-run`'s).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct PlanDoc<'a> {
+    /// The filesystems, in freezing order.
+    pub(crate) filesystems: Vec<PlannedFs<'a>>,
+    /// The snapshots, each of one disk (or the instance).
+    pub(crate) snapshots: Vec<PlannedSnapshot<'a>>,
+    /// The hooks that would run, in pre-freeze order.
+    pub(crate) hooks: &'a [std::path::PathBuf],
+    /// The scratch disks of restore rehearsals that exist.
+    pub(crate) scratch_disks: &'a [ScratchDisk],
+}
+
 /// One planned snapshot, as printed.
-#[derive(Debug, Serialize)]
-struct PlannedSnapshot<'a> {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct PlannedSnapshot<'a> {
     source: &'a Source,
     mount_points: Vec<&'a std::path::Path>,
     block_devices: &'a [std::path::PathBuf],
-    api_call: serde_json::Value,
+    api_call: ApiCall,
     /// Lightsail's automatic snapshot add-on of what it is of (`null`: none).
     auto_snapshot: Option<&'a AutoSnapshotAddOn>,
 }
@@ -40,33 +59,76 @@ fn method(f: &Filesystem) -> &'static str {
     }
 }
 
-fn api_call(t: &Snapshot) -> serde_json::Value {
-    let mut tags: Vec<serde_json::Value> = t
+/// The exact request a planned snapshot makes, as `plan` prints it (Lightsail's member names).
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ApiCall {
+    /// `CreateDiskSnapshot` or `CreateInstanceSnapshot`.
+    operation: &'static str,
+    /// The disk (a data disk's snapshot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    disk_name: Option<String>,
+    /// The instance (its system volume's snapshot, or the whole instance's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    instance_name: Option<String>,
+    /// The disk snapshot's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    disk_snapshot_name: Option<String>,
+    /// The instance snapshot's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    instance_snapshot_name: Option<String>,
+    /// Its tags (`lightsnap:consistency` shown as `<as achieved>`: set in the window).
+    tags: Vec<ApiTag>,
+}
+
+/// One tag of a request.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct ApiTag {
+    key: String,
+    value: String,
+}
+
+fn api_call(t: &Snapshot) -> ApiCall {
+    let mut tags: Vec<ApiTag> = t
         .request
         .tags
         .iter()
-        .map(|(k, v)| serde_json::json!({ "key": k, "value": v }))
+        .map(|(k, v)| ApiTag {
+            key: k.clone(),
+            value: v.clone(),
+        })
         .collect();
-    tags.push(serde_json::json!({ "key": CONSISTENCY_TAG, "value": "<as achieved>" }));
+    tags.push(ApiTag {
+        key: CONSISTENCY_TAG.to_string(),
+        value: "<as achieved>".to_string(),
+    });
+    let name = Some(t.request.name.clone());
     match &t.request.source {
-        Source::Disk(d) => serde_json::json!({
-            "operation": "CreateDiskSnapshot",
-            "diskName": d,
-            "diskSnapshotName": t.request.name,
-            "tags": tags,
-        }),
-        Source::SystemVolume(i) => serde_json::json!({
-            "operation": "CreateDiskSnapshot",
-            "instanceName": i,
-            "diskSnapshotName": t.request.name,
-            "tags": tags,
-        }),
-        Source::Instance(i) => serde_json::json!({
-            "operation": "CreateInstanceSnapshot",
-            "instanceName": i,
-            "instanceSnapshotName": t.request.name,
-            "tags": tags,
-        }),
+        Source::Disk(d) => ApiCall {
+            operation: "CreateDiskSnapshot",
+            disk_name: Some(d.clone()),
+            disk_snapshot_name: name,
+            tags,
+            ..ApiCall::default()
+        },
+        Source::SystemVolume(i) => ApiCall {
+            operation: "CreateDiskSnapshot",
+            instance_name: Some(i.clone()),
+            disk_snapshot_name: name,
+            tags,
+            ..ApiCall::default()
+        },
+        Source::Instance(i) => ApiCall {
+            operation: "CreateInstanceSnapshot",
+            instance_name: Some(i.clone()),
+            instance_snapshot_name: name,
+            tags,
+            ..ApiCall::default()
+        },
     }
 }
 
@@ -129,7 +191,7 @@ pub fn print(plan: &Plan, hooks: &[std::path::PathBuf], output: Output) -> Resul
 pub fn print_with(
     plan: &Plan,
     hooks: &[std::path::PathBuf],
-    scratch: &[serde_json::Value],
+    scratch: &[ScratchDisk],
     output: Output,
 ) -> Result<()> {
     let filesystems: Vec<PlannedFs> = plan
@@ -160,12 +222,12 @@ pub fn print_with(
         })
         .collect();
     match output {
-        Output::Json => super::print_json(serde_json::json!({
-            "filesystems": filesystems,
-            "snapshots": snapshots,
-            "hooks": hooks,
-            "scratch_disks": scratch,
-        }))?,
+        Output::Json => super::print_json(PlanDoc {
+            filesystems,
+            snapshots,
+            hooks,
+            scratch_disks: scratch,
+        })?,
         Output::Human => {
             for f in &filesystems {
                 let paths: Vec<String> = f.paths.iter().map(|p| p.display().to_string()).collect();
@@ -201,7 +263,8 @@ pub fn print_with(
                     mounts.join(", "),
                     devices.join(" + "),
                     s.source,
-                    s.api_call
+                    // Compact JSON, its members in name order (as a serde_json::Value has them).
+                    serde_json::to_value(&s.api_call).unwrap_or_default()
                 );
                 if let Some(line) = s
                     .auto_snapshot

@@ -61,19 +61,39 @@ pub struct Prune {
     pub region: Option<String>,
 }
 
+/// The `prune` document.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct PruneDoc {
+    /// Whether it only said what it would delete.
+    pub(crate) dry_run: bool,
+    /// Whose snapshots: `REGION/INSTANCE`, `all-instances` or `all`.
+    pub(crate) scope: String,
+    /// The rule applied.
+    pub(crate) rule: RuleDoc,
+    /// What was deleted (or would be), and what could not be.
+    #[serde(flatten)]
+    pub(crate) pruned: Pruned,
+}
+
 /// The rule as `--output json` shows it.
-#[derive(Debug, Serialize)]
-struct RuleDoc {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct RuleDoc {
+    /// Keep this many newest per disk.
     keep: Option<u32>,
+    /// Delete what is older than this many seconds.
     older_than_s: Option<u64>,
     // Only when set: the documents of a rule without them stay as they were.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     keep_daily: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     keep_weekly: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     keep_monthly: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
     keep_yearly: Option<u32>,
 }
 
@@ -101,7 +121,7 @@ pub fn rule_from(cli: Rule, config: &Retention) -> Rule {
 }
 
 /// A snapshot that could not be deleted.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct NotDeleted {
     /// Snapshot name.
     pub name: String,
@@ -112,7 +132,7 @@ pub struct NotDeleted {
 }
 
 /// What a prune did (or, in a dry run, would do).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Pruned {
     /// Deleted (in a dry run: would be deleted), as `list` shows them.
     pub deleted: Vec<Entry>,
@@ -225,14 +245,13 @@ impl Prune {
             if output == Output::Human && pruned.deleted.is_empty() && pruned.failed.is_empty() {
                 println!("nothing to prune");
             }
-            let doc = serde_json::json!({
-                "dry_run": self.dry_run,
-                "scope": scope.to_string(),
-                "rule": RuleDoc::from(rule),
-                "deleted": pruned.deleted,
-                "failed": pruned.failed,
-            });
-            conclude(doc, result, output)
+            let doc = PruneDoc {
+                dry_run: self.dry_run,
+                scope: scope.to_string(),
+                rule: RuleDoc::from(rule),
+                pruned,
+            };
+            conclude(serde_json::to_value(&doc)?, result, output)
         })
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
+use serde::Serialize;
 
 use super::snap_args::conclude;
 use super::verify::{by_name, disk_behind, machine, rehearsal};
@@ -45,7 +46,9 @@ pub struct Restore {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["replace", "new_instance", "latest", "at", "disk"])]
     pub release: Option<PathBuf>,
     /// Roll the data disk mounted at PATH back to the snapshot: the live disk is detached and
-    /// kept (tagged lightsnap:replaced-by), the restored disk takes its place.
+    /// kept (tagged lightsnap:replaced-by), the restored disk takes its place. The live disk
+    /// must carry this instance's lightsnap:owner tag (an administrator tags a disk you made
+    /// once; without it nothing is done, exit 25, and the command is printed).
     #[arg(long, value_name = "PATH", conflicts_with = "new_instance")]
     pub replace: Option<PathBuf>,
     /// Make a new instance NAME from an instance snapshot (CreateInstancesFromSnapshot); this
@@ -120,7 +123,7 @@ impl Restore {
                                 r.restored_disk
                             );
                         }
-                        conclude(serde_json::to_value(&r)?, Ok(()), output)
+                        conclude(serde_json::to_value(RestoreDoc::Released(r))?, Ok(()), output)
                     }
                     Err(e) => Err(e),
                 };
@@ -135,7 +138,7 @@ impl Restore {
                 if output == Output::Human {
                     print!("{}", human(&r));
                 }
-                return conclude(serde_json::to_value(&r)?, Ok(()), output);
+                return conclude(serde_json::to_value(RestoreDoc::Mounted(r))?, Ok(()), output);
             }
             if let Some(path) = &self.replace {
                 let _run = crate::runstate::lock(&globals.run_dir)?;
@@ -169,7 +172,7 @@ impl Restore {
                         restored::REPLACED_BY_TAG
                     );
                 }
-                return conclude(serde_json::to_value(&r)?, Ok(()), output);
+                return conclude(serde_json::to_value(RestoreDoc::Replaced(r))?, Ok(()), output);
             }
             unreachable!("one of --mount, --replace, --new-instance, --release is given")
         })
@@ -234,35 +237,50 @@ impl Restore {
             ],
         };
         let cli = aws_command(&request);
-        let mut doc = serde_json::json!({
-            "snapshot": name,
-            "new_instance": new,
-            "availability_zone": request.availability_zone,
-            "bundle_id": request.bundle_id,
-            "disk_mapping": request.disk_mapping.iter().map(|(d, p, n)| serde_json::json!({
-                "disk": d, "original_disk_path": p, "new_disk_name": n,
-            })).collect::<Vec<_>>(),
-            "command": cli,
-            "created": false,
-        });
+        let mut doc = NewInstanceDoc {
+            snapshot: name.to_string(),
+            new_instance: new.to_string(),
+            availability_zone: request.availability_zone.clone(),
+            bundle_id: request.bundle_id.clone(),
+            disk_mapping: request
+                .disk_mapping
+                .iter()
+                .map(|(d, p, n)| DiskMapping {
+                    disk: d.clone(),
+                    original_disk_path: p.clone(),
+                    new_disk_name: n.clone(),
+                })
+                .collect(),
+            command: cli.clone(),
+            created: false,
+            operation_id: None,
+        };
         if !self.yes {
             if output == Output::Human {
                 println!(
                     "would make instance {new} from {name} (this instance is not touched); run again with --yes, or:\n  {cli}"
                 );
             }
-            return conclude(doc, Ok(()), output);
+            return conclude(
+                serde_json::to_value(RestoreDoc::NewInstance(doc))?,
+                Ok(()),
+                output,
+            );
         }
         let op = api.create_instances_from_snapshot(&request).await?;
-        doc["created"] = true.into();
-        doc["operation_id"] = serde_json::json!(op.id);
+        doc.created = true;
+        doc.operation_id = Some(op.id);
         if output == Output::Human {
             println!(
                 "instance {new} is being made from {name} in {} (bundle {}); this instance was not touched",
                 request.availability_zone, request.bundle_id
             );
         }
-        conclude(doc, Ok(()), output)
+        conclude(
+            serde_json::to_value(RestoreDoc::NewInstance(doc))?,
+            Ok(()),
+            output,
+        )
     }
 
     /// The mount at `path` and the Lightsail disk behind it; the system volume refused.
@@ -302,6 +320,8 @@ impl Restore {
                 "there is no Lightsail disk named {name}"
             );
         };
+        // Before anything is made: only a live disk tagged as this instance's is replaced.
+        restore::replace::require_ours(&disk, me)?;
         Ok(restore::replace::Live { mount, disk })
     }
 
@@ -365,6 +385,53 @@ impl Restore {
                 .into()
             })
     }
+}
+
+/// The `restore` document: one shape per action.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum RestoreDoc {
+    /// `--mount DIR`.
+    Mounted(restored::Restored),
+    /// `--release DIR`.
+    Released(restored::Released),
+    /// `--replace PATH`.
+    Replaced(restore::replace::Replaced),
+    /// `--new-instance NAME`.
+    NewInstance(NewInstanceDoc),
+}
+
+/// What `restore --new-instance` did, or would do without `--yes`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct NewInstanceDoc {
+    /// The instance snapshot.
+    pub(crate) snapshot: String,
+    /// The new instance's name.
+    pub(crate) new_instance: String,
+    /// Where it is made.
+    pub(crate) availability_zone: String,
+    /// Its bundle (the snapshot's).
+    pub(crate) bundle_id: String,
+    /// Each disk of the snapshot, and the new disk made of it.
+    pub(crate) disk_mapping: Vec<DiskMapping>,
+    /// The AWS CLI command that makes the same call.
+    pub(crate) command: String,
+    /// Whether the call was made (`--yes`).
+    pub(crate) created: bool,
+    /// The operation, once created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) operation_id: Option<Option<String>>,
+}
+
+/// One disk of a new instance.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct DiskMapping {
+    /// The disk of the snapshot.
+    pub(crate) disk: String,
+    /// Its path on the original instance.
+    pub(crate) original_disk_path: String,
+    /// The new disk's name.
+    pub(crate) new_disk_name: String,
 }
 
 /// The AWS CLI command that makes the same call.

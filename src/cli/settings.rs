@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use serde_json::json;
+use serde::Serialize;
 
 use super::{Globals, Output};
 use crate::config::{self, keys};
@@ -17,6 +17,26 @@ pub struct ConfigCmd {
     /// What to do (default: show every setting in force and where it came from).
     #[command(subcommand)]
     pub action: Option<Action>,
+}
+
+/// The `config` document: every setting in force.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct ConfigDoc {
+    /// The files read, in order.
+    pub(crate) files: Vec<std::path::PathBuf>,
+    /// Each setting in force (keys without a value left out), with where it came from.
+    pub(crate) settings: Vec<keys::Effective>,
+}
+
+/// The `config check` document (printed only when the files are valid; otherwise the error
+/// document).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct ConfigCheckDoc {
+    /// Always true.
+    #[schemars(extend("const" = true))]
+    pub(crate) valid: bool,
+    /// The files read, in order.
+    pub(crate) files: Vec<std::path::PathBuf>,
 }
 
 /// `config`'s actions.
@@ -42,7 +62,7 @@ impl ConfigCmd {
         match self.action {
             Some(Action::Check) => {
                 if globals.output == Output::Json {
-                    super::print_json(json!({ "valid": true, "files": files }))?;
+                    super::print_json(ConfigCheckDoc { valid: true, files })?;
                 } else {
                     let names: Vec<String> =
                         files.iter().map(|f| f.display().to_string()).collect();
@@ -59,7 +79,10 @@ impl ConfigCmd {
             None => {
                 let all = keys::effective(&settings, &files)?;
                 if globals.output == Output::Json {
-                    super::print_json(json!({ "files": files, "settings": all }))?;
+                    super::print_json(ConfigDoc {
+                        files,
+                        settings: all,
+                    })?;
                 } else {
                     for e in &all {
                         println!("{}\t{} = {}", e.origin, e.key, e.value);

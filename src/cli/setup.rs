@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use super::{Globals, Output};
 use crate::cloud::imds;
@@ -44,6 +44,31 @@ pub struct Setup {
 fn yes_no() -> impl clap::builder::TypedValueParser<Value = bool> {
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(["yes", "no"]).map(|s| s == "yes")
+}
+
+/// The `setup` document: what was found, chosen and done.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct SetupDoc {
+    /// This instance's Lightsail name.
+    pub(crate) instance: String,
+    /// Each Lightsail read call lightsnap makes, and whether the credentials may make it.
+    pub(crate) credentials: Vec<probe::Call>,
+    /// This instance's disks with filesystems mounted on them.
+    pub(crate) targets: Vec<discover::Target>,
+    /// The disks chosen for the timer's runs.
+    pub(crate) chosen: Vec<String>,
+    /// The databases found running.
+    pub(crate) databases: Vec<detect::Running>,
+    /// What the operator should know.
+    pub(crate) warnings: Vec<String>,
+    /// The changes (made, or with `--dry-run` to be made).
+    pub(crate) actions: Vec<Action>,
+    /// The configuration fragment written (or to be), if any.
+    pub(crate) fragment: Option<String>,
+    /// `--dry-run`.
+    pub(crate) dry_run: bool,
+    /// Whether the changes were made.
+    pub(crate) applied: bool,
 }
 
 impl Setup {
@@ -193,21 +218,31 @@ impl Setup {
             );
         }
         if json {
-            super::print_json(json!({
-                "instance": facts.instance,
-                "credentials": calls,
-                "targets": facts.targets,
-                "chosen": facts.targets.iter().zip(&choices.targets).filter(|(_, c)| **c).map(|(t, _)| &t.disk).collect::<Vec<_>>(),
-                "databases": facts.databases,
-                "warnings": facts.warnings,
-                "actions": actions,
-                "fragment": actions.iter().find_map(|a| match a {
-                    Action::Write { contents, .. } if a_fragment(a, &facts) => Some(String::from_utf8_lossy(contents).into_owned()),
-                    _ => None,
-                }),
-                "dry_run": self.dry_run,
-                "applied": applied,
-            }))?;
+            let chosen = facts
+                .targets
+                .iter()
+                .zip(&choices.targets)
+                .filter(|(_, c)| **c)
+                .map(|(t, _)| t.disk.clone())
+                .collect();
+            let fragment = actions.iter().find_map(|a| match a {
+                Action::Write { contents, .. } if a_fragment(a, &facts) => {
+                    Some(String::from_utf8_lossy(contents).into_owned())
+                }
+                _ => None,
+            });
+            super::print_json(SetupDoc {
+                instance: facts.instance,
+                credentials: calls,
+                targets: facts.targets,
+                chosen,
+                databases: facts.databases,
+                warnings: facts.warnings,
+                actions,
+                fragment,
+                dry_run: self.dry_run,
+                applied,
+            })?;
         }
         Ok(ExitCode::Success)
     }

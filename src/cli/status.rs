@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::{Globals, Output};
 use crate::cloud::lightsail::{Lightsail, SdkLightsail, SnapshotInfo, SnapshotKind};
@@ -32,6 +32,53 @@ pub struct Status {
     /// those that succeeded within the last 30 days).
     #[arg(long)]
     pub all: bool,
+}
+
+/// The `status` document.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct StatusDoc {
+    /// The directory of the state files.
+    pub(crate) state_dir: std::path::PathBuf,
+    /// One per state file watched (or every one, with `--all`).
+    pub(crate) targets: Vec<StatusTarget>,
+    /// `--refresh`: the scratch disks of restore rehearsals that exist, every instance's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<crate::restore::scratch::ScratchDisk>")]
+    pub(crate) scratch_disks: Option<Vec<crate::restore::scratch::ScratchDisk>>,
+    /// `--refresh`: the disks `restore --mount` made for this instance that are still there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<crate::restore::restored::RestoredDisk>")]
+    pub(crate) restored_disks: Option<Vec<crate::restore::restored::RestoredDisk>>,
+    /// Scratch disks a killed verify left that the last search left alone (in use), when
+    /// there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>")]
+    pub(crate) scratch_leftovers: Option<Vec<String>>,
+}
+
+/// One target in `status`: its state file, and what follows from it.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct StatusTarget {
+    /// The state file's contents.
+    #[serde(flatten)]
+    pub(crate) state: TargetState,
+    /// Seconds since the last success (`null`: it never succeeded).
+    pub(crate) last_success_age_seconds: Option<f64>,
+    /// `--refresh`: the newest snapshot of it Lightsail has that is this instance's (`null`:
+    /// none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lightsail_newest: Option<Option<LightsailNewest>>,
+}
+
+/// The newest snapshot of a target in Lightsail.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct LightsailNewest {
+    /// Its name.
+    pub(crate) name: String,
+    /// Its state.
+    pub(crate) state: String,
+    /// When it was taken, seconds since the epoch.
+    pub(crate) created_at: Option<f64>,
 }
 
 /// Seconds since the epoch, now.
@@ -94,32 +141,31 @@ impl Status {
         let kept = crate::restore::scratch::read_kept(&dir);
         let now = now();
         if globals.output == Output::Json {
-            let targets: Vec<Value> = states
+            let targets: Vec<StatusTarget> = states
                 .iter()
                 .zip(&newest)
-                .map(|(s, n)| {
-                    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-                    v["last_success_age_seconds"] = s
+                .map(|(s, n)| StatusTarget {
+                    state: s.clone(),
+                    last_success_age_seconds: s
                         .last_success
                         .as_ref()
-                        .map(|x| json!((now - x.time).max(0.0).round()))
-                        .unwrap_or(Value::Null);
-                    if self.refresh {
-                        v["lightsail_newest"] = n.as_ref().map_or(Value::Null, |i| {
-                            json!({ "name": i.name, "state": i.state, "created_at": i.created_at })
-                        });
-                    }
-                    v
+                        .map(|x| (now - x.time).max(0.0).round()),
+                    lightsail_newest: self.refresh.then(|| {
+                        n.as_ref().map(|i| LightsailNewest {
+                            name: i.name.clone(),
+                            state: i.state.clone(),
+                            created_at: i.created_at,
+                        })
+                    }),
                 })
                 .collect();
-            let mut doc = json!({ "state_dir": dir, "targets": targets });
-            if self.refresh {
-                doc["scratch_disks"] = json!(scratch);
-                doc["restored_disks"] = json!(restored);
-            }
-            if !kept.is_empty() {
-                doc["scratch_leftovers"] = json!(kept);
-            }
+            let doc = StatusDoc {
+                state_dir: dir.clone(),
+                targets,
+                scratch_disks: self.refresh.then_some(scratch),
+                restored_disks: self.refresh.then_some(restored),
+                scratch_leftovers: (!kept.is_empty()).then_some(kept),
+            };
             super::print_json(doc)?;
             return Ok(ExitCode::Success);
         }

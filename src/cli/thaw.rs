@@ -26,8 +26,8 @@ pub struct Thaw {
 }
 
 /// What a thaw did, as `--output json` prints it: mount points, each in one list.
-#[derive(Debug, Default, serde::Serialize)]
-struct ThawReport {
+#[derive(Debug, Default, serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ThawReport {
     /// Thawed: they were frozen.
     thawed: Vec<PathBuf>,
     /// Not frozen: nothing to do.

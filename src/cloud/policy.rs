@@ -28,9 +28,12 @@ pub const READ_ACTIONS: &[&str] = &[
     "GetInstances",
 ];
 
-/// The tag a verify scratch disk carries (`crate::restore::SCRATCH_TAG`), value `true`: what
-/// makes a disk of this instance's removable under the policy, so only a create may set it.
-pub const SCRATCH_TAG: &str = "lightsnap:scratch";
+/// On a restored disk that took a live disk's place (`restore --replace`): never removable.
+pub use crate::restore::restored::REPLACES_TAG;
+/// The tag that makes a disk of this instance's removable under the instance policy
+/// (`crate::restore::SCRATCH_TAG`): a disk lightsnap made to throw away — `true` on verify's
+/// scratch disks, `restore` on a restored copy. Only a create may set it.
+pub use crate::restore::SCRATCH_TAG;
 
 /// Whether a statement allows or denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,16 +192,17 @@ fn instance(variant: Variant, scope: &Scope) -> Vec<Statement> {
                 cond("ForAllValues:StringLike", "aws:TagKeys", &["lightsnap:*"]),
             ],
         ),
-        // Never naming another owner: where the request sets the owner tag, it is ours.
-        allow(
-            "TagOurResources",
-            &["TagResource"],
-            vec![
-                ours(),
-                cond("StringEqualsIfExists", request_tag(OWNER_TAG), &[owner]),
-            ],
-        ),
     ];
+    // On this instance's resources: attach and detach its disks (verify, restore, and
+    // `restore --replace` detaching the live disk — only one an administrator tagged as
+    // this instance's), re-tag them (the Deny below keeps another owner's tag out), and,
+    // unless append-only, delete its snapshots. One statement: a user's inline policies
+    // share 2,048 characters.
+    let mut on_ours = vec!["AttachDisk", "DetachDisk", "TagResource"];
+    if variant == Variant::Instance {
+        on_ours.extend(["DeleteDiskSnapshot", "DeleteInstanceSnapshot"]);
+    }
+    s.push(allow("OnOurResources", &on_ours, vec![ours()]));
     if !scope.copy_regions.is_empty() {
         s.push(allow(
             "ClaimCopiesInCopyRegions",
@@ -214,22 +218,37 @@ fn instance(variant: Variant, scope: &Scope) -> Vec<Statement> {
             ],
         ));
     }
-    s.push(allow(
-        "RemoveOurScratchDisks",
-        &["DetachDisk", "DeleteDisk"],
-        vec![
-            ours(),
-            cond("StringEquals", resource_tag(SCRATCH_TAG), &["true"]),
-        ],
-    ));
+    // Only disks lightsnap made to throw away are deleted: verify's scratch disks and, with
+    // the instance policy, restored copies — never one that took a live disk's place
+    // (`restore --replace` tags it before it does), never a disk without the scratch tag
+    // (a live disk, a replaced original).
     if variant == Variant::Instance {
         s.push(allow(
-            "AttachOurDisksDeleteOurSnapshots",
-            &["AttachDisk", "DeleteDiskSnapshot", "DeleteInstanceSnapshot"],
-            vec![ours()],
+            "DeleteOurScratchDisks",
+            &["DeleteDisk"],
+            vec![
+                ours(),
+                Condition {
+                    operator: "Null",
+                    key: resource_tag(SCRATCH_TAG),
+                    values: vec!["false".into()],
+                },
+                cond("Null", resource_tag(REPLACES_TAG), &["true"]),
+            ],
         ));
     } else {
-        s.push(allow("AttachOurDisks", &["AttachDisk"], vec![ours()]));
+        s.push(allow(
+            "DeleteOurVerifyScratchDisks",
+            &["DeleteDisk"],
+            vec![
+                ours(),
+                cond(
+                    "StringEquals",
+                    resource_tag(SCRATCH_TAG),
+                    &[crate::restore::SCRATCH_VERIFY],
+                ),
+            ],
+        ));
     }
     // The tag that makes a disk removable is set only when the disk is made.
     s.push(deny(
@@ -241,6 +260,15 @@ fn instance(variant: Variant, scope: &Scope) -> Vec<Statement> {
             &[SCRATCH_TAG],
         )],
     ));
+    // Never naming another owner: where a request sets the owner tag, it is ours.
+    s.push(deny(
+        "NeverAnotherOwner",
+        &["TagResource"],
+        vec![
+            cond("Null", request_tag(OWNER_TAG), &["false"]),
+            cond("StringNotEquals", request_tag(OWNER_TAG), &[owner]),
+        ],
+    ));
     s
 }
 
@@ -248,6 +276,7 @@ fn instance(variant: Variant, scope: &Scope) -> Vec<Statement> {
 /// fit IAM's size quota: each matches exactly its group among Lightsail's operations (a test
 /// checks this against the service model).
 pub const WILDCARDS: &[(&str, &[&str])] = &[
+    ("*tachDisk", &["AttachDisk", "DetachDisk"]),
     (
         "GetDisk*",
         &["GetDisk", "GetDiskSnapshot", "GetDiskSnapshots", "GetDisks"],
@@ -285,6 +314,11 @@ impl Policy {
                     .iter()
                     .map(|a| format!("lightsail:{a}"))
                     .collect();
+                // One action as a string, not a list of one: every character counts.
+                let actions = match actions.as_slice() {
+                    [one] => json!(one),
+                    _ => json!(actions),
+                };
                 // No `Sid`: a user's inline policies share 2,048 characters.
                 let mut doc = json!({
                     "Effect": match s.effect {
@@ -415,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn append_only_deletes_no_snapshot_and_only_scratch_disks() {
+    fn append_only_deletes_no_snapshot_and_only_verify_scratch_disks() {
         let p = policy(Variant::AppendOnly, &scope());
         let actions = p.allowed_actions();
         assert!(!actions.contains("DeleteDiskSnapshot"));
@@ -431,7 +465,109 @@ mod tests {
         assert!(removals[0]
             .conditions
             .iter()
-            .any(|c| c.key == resource_tag(SCRATCH_TAG)));
+            .any(|c| c.key == resource_tag(SCRATCH_TAG)
+                && c.values == [crate::restore::SCRATCH_VERIFY]));
+    }
+
+    /// The disks restore and verify make, with the tags their code writes, under the printed
+    /// policy as the fake Lightsail evaluates it: which may be detached and deleted.
+    #[test]
+    fn disks_are_removable_exactly_as_their_purpose_says() {
+        use crate::restore::{restored, scratch, Me};
+        use fake_lightsail::policy::{Decision, Policy as Doc, Request};
+        let me = Me {
+            instance: "web-1".into(),
+            availability_zone: "us-east-1a".into(),
+            used_paths: Vec::new(),
+        };
+        let s = scope();
+        let mine = |extra: &[(&str, &str)]| {
+            let mut t = vec![me.owner().tag()];
+            t.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            t
+        };
+        let mut replacing = restored::tags(&me, "s1");
+        replacing.push((REPLACES_TAG.into(), "data-1".into()));
+        let theirs_scratch: Vec<(String, String)> = scratch::tags(&me, "s1")
+            .into_iter()
+            .map(|(k, v)| {
+                if k == OWNER_TAG {
+                    (k, "us-east-1/web-2".to_string())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        // (disk, its tags, detach allowed, delete allowed: instance, append-only)
+        type Case<'a> = (&'a str, Vec<(String, String)>, bool, bool, bool);
+        let cases: Vec<Case> = vec![
+            ("verify scratch", scratch::tags(&me, "s1"), true, true, true),
+            (
+                "restored copy",
+                restored::tags(&me, "s1"),
+                true,
+                true,
+                false,
+            ),
+            (
+                "restored, took the live disk's place",
+                replacing,
+                true,
+                false,
+                false,
+            ),
+            (
+                "live disk an administrator tagged ours",
+                mine(&[]),
+                true,
+                false,
+                false,
+            ),
+            (
+                "replaced original, kept",
+                mine(&[(restored::REPLACED_BY_TAG, "x")]),
+                true,
+                false,
+                false,
+            ),
+            ("untagged disk", Vec::new(), false, false, false),
+            (
+                "another instance's scratch disk",
+                theirs_scratch,
+                false,
+                false,
+                false,
+            ),
+        ];
+        for variant in [Variant::Instance, Variant::AppendOnly] {
+            let doc = Doc::parse(&policy(variant, &s).to_json()).unwrap();
+            for (what, tags, detach, delete, delete_append_only) in &cases {
+                let decide = |op: &str| {
+                    let mut r = Request::new(op, "arn:aws:lightsail:us-east-1:1:Disk/x");
+                    r.resource_tags(tags);
+                    r.key("aws:RequestedRegion", "us-east-1");
+                    doc.evaluate(&r) == Decision::Allow
+                };
+                let delete = if variant == Variant::Instance {
+                    *delete
+                } else {
+                    *delete_append_only
+                };
+                assert_eq!(decide("DetachDisk"), *detach, "{variant:?}: detach {what}");
+                assert_eq!(decide("DeleteDisk"), delete, "{variant:?}: delete {what}");
+            }
+            // No key of the instance's makes a disk removable, nor gives it another owner.
+            for tags in [
+                vec![(SCRATCH_TAG.to_string(), "restore".to_string())],
+                vec![(OWNER_TAG.to_string(), "us-east-1/web-2".to_string())],
+            ] {
+                let mut r = Request::new("TagResource", "arn:aws:lightsail:us-east-1:1:Disk/x");
+                r.resource_tags(&mine(&[]));
+                r.request_tags(&tags);
+                r.key("aws:RequestedRegion", "us-east-1");
+                assert_eq!(doc.evaluate(&r), Decision::ExplicitDeny, "{tags:?}");
+            }
+        }
     }
 
     #[test]
@@ -568,15 +704,43 @@ mod tests {
         let operations: Vec<&String> = model["operations"].as_object().unwrap().keys().collect();
         assert!(operations.len() > 100, "{}", operations.len());
         for (wildcard, group) in WILDCARDS {
-            let prefix = wildcard.trim_end_matches('*');
             let mut matched: Vec<&str> = operations
                 .iter()
-                .filter(|o| o.starts_with(prefix))
+                .filter(|o| wildcard_matches(wildcard, o))
                 .map(|o| o.as_str())
                 .collect();
             matched.sort();
             assert_eq!(matched, group.to_vec(), "{wildcard}");
         }
+    }
+
+    /// IAM's `*` in an action name (no `?` in [`WILDCARDS`]).
+    fn wildcard_matches(pattern: &str, name: &str) -> bool {
+        let parts: Vec<&str> = pattern.split('*').collect();
+        let (first, last) = (parts[0], parts[parts.len() - 1]);
+        if parts.len() == 1 {
+            return pattern == name;
+        }
+        if !name.starts_with(first) || name.len() < first.len() + last.len() {
+            return false;
+        }
+        let mut rest = &name[first.len()..name.len() - last.len()];
+        for middle in &parts[1..parts.len() - 1] {
+            match rest.find(middle) {
+                Some(at) => rest = &rest[at + middle.len()..],
+                None => return false,
+            }
+        }
+        name.ends_with(last)
+    }
+
+    #[test]
+    fn wildcards_match_as_iam_does() {
+        assert!(wildcard_matches("*tachDisk", "AttachDisk"));
+        assert!(wildcard_matches("*tachDisk", "DetachDisk"));
+        assert!(!wildcard_matches("*tachDisk", "DetachStaticIp"));
+        assert!(wildcard_matches("GetDisk*", "GetDisk"));
+        assert!(!wildcard_matches("GetDisk*", "GetDomain"));
     }
 
     #[test]
@@ -593,10 +757,5 @@ mod tests {
             ["GetAutoSnapshots", "GetDisk*", "GetInstances"]
         );
         assert_eq!(written(&["GetDisk", "GetDisks"]), ["GetDisk", "GetDisks"]);
-    }
-
-    #[test]
-    fn the_scratch_tag_is_the_one_verify_sets() {
-        assert_eq!(SCRATCH_TAG, crate::restore::SCRATCH_TAG);
     }
 }

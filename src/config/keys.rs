@@ -183,7 +183,7 @@ pub fn top_level() -> Vec<&'static str> {
 }
 
 /// Where a setting came from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// lightsnap's default.
@@ -242,14 +242,29 @@ pub fn origins(files: &[PathBuf]) -> Result<BTreeMap<String, Vec<PathBuf>>> {
 }
 
 /// One setting in force.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Effective {
     /// Its key (`tags.env` for one tag).
+    #[schemars(schema_with = "key_schema")]
     pub key: String,
     /// Its value, as TOML would write it (a `ping_url` as its scheme and host only).
     pub value: String,
     /// Where it came from.
     pub origin: Origin,
+}
+
+/// The schema of [`Effective::key`]: a key of [`KEYS`], or `tags.NAME` for one tag.
+fn key_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = KEYS
+        .iter()
+        .map(|k| k.name)
+        .filter(|n| *n != "tags")
+        .collect();
+    schemars::json_schema!({
+        "description": "Its key: one of the configuration's keys, or `tags.NAME` for one tag.",
+        "type": "string",
+        "anyOf": [{ "enum": names }, { "pattern": "^tags\\..+" }]
+    })
 }
 
 fn quoted(s: &str) -> String {
@@ -412,9 +427,51 @@ pub fn man_page(version: &str) -> String {
     page
 }
 
+/// The users' manual's reference of the keys (docs/src/configuration.md, between its
+/// markers), in Markdown: every key of [`KEYS`] with its type, default and meaning, as the man
+/// page has them.
+pub fn reference_markdown() -> String {
+    // A table cell ends at a bare `|`.
+    let cell = |t: &str| t.replace('|', "\\|");
+    let mut out = String::from("| key | type | default | meaning |\n| --- | --- | --- | --- |\n");
+    for k in KEYS {
+        let default = if k.default.is_empty() {
+            "none".to_string()
+        } else {
+            format!("`{}`", k.default)
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            k.name,
+            cell(k.kind),
+            cell(&default),
+            cell(k.doc)
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The manual's key reference is [`KEYS`]: `UPDATE_DOCS=1 cargo test --lib config::keys`
+    /// rewrites it; the prose around the markers is the page's own.
+    #[test]
+    fn the_manuals_key_reference_is_written_from_keys() {
+        crate::testing::generated_doc(
+            "docs/src/configuration.md",
+            Some((
+                "<!-- generated from src/config/keys.rs (KEYS): do not edit -->\n",
+                "<!-- end of the generated reference -->\n",
+            )),
+            &reference_markdown(),
+        );
+        let page = reference_markdown();
+        for k in KEYS {
+            assert!(page.contains(&format!("| `{}` |", k.name)), "{}", k.name);
+        }
+    }
 
     /// The keys documented here are exactly those the fragment parser accepts: its "unknown
     /// field" error lists them.

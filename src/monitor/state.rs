@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// What a state file holds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TargetState {
     /// The target: the path given (or configured), or `instance` for `snap-instance`.
     pub target: String,
@@ -37,7 +37,7 @@ pub struct TargetState {
 }
 
 /// A restore rehearsal, as it ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Verified {
     /// When it ended, seconds since the epoch.
     pub time: f64,
@@ -52,7 +52,7 @@ pub struct Verified {
 }
 
 /// One run, as it ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Attempt {
     /// When it started, seconds since the epoch.
     pub time: f64,
@@ -67,7 +67,7 @@ pub struct Attempt {
 }
 
 /// The last success.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Success {
     /// When the run started, seconds since the epoch.
     pub time: f64,

@@ -18,7 +18,7 @@ use crate::signals::Stop;
 pub const COPY_OF_TAG: &str = "lightsnap:copy-of";
 
 /// One copy made.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Copied {
     /// The snapshot copied.
     pub snapshot: String,

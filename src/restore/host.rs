@@ -21,7 +21,7 @@ use crate::kernel::blockdev::SysfsRoot;
 pub const DEV_DIR_ENV: &str = "LIGHTSNAP_DEV_DIR";
 
 /// What one filesystem's check came to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Check {
     /// Its block device.
     pub device: PathBuf,

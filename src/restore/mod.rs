@@ -42,8 +42,15 @@ use crate::hooks::HookEnv;
 use crate::signals::{unless_stopped, Stop};
 use host::{Check, Host};
 
-/// The tag every scratch disk carries (`true`).
+/// The tag of a disk lightsnap made to throw away: verify's scratch disks ([`SCRATCH_VERIFY`])
+/// and restored copies ([`SCRATCH_RESTORE`]). Set only when the disk is made; what makes it
+/// removable under the instance policy (`crate::cloud::policy`).
 pub const SCRATCH_TAG: &str = "lightsnap:scratch";
+/// [`SCRATCH_TAG`]'s value on a verify scratch disk: only these are verify's to clean up.
+pub const SCRATCH_VERIFY: &str = "true";
+/// [`SCRATCH_TAG`]'s value on a restored copy (`restore --mount`, and the disk `restore
+/// --replace` makes until it takes the live disk's place): never one of verify's.
+pub const SCRATCH_RESTORE: &str = "restore";
 /// The instance whose rehearsal made a scratch disk: only that instance removes it.
 pub const SCRATCH_INSTANCE_TAG: &str = "lightsnap:scratch-instance";
 /// The snapshot a scratch disk was made from.
@@ -106,7 +113,7 @@ pub struct Settings {
 }
 
 /// What a rehearsal came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Restored, checked, mounted and hooked: it works.
@@ -136,7 +143,7 @@ impl Outcome {
 }
 
 /// A rehearsal's report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Verification {
     /// The snapshot.
     pub snapshot: String,

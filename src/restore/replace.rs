@@ -10,6 +10,15 @@
 //! Any failure after the unmount puts the original back (the restored disk detached and
 //! deleted, the live disk attached and mounted again) and exits 22; the `post-restore` hooks
 //! run either way.
+//!
+//! Only a live disk carrying this instance's ownership tag is replaced ([`require_ours`],
+//! checked before anything is made and again on the GetDisk before the DetachDisk): the
+//! instance policy lets this instance's key detach only such disks, and a disk the user made
+//! carries none until an administrator tags it (lightsnap never claims an untagged disk: a
+//! stolen key could then claim anything). Just before the live disk is detached, the restored
+//! disk is tagged `lightsnap:replaces` = the live disk: from then on it is a live disk, which
+//! the instance policy never lets be deleted; if the swap fails after that point it is
+//! detached and left, and the message says how an administrator deletes it.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -19,9 +28,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::host::{Check, Host};
-use super::restored::{self, name_for, Step, REPLACED_AT_TAG, REPLACED_BY_TAG};
+use super::restored::{self, name_for, Step, REPLACED_AT_TAG, REPLACED_BY_TAG, REPLACES_TAG};
 use super::{scratch, Me, Settings};
 use crate::cloud::lightsail::{DiskState, Lightsail, SnapshotInfo};
+use crate::cloud::owner::{Owner, OWNER_TAG};
 use crate::exit_code::{ExitCode, Failure};
 use crate::fail;
 use crate::hooks::{HookEnv, Hooks};
@@ -38,7 +48,7 @@ pub struct Live {
 }
 
 /// A roll-back's report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Replaced {
     /// The snapshot rolled back to.
     pub snapshot: String,
@@ -58,6 +68,37 @@ pub struct Replaced {
     pub tagged: bool,
     /// How long it took.
     pub elapsed_s: f64,
+}
+
+/// Refuses a live disk that does not carry this instance's ownership tag, with the command an
+/// administrator runs to tag it (exit 25): nothing is changed.
+pub fn require_ours(disk: &DiskState, me: &Me) -> Result<()> {
+    let owner = me.owner();
+    match disk.tag(OWNER_TAG) {
+        Some(v) if v == owner.value() => Ok(()),
+        Some(other) => fail!(
+            ExitCode::NotOwned,
+            "disk {} carries {OWNER_TAG}={other}: it is another instance's, not this one's ({}); lightsnap replaces only this instance's disks. Nothing was changed",
+            disk.name,
+            owner.value()
+        ),
+        None => fail!(
+            ExitCode::NotOwned,
+            "disk {name} does not carry this instance's ownership tag ({OWNER_TAG}={value}): lightsnap replaces only a disk tagged as this instance's, and does not tag one it did not make itself (the instance's IAM policy lets its key detach only such disks). Nothing was changed. To let lightsnap roll it back, an administrator tags it once, from a machine with administrator credentials:\n  {command}\nthen run this again",
+            name = disk.name,
+            value = owner.value(),
+            command = tag_command(&disk.name, &owner),
+        ),
+    }
+}
+
+/// The AWS CLI command that gives `disk` `owner`'s ownership tag.
+pub fn tag_command(disk: &str, owner: &Owner) -> String {
+    format!(
+        "aws lightsail tag-resource --resource-name {disk} --tags key={OWNER_TAG},value={} --region {}",
+        owner.value(),
+        owner.region
+    )
 }
 
 /// The plan, for people, before anything is done.
@@ -86,6 +127,7 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
     stop: &mut S,
 ) -> Result<Replaced> {
     super::check_snapshot(snapshot)?;
+    require_ours(&live.disk, me)?;
     let started = Instant::now();
     let path = live.mount.mount_point.clone();
     let Some(at) = live.disk.path.clone() else {
@@ -150,6 +192,7 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
     let checks = RefCell::new(Vec::new());
     let device = RefCell::new(None);
     let live_detached = RefCell::new(false);
+    let marked = RefCell::new(false);
     let swap = async {
         // Read first: still the disk the plan named, attached here at that path.
         let now = api
@@ -165,6 +208,14 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
                 live.disk.name
             );
         }
+        require_ours(&now, me)?;
+        // The point of no return for the restored disk: once it may be the live disk, it is
+        // never deletable (the tag is set before the live disk is detached, so no crash can
+        // leave a live disk the instance's key may delete).
+        *marked.borrow_mut() = true;
+        api.tag_resource(&name, &[(REPLACES_TAG.to_string(), live.disk.name.clone())])
+            .await
+            .with_context(|| format!("tagging the restored disk {name} {REPLACES_TAG}"))?;
         // From the call on, the live disk may be detached (or detaching): a failure puts
         // it back whatever state it is found in.
         *live_detached.borrow_mut() = true;
@@ -212,7 +263,24 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
                 let _ = nix::mount::umount(&path);
             }
         }
-        let mut left = restored::undo(api, host, me, steps, settings).await;
+        let mut kept = None;
+        let mut left = if *marked.borrow() {
+            // The restored disk may carry `lightsnap:replaces`: detached, never deleted.
+            let attached = steps.iter().any(|s| matches!(s, Step::Attached(_)));
+            let local: Vec<Step> = steps
+                .into_iter()
+                .filter(|s| !matches!(s, Step::Attached(_) | Step::Created(_)))
+                .collect();
+            let mut left = restored::undo(api, host, me, local, settings).await;
+            match detach_marked(api, me, &name, &live.disk.name, attached, settings).await {
+                Ok(Some(note)) => kept = Some(note),
+                Ok(None) => {}
+                Err(e) => left.push(format!("restored disk {name}: {e:#}")),
+            }
+            left
+        } else {
+            restored::undo(api, host, me, steps, settings).await
+        };
         if *live_detached.borrow() {
             match tokio::time::timeout(
                 settings.undo_timeout,
@@ -237,7 +305,7 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
                 ..env.clone()
             })
             .await;
-        let said = if left.is_empty() {
+        let mut said = if left.is_empty() {
             format!(
                 "rolling {} back to {} failed, and the original disk {} is back, mounted as it was: {e:#}",
                 path.display(),
@@ -253,6 +321,10 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
                 left.join("; ")
             )
         };
+        if let Some(note) = kept {
+            said.push_str("; ");
+            said.push_str(&note);
+        }
         return Err(Failure::new(ExitCode::RestoreFailed, said).into());
     }
     let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -289,6 +361,52 @@ pub async fn replace<A: Lightsail, H: Host, S: Stop>(
         .await
         .context("the roll-back is done, but a post-restore hook failed")?;
     Ok(report)
+}
+
+/// After a failed swap: the restored disk, which may carry `lightsnap:replaces`, detached (when
+/// `attached` says AttachDisk was called) after a GetDisk whose tags say it is this roll-back's,
+/// and left. Returns what to tell the operator about it (`None`: it is gone).
+async fn detach_marked<A: Lightsail>(
+    api: &A,
+    me: &Me,
+    name: &str,
+    live: &str,
+    attached: bool,
+    settings: &Settings,
+) -> Result<Option<String>> {
+    let Some(disk) = api
+        .disk_state(name)
+        .await
+        .with_context(|| format!("reading restored disk {name} before touching it"))?
+    else {
+        return Ok(None);
+    };
+    if disk.tag(REPLACES_TAG).is_none() {
+        // The tag did not land: still a restored copy, removed as one.
+        restored::remove(api, me, name, settings.poll).await?;
+        return Ok(None);
+    }
+    if !restored::is_restored_for(&disk, me) || disk.tag(REPLACES_TAG) != Some(live) {
+        return Err(restored::NotOurs(name.to_string(), me.instance.clone()).into());
+    }
+    if attached {
+        match tokio::time::timeout(
+            settings.undo_timeout,
+            restored::detach_checked(api, me, &disk, settings.poll),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => anyhow::bail!(
+                "not detached within {}",
+                humantime::format_duration(settings.undo_timeout)
+            ),
+        }
+    }
+    let region = me.owner().region;
+    Ok(Some(format!(
+        "the restored disk {name} is left, detached: it was tagged {REPLACES_TAG} before the live disk was detached, and from then on no key of this instance's may delete it; delete it from an administrator's machine: aws lightsail delete-disk --disk-name {name} --region {region}"
+    )))
 }
 
 /// The live disk attached again at `at`, found by its volume id, mounted as it was.

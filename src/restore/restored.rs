@@ -4,9 +4,13 @@
 //! `restore --release DIR` unmounts, detaches and deletes it.
 //!
 //! A restored disk carries `lightsnap:restore-of` (the snapshot), `lightsnap:restore-instance`
-//! (this instance) and `lightsnap:owner`; it is never a scratch disk, so verify and run never
-//! remove it. Every DetachDisk and DeleteDisk of one follows a GetDisk whose tags say it is a
-//! disk lightsnap restored for this instance. The steps of a restore are recorded once taken
+//! (this instance), `lightsnap:owner` and `lightsnap:scratch` = `restore` (what lets the
+//! instance policy delete it; never `true`, so verify and run never take it for one of their
+//! scratch disks). A restored disk about to take a live disk's place (`restore --replace`) is
+//! tagged `lightsnap:replaces` first: from then on it is no restored copy but a live disk,
+//! which neither lightsnap nor the instance policy ever deletes. Every DetachDisk and
+//! DeleteDisk of one follows a GetDisk whose tags say it is a disk lightsnap restored for this
+//! instance. The steps of a restore are recorded once taken
 //! (the disk once CreateDiskFromSnapshot succeeded) and undone in reverse whatever ends it
 //! before the files are handed over — a failure, the timeout, a stop request.
 
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::host::{self, Check, Host};
+use super::host::{Check, Host};
 use super::{fs, scratch, Me, Settings};
 use crate::cloud::lightsail::{ApiErrorKind, DiskState, Lightsail, NewDisk, SnapshotInfo};
 use crate::exit_code::{ExitCode, Failure};
@@ -33,6 +37,10 @@ pub const RESTORE_INSTANCE_TAG: &str = "lightsnap:restore-instance";
 pub const REPLACED_BY_TAG: &str = "lightsnap:replaced-by";
 /// On a live disk a roll-back replaced: when (RFC 3339, UTC).
 pub const REPLACED_AT_TAG: &str = "lightsnap:replaced-at";
+/// On a restored disk that takes (or took) a live disk's place: the live disk's name. Set just
+/// before the live disk is detached; the instance policy never lets a disk carrying it be
+/// deleted, and no key of the instance's can remove it (no UntagResource).
+pub const REPLACES_TAG: &str = "lightsnap:replaces";
 
 /// A restored disk's name: `<snapshot>-restore-<8 hex digits>`, new at each restore, within
 /// Lightsail's 255 characters.
@@ -48,22 +56,30 @@ pub fn tags(me: &Me, snapshot: &str) -> Vec<(String, String)> {
     vec![
         (RESTORE_OF_TAG.into(), snapshot.to_string()),
         (RESTORE_INSTANCE_TAG.into(), me.instance.clone()),
+        (super::SCRATCH_TAG.into(), super::SCRATCH_RESTORE.into()),
         me.owner().tag(),
     ]
 }
 
-/// Whether a disk is one lightsnap restored for this instance.
+/// Whether a disk is a restored copy lightsnap made for this instance (and not one that took a
+/// live disk's place).
 pub fn is_ours(d: &DiskState, me: &Me) -> bool {
+    is_restored_for(d, me) && d.tag(REPLACES_TAG).is_none()
+}
+
+/// Whether a disk was restored by lightsnap for this instance, whatever became of it.
+pub fn is_restored_for(d: &DiskState, me: &Me) -> bool {
     d.tag(RESTORE_OF_TAG).is_some() && d.tag(RESTORE_INSTANCE_TAG) == Some(me.instance.as_str())
 }
 
-/// A disk that is not one lightsnap restored for this instance: never detached nor deleted.
+/// A disk that is not one lightsnap restored for this instance (or one that took a live
+/// disk's place): never detached nor deleted.
 #[derive(Debug, thiserror::Error)]
-#[error("disk {0} does not carry this instance's restore tags ({RESTORE_OF_TAG}, {RESTORE_INSTANCE_TAG}={1}): not lightsnap's to detach or delete, left alone")]
+#[error("disk {0} does not carry this instance's restore tags ({RESTORE_OF_TAG}, {RESTORE_INSTANCE_TAG}={1}), or carries {REPLACES_TAG} (it took a live disk's place): not lightsnap's to detach or delete, left alone")]
 pub struct NotOurs(pub String, pub String);
 
 /// A file restore's report (`restore --mount`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Restored {
     /// The snapshot.
     pub snapshot: String,
@@ -210,7 +226,7 @@ pub(super) async fn attach<A: Lightsail, H: Host>(
     let path = match path {
         Some(p) => p.to_string(),
         None => {
-            let dev_dir = crate::test_switch!(host::DEV_DIR_ENV).map(PathBuf::from);
+            let dev_dir = crate::test_switch!(super::host::DEV_DIR_ENV).map(PathBuf::from);
             let exists = |p: &str| match &dev_dir {
                 Some(dir) => dir.join(p.trim_start_matches("/dev/")).exists(),
                 None => Path::new(p).exists(),
@@ -477,7 +493,7 @@ pub(super) async fn undo<A: Lightsail, H: Host>(
 }
 
 /// What `restore --release DIR` did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Released {
     /// The directory it was mounted at.
     pub released: PathBuf,
@@ -580,6 +596,15 @@ pub async fn release<A: Lightsail, H: Host>(
     )
     .await
     {
+        Ok(Err(e)) if is_access_denied(&e) => fail!(
+            ExitCode::AccessDenied,
+            "restored disk {} was unmounted, but these AWS credentials may not detach or delete it ({e:#}); an append-only key (lightsnap iam-policy --append-only) deletes no restored copy, and an instance key only one tagged lightsnap:scratch (a copy made by an older lightsnap is not). Delete it from an administrator's machine: aws lightsail delete-disk --disk-name {} --region {} (detach it first if it is still attached: aws lightsail detach-disk --disk-name {} --region {})",
+            disk.name,
+            disk.name,
+            me.owner().region,
+            disk.name,
+            me.owner().region
+        ),
         Ok(done) => done?,
         Err(_) => fail!(
             ExitCode::Failure,
@@ -594,6 +619,14 @@ pub async fn release<A: Lightsail, H: Host>(
         snapshot: disk.tag(RESTORE_OF_TAG).map(str::to_string),
         restored_disk: disk.name,
         unmounted: ours,
+    })
+}
+
+/// Whether Lightsail refused a call of `e`'s to these credentials (AccessDeniedException).
+pub(super) fn is_access_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::cloud::lightsail::ApiError>()
+            .is_some_and(|a| a.kind == ApiErrorKind::AccessDenied)
     })
 }
 
@@ -632,41 +665,56 @@ pub fn busy(e: crate::kernel::unmount::UnmountError, what: &str) -> anyhow::Erro
     }
 }
 
+/// One restored disk still attached, as `status --refresh` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct RestoredDisk {
+    /// The disk's name.
+    pub name: String,
+    /// Its Lightsail state.
+    pub state: String,
+    /// The snapshot it was restored from (its `lightsnap:restore-of`).
+    pub snapshot: Option<String>,
+    /// The instance it was restored for.
+    pub instance: Option<String>,
+    /// The instance it is attached to.
+    pub attached_to: Option<String>,
+    /// The device path it is attached at.
+    pub path: Option<String>,
+}
+
 /// The disks lightsnap restored for `owner`'s instance still attached, as `status --refresh`
 /// lists them.
 pub async fn listing<A: Lightsail>(
     api: &A,
     owner: &crate::cloud::owner::Owner,
-) -> Result<Vec<serde_json::Value>> {
+) -> Result<Vec<RestoredDisk>> {
     let (key, value) = owner.tag();
     Ok(api
         .get_disks()
         .await?
         .into_iter()
-        .filter(|d| d.tag(RESTORE_OF_TAG).is_some())
+        .filter(|d| d.tag(RESTORE_OF_TAG).is_some() && d.tag(REPLACES_TAG).is_none())
         .filter(|d| d.tag(&key) == Some(value.as_str()))
         .filter(|d| d.is_attached)
-        .map(|d| {
-            serde_json::json!({
-                "name": d.name,
-                "state": d.state,
-                "snapshot": d.tag(RESTORE_OF_TAG),
-                "instance": d.tag(RESTORE_INSTANCE_TAG),
-                "attached_to": d.attached_to,
-                "path": d.path,
-            })
+        .map(|d| RestoredDisk {
+            snapshot: d.tag(RESTORE_OF_TAG).map(str::to_string),
+            instance: d.tag(RESTORE_INSTANCE_TAG).map(str::to_string),
+            name: d.name,
+            state: d.state,
+            attached_to: d.attached_to,
+            path: d.path,
         })
         .collect())
 }
 
 /// One listed restored disk, for people.
-pub fn listing_line(d: &serde_json::Value) -> String {
+pub fn listing_line(d: &RestoredDisk) -> String {
     format!(
         "restored disk {} (from {}, for instance {}, attached at {}): lightsnap restore --release DIR releases it",
-        d["name"].as_str().unwrap_or_default(),
-        d["snapshot"].as_str().unwrap_or("?"),
-        d["instance"].as_str().unwrap_or("?"),
-        d["path"].as_str().unwrap_or("?"),
+        d.name,
+        d.snapshot.as_deref().unwrap_or("?"),
+        d.instance.as_deref().unwrap_or("?"),
+        d.path.as_deref().unwrap_or("?"),
     )
 }
 

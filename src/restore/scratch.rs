@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::host::Host;
-use super::{Me, Settings, SCRATCH_INSTANCE_TAG, SCRATCH_OF_TAG, SCRATCH_TAG};
+use super::{Me, Settings, SCRATCH_INSTANCE_TAG, SCRATCH_OF_TAG, SCRATCH_TAG, SCRATCH_VERIFY};
 use crate::cloud::lightsail::{ApiErrorKind, DiskState, Lightsail};
 use crate::exit_code::{ExitCode, Failure};
 
@@ -48,7 +48,7 @@ pub(super) fn unique() -> String {
 /// which snapshot.
 pub fn tags(me: &Me, snapshot: &str) -> Vec<(String, String)> {
     vec![
-        (SCRATCH_TAG.into(), "true".into()),
+        (SCRATCH_TAG.into(), SCRATCH_VERIFY.into()),
         (SCRATCH_INSTANCE_TAG.into(), me.instance.clone()),
         (SCRATCH_OF_TAG.into(), snapshot.to_string()),
         me.owner().tag(),
@@ -232,7 +232,8 @@ pub async fn remove<A: Lightsail>(api: &A, me: &Me, name: &str, poll: Duration) 
 
 /// Whether a disk is a scratch disk of this instance's rehearsals.
 pub fn is_ours(d: &DiskState, me: &Me) -> bool {
-    d.tag(SCRATCH_TAG) == Some("true") && d.tag(SCRATCH_INSTANCE_TAG) == Some(me.instance.as_str())
+    d.tag(SCRATCH_TAG) == Some(SCRATCH_VERIFY)
+        && d.tag(SCRATCH_INSTANCE_TAG) == Some(me.instance.as_str())
 }
 
 /// Whether a disk is this instance's scratch disk of `snapshot` (after an ambiguous
@@ -253,7 +254,7 @@ pub async fn leftovers<A: Lightsail>(api: &A, me: &Me) -> Result<Vec<DiskState>>
 }
 
 /// What the search for a killed run's scratch disks came to.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Leftovers {
     /// Removed: unmounted, detached, deleted.
     pub removed: Vec<String>,
@@ -418,35 +419,48 @@ pub fn read_kept(state_dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// One scratch disk, as `status --refresh` and `plan` list it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct ScratchDisk {
+    /// The disk's name.
+    pub name: String,
+    /// Its Lightsail state.
+    pub state: String,
+    /// The snapshot it was restored from (its `lightsnap:scratch-of`).
+    pub snapshot: Option<String>,
+    /// The instance whose rehearsal made it (its `lightsnap:scratch-instance`).
+    pub instance: Option<String>,
+    /// The instance it is attached to.
+    pub attached_to: Option<String>,
+}
+
 /// Every scratch disk of restore rehearsals (tag `lightsnap:scratch`), every instance's, as
 /// `status --refresh` and `plan` list them.
-pub async fn listing<A: Lightsail>(api: &A) -> Result<Vec<serde_json::Value>> {
+pub async fn listing<A: Lightsail>(api: &A) -> Result<Vec<ScratchDisk>> {
     use super::SCRATCH_OF_TAG;
     Ok(api
         .get_disks()
         .await?
         .into_iter()
-        .filter(|d| d.tag(SCRATCH_TAG) == Some("true"))
-        .map(|d| {
-            serde_json::json!({
-                "name": d.name,
-                "state": d.state,
-                "snapshot": d.tag(SCRATCH_OF_TAG),
-                "instance": d.tag(SCRATCH_INSTANCE_TAG),
-                "attached_to": d.attached_to,
-            })
+        .filter(|d| d.tag(SCRATCH_TAG) == Some(SCRATCH_VERIFY))
+        .map(|d| ScratchDisk {
+            snapshot: d.tag(SCRATCH_OF_TAG).map(str::to_string),
+            instance: d.tag(SCRATCH_INSTANCE_TAG).map(str::to_string),
+            name: d.name,
+            state: d.state,
+            attached_to: d.attached_to,
         })
         .collect())
 }
 
 /// One listed scratch disk, for people.
-pub fn listing_line(d: &serde_json::Value) -> String {
+pub fn listing_line(d: &ScratchDisk) -> String {
     format!(
         "scratch disk {} (restored from {} by instance {}, {}): a `lightsnap verify` in progress, or left by one that did not finish; the next verify or run on that instance removes it unless it is in use",
-        d["name"].as_str().unwrap_or_default(),
-        d["snapshot"].as_str().unwrap_or("?"),
-        d["instance"].as_str().unwrap_or("?"),
-        d["state"].as_str().unwrap_or_default()
+        d.name,
+        d.snapshot.as_deref().unwrap_or("?"),
+        d.instance.as_deref().unwrap_or("?"),
+        d.state
     )
 }
 

@@ -13,7 +13,7 @@ use crate::kernel::{blockdev, mountinfo::Mount};
 use crate::snap::plan;
 
 /// A disk of this instance with filesystems mounted on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Target {
     /// The disk as snapshots name it (`<instance>-system` for the system volume).
     pub disk: String,

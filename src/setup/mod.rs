@@ -35,7 +35,7 @@ pub const FRAGMENT: &str = "etc/lightsnap/config.d/50-setup.toml";
 pub const EXAMPLES: &str = "usr/share/lightsnap/examples/hooks";
 
 /// A hook `setup` would install: an example, copied as the documentation says.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HookFile {
     /// The database it is for.
     pub database: Database,
@@ -104,7 +104,7 @@ impl Choices {
 }
 
 /// One change `setup` makes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Action {
     /// Write a file atomically (parents made if missing).

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::cloud::lightsail::{ApiError, ApiErrorKind, InstanceInfo, Lightsail, SnapshotKind};
 
 /// The outcome of one call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Call {
     /// The operation (`GetInstances`).
     pub operation: &'static str,
@@ -18,6 +18,7 @@ pub struct Call {
     pub allowed: bool,
     /// The error code of a refusal.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub refused_with: Option<String>,
 }
 

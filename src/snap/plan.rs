@@ -29,7 +29,7 @@ pub enum Method {
 }
 
 /// What a target's consistency rests on; also the value of its `lightsnap:consistency` tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Consistency {
     /// Frozen with FIFREEZE around the call.

@@ -22,7 +22,7 @@ use crate::signals;
 mod tests;
 
 /// One snapshot's line in the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SnapshotReport {
     /// Snapshot name.
     pub name: String,
@@ -39,7 +39,7 @@ pub struct SnapshotReport {
 }
 
 /// What a successful run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     /// The snapshots taken.
     pub snapshots: Vec<SnapshotReport>,

@@ -13,7 +13,7 @@ use crate::exit_code::{ExitCode, Failure};
 use crate::signals::{unless_stopped, Stop};
 
 /// One snapshot as `--wait` last saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Seen {
     /// Snapshot name.
     pub name: String,
@@ -21,6 +21,17 @@ pub struct Seen {
     pub state: String,
     /// `"42%"`; `None` for an instance snapshot, which has no progress to show.
     pub progress: Option<String>,
+}
+
+/// The `wait` member of a snapshot run's document.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct WaitDoc {
+    /// Whether every snapshot is done.
+    pub completed: bool,
+    /// How long it followed them, in seconds.
+    pub elapsed_s: f64,
+    /// Every snapshot, as last seen.
+    pub snapshots: Vec<Seen>,
 }
 
 /// What `--wait` came to.
@@ -38,11 +49,12 @@ pub struct Waited {
 impl Waited {
     /// The `wait` member of the JSON report.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "completed": self.result.is_ok(),
-            "elapsed_s": self.elapsed.as_secs_f64(),
-            "snapshots": self.snapshots,
+        serde_json::to_value(WaitDoc {
+            completed: self.result.is_ok(),
+            elapsed_s: self.elapsed.as_secs_f64(),
+            snapshots: self.snapshots.clone(),
         })
+        .unwrap_or_default()
     }
 }
 

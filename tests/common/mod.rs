@@ -744,6 +744,14 @@ pub fn conf_root(scratch: &Scratch) -> PathBuf {
     scratch.path().join("conf")
 }
 
+/// `cmd` (a lightsnap from [`lightsnap`]) signing with the administrator's key: what a test
+/// runs as an administrator would, with keys broader than the instance policy (`prune --all`,
+/// `--instance`, `fleet`). The suite-wide call check does not judge its calls against the
+/// instance's policy (docs/contrib/iam.md).
+pub fn as_admin(cmd: &mut Command) -> &mut Command {
+    cmd.env("AWS_ACCESS_KEY_ID", fake_lightsail::ADMIN_ACCESS_KEY)
+}
+
 /// lightsnap through the harness (confined, talking to `fake`), with the scratch
 /// directory's own configuration root.
 pub fn configured_lightsnap(scratch: &Scratch, fake: &Fake) -> Command {
@@ -766,6 +774,14 @@ pub fn write_conf(scratch: &Scratch, rel: &str, text: &str) -> PathBuf {
 pub fn json_doc(r: &RunResult) -> serde_json::Value {
     serde_json::from_str(&r.stdout)
         .unwrap_or_else(|e| panic!("stdout is not exactly one JSON document ({e}): {r:?}"))
+}
+
+/// [`json_doc`], which must also match the published schema of `document`
+/// (`docs/src/schema/<document>.schema.json`).
+pub fn json_doc_of(document: &str, r: &RunResult) -> serde_json::Value {
+    let doc = json_doc(r);
+    assert_matches_schema(document, &doc);
+    doc
 }
 
 /// Polls (bounded) until `cond` holds.
@@ -915,13 +931,81 @@ pub fn normalise(v: &mut serde_json::Value, scratch: &str) {
     }
 }
 
+/// The published JSON Schema (`docs/src/schema/<document>.schema.json`) each golden file is a
+/// document of: every file in tests/golden must be named here (tests/json_schema.rs checks).
+pub const GOLDEN_DOCUMENTS: &[(&str, &str)] = &[
+    ("check", "check"),
+    ("error", "error"),
+    ("freeze-and-snap", "freeze-and-snap"),
+    ("freeze-and-snap-wait", "freeze-and-snap"),
+    ("freeze-and-snap-wait-timeout", "freeze-and-snap"),
+    ("list", "list"),
+    ("list-disk-all", "list"),
+    ("plan", "plan"),
+    ("prune", "prune"),
+    ("prune-dry-run", "prune"),
+    ("run", "run"),
+    ("snap-instance", "snap-instance"),
+    ("status", "status"),
+    ("thaw", "thaw"),
+    ("thaw-recover", "thaw"),
+    ("usage-error", "error"),
+    ("verify", "verify"),
+];
+
+/// The document a golden file is of.
+pub fn document_of_golden(golden: &str) -> &'static str {
+    GOLDEN_DOCUMENTS
+        .iter()
+        .find(|(g, _)| *g == golden)
+        .map(|(_, d)| *d)
+        .unwrap_or_else(|| {
+            panic!("golden file {golden}.json is of no document: name it in GOLDEN_DOCUMENTS")
+        })
+}
+
+/// The published JSON Schema of `document`, as a validator (references inside the file
+/// only: the validator is built without network or file resolution).
+pub fn schema_validator(document: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/src/schema")
+        .join(format!("{document}.schema.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (UPDATE_DOCS=1 cargo test --lib json_schema writes it)",
+            path.display()
+        )
+    });
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    jsonschema::validator_for(&schema)
+        .unwrap_or_else(|e| panic!("{} is not a valid JSON Schema: {e}", path.display()))
+}
+
+/// Fails, naming every violation, unless `doc` is valid against the published schema of
+/// `document`.
+pub fn assert_matches_schema(document: &str, doc: &serde_json::Value) {
+    let validator = schema_validator(document);
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("at {}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "this `{document}` document does not match docs/src/schema/{document}.schema.json (if the output types changed, UPDATE_DOCS=1 cargo test --lib json_schema rewrites the schemas):\n{}\n{}",
+        errors.join("\n"),
+        serde_json::to_string_pretty(doc).unwrap()
+    );
+}
+
 /// Compares a JSON document, normalised, with `tests/golden/<name>.json`; with
-/// `UPDATE_GOLDEN=1`, writes it instead.
+/// `UPDATE_GOLDEN=1`, writes it instead. The document, as the run printed it, must match its
+/// published JSON Schema too.
 pub fn golden(name: &str, doc: &serde_json::Value, scratch: &Scratch) {
     assert_eq!(
         doc["schema"], 1,
         "every JSON document carries its schema: {doc}"
     );
+    assert_matches_schema(document_of_golden(name), doc);
     let mut doc = doc.clone();
     normalise(&mut doc, &scratch.path().display().to_string());
     let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";

@@ -34,7 +34,7 @@ pub struct DiskInfo {
 
 /// The AutoSnapshot add-on of a disk or instance: a daily snapshot, made from its hour for up
 /// to 45 minutes, during which Lightsail refuses manual snapshots of that resource.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct AutoSnapshotAddOn {
     /// `Enabled`, `Disabled`, ...
     pub status: String,
@@ -63,7 +63,7 @@ pub struct InstanceInfo {
 }
 
 /// What a disk snapshot is taken of.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "name")]
 pub enum Source {
     /// A block storage disk, by name (`diskName`).

@@ -31,6 +31,9 @@ pub struct NoRegion;
 
 pub use operations::{FLEET_OPERATIONS, OPERATIONS};
 
+/// The application name lightsnap's calls carry in their user agent (`app/lightsnap`).
+pub const APP_NAME: &str = "lightsnap";
+
 /// The real thing, on `aws-sdk-lightsail`.
 #[derive(Debug, Clone)]
 pub struct SdkLightsail {
@@ -82,7 +85,10 @@ impl SdkLightsail {
             }
             p.build()
         });
+        // `app/lightsnap` in the user agent: CloudTrail (and the tests' fake) tell
+        // lightsnap's calls from other clients' with the same keys.
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .app_name(aws_config::AppName::new(APP_NAME).expect("a valid app name"))
             .credentials_provider(credentials)
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .timeout_config(

@@ -357,7 +357,7 @@ impl World {
                 volume_id,
                 system: false,
                 created_at: now,
-                tags: Vec::new(),
+                tags: d.tags.clone().into_iter().collect(),
                 zone,
                 pending_reads: 0,
                 source_image: None,
@@ -472,6 +472,25 @@ impl World {
             self.region.clone(),
             me.zone.clone(),
         ))
+    }
+
+    /// `REGION/INSTANCE` of the instance the metadata service describes, when that is one of
+    /// this world's instances (what lightsnap finds itself to be); `None` otherwise.
+    pub(crate) fn caller(&self) -> Option<String> {
+        let me = self.instance(self.self_instance.as_deref()?)?;
+        if self
+            .imds_instance_id
+            .as_ref()
+            .is_some_and(|id| *id != me.instance_id)
+        {
+            return None;
+        }
+        Some(format!("{}/{}", self.region, me.name))
+    }
+
+    /// This world's region.
+    pub(crate) fn home_region(&self) -> &str {
+        &self.region
     }
 
     /// The account id, for the identity document.

@@ -18,6 +18,9 @@
 //! - [`policy`]: an IAM identity policy enforced on every call (`api::access`: the keys each
 //!   operation supplies); a refused call answers AccessDeniedException.
 //! - `api::regions`: one state per region, chosen by the signature's scope; CopySnapshot.
+//! - [`call_log`]: every API call appended to a file of the fake's own when
+//!   `FAKE_LIGHTSAIL_CALL_LOG_DIR` is set, for the suite-wide check of the calls against
+//!   `lightsnap iam-policy` (the `fake-lightsail-check-calls` binary).
 //!
 //! A disk may name a *backing* block device or image file: CreateDiskSnapshot copies its
 //! bytes into `<snapshot dir>/<name>.img` before it answers, since the point in time of a real
@@ -28,6 +31,7 @@
 mod api;
 mod attach;
 mod auto;
+pub mod call_log;
 pub mod conn;
 mod copy;
 pub mod fault;
@@ -52,8 +56,16 @@ pub use seed::Seed;
 
 /// The access key the fake accepts unless told otherwise.
 pub const DEFAULT_ACCESS_KEY: &str = "AKIDLIGHTSNAPTEST";
-/// Its secret.
+/// Its secret (also the secret of the thief's and the administrator's keys).
 pub const DEFAULT_SECRET_KEY: &str = "lightsnap-fake-secret";
+/// The access key a test signs with when it makes the calls a thief holding the instance's
+/// keys would make: accepted as the default key is (the policy in force applies to it too),
+/// and marked as a thief's in the call log, so the suite-wide check does not count its calls
+/// as lightsnap's.
+pub const THIEF_ACCESS_KEY: &str = "AKIDLIGHTSNAPTHIEF";
+/// The access key of an administrator's calls in a test (tagging a disk for the instance,
+/// `prune --all-instances` with an admin key): marked as such in the call log.
+pub const ADMIN_ACCESS_KEY: &str = "AKIDLIGHTSNAPADMIN";
 
 /// How the metadata service behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -130,7 +142,8 @@ pub struct Options {
     pub snapshot_duration: Duration,
     /// Items per page of the list operations.
     pub page_size: usize,
-    /// Accepted (access key, secret) pairs.
+    /// Accepted (access key, secret) pairs (by default the default key, the thief's and the
+    /// administrator's).
     pub credentials: Vec<(String, String)>,
     /// The metadata service's behaviour.
     pub imds: ImdsMode,
@@ -175,7 +188,11 @@ impl Options {
             snapshot_dir: snapshot_dir.into(),
             snapshot_duration: Duration::from_secs(2),
             page_size: 25,
-            credentials: vec![(DEFAULT_ACCESS_KEY.into(), DEFAULT_SECRET_KEY.into())],
+            credentials: vec![
+                (DEFAULT_ACCESS_KEY.into(), DEFAULT_SECRET_KEY.into()),
+                (THIEF_ACCESS_KEY.into(), DEFAULT_SECRET_KEY.into()),
+                (ADMIN_ACCESS_KEY.into(), DEFAULT_SECRET_KEY.into()),
+            ],
             imds: ImdsMode::Optional,
             listen: "127.0.0.1:0".parse().unwrap(),
             faults: Vec::new(),
@@ -271,6 +288,7 @@ impl Fake {
             copying: Mutex::new(HashSet::new()),
             copied: tokio::sync::Notify::new(),
             policy: Mutex::new(options.policy),
+            call_log: call_log::CallLog::from_env()?,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

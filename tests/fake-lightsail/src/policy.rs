@@ -27,7 +27,7 @@ pub enum Decision {
 }
 
 /// One request, as the policy sees it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     /// `lightsail:<Operation>`.
     pub action: String,
@@ -249,7 +249,42 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Whether an Allow statement names `action` (`lightsail:<Operation>`), whatever its
+    /// conditions: what a call whose resource does not exist is judged by.
+    pub fn allows_action(&self, action: &str) -> bool {
+        self.statements
+            .iter()
+            .any(|s| s.allow && s.names(&action.to_ascii_lowercase()))
+    }
+
+    /// The action patterns of the Allow statements (`lightsail:GetDisk*`), as written.
+    pub fn allowed_patterns(&self) -> Vec<String> {
+        self.statements
+            .iter()
+            .filter(|s| s.allow && !s.actions.1)
+            .flat_map(|s| s.actions.0.iter().cloned())
+            .collect()
+    }
+
+    /// Whether `pattern` (an action pattern, `*` and `?`) matches `action`, as IAM matches
+    /// them (case-insensitive).
+    pub fn pattern_matches(pattern: &str, action: &str) -> bool {
+        glob(&pattern.to_ascii_lowercase(), &action.to_ascii_lowercase())
+    }
+}
+
 impl Statement {
+    /// Whether `action` (lower case) is among the statement's actions (or not among its
+    /// NotAction).
+    fn names(&self, action: &str) -> bool {
+        let (actions, not_action) = &self.actions;
+        actions
+            .iter()
+            .any(|p| glob(&p.to_ascii_lowercase(), action))
+            != *not_action
+    }
+
     fn matches(&self, r: &Request) -> bool {
         let action = r.action.to_ascii_lowercase();
         let (actions, not_action) = &self.actions;

@@ -165,6 +165,9 @@ pub struct SeedDisk {
     pub volume_id: Option<String>,
     /// The automatic snapshot add-on.
     pub auto_snapshot: Option<SeedAutoSnapshot>,
+    /// Its tags (`lightsnap:owner` for a live disk an administrator tagged as an instance's).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A disk snapshot that exists before the run.

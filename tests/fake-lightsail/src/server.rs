@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub copied: tokio::sync::Notify,
     /// The identity policy calls are checked against, if any.
     pub policy: Mutex<Option<crate::policy::Policy>>,
+    /// Where every API call is recorded for the suite-wide check, if anywhere.
+    pub call_log: Option<crate::call_log::CallLog>,
 }
 
 impl Shared {
@@ -289,7 +291,25 @@ async fn api(
         )));
     };
 
-    if let Some(refused) = refused(shared, &region, &operation, &body) {
+    let access_key = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::call_log::access_key)
+        .unwrap_or_default();
+    // lightsnap's SDK client names itself in the user agent (`app/lightsnap`).
+    let by_lightsnap = ["x-amz-user-agent", "user-agent"].iter().any(|h| {
+        parts
+            .headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ua| ua.split(' ').any(|w| w == "app/lightsnap"))
+    });
+    let caller = crate::call_log::Client {
+        access_key,
+        lightsnap: by_lightsnap,
+    };
+    if let Some(refused) = refused(shared, &region, &operation, &body, &caller) {
         return Ok(api_error(&refused));
     }
 
@@ -443,20 +463,53 @@ async fn api(
     Ok(api_json(&outcome.body))
 }
 
-/// The AccessDeniedException of a call the policy in force refuses, as IAM words it.
-fn refused(shared: &Shared, region: &str, operation: &str, body: &Value) -> Option<ApiError> {
+/// The AccessDeniedException of a call the policy in force refuses, as IAM words it. The call
+/// is recorded in the call log first, if there is one.
+fn refused(
+    shared: &Shared,
+    region: &str,
+    operation: &str,
+    body: &Value,
+    client: &crate::call_log::Client,
+) -> Option<ApiError> {
     use crate::policy::Decision;
     let policy = shared.policy.lock().unwrap();
-    let policy = policy.as_ref()?;
-    let (request, account) = {
+    if policy.is_none() && shared.call_log.is_none() {
+        return None;
+    }
+    let (request, account, missing, caller, home) = {
         let worlds = shared.world.lock().unwrap();
         let world = worlds.region(region)?;
+        let request = world.access_request(region, operation, body);
+        let missing = world.names_missing_resource(operation, &request);
+        let caller = if shared.imds == ImdsMode::Off {
+            None
+        } else {
+            worlds.caller()
+        };
         (
-            world.access_request(region, operation, body),
+            request,
             world.account().to_string(),
+            missing,
+            caller,
+            worlds.home_region().to_string(),
         )
     };
-    let why = match policy.evaluate(&request) {
+    let decision = policy.as_ref().map(|p| p.evaluate(&request));
+    if let Some(log) = &shared.call_log {
+        log.append(&crate::call_log::Record {
+            operation: operation.to_string(),
+            region: region.to_string(),
+            home_region: home,
+            access_key: client.access_key.clone(),
+            lightsnap: client.lightsnap,
+            caller,
+            request: request.clone(),
+            resource_missing: missing,
+            enforced: decision.map(|d| format!("{d:?}")),
+        });
+    }
+    let why = match decision? {
         Decision::Allow => return None,
         Decision::ExplicitDeny => "with an explicit deny in an identity-based policy",
         Decision::ImplicitDeny => "because no identity-based policy allows the action",

@@ -43,6 +43,12 @@ fn keys_of(operation: &str) -> (Named, bool) {
 }
 
 impl World {
+    /// Whether `operation` names a resource whose tags a policy may see, and `request` (its
+    /// [`World::access_request`]) found none by that name.
+    pub(crate) fn names_missing_resource(&self, operation: &str, request: &Request) -> bool {
+        !matches!(keys_of(operation).0, Named::Nothing) && request.resource == "*"
+    }
+
     /// The request `operation` with `body` makes of a policy, sent to `region`'s endpoint.
     pub(crate) fn access_request(&self, region: &str, operation: &str, body: &Value) -> Request {
         let (named, request_tags) = keys_of(operation);
