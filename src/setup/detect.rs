@@ -43,10 +43,21 @@ impl Database {
         }
     }
 
-    /// Whether the example has a `verify` phase (and so is installed as a verify hook too):
-    /// the MySQL example has none, and would answer `verify` with a usage error.
+    /// Whether the example has a `verify` phase (and so is installed as a verify hook too,
+    /// starting the server on the restored copy): both have one. A test below reads the
+    /// examples, so that this cannot drift from them again (it said "no" for MySQL after the
+    /// example had gained its phase, and setup left the first snapshot's database unchecked).
     pub fn verifies(self) -> bool {
-        matches!(self, Database::PostgreSql)
+        matches!(self, Database::PostgreSql | Database::MySql)
+    }
+
+    /// The variable that tells its verify hook where the data directory is, below the
+    /// restored filesystem's mount point.
+    pub fn verify_data_var(self) -> &'static str {
+        match self {
+            Database::PostgreSql => "LIGHTSNAP_PG_VERIFY_DATA",
+            Database::MySql => "LIGHTSNAP_MYSQL_VERIFY_DATA",
+        }
     }
 
     /// Server process names (`/proc/PID/comm`).
@@ -236,6 +247,25 @@ mod tests {
         assert_eq!(found[0].found_by, "process postgres, pid 140");
         assert_eq!(found[0].data_dirs, [PathBuf::from("/srv/pg")]);
         assert!(running(proc, Some(Path::new("/elsewhere"))).is_empty());
+    }
+
+    #[test]
+    fn verifies_says_what_the_packaged_examples_do() {
+        for db in [Database::PostgreSql, Database::MySql] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("packaging/examples/hooks")
+                .join(db.example());
+            let text = std::fs::read_to_string(&path).unwrap();
+            // The phase's branch of the example's `case "$1"`.
+            let has_phase = text.lines().any(|l| l.trim_start().starts_with("verify)"));
+            assert_eq!(db.verifies(), has_phase, "{}", path.display());
+            assert!(
+                text.contains(db.verify_data_var()),
+                "{} reads no {}",
+                path.display(),
+                db.verify_data_var()
+            );
+        }
     }
 
     #[test]

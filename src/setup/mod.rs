@@ -127,7 +127,7 @@ pub enum Action {
     Verify {
         /// The disk (as snapshots name it).
         disk: String,
-        /// Extra environment (`LIGHTSNAP_PG_VERIFY_DATA`).
+        /// Extra environment (`LIGHTSNAP_PG_VERIFY_DATA`, `LIGHTSNAP_MYSQL_VERIFY_DATA`).
         env: Vec<(String, String)>,
     },
 }
@@ -253,11 +253,11 @@ pub fn plan(facts: &Facts, choices: &Choices) -> Result<Vec<Action>> {
     Ok(actions)
 }
 
-/// The verify hooks' environment for a target: where a PostgreSQL cluster whose hook is
-/// installed lives on it, below its mount point (`LIGHTSNAP_PG_VERIFY_DATA`), so that the
-/// first verification checks the cluster. The cluster is on the target whose mount point is
-/// the deepest above its data directory (`/data/pg` is on the disk mounted at `/data`, not on
-/// the system volume at `/`).
+/// The verify hooks' environment for a target: where the data directory of a database whose
+/// hook is installed lives on it, below its mount point (`LIGHTSNAP_PG_VERIFY_DATA`,
+/// `LIGHTSNAP_MYSQL_VERIFY_DATA`), so that the first verification checks that server's data.
+/// The data directory is on the target whose mount point is the deepest above it (`/data/pg`
+/// is on the disk mounted at `/data`, not on the system volume at `/`).
 fn verify_env(
     databases: &[Running],
     targets: &[Target],
@@ -266,10 +266,10 @@ fn verify_env(
 ) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for (db, _) in databases.iter().zip(hooks).filter(|(_, h)| **h) {
-        if db.database != Database::PostgreSql {
+        if !db.database.verifies() {
             continue;
         }
-        // The first cluster on this target (the variable holds one).
+        // The first data directory on this target (the variable holds one).
         let Some((mp, data)) = db.data_dirs.iter().find_map(|data| {
             let holder = targets
                 .iter()
@@ -287,7 +287,7 @@ fn verify_env(
             rel
         };
         env.push((
-            "LIGHTSNAP_PG_VERIFY_DATA".to_string(),
+            db.database.verify_data_var().to_string(),
             rel.display().to_string(),
         ));
     }

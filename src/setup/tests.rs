@@ -181,6 +181,41 @@ fn a_first_setup_writes_installs_enables_snapshots_and_verifies_in_that_order() 
 }
 
 #[test]
+fn a_mariadb_on_the_data_disk_gets_both_hooks_and_its_verify_is_told_where_its_data_is() {
+    let hook = |dir: &str| HookFile {
+        database: Database::MySql,
+        path: format!("/etc/lightsnap/{dir}/20-mysql").into(),
+        wanted: b"#!/bin/bash\n".to_vec(),
+        now: None,
+    };
+    let f = Facts {
+        databases: vec![Running {
+            database: Database::MySql,
+            found_by: "process mariadbd, pid 700".into(),
+            data_dirs: vec!["/data/mysql".into()],
+        }],
+        hooks: vec![hook("hooks.d"), hook("verify.d")],
+        ..facts()
+    };
+    let actions = plan(&f, &Choices::defaults(&f, None)).unwrap();
+    let mut m = Recorder::default();
+    apply(&mut m, &actions, &mut Vec::new()).unwrap();
+    assert_eq!(
+        m.calls,
+        [
+            "write /etc/lightsnap/config.d/50-setup.toml",
+            "write /etc/lightsnap/hooks.d/20-mysql",
+            "write /etc/lightsnap/verify.d/20-mysql",
+            "systemctl enable --now lightsnap-snapshot.timer",
+            "lightsnap run --wait",
+            "lightsnap verify --latest --disk data-1 LIGHTSNAP_MYSQL_VERIFY_DATA=mysql",
+        ]
+    );
+    let f2 = after(f, &m);
+    assert_eq!(plan(&f2, &Choices::defaults(&f2, None)).unwrap(), []);
+}
+
+#[test]
 fn a_verified_snapshot_is_not_taken_again_but_a_new_target_is() {
     let mut f = facts();
     f.targets[0].verified = Some("data-1-1".into());
