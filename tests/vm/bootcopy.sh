@@ -98,13 +98,17 @@ EOF
   # What the copy's partition says of itself while attached, and where udev's labels point.
   copy_serial=$(awk '$1 == "attach" { print $3 }' "$top/attach-calls" | tail -n1)
   copy_disk=$(disk_by_serial "$copy_serial" || true)
-  [ -n "$copy_disk" ] && blkid -o export "${copy_disk}p1" >"$out/copy-blkid" 2>&1 || true
+  if [ -n "$copy_disk" ]; then
+    blkid -o export "${copy_disk}p1" >"$out/copy-blkid" 2>&1 || true
+  fi
   ls -l /dev/disk/by-label/ >"$out/by-label" 2>&1 || true
   ls -A "$RECORDS" >"$out/records" 2>&1 || true
   cat "$RECORDS"/*.json >"$out/record.json" 2>/dev/null || true
   # A killed run: lightsnap and its hook, at once.
   kill -9 "$pid" 2>/dev/null || true
-  [ -s "$out/hook-pid" ] && kill -9 "$(cat "$out/hook-pid")" 2>/dev/null || true
+  if [ -s "$out/hook-pid" ]; then
+    kill -9 "$(cat "$out/hook-pid")" 2>/dev/null || true
+  fi
   wait "$pid" 2>/dev/null
   echo $? >"$out/verify.code"
   admin /__admin/disks >"$out/fake-disks.json"
