@@ -109,8 +109,10 @@ EOF
   if [ -s "$out/hook-pid" ]; then
     kill -9 "$(cat "$out/hook-pid")" 2>/dev/null || true
   fi
+  set +e
   wait "$pid" 2>/dev/null
   echo $? >"$out/verify.code"
+  set -e
   admin /__admin/disks >"$out/fake-disks.json"
   admin /__admin/calls >"$out/calls.json"
   cp /run/lab/fake.err "$out/fake.err"
