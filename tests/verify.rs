@@ -491,6 +491,65 @@ fn a_system_copy_is_recorded_while_attached_and_cleared_when_detached() {
     assert!(loops_under(s.scratch.path()).is_empty());
 }
 
+/// `thaw --recover --boot` (the boot step's command, as its unit runs it): nothing recorded,
+/// nothing to do; a recorded copy whose disk is not here has its record cleared with a note;
+/// a record that names no serial is kept and said (exit 1: the unit shows failed).
+#[test]
+fn the_boot_step_clears_the_record_of_a_copy_that_is_not_here() {
+    let test = "the_boot_step_clears_the_record_of_a_copy_that_is_not_here";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let fake = fake(&scratch, seed(&[], None));
+    let records = scratch.path().join("system-copies");
+    let boot = || {
+        let mut cmd = lightsnap(&scratch, &fake);
+        cmd.env("LIGHTSNAP_SYSTEM_COPY_WAIT_MS", "200").args([
+            "thaw",
+            "--recover",
+            "--boot",
+            "--output",
+            "json",
+        ]);
+        finish(&mut cmd)
+    };
+    let r = boot();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(json_doc(&r)["system_copies"], serde_json::json!([]));
+
+    std::fs::create_dir_all(&records).unwrap();
+    let record = |disk: &str, serial: Option<&str>| {
+        serde_json::json!({
+            "disk": disk, "snapshot": "sys1", "by": "verify", "path": "/dev/xvdf",
+            "volume_id": serial.map(|s| s.replacen("vol", "vol-", 1)), "serial": serial,
+            "system_serial": "vol0000000000000000a", "time_utc": "2026-12-07T10:00:00Z",
+        })
+    };
+    std::fs::write(
+        records.join("gone-verify.json"),
+        record("gone-verify", Some("vol0dead0dead0dead0de")).to_string(),
+    )
+    .unwrap();
+    let r = boot();
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(doc["system_copies"][0]["action"], "absent", "{doc}");
+    assert_eq!(doc["system_copies"][0]["disk"], "gone-verify", "{doc}");
+    assert!(r.stderr.contains("its record is cleared"), "{r:?}");
+    assert!(!records.join("gone-verify.json").exists());
+
+    std::fs::write(
+        records.join("blind-verify.json"),
+        record("blind-verify", None).to_string(),
+    )
+    .unwrap();
+    let r = boot();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(json_doc(&r)["system_copies"][0]["action"], "kept", "{r:?}");
+    assert!(records.join("blind-verify.json").exists());
+}
+
 /// A disk that is not a scratch disk of this instance is never touched: another instance's
 /// scratch disk, and an operator's disk that happens to carry the scratch tag alone.
 #[test]

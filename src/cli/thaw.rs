@@ -228,7 +228,7 @@ fn boot(output: Output) -> Result<ExitCode> {
     };
     let actions: Vec<BootAction> = records
         .iter()
-        .map(|r| bootcopy::at_boot(&host, &dir, r, bootcopy::DEVICE_WAIT))
+        .map(|r| bootcopy::at_boot(&host, &dir, r, bootcopy::device_wait()))
         .collect();
     match output {
         Output::Json => super::print_json(serde_json::json!({ "system_copies": actions }))?,

@@ -59,6 +59,17 @@ pub fn record_dir() -> PathBuf {
 /// probed asynchronously; a hot-plugged one may come after the root disk).
 pub const DEVICE_WAIT: Duration = Duration::from_secs(20);
 
+/// The test-only variable that shortens [`DEVICE_WAIT`] (milliseconds).
+pub const DEVICE_WAIT_ENV: &str = "LIGHTSNAP_SYSTEM_COPY_WAIT_MS";
+
+/// The wait in use.
+pub fn device_wait() -> Duration {
+    crate::test_switch!(DEVICE_WAIT_ENV)
+        .and_then(|v| v.to_str().and_then(|v| v.parse().ok()))
+        .map(Duration::from_millis)
+        .unwrap_or(DEVICE_WAIT)
+}
+
 /// One copy of the system disk attached here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -389,6 +400,13 @@ pub fn at_boot(host: &BootHost, dir: &Path, record: &Record, wait: Duration) -> 
         return BootAction::Kept { disk, why };
     }
     for f in &through {
+        // Under LIGHTSNAP_CONFINE_TO (the tests) nothing outside it is removed: a test's
+        // record must never take a device of the machine running it.
+        if let Err(e) = crate::kernel::guard::check(f) {
+            let why = e.to_string();
+            tracing::error!(priority = 2, "{why}");
+            return BootAction::Kept { disk, why };
+        }
         if let Err(e) = std::fs::write(f, "1") {
             let why = format!("writing 1 to {}: {e}", f.display());
             tracing::error!(
