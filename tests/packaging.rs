@@ -305,6 +305,7 @@ fn check_installed(root: &Root, unit_dir: &str) {
         "LIGHTSNAP_DEV_DIR",
         "LIGHTSNAP_VERIFY_POLL_MS",
         "LIGHTSNAP_JOURNAL_SOCKET",
+        "LIGHTSNAP_SYSTEM_COPY_",
         "LIGHTSNAP_TEST_",
     ] {
         assert!(!has(switch), "the packaged binary reads {switch}");
