@@ -516,7 +516,10 @@ fn the_boot_step_clears_the_record_of_a_copy_that_is_not_here() {
     };
     let r = boot();
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(json_doc(&r)["system_copies"], serde_json::json!([]));
+    assert_eq!(
+        json_doc_of("thaw-boot", &r)["system_copies"],
+        serde_json::json!([])
+    );
 
     std::fs::create_dir_all(&records).unwrap();
     let record = |disk: &str, serial: Option<&str>| {
@@ -533,7 +536,7 @@ fn the_boot_step_clears_the_record_of_a_copy_that_is_not_here() {
     .unwrap();
     let r = boot();
     assert_eq!(r.code, 0, "{r:?}");
-    let doc = json_doc(&r);
+    let doc = json_doc_of("thaw-boot", &r);
     assert_eq!(doc["system_copies"][0]["action"], "absent", "{doc}");
     assert_eq!(doc["system_copies"][0]["disk"], "gone-verify", "{doc}");
     assert!(r.stderr.contains("its record is cleared"), "{r:?}");
@@ -546,7 +549,11 @@ fn the_boot_step_clears_the_record_of_a_copy_that_is_not_here() {
     .unwrap();
     let r = boot();
     assert_eq!(r.code, 1, "{r:?}");
-    assert_eq!(json_doc(&r)["system_copies"][0]["action"], "kept", "{r:?}");
+    assert_eq!(
+        json_doc_of("thaw-boot", &r)["system_copies"][0]["action"],
+        "kept",
+        "{r:?}"
+    );
     assert!(records.join("blind-verify.json").exists());
 }
 

@@ -210,6 +210,13 @@ fn still_mounted(mount: &mountinfo::Mount) -> Result<bool> {
     Ok(unmount::current(&mount.mount_point)?.is_some_and(|m| m.dev == mount.dev))
 }
 
+/// The document of `thaw --recover --boot`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct BootDoc {
+    /// What was done for each recorded copy of the system disk (empty: none recorded).
+    system_copies: Vec<crate::restore::bootcopy::BootAction>,
+}
+
 /// `thaw --recover --boot`: the boot step of [`crate::restore::bootcopy`] on every record.
 /// Exit 0 when there was nothing to do or every copy was removed (or was gone); 1 when a copy
 /// is `/` or could not be removed (the unit then shows as failed).
@@ -231,7 +238,9 @@ fn boot(output: Output) -> Result<ExitCode> {
         .map(|r| bootcopy::at_boot(&host, &dir, r, bootcopy::device_wait()))
         .collect();
     match output {
-        Output::Json => super::print_json(serde_json::json!({ "system_copies": actions }))?,
+        Output::Json => super::print_json(BootDoc {
+            system_copies: actions.clone(),
+        })?,
         Output::Human if actions.is_empty() => println!(
             "no copy of the system disk recorded as attached ({})",
             dir.display()

@@ -207,7 +207,7 @@ fn serials_under(root: &SysfsRoot, dev: (u32, u32)) -> Vec<String> {
 }
 
 /// What the boot step did for one record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum BootAction {
     /// The copy's device was removed from the kernel (these sysfs files written); the record
