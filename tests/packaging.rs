@@ -236,7 +236,12 @@ const UNITS: &[&str] = &[
     "lightsnap-snapshot.service",
     "lightsnap-snapshot.timer",
     "lightsnap-recover.service",
+    "lightsnap-system-copy.service",
 ];
+
+/// The drop-in that pulls lightsnap-system-copy.service into every boot (static: active once
+/// installed, nothing enabled), installed under the unit directory.
+const DROP_IN: &str = "local-fs.target.d/lightsnap-system-copy.conf";
 
 /// Fails on a maintainer script or scriptlet that enables or starts anything.
 fn assert_enables_and_starts_nothing(scripts: &str) {
@@ -277,6 +282,10 @@ fn check_installed(root: &Root, unit_dir: &str) {
             &format!("packaging/systemd/{unit}"),
         );
     }
+    same(
+        &format!("{unit_dir}/{DROP_IN}"),
+        &format!("packaging/systemd-dropins/{DROP_IN}"),
+    );
     let mode = |p: &str| {
         let m = std::fs::metadata(root.at(p)).unwrap();
         assert_eq!(m.uid(), 0, "{p} is root's");
@@ -296,6 +305,7 @@ fn check_installed(root: &Root, unit_dir: &str) {
         "LIGHTSNAP_DEV_DIR",
         "LIGHTSNAP_VERIFY_POLL_MS",
         "LIGHTSNAP_JOURNAL_SOCKET",
+        "LIGHTSNAP_SYSTEM_COPY_",
         "LIGHTSNAP_TEST_",
     ] {
         assert!(!has(switch), "the packaged binary reads {switch}");
@@ -614,6 +624,7 @@ fn check_deb(deb: &Path, old_deb: &Path) {
         .map(String::from),
     );
     expected.extend(UNITS.iter().map(|u| format!("usr/lib/systemd/system/{u}")));
+    expected.push(format!("usr/lib/systemd/system/{DROP_IN}"));
     let added = root.added_since(&before);
     let files: BTreeSet<String> = added
         .iter()
@@ -819,6 +830,7 @@ fn check_rpm(rpm: &Path, old_rpm: &Path) {
         .map(String::from),
     );
     expected.extend(UNITS.iter().map(|u| format!("usr/lib/systemd/system/{u}")));
+    expected.push(format!("usr/lib/systemd/system/{DROP_IN}"));
     let listed: BTreeSet<String> = query(&["-l"])
         .lines()
         .map(|l| l.trim_start_matches('/').to_string())
@@ -1305,6 +1317,69 @@ fn the_units_are_sandboxed_as_far_as_freezing_allows() {
         );
     }
 }
+
+/// The boot step's unit (lightsnap-system-copy.service) runs with no network and the file
+/// system read-only but its record directory; /sys stays writable (the removal writes
+/// there), and nothing in it orders it after a mount it runs before (PrivateTmp= would,
+/// through /var/tmp).
+#[test]
+fn the_boot_step_is_sandboxed_and_runs_before_local_filesystems() {
+    let test = "the_boot_step_is_sandboxed_and_runs_before_local_filesystems";
+    let unit = "lightsnap-system-copy.service";
+    let unit_text = std::fs::read_to_string(repo().join("packaging/systemd").join(unit)).unwrap();
+    let has = |line: &str| unit_text.lines().any(|l| l == line);
+    for line in [
+        "DefaultDependencies=no",
+        "Before=local-fs-pre.target shutdown.target",
+        "PrivateNetwork=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=-/etc/lightsnap/system-copies",
+        "ConditionDirectoryNotEmpty=/etc/lightsnap/system-copies",
+        "ExecStart=/usr/bin/lightsnap thaw --recover --boot",
+    ] {
+        assert!(has(line), "{unit} lacks {line}");
+    }
+    for option in [
+        "ProtectKernelTunables=",
+        "PrivateTmp=",
+        "ProtectHome=",
+        "[Install]",
+    ] {
+        assert!(
+            !unit_text.lines().any(|l| l.starts_with(option)),
+            "{unit} sets {option}"
+        );
+    }
+    // The directory is lightsnap's own (bootcopy::RECORD_DIR).
+    assert_eq!(
+        lightsnap::restore::bootcopy::RECORD_DIR,
+        "/etc/lightsnap/system-copies"
+    );
+    let drop_in =
+        std::fs::read_to_string(repo().join("packaging/systemd-dropins").join(DROP_IN)).unwrap();
+    assert!(drop_in.lines().any(|l| l == format!("Wants={unit}")));
+    if !tool_or_skip(test, "systemd-analyze") {
+        return;
+    }
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(repo().join("packaging/systemd").join(unit))
+        .env("SYSTEMD_COLORS", "0"));
+    let report = text(&out.stdout);
+    let score: f64 = report
+        .lines()
+        .find_map(|l| l.split("exposure level for ").nth(1))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level for {unit}:\n{report}"));
+    assert!(
+        score <= BOOT_STEP_EXPOSURE,
+        "{unit}: exposure {score}:\n{report}"
+    );
+}
+
+/// The boot step's exposure as `systemd-analyze security` scored it when it was written.
+const BOOT_STEP_EXPOSURE: f64 = 2.7;
 
 /// The part of lightsnap-snapshot.service's sandboxing that can be applied without systemd
 /// (which these build machines do not run as init): its `NoNewPrivileges=` and its trimmed

@@ -20,12 +20,22 @@ struct Restore {
 
 impl Restore {
     fn new(test: &str, kind: FsKind, regions: &[&str]) -> Option<Self> {
+        Self::with(test, kind, regions, false)
+    }
+
+    /// With `system`, the loop filesystem is the instance's system volume (`web-1-system`):
+    /// its snapshots restore to copies of the system disk.
+    fn with(test: &str, kind: FsKind, regions: &[&str], system: bool) -> Option<Self> {
         if !root_or_skip(test) || !tool_or_skip(test, kind.mkfs_tool()) {
             return None;
         }
         let scratch = Scratch::new();
         let fs = LoopFs::create(&scratch, "data", kind);
-        let mut seed = seed(&[("data-1", &fs.device)], None);
+        let mut seed = if system {
+            seed(&[], Some(&fs.device))
+        } else {
+            seed(&[("data-1", &fs.device)], None)
+        };
         seed.regions = regions.iter().map(|r| r.to_string()).collect();
         let dir = scratch.path().join("snapshots");
         std::fs::create_dir_all(&dir).unwrap();
@@ -394,6 +404,157 @@ fn a_killed_run_leaves_a_scratch_disk_the_next_one_removes() {
     );
     assert_eq!(s.disk_names(), ["data-1"]);
     assert!(loops_under(s.scratch.path()).is_empty());
+}
+
+/// A copy of the system disk is recorded for the boot step (`restore::bootcopy`) before
+/// AttachDisk, the record is there while it is attached (the hook sees it) and gone once it
+/// is detached; a run SIGKILLed while it is attached leaves the record, and the next
+/// verify's leftover clean-up detaches and deletes the copy and clears it.
+#[test]
+fn a_system_copy_is_recorded_while_attached_and_cleared_when_detached() {
+    let Some(s) = Restore::with(
+        "a_system_copy_is_recorded_while_attached_and_cleared_when_detached",
+        FsKind::Ext4,
+        &[],
+        true,
+    ) else {
+        return;
+    };
+    s.snapshot("sys1");
+    let records = s.scratch.path().join("system-copies");
+    let seen = s.scratch.path().join("records-seen");
+    let pid_file = s.scratch.path().join("hook.pid");
+    s.verify_hook(&format!(
+        "ls {r} > {seen}\nif [ -e {p}.kill ] && [ ! -e {p}.done ]; then echo $$ > {p}; touch {p}.done; exec sleep 600; fi",
+        r = records.display(),
+        seen = seen.display(),
+        p = pid_file.display()
+    ));
+    let r = s.run(&["verify", "sys1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    let copy = doc["scratch_disk"].as_str().unwrap().to_string();
+    assert_eq!(doc["disk"], "web-1-system", "{doc}");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap().trim(),
+        format!("{copy}.json"),
+        "the hook saw the record"
+    );
+    assert!(r.stderr.contains("is a copy of the system disk"), "{r:?}");
+    let left: Vec<_> = std::fs::read_dir(&records).unwrap().collect();
+    assert!(left.is_empty(), "the record is cleared: {left:?}");
+
+    // Killed while the copy is attached: the record stays, naming it.
+    std::fs::write(format!("{}.kill", pid_file.display()), "").unwrap();
+    let child = spawn(&mut s.lightsnap(&["verify", "sys1"]));
+    wait_until("the verify hook runs", Duration::from_secs(60), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    kill(child.id(), nix::sys::signal::Signal::SIGKILL);
+    let hook_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill(hook_pid, nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(wait_result(child).code, -1);
+    let names: Vec<String> = std::fs::read_dir(&records)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(records.join(&names[0])).unwrap()).unwrap();
+    let killed_copy = record["disk"].as_str().unwrap().to_string();
+    assert_eq!(names[0], format!("{killed_copy}.json"));
+    assert_eq!(record["by"], "verify");
+    assert_eq!(record["snapshot"], "sys1");
+    assert!(
+        record["serial"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("vol")),
+        "{record}"
+    );
+    assert!(s.disk_names().contains(&killed_copy));
+
+    // The next verify removes the leftover first and clears its record.
+    let r = s.run(&["verify", "sys1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc(&r);
+    assert_eq!(
+        doc["leftovers_removed"],
+        serde_json::json!([killed_copy]),
+        "{doc}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&records).unwrap().collect();
+    assert!(left.is_empty(), "the record is cleared: {left:?}");
+    assert!(loops_under(s.scratch.path()).is_empty());
+}
+
+/// `thaw --recover --boot` (the boot step's command, as its unit runs it): nothing recorded,
+/// nothing to do; a recorded copy whose disk is not here has its record cleared with a note;
+/// a record that names no serial is kept and said (exit 1: the unit shows failed).
+#[test]
+fn the_boot_step_clears_the_record_of_a_copy_that_is_not_here() {
+    let test = "the_boot_step_clears_the_record_of_a_copy_that_is_not_here";
+    if !root_or_skip(test) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let fake = fake(&scratch, seed(&[], None));
+    let records = scratch.path().join("system-copies");
+    let boot = || {
+        let mut cmd = lightsnap(&scratch, &fake);
+        cmd.env("LIGHTSNAP_SYSTEM_COPY_WAIT_MS", "200").args([
+            "thaw",
+            "--recover",
+            "--boot",
+            "--output",
+            "json",
+        ]);
+        finish(&mut cmd)
+    };
+    let r = boot();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        json_doc_of("thaw-boot", &r)["system_copies"],
+        serde_json::json!([])
+    );
+
+    std::fs::create_dir_all(&records).unwrap();
+    let record = |disk: &str, serial: Option<&str>| {
+        serde_json::json!({
+            "disk": disk, "snapshot": "sys1", "by": "verify", "path": "/dev/xvdf",
+            "volume_id": serial.map(|s| s.replacen("vol", "vol-", 1)), "serial": serial,
+            "system_serial": "vol0000000000000000a", "time_utc": "2026-12-07T10:00:00Z",
+        })
+    };
+    std::fs::write(
+        records.join("gone-verify.json"),
+        record("gone-verify", Some("vol0dead0dead0dead0de")).to_string(),
+    )
+    .unwrap();
+    let r = boot();
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = json_doc_of("thaw-boot", &r);
+    assert_eq!(doc["system_copies"][0]["action"], "absent", "{doc}");
+    assert_eq!(doc["system_copies"][0]["disk"], "gone-verify", "{doc}");
+    assert!(r.stderr.contains("its record is cleared"), "{r:?}");
+    assert!(!records.join("gone-verify.json").exists());
+
+    std::fs::write(
+        records.join("blind-verify.json"),
+        record("blind-verify", None).to_string(),
+    )
+    .unwrap();
+    let r = boot();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        json_doc_of("thaw-boot", &r)["system_copies"][0]["action"],
+        "kept",
+        "{r:?}"
+    );
+    assert!(records.join("blind-verify.json").exists());
 }
 
 /// A disk that is not a scratch disk of this instance is never touched: another instance's

@@ -122,6 +122,12 @@ pub(crate) const DOCUMENTS: &[Document] = &[
         generate: of::<super::thaw::ThawReport>,
     },
     Document {
+        name: "thaw-boot",
+        title: "lightsnap thaw --recover --boot --output json",
+        fails_inside: false,
+        generate: of::<super::thaw::BootDoc>,
+    },
+    Document {
         name: "list",
         title: "lightsnap list --output json",
         fails_inside: false,

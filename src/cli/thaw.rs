@@ -23,6 +23,14 @@ pub struct Thaw {
     /// the run did not unmount.
     #[arg(long)]
     pub recover: bool,
+    /// With --recover: only its boot-time part, which lightsnap-system-copy.service runs
+    /// before local filesystems are mounted. A copy of the system disk that an interrupted
+    /// `verify` or `restore` left attached (recorded in /etc/lightsnap/system-copies/)
+    /// carries the root filesystem's UUID and LABEL: it is removed from the kernel (its NVMe
+    /// controller's PCI function), unless it holds the running /, so that nothing mounts it.
+    /// No network: the next `verify` or `run` detaches and deletes it through the API.
+    #[arg(long, requires = "recover")]
+    pub boot: bool,
 }
 
 /// What a thaw did, as `--output json` prints it: mount points, each in one list.
@@ -65,6 +73,9 @@ impl Thaw {
     /// Runs it.
     pub fn run(self, globals: &Globals) -> Result<ExitCode> {
         runstate::require_root()?;
+        if self.boot {
+            return boot(globals.output);
+        }
         let mut report = ThawReport::default();
         let result = match self.path {
             Some(path) => thaw_path(&path, globals.output, &mut report),
@@ -197,4 +208,52 @@ fn recover(run_dir: &Path, output: Output, report: &mut ThawReport) -> Result<Ex
 /// Whether `mount`'s filesystem is still mounted at its mount point (the same device).
 fn still_mounted(mount: &mountinfo::Mount) -> Result<bool> {
     Ok(unmount::current(&mount.mount_point)?.is_some_and(|m| m.dev == mount.dev))
+}
+
+/// The document of `thaw --recover --boot`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct BootDoc {
+    /// What was done for each recorded copy of the system disk (empty: none recorded).
+    system_copies: Vec<crate::restore::bootcopy::BootAction>,
+}
+
+/// `thaw --recover --boot`: the boot step of [`crate::restore::bootcopy`] on every record.
+/// Exit 0 when there was nothing to do or every copy was removed (or was gone); 1 when a copy
+/// is `/` or could not be removed (the unit then shows as failed).
+fn boot(output: Output) -> Result<ExitCode> {
+    use crate::kernel::blockdev::SysfsRoot;
+    use crate::restore::bootcopy::{self, BootAction, BootHost};
+    let dir = bootcopy::record_dir();
+    let records = bootcopy::read_all(&dir);
+    let sysfs = SysfsRoot::default();
+    let in_use =
+        |name: &str| crate::restore::host::in_use(&sysfs, name, &Path::new("/dev").join(name));
+    let host = BootHost {
+        sysfs: &sysfs,
+        root_serials: bootcopy::root_serials(&sysfs),
+        in_use: &in_use,
+    };
+    let actions: Vec<BootAction> = records
+        .iter()
+        .map(|r| bootcopy::at_boot(&host, &dir, r, bootcopy::device_wait()))
+        .collect();
+    match output {
+        Output::Json => super::print_json(BootDoc {
+            system_copies: actions.clone(),
+        })?,
+        Output::Human if actions.is_empty() => println!(
+            "no copy of the system disk recorded as attached ({})",
+            dir.display()
+        ),
+        // Each action was said in the log, at crit (the journal, under the unit).
+        Output::Human => {}
+    }
+    let ok = actions
+        .iter()
+        .all(|a| matches!(a, BootAction::Removed { .. } | BootAction::Absent { .. }));
+    Ok(if ok {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }

@@ -39,7 +39,8 @@ impl SysfsRoot {
         self.0 == Path::new("/")
     }
 
-    fn path(&self, abs: &str) -> PathBuf {
+    /// The path of absolute path `abs` under this root.
+    pub fn path(&self, abs: &str) -> PathBuf {
         self.0.join(abs.trim_start_matches('/'))
     }
 

@@ -178,6 +178,13 @@ pub trait Host {
     fn mounts_below(&self, dir: &Path) -> Vec<PathBuf>;
     /// Runs the `verify` phase of the hooks.
     async fn hooks(&self, env: &HookEnv) -> Result<()>;
+    /// Records, where the boot step finds it after a reboot, that a copy of the system disk
+    /// is about to be attached ([`super::bootcopy`]); an error stops the attach.
+    fn system_copy_attaching(&self, record: &super::bootcopy::Record) -> Result<()>;
+    /// A copy of the system disk (or any disk: a disk without a record is nothing) is
+    /// detached or gone: its record goes. A failure is a warning (the boot step clears a
+    /// record whose disk is not there).
+    fn system_copy_detached(&self, disk: &str);
     /// Said at priority crit while a copy of the system disk is attached (see
     /// [`crate::restore`]).
     fn system_copy_attached(&self, name: &str, device: &Path) {
@@ -210,6 +217,20 @@ const DEVICE_POLL: Duration = Duration::from_millis(200);
 pub const OUTPUT_KEPT: usize = 16 * 1024;
 
 impl Host for Machine {
+    fn system_copy_attaching(&self, record: &super::bootcopy::Record) -> Result<()> {
+        super::bootcopy::write(&super::bootcopy::record_dir(), record)
+    }
+
+    fn system_copy_detached(&self, disk: &str) {
+        match super::bootcopy::clear(&super::bootcopy::record_dir(), disk) {
+            Ok(true) => tracing::info!(
+                "copy of the system disk {disk} detached: its boot-time record is cleared"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+    }
+
     fn device_now(&self, disk: &DiskState, path: &str) -> Result<Option<PathBuf>> {
         let Some(base) = Path::new(path).file_name() else {
             return Ok(None);

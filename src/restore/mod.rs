@@ -18,6 +18,7 @@
 //! [`fs`]; LVM on the restored disk (imported as a renamed clone, put away as a step) in
 //! [`lvm`]; copies to another region in [`copy`].
 
+pub mod bootcopy;
 pub mod copy;
 pub mod fs;
 pub mod host;
@@ -272,7 +273,15 @@ pub async fn verify<A: Lightsail, H: Host, S: Stop>(
     };
     let worked = unless_stopped(stop, STOPPED_VERIFYING, bounded).await;
     // Undo, in reverse, whatever ended the work; never cut short by a stop request.
-    let left_behind = undo(api, host, me, steps.take(), settings).await;
+    let left_behind = undo(
+        api,
+        host,
+        me,
+        steps.take(),
+        settings,
+        is_system_copy(snapshot),
+    )
+    .await;
     let f = findings.take();
     let (result, error) = match worked {
         Err(e) if e.downcast_ref::<scratch::RestoreFailed>().is_some() => {
@@ -422,7 +431,7 @@ async fn rehearse<A: Lightsail, H: Host>(
         // Refused (a name in use among them): nothing was made, nothing is undone.
         Err(e) => return Err(e).with_context(context),
     }
-    scratch::wait_for(api, name, settings.poll, "available", |d| {
+    let available = scratch::wait_for(api, name, settings.poll, "available", |d| {
         d.state == "available"
     })
     .await?;
@@ -432,6 +441,13 @@ async fn rehearse<A: Lightsail, H: Host>(
         None => std::path::Path::new(p).exists(),
     };
     let path = scratch::free_path(me, exists)?;
+    if is_system_copy(snapshot) {
+        // Before AttachDisk: a boot while it is attached must find the record
+        // (bootcopy: the boot step removes the copy from the kernel before local-fs).
+        let record =
+            bootcopy::Record::new(name, &snapshot.name, "verify", path, available.volume_id());
+        host.system_copy_attaching(&record)?;
+    }
     steps.borrow_mut().push(Step::Attached(name.to_string()));
     api.attach_disk(name, &me.instance, path)
         .await
@@ -581,13 +597,15 @@ pub fn is_system_copy(snapshot: &SnapshotInfo) -> bool {
         .is_some_and(|f| f.ends_with("-system"))
 }
 
-/// Undoes `steps` in reverse; what could not be undone, in plain words.
+/// Undoes `steps` in reverse; what could not be undone, in plain words. A copy of the system
+/// disk (`system_copy`) has its boot-time record cleared once it is detached.
 async fn undo<A: Lightsail, H: Host>(
     api: &A,
     host: &H,
     me: &Me,
     steps: Vec<Step>,
     settings: &Settings,
+    system_copy: bool,
 ) -> Vec<String> {
     let mut left = Vec::new();
     let all = async {
@@ -596,7 +614,13 @@ async fn undo<A: Lightsail, H: Host>(
                 Step::Mounted(at) => host.unmount(at),
                 Step::Device(dev) => host.release(dev),
                 Step::Lvm(pvs, clone) => host.put_away_lvm(pvs, clone).await,
-                Step::Attached(name) => scratch::detach(api, me, name, settings.poll).await,
+                Step::Attached(name) => {
+                    let detached = scratch::detach(api, me, name, settings.poll).await;
+                    if detached.is_ok() && system_copy {
+                        host.system_copy_detached(name);
+                    }
+                    detached
+                }
                 Step::Created(name) => scratch::remove(api, me, name, settings.poll).await,
             };
             if let Err(e) = done {

@@ -161,24 +161,6 @@ pub fn prepare_dir(dir: &Path) -> Result<bool> {
     }
 }
 
-/// Makes a disk from `snapshot` named `name` in this instance's zone, attaches it at `path`
-/// (a free one when `None`), and finds its device; each step recorded in `steps` once taken.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn make_and_attach<A: Lightsail, H: Host>(
-    api: &A,
-    host: &H,
-    me: &Me,
-    snapshot: &SnapshotInfo,
-    name: &str,
-    path: Option<&str>,
-    size_gb: i32,
-    settings: &Settings,
-    steps: &RefCell<Vec<Step>>,
-) -> Result<(String, PathBuf)> {
-    make(api, me, snapshot, name, size_gb, settings, steps).await?;
-    attach(api, host, me, name, path, settings, steps).await
-}
-
 /// CreateDiskFromSnapshot, waited for until the disk is available.
 pub(super) async fn make<A: Lightsail>(
     api: &A,
@@ -283,8 +265,20 @@ pub async fn mount<A: Lightsail, H: Host, S: Stop>(
         elapsed_s: 0.0,
     });
     let work = async {
-        let (path, device) =
-            make_and_attach(api, host, me, snapshot, &name, None, 0, settings, &steps).await?;
+        make(api, me, snapshot, &name, 0, settings, &steps).await?;
+        if super::is_system_copy(snapshot) {
+            // Before AttachDisk: a boot while it is attached must find the record (bootcopy).
+            let volume = api.disk_state(&name).await.ok().flatten();
+            let record = super::bootcopy::Record::new(
+                &name,
+                &snapshot.name,
+                "restore",
+                "(a free path)",
+                volume.as_ref().and_then(|d| d.volume_id()),
+            );
+            host.system_copy_attaching(&record)?;
+        }
+        let (path, device) = attach(api, host, me, &name, None, settings, &steps).await?;
         {
             let mut r = report.borrow_mut();
             r.attached_at = Some(path);
@@ -478,11 +472,18 @@ pub(super) async fn undo<A: Lightsail, H: Host>(
                 }
                 Step::Device(dev) => host.release(dev),
                 Step::Lvm(pvs, clone) => host.put_away_lvm(pvs, clone).await,
-                Step::Attached(name) => match read_ours(api, me, name).await {
-                    Ok(Some(d)) => detach_checked(api, me, &d, settings.poll).await,
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
-                },
+                Step::Attached(name) => {
+                    let detached = match read_ours(api, me, name).await {
+                        Ok(Some(d)) => detach_checked(api, me, &d, settings.poll).await,
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    if detached.is_ok() {
+                        // A copy of the system disk's boot-time record, if it was one.
+                        host.system_copy_detached(name);
+                    }
+                    detached
+                }
                 Step::Created(name) => remove(api, me, name, settings.poll).await,
             };
             if let Err(e) = done {
@@ -637,7 +638,10 @@ pub async fn release<A: Lightsail, H: Host>(
             disk.name,
             me.owner().region
         ),
-        Ok(done) => done?,
+        Ok(done) => {
+            done?;
+            host.system_copy_detached(&disk.name);
+        }
         Err(_) => fail!(
             ExitCode::Failure,
             "restored disk {} was unmounted, but it was not detached and deleted within --timeout {}; once it is detached, delete it (aws lightsail delete-disk --disk-name {}); lightsnap status --refresh lists it meanwhile",

@@ -314,7 +314,12 @@ pub async fn remove_leftovers<A: Lightsail, H: Host>(
             d.name
         );
         match remove(api, me, &d.name, poll).await {
-            Ok(()) => out.removed.push(d.name),
+            Ok(()) => {
+                // A copy of the system disk a killed run left (the boot step may have
+                // removed it from the kernel already): detached and deleted, its record goes.
+                host.system_copy_detached(&d.name);
+                out.removed.push(d.name)
+            }
             Err(e) => {
                 let said = format!("scratch disk {}: {e:#}; the next run tries again", d.name);
                 tracing::warn!("{said}");

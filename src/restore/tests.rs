@@ -194,6 +194,19 @@ impl Host for Scripted<'_> {
             .collect()
     }
 
+    fn system_copy_attaching(&self, record: &super::bootcopy::Record) -> anyhow::Result<()> {
+        self.note(format!(
+            "record system copy {} {}",
+            record.disk,
+            record.serial.as_deref().unwrap_or("-")
+        ));
+        Ok(())
+    }
+
+    fn system_copy_detached(&self, disk: &str) {
+        self.note(format!("clear system copy {disk}"));
+    }
+
     fn system_copy_attached(&self, name: &str, device: &Path) {
         self.note(format!("system copy {name} {}", device.display()));
     }
@@ -863,6 +876,16 @@ fn a_system_disk_copy_is_said_while_attached_and_removed() {
         .position(|l| l == "DeleteDisk s1-verify")
         .unwrap();
     assert!(said < deleted);
+    // Recorded for the boot step before AttachDisk, the record cleared once it is detached
+    // (bootcopy).
+    let at = |line: &str| {
+        log.iter()
+            .position(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("{line} in {log:#?}"))
+    };
+    assert!(at("record system copy s1-verify") < at("AttachDisk s1-verify"));
+    assert!(at("DetachDisk s1-verify") < at("clear system copy s1-verify"));
+    assert!(at("clear system copy s1-verify") < deleted);
     assert!(fake.disks.lock().unwrap().is_empty());
 }
 
@@ -1106,4 +1129,38 @@ fn a_lone_pv_that_cannot_be_imported_is_said_once() {
     assert_eq!(v.result, Outcome::Unchecked, "{v:?}");
     assert_eq!(v.unchecked.len(), 1, "{v:?}");
     assert!(v.unchecked[0].contains("spanvg"), "{v:?}");
+}
+
+/// A data disk's rehearsal writes no boot-time record, and clears none.
+#[test]
+fn a_data_disk_copy_is_not_recorded() {
+    let fake = FakeLightsail::default();
+    let host = Scripted::new(&fake);
+    run(&fake, &host, &mut Never);
+    let log = steps(&fake);
+    assert!(!log.iter().any(|l| l.contains("system copy")), "{log:#?}");
+}
+
+/// A killed run's leftover, detached and deleted by the next run, has its boot-time record
+/// (if it was a copy of the system disk) cleared.
+#[test]
+fn a_removed_leftover_clears_its_record() {
+    let fake = FakeLightsail::default();
+    let ours = [(SCRATCH_TAG, "true"), (SCRATCH_INSTANCE_TAG, "web-1")];
+    fake.disks
+        .lock()
+        .unwrap()
+        .push(disk("old-verify", &ours, Some("web-1")));
+    let host = Scripted::new(&fake);
+    run(&fake, &host, &mut Never);
+    let log = steps(&fake);
+    let deleted = log
+        .iter()
+        .position(|l| l == "DeleteDisk old-verify")
+        .unwrap();
+    let cleared = log
+        .iter()
+        .position(|l| l == "clear system copy old-verify")
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert!(deleted < cleared, "{log:#?}");
 }

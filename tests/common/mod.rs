@@ -378,6 +378,11 @@ pub fn lightsnap(scratch: &Scratch, fake: &Fake) -> Command {
         .env("LIGHTSNAP_RUN_DIR", scratch.path().join("run"))
         // The state files of the runs (never the machine's /var/lib/lightsnap).
         .env("LIGHTSNAP_STATE_DIR", scratch.path().join("state"))
+        // Records of attached copies of a system disk (never the machine's /etc).
+        .env(
+            "LIGHTSNAP_SYSTEM_COPY_DIR",
+            scratch.path().join("system-copies"),
+        )
         .env("AWS_ENDPOINT_URL_LIGHTSAIL", fake.endpoint())
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.imds_endpoint())
         .env("AWS_REGION", "us-east-1")
