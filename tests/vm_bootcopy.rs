@@ -40,41 +40,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
-use common::vm::{deb, lab_dir, lab_or_skip, repo, ROOT_SERIAL};
+use common::vm::{boot_ok, deb, lab_dir, lab_or_skip, repo, scratch_dir, Out, ROOT_SERIAL};
 use serde_json::Value;
-
-/// What one boot wrote under /out/bootcopy/boot<N>.
-struct Out(PathBuf);
-
-impl Out {
-    fn text(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.0.join(rel))
-            .unwrap_or_else(|e| panic!("reading {}/{rel} of the guest: {e}", self.0.display()))
-    }
-
-    fn trimmed(&self, rel: &str) -> String {
-        self.text(rel).trim().to_string()
-    }
-
-    fn json(&self, rel: &str) -> Value {
-        serde_json::from_str(&self.text(rel))
-            .unwrap_or_else(|e| panic!("{rel} is not JSON: {e}\n{}", self.text(rel)))
-    }
-
-    fn lines(&self, rel: &str) -> Vec<String> {
-        self.text(rel).lines().map(String::from).collect()
-    }
-
-    /// `KEY=VALUE` lines (`blkid -o export`, `systemctl show`).
-    fn value(&self, rel: &str, key: &str) -> String {
-        self.lines(rel)
-            .iter()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(String::from))
-            .unwrap_or_else(|| panic!("no {key}= in {rel}:\n{}", self.text(rel)))
-    }
-}
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -159,18 +127,7 @@ fn a_system_disk_copy_left_by_a_killed_verify_is_removed_at_the_next_boot() {
     if !lab_or_skip(test) || !common::tool_or_skip(test, "blkid") {
         return;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("lightsnap-vm-")
-        .tempdir()
-        .unwrap();
-    // LIGHTSNAP_VM_KEEP=1 (as for scripts/vm) keeps what the guest wrote, to look at.
-    let (scratch, _cleanup) = if std::env::var_os("LIGHTSNAP_VM_KEEP").is_some_and(|v| v == "1") {
-        let kept = tmp.keep();
-        eprintln!("keeping {}", kept.display());
-        (kept, None)
-    } else {
-        (tmp.path().to_path_buf(), Some(tmp))
-    };
+    let (scratch, _cleanup) = scratch_dir("lightsnap-vm-");
     let lab = lab_dir(&scratch, &[], false);
     let deb = deb();
     std::fs::copy(deb, lab.join(deb.file_name().unwrap())).unwrap();
@@ -178,33 +135,21 @@ fn a_system_disk_copy_left_by_a_killed_verify_is_removed_at_the_next_boot() {
     system_copy_image(&lab.join("system.img"), &identity);
     let out = scratch.join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let started = Instant::now();
-    let result = Command::new(repo().join("scripts/vm"))
-        .args([
-            "--distro",
-            "bookworm",
-            "--hotplug",
-            "--root-by-serial",
-            "--reset-on",
-            "reset",
-        ])
-        .arg("--copy")
-        .arg(format!("{}:/opt/lab", lab.display()))
-        .arg("--out")
-        .arg(&out)
-        .args(["--", "bash", "/opt/lab/bootcopy.sh"])
-        .output()
-        .expect("running scripts/vm");
-    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-    eprintln!(
-        "scripts/vm ({:.1} s):\n--- stdout\n{}--- stderr\n{stderr}",
-        started.elapsed().as_secs_f64(),
-        String::from_utf8_lossy(&result.stdout)
-    );
-    assert!(
-        result.status.success(),
-        "scripts/vm failed with {}",
-        result.status
+    boot_ok(
+        Command::new(repo().join("scripts/vm"))
+            .args([
+                "--distro",
+                "bookworm",
+                "--hotplug",
+                "--root-by-serial",
+                "--reset-on",
+                "reset",
+            ])
+            .arg("--copy")
+            .arg(format!("{}:/opt/lab", lab.display()))
+            .arg("--out")
+            .arg(&out)
+            .args(["--", "bash", "/opt/lab/bootcopy.sh"]),
     );
     let b1 = Out(out.join("bootcopy/boot1"));
     let b2 = Out(out.join("bootcopy/boot2"));

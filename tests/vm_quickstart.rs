@@ -52,7 +52,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use common::run;
-use common::vm::{deb, lab_dir, lab_or_skip, repo};
+use common::vm::{deb, lab_dir, lab_or_skip, repo, scratch_dir};
 use serde_json::Value;
 
 const DISTROS: [&str; 3] = ["bullseye", "bookworm", "trixie"];
@@ -299,18 +299,7 @@ fn the_readme_quickstart_as_shipped_on_three_booted_guests() {
         return;
     }
     let readme = Readme::read();
-    let tmp = tempfile::Builder::new()
-        .prefix("lightsnap-vm-quickstart-")
-        .tempdir()
-        .unwrap();
-    // LIGHTSNAP_VM_KEEP=1 (as for scripts/vm) keeps what the guests wrote, to look at.
-    let (scratch, _cleanup) = if std::env::var_os("LIGHTSNAP_VM_KEEP").is_some_and(|v| v == "1") {
-        let kept = tmp.keep();
-        eprintln!("keeping {}", kept.display());
-        (kept, None)
-    } else {
-        (tmp.path().to_path_buf(), Some(tmp))
-    };
+    let (scratch, _cleanup) = scratch_dir("lightsnap-vm-quickstart-");
     // The images first, one at a time (cached after the first build).
     for distro in DISTROS {
         run(Command::new(repo().join("scripts/vm")).args(["image", "--distro", distro]));

@@ -14,11 +14,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
-use common::vm::{lab_dir, lab_or_skip, repo, ROOT_SERIAL};
+use common::vm::{boot_ok, lab_dir, lab_or_skip, repo, scratch_dir, Out, ROOT_SERIAL};
 use serde_json::Value;
 
 /// The data disk's serial.
@@ -29,46 +27,6 @@ const LVM_SERIAL: &str = "vol00000000000000e1a";
 const XFS_SERIAL: &str = "vol00000000000000f5f";
 /// The two disks of group `spanvg` (one LV across both).
 const SPAN_SERIALS: [&str; 2] = ["vol000000000000005a1", "vol000000000000005b2"];
-
-/// What the guest wrote under /out.
-struct Out(PathBuf);
-
-impl Out {
-    fn text(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.0.join(rel))
-            .unwrap_or_else(|e| panic!("reading /out/{rel} of the guest: {e}"))
-    }
-
-    fn json(&self, rel: &str) -> Value {
-        serde_json::from_str(&self.text(rel))
-            .unwrap_or_else(|e| panic!("/out/{rel} is not JSON: {e}\n{}", self.text(rel)))
-    }
-
-    fn lines(&self, rel: &str) -> Vec<String> {
-        self.text(rel).lines().map(String::from).collect()
-    }
-
-    /// A lightsnap run's report (in `dir`), checked to have exited 0 and to match the
-    /// published JSON Schema of its command's document.
-    fn report_of(&self, dir: &str, document: &str) -> Value {
-        let doc = self.report(dir);
-        common::assert_matches_schema(document, &doc);
-        doc
-    }
-
-    /// A lightsnap run's report (in `dir`), checked to have exited 0.
-    fn report(&self, dir: &str) -> Value {
-        let code: i32 = self.text(&format!("{dir}/code")).trim().parse().unwrap();
-        assert_eq!(
-            code,
-            0,
-            "lightsnap in {dir} exited {code}:\n{}\n{}",
-            self.text(&format!("{dir}/stderr")),
-            self.text(&format!("{dir}/report.json"))
-        );
-        self.json(&format!("{dir}/report.json"))
-    }
-}
 
 /// The fake's calls of `operation`.
 fn calls_of<'a>(calls: &'a Value, operation: &str) -> Vec<&'a Value> {
@@ -85,18 +43,7 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     if !lab_or_skip("verify_finds_the_hot_plugged_nvme_disk_by_its_serial") {
         return;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("lightsnap-vm-")
-        .tempdir()
-        .unwrap();
-    // LIGHTSNAP_VM_KEEP=1 (as for scripts/vm) keeps what the guest wrote, to look at.
-    let (scratch, _cleanup) = if std::env::var_os("LIGHTSNAP_VM_KEEP").is_some_and(|v| v == "1") {
-        let kept = tmp.keep();
-        eprintln!("keeping {}", kept.display());
-        (kept, None)
-    } else {
-        (tmp.path().to_path_buf(), Some(tmp))
-    };
+    let (scratch, _cleanup) = scratch_dir("lightsnap-vm-");
     let lab = lab_dir(
         &scratch,
         &[
@@ -110,37 +57,25 @@ fn verify_finds_the_hot_plugged_nvme_disk_by_its_serial() {
     );
     let out = scratch.join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let started = Instant::now();
-    let result = Command::new(repo().join("scripts/vm"))
-        .args(["--distro", "bookworm", "--hotplug", "--nvme"])
-        // Small: the fake copies the disk inside CreateDiskSnapshot and again inside
-        // AttachDisk, over 9p, under TCG.
-        .arg(format!("{DATA_SERIAL}:32M"))
-        .arg("--nvme")
-        .arg(format!("{LVM_SERIAL}:32M"))
-        .arg("--nvme")
-        .arg(format!("{XFS_SERIAL}:320M"))
-        .arg("--nvme")
-        .arg(format!("{}:16M", SPAN_SERIALS[0]))
-        .arg("--nvme")
-        .arg(format!("{}:16M", SPAN_SERIALS[1]))
-        .arg("--copy")
-        .arg(format!("{}:/opt/lab", lab.display()))
-        .arg("--out")
-        .arg(&out)
-        .args(["--", "bash", "/opt/lab/verify.sh"])
-        .output()
-        .expect("running scripts/vm");
-    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-    eprintln!(
-        "scripts/vm ({:.1} s):\n--- stdout\n{}--- stderr\n{stderr}",
-        started.elapsed().as_secs_f64(),
-        String::from_utf8_lossy(&result.stdout)
-    );
-    assert!(
-        result.status.success(),
-        "scripts/vm failed with {}",
-        result.status
+    let stderr = boot_ok(
+        Command::new(repo().join("scripts/vm"))
+            .args(["--distro", "bookworm", "--hotplug", "--nvme"])
+            // Small: the fake copies the disk inside CreateDiskSnapshot and again inside
+            // AttachDisk, over 9p, under TCG.
+            .arg(format!("{DATA_SERIAL}:32M"))
+            .arg("--nvme")
+            .arg(format!("{LVM_SERIAL}:32M"))
+            .arg("--nvme")
+            .arg(format!("{XFS_SERIAL}:320M"))
+            .arg("--nvme")
+            .arg(format!("{}:16M", SPAN_SERIALS[0]))
+            .arg("--nvme")
+            .arg(format!("{}:16M", SPAN_SERIALS[1]))
+            .arg("--copy")
+            .arg(format!("{}:/opt/lab", lab.display()))
+            .arg("--out")
+            .arg(&out)
+            .args(["--", "bash", "/opt/lab/verify.sh"]),
     );
     let b = Out(out.join("verify"));
 

@@ -119,3 +119,89 @@ pub fn deb() -> &'static Path {
         repo().join(deb)
     })
 }
+
+/// What a guest wrote under /out (or a directory of it): read by the assertions, each read
+/// failing with the file's name.
+pub struct Out(pub PathBuf);
+
+impl Out {
+    pub fn text(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.0.join(rel))
+            .unwrap_or_else(|e| panic!("reading {}/{rel} of the guest: {e}", self.0.display()))
+    }
+
+    pub fn trimmed(&self, rel: &str) -> String {
+        self.text(rel).trim().to_string()
+    }
+
+    pub fn json(&self, rel: &str) -> serde_json::Value {
+        serde_json::from_str(&self.text(rel))
+            .unwrap_or_else(|e| panic!("{rel} is not JSON: {e}\n{}", self.text(rel)))
+    }
+
+    pub fn lines(&self, rel: &str) -> Vec<String> {
+        self.text(rel).lines().map(String::from).collect()
+    }
+
+    /// `KEY=VALUE` lines (`blkid -o export`, `systemctl show`).
+    pub fn value(&self, rel: &str, key: &str) -> String {
+        self.lines(rel)
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(String::from))
+            .unwrap_or_else(|| panic!("no {key}= in {rel}:\n{}", self.text(rel)))
+    }
+
+    /// A lightsnap run's report (in `dir`: `code`, `stderr`, `report.json`), checked to have
+    /// exited 0.
+    pub fn report(&self, dir: &str) -> serde_json::Value {
+        let code: i32 = self.trimmed(&format!("{dir}/code")).parse().unwrap();
+        assert_eq!(
+            code,
+            0,
+            "lightsnap in {dir} exited {code}:\n{}\n{}",
+            self.text(&format!("{dir}/stderr")),
+            self.text(&format!("{dir}/report.json"))
+        );
+        self.json(&format!("{dir}/report.json"))
+    }
+
+    /// [`Out::report`], also checked to match the published JSON Schema of `document`.
+    pub fn report_of(&self, dir: &str, document: &str) -> serde_json::Value {
+        let doc = self.report(dir);
+        super::assert_matches_schema(document, &doc);
+        doc
+    }
+}
+
+/// A test's scratch directory (`prefix` names it): removed with the guard, or kept and said
+/// when LIGHTSNAP_VM_KEEP=1 (as for scripts/vm), to look at what the guests wrote.
+pub fn scratch_dir(prefix: &str) -> (PathBuf, Option<tempfile::TempDir>) {
+    let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    if std::env::var_os("LIGHTSNAP_VM_KEEP").is_some_and(|v| v == "1") {
+        let kept = tmp.keep();
+        eprintln!("keeping {}", kept.display());
+        (kept, None)
+    } else {
+        (tmp.path().to_path_buf(), Some(tmp))
+    }
+}
+
+/// Runs `scripts/vm` (`cmd`), prints what it printed and how long it took, and fails the
+/// test unless the guest's command succeeded; returns scripts/vm's stderr (the lab's own lines,
+/// such as what it plugged and unplugged).
+pub fn boot_ok(cmd: &mut Command) -> String {
+    let started = std::time::Instant::now();
+    let result = cmd.output().expect("running scripts/vm");
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    eprintln!(
+        "scripts/vm ({:.1} s):\n--- stdout\n{}--- stderr\n{stderr}",
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&result.stdout),
+    );
+    assert!(
+        result.status.success(),
+        "scripts/vm failed with {}",
+        result.status
+    );
+    stderr
+}
