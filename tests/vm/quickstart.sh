@@ -26,10 +26,20 @@ mount -t tmpfs -o size=512M,mode=0700 lab-snaps "$SNAPS"
 # --- the instance, before the user's path: a data disk mounted from fstab, a database ------
 data=$(disk_by_serial "$DATA")
 mkfs.ext4 -q -L data "$data"
-echo "UUID=$(blkid -s UUID -o value "$data") /data ext4 defaults,nofail 0 2" >>/etc/fstab
+uuid=$(blkid -s UUID -o value "$data")
+echo "UUID=$uuid /data ext4 defaults,nofail 0 2" >>/etc/fstab
 mkdir -p /data
+# Mounted the way boot mounts it, through its unit, once udev knows the new filesystem: a
+# plain `mount /data` before udev has made /dev/disk/by-uuid/$uuid is unmounted again by
+# systemd moments later (the fstab unit binds to a device unit not yet active; seen on
+# Debian 11), and MariaDB's data then lands on the root filesystem.
+udevadm trigger --action=change --settle "$data"
 systemctl daemon-reload
-mount /data
+systemctl start data.mount
+if ! mountpoint -q /data || [ "$(findmnt -n -o UUID /data)" != "$uuid" ]; then
+  log "the data disk is not mounted at /data"
+  exit 1
+fi
 if [ "$db" = mariadb ]; then
   # MariaDB with its data on the data disk: `datadir` in a configuration file of its own,
   # the data directory made there by mariadb-install-db (as the package makes
@@ -46,6 +56,10 @@ if [ "$db" = mariadb ]; then
   systemctl start mariadb.service
   mariadb -e "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64)) ENGINE=InnoDB; INSERT INTO shop.orders (note) VALUES ('first'), ('second'), ('third');"
   mariadb --batch --skip-column-names -e 'SELECT VERSION(); SELECT @@datadir' >"$out/mariadb"
+fi
+if [ "$(findmnt -n -o UUID /data)" != "$uuid" ]; then
+  log "the data disk is no longer mounted at /data"
+  exit 1
 fi
 
 # --- the fake Lightsail: instance web-1 in us-east-1 (the README's example), its system disk
