@@ -174,6 +174,25 @@ fn loops_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Fails unless every loop device lightsnap attached under `dir` is gone. A released loop
+/// device (autoclear) is detached by the kernel only when its last opener has closed it,
+/// which can be a moment after lightsnap has let go (seen once under load): polled until
+/// gone, up to a deadline.
+fn assert_no_loops_under(dir: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = loops_under(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "loop devices left attached: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_good_snapshot_verifies_clean_and_is_tagged() {
     let Some(s) = Restore::new(
@@ -212,7 +231,7 @@ fn a_good_snapshot_verifies_clean_and_is_tagged() {
         .unwrap()
         .ends_with('Z'));
     assert_eq!(s.disk_names(), ["data-1"], "the scratch disk is deleted");
-    assert!(loops_under(s.scratch.path()).is_empty());
+    assert_no_loops_under(s.scratch.path());
     // The calls, in order: restored in this instance's zone, attached here, undone.
     let ops = s.operations();
     let pos = |op: &str| {
@@ -292,7 +311,7 @@ fn a_corrupted_restore_fails_is_tagged_failed_and_its_disk_is_deleted() {
     );
     assert_eq!(s.tags_of("s1")["lightsnap:verified"], "failed");
     assert_eq!(s.disk_names(), ["data-1"], "the scratch disk is deleted");
-    assert!(loops_under(s.scratch.path()).is_empty());
+    assert_no_loops_under(s.scratch.path());
     assert!(
         !log.exists(),
         "no hook runs against a disk that failed its check"
@@ -403,7 +422,7 @@ fn a_killed_run_leaves_a_scratch_disk_the_next_one_removes() {
         "unmounted"
     );
     assert_eq!(s.disk_names(), ["data-1"]);
-    assert!(loops_under(s.scratch.path()).is_empty());
+    assert_no_loops_under(s.scratch.path());
 }
 
 /// A copy of the system disk is recorded for the boot step (`restore::bootcopy`) before
@@ -488,7 +507,7 @@ fn a_system_copy_is_recorded_while_attached_and_cleared_when_detached() {
     );
     let left: Vec<_> = std::fs::read_dir(&records).unwrap().collect();
     assert!(left.is_empty(), "the record is cleared: {left:?}");
-    assert!(loops_under(s.scratch.path()).is_empty());
+    assert_no_loops_under(s.scratch.path());
 }
 
 /// `thaw --recover --boot` (the boot step's command, as its unit runs it): nothing recorded,
@@ -899,7 +918,7 @@ fn a_stop_request_or_the_timeout_undoes_everything() {
     let untagged = |s: &Restore| s.tags_of("s1").get("lightsnap:verified").is_none();
     assert!(untagged(&s));
     assert_eq!(s.disk_names(), ["data-1"]);
-    assert!(loops_under(s.scratch.path()).is_empty());
+    assert_no_loops_under(s.scratch.path());
     let mount = s.scratch.path().join("run/verify");
     let mounted = || {
         lightsnap::kernel::mountinfo::read()
@@ -1103,7 +1122,7 @@ fn a_leftover_mounted_elsewhere_is_reported_not_detached() {
         "{r:?}"
     );
     assert_eq!(s.disk_names(), ["data-1"]);
-    assert!(loops_under(s.scratch.path()).is_empty());
+    assert_no_loops_under(s.scratch.path());
     let r = s.run(&["status"]);
     assert!(!r.stdout.contains("left by verify"), "{r:?}");
 }
@@ -1141,7 +1160,7 @@ fn a_replay_mount_left_by_a_kill_is_cleaned_by_the_next_verify() {
     );
     assert!(!replay.exists());
     assert_eq!(s.disk_names(), ["data-1"]);
-    assert!(loops_under(s.scratch.path()).is_empty());
+    assert_no_loops_under(s.scratch.path());
 }
 
 /// A checker that is not installed, and a restored disk holding a layout lightsnap does not
